@@ -21,7 +21,8 @@ struct Error {
   int column = 0;
   std::string message;  // what is wrong and what would be valid
 
-  // "vports[2].attach.devargs: <message> (line 14, col 11)"
+  // "vports[2].attach.devargs: <message> (line 14, col 11)". An empty path (a problem with the source as a
+  // whole: unreadable file, YAML syntax) drops the "<path>: " prefix; an unknown line drops the suffix.
   std::string to_string() const;
 };
 
@@ -97,5 +98,9 @@ LoadResult load_config_file(const std::string& path);
 
 // The default config embedded in the binary (config/default.yaml).
 const char* default_config_yaml();
+
+// The spelling of each enum value in YAML ("auto", "l2", ...). The loader accepts exactly these.
+const char* to_string(HugepageMode mode);
+const char* to_string(PipelineMode mode);
 
 }  // namespace esw::cfg

@@ -1,1 +1,229 @@
-// placeholder
+#include "dataplane/eal.h"
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_log.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <regex>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "dataplane/error.h"
+
+namespace esw::dp {
+namespace {
+
+constexpr size_t kKeptLogLines = 8;
+
+struct EalState {
+  bool initialised = false;
+  bool hugepages = false;
+  std::string file_prefix;
+  std::string runtime_dir;  // removed at cleanup
+  FILE* log_stream = nullptr;
+  std::mutex log_mu;
+  std::deque<std::string> errors;  // WARNING or worse, most recent last
+  std::string partial;             // a line written in pieces
+  int echo_level = RTE_LOG_CRIT;   // forwarded to stderr at this level or worse (errors are folded into our messages)
+};
+
+EalState& state() {
+  static EalState s;
+  return s;
+}
+
+// DPDK writes every log message through this cookie stream. We keep the recent warnings and errors so a failed
+// operation can name its cause, and echo only real errors to stderr so normal start-up stays quiet.
+ssize_t log_write(void*, const char* buf, size_t size) {
+  EalState& s = state();
+  const uint32_t level = rte_log_cur_msg_loglevel();
+  std::lock_guard lock(s.log_mu);
+  if (level <= static_cast<uint32_t>(s.echo_level)) {
+    (void)!fwrite(buf, 1, size, stderr);
+  }
+  if (level <= RTE_LOG_WARNING) {
+    s.partial.append(buf, size);
+    size_t nl;
+    while ((nl = s.partial.find('\n')) != std::string::npos) {
+      std::string line = s.partial.substr(0, nl);
+      s.partial.erase(0, nl + 1);
+      if (line.empty()) continue;
+      s.errors.push_back(std::move(line));
+      if (s.errors.size() > kKeptLogLines) s.errors.pop_front();
+    }
+  }
+  return static_cast<ssize_t>(size);
+}
+
+void install_log_capture() {
+  EalState& s = state();
+  if (s.log_stream != nullptr) return;
+  cookie_io_functions_t io{};
+  io.write = log_write;
+  s.log_stream = fopencookie(nullptr, "w", io);
+  if (s.log_stream != nullptr) {
+    setvbuf(s.log_stream, nullptr, _IONBF, 0);
+    rte_openlog_stream(s.log_stream);
+  }
+}
+
+std::string runtime_dir_for(const std::string& prefix) {
+  // Mirrors EAL's choice: /var/run/dpdk for root, $XDG_RUNTIME_DIR/dpdk (or /tmp/dpdk) otherwise.
+  std::string base = "/var/run";
+  if (geteuid() != 0) {
+    const char* xdg = getenv("XDG_RUNTIME_DIR");
+    base = xdg != nullptr ? xdg : "/tmp";
+  }
+  return base + "/dpdk/" + prefix;
+}
+
+void remove_runtime_dir(const std::string& dir) {
+  if (dir.empty()) return;
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  // Leave the shared parent (/var/run/dpdk) alone unless we emptied it.
+  std::filesystem::remove(std::filesystem::path(dir).parent_path(), ec);
+}
+
+}  // namespace
+
+bool hugepages_available() {
+  std::ifstream mounts("/proc/mounts");
+  std::string dev, dir, type, rest;
+  bool mounted = false;
+  while (mounts >> dev >> dir >> type && std::getline(mounts, rest)) {
+    if (type == "hugetlbfs") {
+      mounted = true;
+      break;
+    }
+  }
+  if (!mounted) return false;
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  long value = 0;
+  while (meminfo >> key >> value) {
+    if (key == "HugePages_Free:") return value > 0;
+    meminfo.ignore(256, '\n');
+  }
+  return false;
+}
+
+std::string pci_address_of(const std::string& devargs) {
+  static const std::regex kPci(R"(^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])");
+  std::smatch m;
+  if (std::regex_search(devargs, m, kPci)) return m.str(0);
+  return {};
+}
+
+std::vector<std::string> eal_args(const cfg::DataplaneConfig& dp, bool use_hugepages,
+                                  const std::vector<std::string>& pci_allow, const std::string& file_prefix) {
+  std::vector<std::string> args{"eswitchd"};
+  std::string lcores = fmt::format("{}", dp.main_core);
+  for (int c : dp.worker_cores) lcores += fmt::format(",{}", c);
+  args.insert(args.end(), {"-l", lcores, "--main-lcore", fmt::format("{}", dp.main_core)});
+  args.insert(args.end(), {"-m", fmt::format("{}", dp.memory_mb)});
+  if (!use_hugepages) args.push_back("--no-huge");
+  args.insert(args.end(), {"--file-prefix", file_prefix});
+  if (pci_allow.empty()) {
+    args.push_back("--no-pci");
+  } else {
+    for (const auto& a : pci_allow) args.insert(args.end(), {"-a", a});
+  }
+  // Telemetry stays on (dpdk-telemetry.py); multi-process stays on (dpdk-dumpcap).
+  args.insert(args.end(), dp.eal_extra.begin(), dp.eal_extra.end());
+  return args;
+}
+
+void Eal::init(const cfg::Config& config, const std::vector<std::string>& extra_args) {
+  EalState& s = state();
+  if (s.initialised) throw Error("EAL: already initialised in this process");
+  const cfg::DataplaneConfig& dp = config.dataplane;
+
+  bool huge = false;
+  switch (dp.hugepages) {
+    case cfg::HugepageMode::kOn:
+      if (!hugepages_available()) {
+        throw Error("dataplane.hugepages: 'on' but no hugetlbfs with free pages is mounted (use 'auto' or 'off')");
+      }
+      huge = true;
+      break;
+    case cfg::HugepageMode::kOff: huge = false; break;
+    case cfg::HugepageMode::kAuto: huge = hugepages_available(); break;
+  }
+  s.hugepages = huge;
+  s.file_prefix = dp.file_prefix.empty() ? fmt::format("esw-{}", getpid()) : dp.file_prefix;
+  s.runtime_dir = runtime_dir_for(s.file_prefix);
+
+  std::vector<std::string> pci;
+  auto add_pci = [&](const cfg::Attachment& a) {
+    std::string p = pci_address_of(a.devargs);
+    if (!p.empty()) pci.push_back(a.devargs);
+  };
+  for (const auto& u : config.uplinks) add_pci(u.attach);
+  for (const auto& v : config.vports) add_pci(v.attach);
+
+  std::vector<std::string> args = eal_args(dp, huge, pci, s.file_prefix);
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  install_log_capture();
+  clear_dpdk_errors();
+  const bool existed = std::filesystem::exists(s.runtime_dir);
+  int rc = rte_eal_init(static_cast<int>(argv.size() - 1), argv.data());
+  if (rc < 0) {
+    const int err = rte_errno;
+    std::string cause = last_dpdk_error();
+    // A prefix that belongs to a running process must not be deleted under it.
+    if (!existed) remove_runtime_dir(s.runtime_dir);
+    std::string hint;
+    if (err == EACCES || err == EPERM || geteuid() != 0) hint = " (eswitchd needs root: run it with sudo)";
+    else if (err == ENOMEM) hint = fmt::format(" (dataplane.memory_mb is {})", dp.memory_mb);
+    else if (err == EALREADY) hint = " (EAL already initialised)";
+    throw Error(fmt::format("EAL init failed: {}{}{}", rte_strerror(err), cause.empty() ? "" : ": " + cause, hint));
+  }
+  s.initialised = true;
+}
+
+void Eal::cleanup() {
+  EalState& s = state();
+  if (s.initialised) {
+    rte_eal_cleanup();
+    s.initialised = false;
+  }
+  remove_runtime_dir(s.runtime_dir);
+  s.runtime_dir.clear();
+}
+
+bool Eal::initialised() { return state().initialised; }
+bool Eal::using_hugepages() { return state().hugepages; }
+const std::string& Eal::file_prefix() { return state().file_prefix; }
+
+std::string Eal::last_dpdk_error() {
+  EalState& s = state();
+  std::lock_guard lock(s.log_mu);
+  if (s.errors.empty()) return {};
+  std::string line = s.errors.back();
+  while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
+  return line;
+}
+
+void Eal::clear_dpdk_errors() {
+  EalState& s = state();
+  std::lock_guard lock(s.log_mu);
+  s.errors.clear();
+  s.partial.clear();
+}
+
+}  // namespace esw::dp

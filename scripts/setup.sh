@@ -11,7 +11,7 @@ PKGS=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libclang-rt-14-dev
   # tests and demo
-  iproute2 iputils-ping netcat-openbsd tcpdump tshark python3 python3-scapy procps psmisc
+  iproute2 ethtool iputils-ping netcat-openbsd tcpdump tshark python3 python3-scapy procps psmisc
 )
 
 missing=()

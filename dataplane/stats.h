@@ -1,0 +1,70 @@
+#pragma once
+// Per-core counters. Each worker owns one WorkerStats and is its only writer (plain increments, no atomics);
+// readers on the main lcore sum all workers. A torn 64-bit read cannot happen on x86-64/aarch64, and a sum may
+// lag by one burst, which is what every DPDK switch accepts for counters.
+
+#include <rte_common.h>
+
+#include <array>
+#include <cstdint>
+
+namespace esw::dp {
+
+inline constexpr uint16_t kMaxPorts = 256;
+inline constexpr uint16_t kMaxQueuesPerPort = 16;
+
+// Why the switch dropped a packet (not counting the port's own tx-full drops).
+enum class DropReason : uint8_t {
+  kNoRoute,    // the pipeline had nowhere to send it
+  kMalformed,  // headers too short or inconsistent
+  kRule,       // a rule said drop
+  kCount
+};
+inline constexpr const char* drop_reason_name(DropReason r) {
+  switch (r) {
+    case DropReason::kNoRoute: return "no_route";
+    case DropReason::kMalformed: return "malformed";
+    case DropReason::kRule: return "rule";
+    case DropReason::kCount: break;
+  }
+  return "?";
+}
+
+struct alignas(RTE_CACHE_LINE_SIZE) PortCounters {
+  uint64_t rx_packets = 0;
+  uint64_t rx_bytes = 0;
+  uint64_t tx_packets = 0;
+  uint64_t tx_bytes = 0;
+  uint64_t tx_dropped = 0;  // the port's tx queue was full
+  std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> dropped{};  // by ingress port
+
+  PortCounters& operator+=(const PortCounters& o) {
+    rx_packets += o.rx_packets;
+    rx_bytes += o.rx_bytes;
+    tx_packets += o.tx_packets;
+    tx_bytes += o.tx_bytes;
+    tx_dropped += o.tx_dropped;
+    for (size_t i = 0; i < dropped.size(); ++i) dropped[i] += o.dropped[i];
+    return *this;
+  }
+  uint64_t dropped_total() const {
+    uint64_t t = 0;
+    for (uint64_t d : dropped) t += d;
+    return t;
+  }
+};
+
+struct alignas(RTE_CACHE_LINE_SIZE) QueueCounters {
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+  uint64_t polls = 0;        // rx_burst calls
+  uint64_t empty_polls = 0;  // rx_burst calls that returned nothing
+};
+
+struct WorkerStats {
+  std::array<PortCounters, kMaxPorts> ports{};
+  uint64_t loops = 0;
+  uint64_t idle_sleeps = 0;
+};
+
+}  // namespace esw::dp

@@ -1,0 +1,57 @@
+#pragma once
+// A poll-mode worker: polls its assigned (port, queue) pairs in bursts, runs them through the current
+// pipeline snapshot and transmits on its own tx queue of every port. Reports RCU quiescence once per loop;
+// goes RCU-offline while it sleeps when idle.
+
+#include <rte_rcu_qsbr.h>
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "dataplane/pipeline.h"
+#include "dataplane/stats.h"
+#include "dataplane/worker_context.h"
+
+namespace esw::dp {
+
+struct RxQueueRef {
+  uint16_t port_index;  // switch port index
+  uint16_t port_id;     // DPDK port id
+  uint16_t queue;
+  QueueCounters* counters;  // owned by the worker
+};
+
+struct WorkerParams {
+  uint16_t index = 0;
+  unsigned lcore = 0;
+  uint16_t burst = 32;
+  uint32_t idle_sleep_us = 0;
+  rte_rcu_qsbr* qsbr = nullptr;
+  const std::atomic<const Pipeline*>* pipeline = nullptr;
+  const std::atomic<bool>* stop = nullptr;
+};
+
+class Worker {
+ public:
+  explicit Worker(const WorkerParams& params);
+
+  void add_rx_queue(uint16_t port_index, uint16_t port_id, uint16_t queue);
+  void set_ports(const std::vector<uint16_t>& port_ids);
+
+  // The poll loop; returns when *stop becomes true, after flushing its tx buffers.
+  void run() noexcept;
+  static int launch(void* self) noexcept;  // rte_eal_remote_launch entry
+
+  const WorkerParams& params() const { return params_; }
+  const WorkerStats& stats() const { return ctx_.stats; }
+  const std::vector<RxQueueRef>& rx_queues() const { return rxqs_; }
+
+ private:
+  WorkerParams params_;
+  std::vector<RxQueueRef> rxqs_;
+  std::vector<QueueCounters> queue_counters_;
+  WorkerContext ctx_;
+};
+
+}  // namespace esw::dp

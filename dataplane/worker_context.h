@@ -1,0 +1,62 @@
+#pragma once
+// What one worker owns while it processes a burst: per-port transmit buffers and counters. Single writer
+// (the worker); the main lcore only reads counters.
+
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+
+#include <array>
+#include <cstdint>
+
+#include "dataplane/stats.h"
+
+namespace esw::dp {
+
+inline constexpr uint16_t kMaxBurst = 64;
+
+struct TxBuffer {
+  uint16_t count = 0;
+  std::array<rte_mbuf*, kMaxBurst> pkts{};
+};
+
+struct WorkerContext {
+  uint16_t worker_index = 0;  // also the tx queue this worker uses on every port
+  uint16_t nb_ports = 0;
+  std::array<uint16_t, kMaxPorts> port_ids{};  // switch port index -> DPDK port id
+  std::array<TxBuffer, kMaxPorts> tx{};
+  WorkerStats stats;
+
+  void flush(uint16_t port) noexcept {
+    TxBuffer& b = tx[port];
+    if (b.count == 0) return;
+    const uint16_t sent = rte_eth_tx_burst(port_ids[port], worker_index, b.pkts.data(), b.count);
+    PortCounters& c = stats.ports[port];
+    uint64_t bytes = 0;
+    for (uint16_t i = 0; i < sent; ++i) bytes += b.pkts[i]->pkt_len;
+    c.tx_packets += sent;
+    c.tx_bytes += bytes;
+    if (sent < b.count) {
+      c.tx_dropped += b.count - sent;
+      rte_pktmbuf_free_bulk(&b.pkts[sent], b.count - sent);
+    }
+    b.count = 0;
+  }
+
+  void flush_all() noexcept {
+    for (uint16_t p = 0; p < nb_ports; ++p) flush(p);
+  }
+
+  // Queues m for transmission on `port`; sends a full buffer right away.
+  void enqueue(uint16_t port, rte_mbuf* m) noexcept {
+    TxBuffer& b = tx[port];
+    b.pkts[b.count++] = m;
+    if (b.count == kMaxBurst) flush(port);
+  }
+
+  void drop(uint16_t in_port, rte_mbuf* m, DropReason why) noexcept {
+    stats.ports[in_port].dropped[static_cast<size_t>(why)]++;
+    rte_pktmbuf_free(m);
+  }
+};
+
+}  // namespace esw::dp
