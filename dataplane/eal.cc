@@ -214,7 +214,15 @@ std::string Eal::last_dpdk_error() {
   EalState& s = state();
   std::lock_guard lock(s.log_mu);
   if (s.errors.empty()) return {};
+  // A driver's own line ("net_af_packet0: ioctl failed (SIOCGIFINDEX): No such device") says more than the
+  // generic EAL lines that follow it ("EAL: Failed to attach device on primary process").
   std::string line = s.errors.back();
+  for (const auto& l : s.errors) {
+    if (l.rfind("EAL:", 0) != 0) {
+      line = l;
+      break;
+    }
+  }
   while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
   return line;
 }

@@ -27,13 +27,12 @@ const char* port_role_name(PortRole r) {
 Port::~Port() { close(); }
 
 void Port::fail(const std::string& what, int err) const {
-  std::string cause = Eal::last_dpdk_error();
+  // The driver's own log line names the cause better than the errno the generic layers return.
+  const std::string cause = Eal::last_dpdk_error();
   std::string msg = fmt::format("port {} ({}): {}", spec_.name, spec_.devargs, what);
-  if (err != 0) msg += fmt::format(": {}", rte_strerror(err < 0 ? -err : err));
-  if (!cause.empty()) msg += fmt::format(" [dpdk: {}]", cause);
-  if ((err == -EPERM || err == EPERM || err == -EACCES || err == EACCES) && geteuid() != 0) {
-    msg += " (eswitchd needs root)";
-  }
+  if (!cause.empty()) msg += fmt::format(": {}", cause);
+  else if (err != 0) msg += fmt::format(": {}", rte_strerror(err < 0 ? -err : err));
+  if (geteuid() != 0) msg += " (eswitchd needs root)";
   throw Error(msg);
 }
 
@@ -48,7 +47,6 @@ void Port::open(const PortSpec& spec, uint16_t index, rte_mempool* pool) {
   if (rte_eth_dev_get_port_by_name(dev_name_.c_str(), &pid) != 0) {
     int rc = rte_dev_probe(spec.devargs.c_str());
     if (rc < 0) {
-      if (geteuid() != 0) fail("cannot open device (eswitchd needs root)", rc);
       fail("cannot open device", rc);
     }
     probed_by_us_ = true;

@@ -35,11 +35,11 @@ int Worker::launch(void* self) noexcept {
 }
 
 void Worker::run() noexcept {
-  const uint16_t burst = std::min<uint16_t>(params_.burst, kMaxBurst);
+  const uint16_t burst = std::min<uint16_t>(params_.burst, kMaxRxBurst);
   rte_rcu_qsbr* qs = params_.qsbr;
   const unsigned tid = params_.index;
   rte_rcu_qsbr_thread_online(qs, tid);
-  rte_mbuf* pkts[kMaxBurst];
+  rte_mbuf* pkts[kMaxRxBurst];
   uint32_t idle_polls = 0;
   uint32_t sleep_us = kFirstSleepUs;
 

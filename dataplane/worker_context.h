@@ -12,11 +12,11 @@
 
 namespace esw::dp {
 
-inline constexpr uint16_t kMaxBurst = 64;
+inline constexpr uint16_t kMaxRxBurst = 64;
 
 struct TxBuffer {
   uint16_t count = 0;
-  std::array<rte_mbuf*, kMaxBurst> pkts{};
+  std::array<rte_mbuf*, kMaxRxBurst> pkts{};
 };
 
 struct WorkerContext {
@@ -50,7 +50,7 @@ struct WorkerContext {
   void enqueue(uint16_t port, rte_mbuf* m) noexcept {
     TxBuffer& b = tx[port];
     b.pkts[b.count++] = m;
-    if (b.count == kMaxBurst) flush(port);
+    if (b.count == kMaxRxBurst) flush(port);
   }
 
   void drop(uint16_t in_port, rte_mbuf* m, DropReason why) noexcept {
