@@ -5,6 +5,8 @@
 //     locations through the paths recorded in pass 1 and skip values that already failed in pass 1.
 // A new section is a read_<section>() function built from these pieces plus, if needed, a check_<topic>().
 #include <fmt/format.h>
+#include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -16,6 +18,7 @@
 #include <initializer_list>
 #include <limits>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -31,13 +34,13 @@
 namespace esw::cfg {
 namespace {
 
-constexpr int kMaxCore = 1023;                // RTE_MAX_LCORE - 1 of the stock DPDK build
-constexpr int64_t kMaxMempoolCache = 512;     // RTE_MEMPOOL_CACHE_MAX_SIZE
-constexpr int64_t kMaxQueuesPerPort = 1024;   // RTE_MAX_QUEUES_PER_PORT
+constexpr int kMaxCore = 1023;               // RTE_MAX_LCORE - 1 of the stock DPDK build
+constexpr int64_t kMaxMempoolCache = 512;    // RTE_MEMPOOL_CACHE_MAX_SIZE
+constexpr int64_t kMaxQueuesPerPort = 1024;  // RTE_MAX_QUEUES_PER_PORT
 constexpr int64_t kMaxIdleSleepUs = 1'000'000;
-constexpr size_t kMaxPortNameLen = 15;        // IFNAMSIZ - 1: port names become netdev names
+constexpr size_t kMaxPortNameLen = 15;  // IFNAMSIZ - 1: port names become netdev names
 constexpr size_t kMaxFilePrefixLen = 64;
-constexpr size_t kMaxShownLen = 40;           // longer user text is cut in messages
+constexpr size_t kMaxShownLen = 40;  // longer user text is cut in messages
 
 // ---------------------------------------------------------------------------------------------------------------
 // Locations, paths, diagnostics
@@ -121,9 +124,9 @@ struct Value {
 
   void error(std::string message) const { diag->error(path, loc, std::move(message)); }
 
-  Value child(std::string child_path_, const YAML::Node& child_node, Loc child_loc) const {
-    diag->record(child_path_, child_loc);
-    return Value{child_node, std::move(child_path_), child_loc, diag};
+  Value child(std::string child_at, const YAML::Node& child_node, Loc child_loc) const {
+    diag->record(child_at, child_loc);
+    return Value{child_node, std::move(child_at), child_loc, diag};
   }
 };
 
@@ -137,15 +140,18 @@ bool looks_like_integer(std::string_view text) {
 // What the user wrote, for "expected X, got Y".
 std::string describe(const YAML::Node& node) {
   switch (node.Type()) {
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
     case YAML::NodeType::Scalar: {
       const std::string& text = node.Scalar();
       if (!looks_like_integer(text) || text.size() > kMaxShownLen) return quoted(text);
       return is_plain(node) ? text : fmt::format("the string {}", quoted(text));
     }
     case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined: break;
+    case YAML::NodeType::Undefined:
+      break;
   }
   return "nothing";
 }
@@ -438,11 +444,11 @@ std::optional<std::string> check_api_version(std::string& text) {
 }
 
 std::optional<std::string> check_port_name(std::string& text) {
-  const bool ok = !text.empty() && text.size() <= kMaxPortNameLen && is_ascii_alpha(text.front()) &&
-                  std::all_of(text.begin(), text.end(), [](char c) { return is_ascii_alnum(c) || c == '_' || c == '-'; });
+  const bool ok =
+      !text.empty() && text.size() <= kMaxPortNameLen && is_ascii_alpha(text.front()) &&
+      std::all_of(text.begin(), text.end(), [](char c) { return is_ascii_alnum(c) || c == '_' || c == '-'; });
   if (ok) return std::nullopt;
-  return fmt::format("{} is not a valid port name; expected a letter followed by at most {} letters, digits, "
-                     "'_' or '-'",
+  return fmt::format("{} is not a valid port name; expected a letter followed by at most {} letters, digits, '_' or '-'",
                      quoted(text), kMaxPortNameLen - 1);
 }
 
@@ -464,16 +470,18 @@ std::optional<std::string> check_unicast_mac(std::string& text) {
     ok = high >= 0 && low >= 0 && (i + 1 == kBytes || text[i * 3 + 2] == ':');
     bytes[i] = static_cast<uint8_t>(high * 16 + low);
   }
-  if (!ok) return fmt::format("{} is not a MAC address; expected six hex bytes like \"02:00:00:00:00:01\"", quoted(text));
+  if (!ok) {
+    return fmt::format("{} is not a MAC address; expected six hex bytes like \"02:00:00:00:00:01\"", quoted(text));
+  }
   if (bytes[0] & 1) {
-    return fmt::format("{} is a multicast address; expected a unicast MAC address (lowest bit of the first byte "
-                       "clear)",
+    return fmt::format("{} is a multicast address; expected a unicast MAC address (lowest bit of the first byte clear)",
                        quoted(text));
   }
   if (std::all_of(std::begin(bytes), std::end(bytes), [](uint8_t b) { return b == 0; })) {
     return fmt::format("{} is the all-zero address; expected a unicast MAC address", quoted(text));
   }
-  std::transform(text.begin(), text.end(), text.begin(), [](char c) { return c >= 'A' && c <= 'F' ? c - 'A' + 'a' : c; });
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](char c) { return c >= 'A' && c <= 'F' ? c - 'A' + 'a' : c; });
   return std::nullopt;
 }
 
@@ -484,9 +492,10 @@ std::optional<std::string> check_file_prefix(std::string& text) {
                                      return is_ascii_alnum(c) || c == '_' || c == '-' || c == '.';
                                    }));
   if (ok) return std::nullopt;
-  return fmt::format("{} is not a valid file prefix; expected \"\" (the default) or up to {} letters, digits, '_', "
-                     "'-' or '.', starting with a letter or digit",
-                     quoted(text), kMaxFilePrefixLen);
+  return fmt::format(
+      "{} is not a valid file prefix; expected \"\" (the default) or up to {} letters, digits, '_', "
+      "'-' or '.', starting with a letter or digit",
+      quoted(text), kMaxFilePrefixLen);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -599,8 +608,8 @@ void check_cores(const DataplaneConfig& dp, Diagnostics& diag) {
     std::string path = index_path("dataplane.worker_cores", i);
     if (!diag.clean(path)) continue;
     if (dp.worker_cores[i] == dp.main_core && diag.clean(main_path)) {
-      diag.error_at(path, fmt::format("core {} is also {}{}; workers need cores of their own", dp.main_core,
-                                      main_path, diag.in_source(main_path) ? "" : " (its default)"));
+      diag.error_at(path, fmt::format("core {} is also {}{}; workers need cores of their own", dp.main_core, main_path,
+                                      diag.in_source(main_path) ? "" : " (its default)"));
       continue;
     }
     add_site(workers, diag, std::to_string(dp.worker_cores[i]), std::move(path));
@@ -644,10 +653,10 @@ void check_pipeline(const Config& config, Diagnostics& diag) {
 
   auto check_reference = [&](const std::string& path, const std::string& name) {
     if (name.empty() || !diag.clean(path) || ports.contains(name)) return true;
-    diag.error_at(path, port_names.empty()
-                            ? fmt::format("no port named {}; no uplinks or vports are defined", quoted(name))
-                            : fmt::format("no port named {}; expected one of {}", quoted(name),
-                                          fmt::join(port_names, ", ")));
+    diag.error_at(path,
+                  port_names.empty()
+                      ? fmt::format("no port named {}; no uplinks or vports are defined", quoted(name))
+                      : fmt::format("no port named {}; expected one of {}", quoted(name), fmt::join(port_names, ", ")));
     return false;
   };
 
@@ -670,7 +679,60 @@ void check_pipeline(const Config& config, Diagnostics& diag) {
                                          defaulted, mode_path));
   }
   if (pipeline.mode == PipelineMode::kCrossConnect && pipeline.cross_connect.empty()) {
-    diag.error_at(list_path, fmt::format("must list at least one {{from, to}} pair when {} is cross_connect", mode_path));
+    // Point at the list if it is there (empty), else at the mode that asks for it.
+    diag.error(list_path, diag.location_of(diag.in_source(list_path) ? list_path : mode_path),
+               fmt::format("must list at least one {{from, to}} pair when {} is cross_connect", mode_path));
+  }
+}
+
+// Sees document boundaries without building nodes. yaml-cpp 0.7's LoadAll() never returns on a stray ',' at
+// document level ("- a\n,"): the parser yields an empty document without consuming the token, forever, allocating
+// as it goes. A document that starts where the previous one started is that loop.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  const std::vector<YAML::Mark>& starts() const { return starts_; }
+  bool stuck() const { return starts_.size() >= 2 && starts_.back().pos == starts_[starts_.size() - 2].pos; }
+
+  void OnDocumentStart(const YAML::Mark& mark) override { starts_.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+ private:
+  std::vector<YAML::Mark> starts_;
+};
+
+// The one document in `yaml` (a null node when there is none), or nothing after reporting why not.
+std::optional<YAML::Node> parse_document(const std::string& yaml, Diagnostics& diag) {
+  try {
+    std::istringstream stream(yaml);
+    YAML::Parser parser(stream);
+    DocumentStarts documents;
+    while (parser.HandleNextDocument(documents)) {
+      if (documents.stuck()) {
+        const YAML::Mark& at = documents.starts().back();
+        const std::string_view token =
+            at.pos >= 0 && static_cast<size_t>(at.pos) < yaml.size() ? std::string_view(yaml).substr(at.pos, 1) : "";
+        diag.error("", to_loc(at), fmt::format("invalid YAML: unexpected {}", quoted(token)));
+        return std::nullopt;
+      }
+    }
+    if (documents.starts().size() > 1) {
+      diag.error("", to_loc(documents.starts()[1]),
+                 fmt::format("holds {} YAML documents; expected one", documents.starts().size()));
+    }
+    return YAML::Load(yaml);  // the first document only
+  } catch (const YAML::DeepRecursion& e) {  // its message is just "bad file"
+    diag.error("", to_loc(e.mark), fmt::format("invalid YAML: nested more than {} levels deep", e.depth()));
+    return std::nullopt;
+  } catch (const YAML::Exception& e) {
+    diag.error("", to_loc(e.mark), fmt::format("invalid YAML: {}", e.msg));
+    return std::nullopt;
   }
 }
 
@@ -679,19 +741,12 @@ void check_pipeline(const Config& config, Diagnostics& diag) {
 LoadResult load_config_string(const std::string& yaml, const std::string& source_name) {
   Diagnostics diag(source_name);
   LoadResult result;
-  std::vector<YAML::Node> documents;
-  try {
-    documents = YAML::LoadAll(yaml);
-  } catch (const YAML::Exception& e) {  // ParserException, and DeepRecursion for absurd nesting
-    diag.error("", to_loc(e.mark), fmt::format("invalid YAML: {}", e.msg));
+  const std::optional<YAML::Node> document = parse_document(yaml, diag);
+  if (!document) {
     result.errors = diag.take_in_file_order();
     return result;
   }
-  if (documents.size() > 1) {
-    diag.error("", to_loc(documents[1].Mark()),
-               fmt::format("holds {} YAML documents; expected one", documents.size()));
-  }
-  const YAML::Node root = documents.empty() ? YAML::Node() : documents.front();
+  const YAML::Node& root = *document;
   Config config;
   diag.record("", to_loc(root.Mark()));
   read_config(Value{root, "", to_loc(root.Mark()), &diag}, config);
@@ -722,9 +777,8 @@ LoadResult load_config_file(const std::string& path) {
   }
   if (err != 0) {
     LoadResult result;
-    result.errors.push_back(Error{"", 0, 0,
-                                  fmt::format("cannot read config file {:?}: {}", path,
-                                              std::generic_category().message(err))});
+    result.errors.push_back(
+        Error{"", 0, 0, fmt::format("cannot read config file {:?}: {}", path, std::generic_category().message(err))});
     return result;
   }
   return load_config_string(text, path);

@@ -23,9 +23,14 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "dataplane/classifier.h"
+#include "dataplane/fields.h"
 #include "dataplane/flow_key.h"
 #include "dataplane/stats.h"
 
@@ -62,7 +67,7 @@ bool action_modifies_packet(ActionType t) noexcept;
 inline constexpr uint16_t kIngressRepresentor = 0xffff;
 
 struct Action {
-  ActionType type;
+  ActionType type = ActionType::kDrop;
   uint8_t reg = 0;      // set_register: register index
   uint16_t port = 0;    // output / mirror / to_representor target port index
   uint32_t arg = 0;     // meter index; vid/pcp/dscp/ecn/ttl value; push_vlan: tpid << 16 | tci (host order)
@@ -96,17 +101,61 @@ struct MeterProfile {
   uint64_t ebs_or_pbs = 0;
 };
 
-// Per-core meter state, indexed by meter id; (re)built on the worker when the profile table changes.
-struct MeterState {
-  uint64_t generation = 0;
-  std::vector<rte_meter_srtcm_profile> sr_profiles;
-  std::vector<rte_meter_trtcm_profile> tr_profiles;
-  std::vector<rte_meter_srtcm> sr;
-  std::vector<rte_meter_trtcm> tr;
+// Per-core meter run-time state for one meter.
+struct MeterRuntime {
+  rte_meter_srtcm_profile sr_profile;
+  rte_meter_trtcm_profile tr_profile;
+  rte_meter_srtcm sr;
+  rte_meter_trtcm tr;
+  bool tr_tcm = false;
+  bool configured = false;
+};
+// Builds the run-time state of one meter (control side or worker start); false if the profile is invalid.
+bool init_meter(const MeterProfile& p, MeterRuntime& rt) noexcept;
+
+
+// ---- control side: compiling action items ----
+
+// One action as written by a user: `output: uplink0` -> {"output", "uplink0"}; `set_field: eth_dst=...` ->
+// {"set_field", "eth_dst=..."}; `count` -> {"count", ""}.
+struct ActionItem {
+  std::string name;
+  std::string arg;
 };
 
-// Extra drop reasons of the action layer, counted per ingress port next to DropReason.
-enum class ActionDrop : uint8_t { kTtlExceeded, kMeter, kNoFate, kNoRepresentor, kCopyFailed, kCount };
-const char* action_drop_name(ActionDrop d) noexcept;
+// "count,output:uplink0,set_field:eth_dst=02:00:00:00:00:01,goto_table:1" -> items (split on commas, then on
+// the first ':'). Returns false with an error naming the item on an empty item.
+bool parse_action_text(std::string_view text, std::vector<ActionItem>& out, std::string& error);
+
+// Identical action lists are stored once: 100k ACL rules usually share a handful of lists.
+class ActionInterner {
+ public:
+  const ActionList* intern(ActionList list);
+  size_t size() const { return lists_.size(); }
+
+ private:
+  std::map<std::string, std::unique_ptr<ActionList>> lists_;  // keyed by the lists' bytes
+};
+
+struct CompiledActions {
+  ActionList list;             // not yet interned
+  KeyRewrite rewrite{};        // what set_field/set_register/push/pop do to the key seen by later tables
+  bool has_rewrite = false;
+  uint8_t goto_table = kNoTable;
+};
+
+struct ActionContext {
+  const PortNames* ports = nullptr;
+  uint16_t nb_ports = 0;
+  uint32_t nb_meters = 0;
+};
+
+// Compiles items in order. On error returns false, `error` names the item: "actions[2] (output: vmx): unknown
+// port 'vmx'".
+bool compile_actions(const std::vector<ActionItem>& items, const ActionContext& ctx, CompiledActions& out,
+                     std::string& error);
+
+std::string format_actions(const ActionList& list, const PortNames& ports, uint8_t goto_table = kNoTable);
+std::string format_action(const Action& a, const PortNames& ports);
 
 }  // namespace esw::dp

@@ -68,12 +68,16 @@ int run(int argc, char** argv) {
   std::string stats_json_path;
   std::string ready_file;
   bool print_config = false;
+  std::vector<std::string> traces;
   app.add_option("-c,--config", config_path, "YAML config file (default: the embedded config/default.yaml)");
   app.add_option("--duration", duration, "stop after this many seconds (0: run until SIGINT/SIGTERM)");
   app.add_option("--stats-interval", stats_interval, "print port counters every N seconds (0: only at exit)");
   app.add_option("--stats-json", stats_json_path, "write final port counters as JSON to this file at exit");
   app.add_option("--ready-file", ready_file, "create this file once every port forwards (for scripts)");
   app.add_flag("--print-default-config", print_config, "print the embedded default config and exit");
+  app.add_option("--trace", traces,
+                 "trace a packet description (e.g. in_port=vm1,ipv4,ipv4_dst=198.18.0.2,tcp,tcp_dst=80) "
+                 "through the configured tables and exit; repeatable");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -101,6 +105,23 @@ int run(int argc, char** argv) {
     esw::dp::Eal::init(config);
     {
       esw::dp::Switch sw(config);
+      if (!traces.empty()) {
+        for (const auto& t : traces) {
+          esw::dp::TraceResult tr;
+          std::string err;
+          if (!sw.trace(t, tr, err)) {
+            fmt::print(stderr, "eswitchd: --trace '{}': {}\n", t, err);
+            status = 1;
+            continue;
+          }
+          fmt::print("packet: {}\n", tr.packet);
+          for (const auto& l : tr.lines) fmt::print("  {}\n", l);
+          fmt::print("verdict: {}\n", tr.verdict);
+        }
+        sw.close();
+        esw::dp::Eal::cleanup();
+        return status;
+      }
       sw.start();
       fmt::print("eswitchd: forwarding on {} ports with {} worker(s){}\n", sw.ports().size(),
                  config.dataplane.worker_cores.size(),
@@ -113,6 +134,7 @@ int run(int argc, char** argv) {
       auto last_stats = start;
       while (g_signal.load() == 0) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        sw.maintain();
         const auto now = Clock::now();
         if (duration > 0 && std::chrono::duration<double>(now - start).count() >= duration) break;
         if (stats_interval > 0 && std::chrono::duration<double>(now - last_stats).count() >= stats_interval) {

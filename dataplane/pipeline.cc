@@ -1,94 +1,99 @@
 #include "dataplane/pipeline.h"
 
-#include <rte_ether.h>
-
-#include <algorithm>
-#include <cstring>
+#include "dataplane/parser.h"
 
 namespace esw::dp {
 
-uint64_t Pipeline::mac_key(const uint8_t* mac) noexcept {
-  uint64_t k = 0;
-  std::memcpy(&k, mac, RTE_ETHER_ADDR_LEN);
-  return k;
-}
+Pipeline::Pipeline() { miss_actions.fill(nullptr); }
 
-Pipeline::Pipeline(const cfg::PipelineConfig& config, const std::vector<PortInfo>& ports,
-                   const std::vector<std::string>& names)
-    : mode_(config.mode), nb_ports_(static_cast<uint16_t>(ports.size())) {
-  cross_.fill(kNoPort);
-  for (const auto& xc : config.cross_connect) {
-    auto from = std::find(names.begin(), names.end(), xc.from);
-    auto to = std::find(names.begin(), names.end(), xc.to);
-    if (from != names.end() && to != names.end()) {
-      cross_[from - names.begin()] = static_cast<uint16_t>(to - names.begin());
-    }
-  }
-  flood_.resize(nb_ports_);
-  unknown_.resize(nb_ports_);
-  for (const PortInfo& p : ports) {
-    if (p.has_mac) macs_.emplace_back(p.mac, p.index);
-    for (const PortInfo& q : ports) {
-      // Uplinks never bridge to each other: that is how loops between upstream switches are avoided.
-      if (q.index == p.index || (p.is_uplink && q.is_uplink)) continue;
-      flood_[p.index].push_back(q.index);
-      if (q.is_uplink) unknown_[p.index].push_back(q.index);
-    }
-  }
-}
+template <bool kTrace>
+void Pipeline::process(WorkerContext& ctx, const TableSet& tables, uint16_t in_port, rte_mbuf** pkts, uint16_t n,
+                       TraceRecord* trace) const noexcept {
+  FlowKey keys[kMaxRxBurst];
+  HeaderOffsets offs[kMaxRxBurst];
+  uint64_t hashes[kMaxRxBurst];
+  WalkView views[kMaxRxBurst];
+  uint16_t live[kMaxRxBurst];
+  uint16_t n_live = 0;
+  const ExecEnv env{&ports, miss_actions.data(), max_rules};
 
-uint16_t Pipeline::unicast_output(uint16_t in_port, uint64_t dst) const noexcept {
-  for (const auto& [mac, port] : macs_) {
-    if (mac == dst) return port == in_port ? kNoPort : port;
-  }
-  const auto& up = unknown_[in_port];
-  return up.empty() ? kNoPort : up.front();
-}
-
-void Pipeline::flood(WorkerContext& ctx, uint16_t in_port, rte_mbuf* m,
-                     const std::vector<uint16_t>& outs) const noexcept {
-  if (outs.empty()) {
-    ctx.drop(in_port, m, DropReason::kNoRoute);
-    return;
-  }
-  // One reference per output; each tx (or tx drop) releases one. Nothing modifies a flooded frame.
-  if (outs.size() > 1) rte_mbuf_refcnt_update(m, static_cast<int16_t>(outs.size() - 1));
-  for (uint16_t o : outs) ctx.enqueue(o, m);
-}
-
-void Pipeline::process(WorkerContext& ctx, uint16_t in_port, rte_mbuf** pkts, uint16_t n) const noexcept {
-  if (mode_ == cfg::PipelineMode::kCrossConnect) {
-    const uint16_t out = cross_[in_port];
-    for (uint16_t i = 0; i < n; ++i) {
-      if (out == kNoPort) ctx.drop(in_port, pkts[i], DropReason::kNoRoute);
-      else ctx.enqueue(out, pkts[i]);
-    }
-    return;
-  }
+  // 1. Parse the burst once; malformed packets take their defined path (dropped, counted) right here.
   for (uint16_t i = 0; i < n; ++i) {
-    rte_mbuf* m = pkts[i];
     if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
-    if (rte_pktmbuf_data_len(m) < RTE_ETHER_HDR_LEN) {
-      ctx.drop(in_port, m, DropReason::kMalformed);
+    rte_mbuf* m = pkts[i];
+    if (!parse_packet(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), in_port, keys[i], offs[i])) {
+      if constexpr (kTrace) {
+        trace->dropped = true;
+        trace->drop_reason = DropReason::kMalformed;
+        rte_pktmbuf_free(m);
+      } else {
+        ctx.drop(in_port, m, DropReason::kMalformed);
+      }
       continue;
     }
-    const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
-    if (rte_is_multicast_ether_addr(&eth->dst_addr)) {
-      flood(ctx, in_port, m, flood_[in_port]);
-      continue;
+    live[n_live++] = i;
+  }
+
+  // 2. Flow cache: hash and prefetch every set first, then probe.
+  CachedWalk fresh[kMaxRxBurst];
+  WalkResult walks[kMaxRxBurst];
+  uint16_t misses[kMaxRxBurst];
+  uint16_t n_miss = 0;
+  if constexpr (kTrace) {
+    for (uint16_t j = 0; j < n_live; ++j) misses[n_miss++] = live[j];
+  } else {
+    FlowCache<CachedWalk>& cache = *ctx.flow_cache;
+    for (uint16_t j = 0; j < n_live; ++j) {
+      hashes[live[j]] = FlowCache<CachedWalk>::hash(keys[live[j]]);
+      cache.prefetch(hashes[live[j]]);
     }
-    const uint64_t dst = mac_key(eth->dst_addr.addr_bytes);
-    bool known = false;
-    for (const auto& [mac, port] : macs_) {
-      if (mac == dst) {
-        known = true;
-        if (port == in_port) ctx.drop(in_port, m, DropReason::kNoRoute);
-        else ctx.enqueue(port, m);
-        break;
+    for (uint16_t j = 0; j < n_live; ++j) {
+      const uint16_t i = live[j];
+      const CachedWalk* c = cache.find(keys[i], hashes[i], tables.version);
+      if (c != nullptr) {
+        views[i] = {c->n_hits, c->miss_table, c->hits};
+      } else {
+        misses[n_miss++] = i;
       }
     }
-    if (!known) flood(ctx, in_port, m, unknown_[in_port]);
+  }
+
+  // 3. Walk the misses through the tables as one burst. The walk rewrites the key it is given, so it works on
+  //    copies and the ingress key stays the cache key.
+  if (n_miss != 0) {
+    FlowKey walk_keys[kMaxRxBurst];
+    FlowKey* walk_ptrs[kMaxRxBurst];
+    for (uint16_t j = 0; j < n_miss; ++j) {
+      walk_keys[j] = keys[misses[j]];
+      walk_ptrs[j] = &walk_keys[j];
+    }
+    walk_burst(tables, walk_ptrs, n_miss, walks);
+    for (uint16_t j = 0; j < n_miss; ++j) {
+      const uint16_t i = misses[j];
+      const WalkResult& w = walks[j];
+      views[i] = {w.n_hits, w.miss_table, w.hits};
+      if constexpr (!kTrace) {
+        if (w.n_hits <= kCachedHits) {
+          CachedWalk& c = fresh[j];
+          c.n_hits = w.n_hits;
+          c.miss_table = w.miss_table;
+          for (unsigned h = 0; h < w.n_hits; ++h) c.hits[h] = w.hits[h];
+          ctx.flow_cache->insert(keys[i], hashes[i], tables.version, c);
+        }
+      }
+    }
+  }
+
+  // 4. Actions, in arrival order.
+  for (uint16_t j = 0; j < n_live; ++j) {
+    const uint16_t i = live[j];
+    execute<kTrace>(ctx, env, pkts[i], in_port, views[i], keys[i], offs[i], trace);
   }
 }
+
+template void Pipeline::process<false>(WorkerContext&, const TableSet&, uint16_t, rte_mbuf**, uint16_t,
+                                       TraceRecord*) const noexcept;
+template void Pipeline::process<true>(WorkerContext&, const TableSet&, uint16_t, rte_mbuf**, uint16_t,
+                                      TraceRecord*) const noexcept;
 
 }  // namespace esw::dp

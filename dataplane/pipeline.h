@@ -1,54 +1,45 @@
 #pragma once
-// The forwarding decision for a burst. A Pipeline is immutable once built and is published to the workers as
-// a snapshot (see Switch): the workers read it through one pointer per loop iteration and never lock.
-//
-// This is the foundation pipeline: static, learning-free L2 forwarding or port cross-connects. The match/
-// action tables replace its decision step; the burst interface (in: port + mbufs, out: tx buffers and drop
-// counters) stays.
+// The per-burst pipeline: parse once -> exact-match flow cache -> classifier walk (tables, goto) -> actions ->
+// tx buffers. A Pipeline object is an immutable snapshot of everything but the tables (port map, table miss
+// actions, meter profiles); the tables are the classifier's own snapshot. Workers read both pointers once per
+// loop iteration; the main lcore publishes new versions and frees old ones after an RCU grace period.
 
 #include <rte_mbuf.h>
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
-#include "config/config.h"
+#include "dataplane/action_exec.h"
+#include "dataplane/actions.h"
+#include "dataplane/classifier.h"
 #include "dataplane/stats.h"
 #include "dataplane/worker_context.h"
 
 namespace esw::dp {
 
-struct PortInfo {
-  uint16_t index;
-  bool is_uplink;
-  bool has_mac;
-  uint64_t mac;  // 48-bit MAC in the low bytes, wire order (as loaded by mac_key())
-};
-
 class Pipeline {
  public:
-  static constexpr uint16_t kNoPort = 0xffff;
+  Pipeline();
 
-  // `ports` indexed by switch port index; `names` resolves cross-connect names to indexes.
-  Pipeline(const cfg::PipelineConfig& config, const std::vector<PortInfo>& ports,
-           const std::vector<std::string>& names);
+  // Runs a burst that entered on in_port. With kTrace, `trace` gets what the (single) packet did; the flow cache
+  // is bypassed (it would return the same walk) and nothing is transmitted.
+  template <bool kTrace>
+  void process(WorkerContext& ctx, const TableSet& tables, uint16_t in_port, rte_mbuf** pkts, uint16_t n,
+               TraceRecord* trace = nullptr) const noexcept;
 
-  void process(WorkerContext& ctx, uint16_t in_port, rte_mbuf** pkts, uint16_t n) const noexcept;
-
-  // Where a unicast frame to `dst` entering on `in_port` goes (kNoPort = dropped); for tests and trace.
-  uint16_t unicast_output(uint16_t in_port, uint64_t dst) const noexcept;
-
-  static uint64_t mac_key(const uint8_t* mac) noexcept;
-
- private:
-  void flood(WorkerContext& ctx, uint16_t in_port, rte_mbuf* m, const std::vector<uint16_t>& outs) const noexcept;
-
-  cfg::PipelineMode mode_;
-  uint16_t nb_ports_;
-  std::array<uint16_t, kMaxPorts> cross_{};            // cross-connect: in -> out
-  std::vector<std::pair<uint64_t, uint16_t>> macs_;    // vport MAC -> port
-  std::vector<std::vector<uint16_t>> flood_;           // in -> every other port
-  std::vector<std::vector<uint16_t>> unknown_;         // in -> uplinks other than in
+  PortMap ports;
+  std::array<const ActionList*, kMaxTables> miss_actions{};  // per table: what a miss does
+  std::vector<MeterProfile> meters;
+  uint64_t meter_generation = 0;  // changes when `meters` changes; workers rebuild their meter state
+  uint32_t max_rules = 0;         // rule ids are < max_rules (per-core counter arrays)
+  ActionInterner* interner = nullptr;  // owner of every ActionList reachable from here (outlives snapshots)
 };
+
+extern template void Pipeline::process<false>(WorkerContext&, const TableSet&, uint16_t, rte_mbuf**, uint16_t,
+                                              TraceRecord*) const noexcept;
+extern template void Pipeline::process<true>(WorkerContext&, const TableSet&, uint16_t, rte_mbuf**, uint16_t,
+                                             TraceRecord*) const noexcept;
 
 }  // namespace esw::dp

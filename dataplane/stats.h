@@ -13,11 +13,16 @@ namespace esw::dp {
 inline constexpr uint16_t kMaxPorts = 256;
 inline constexpr uint16_t kMaxQueuesPerPort = 16;
 
-// Why the switch dropped a packet (not counting the port's own tx-full drops).
+// Why the switch dropped a packet (not counting the port's own tx-full drops), counted per ingress port.
 enum class DropReason : uint8_t {
-  kNoRoute,    // the pipeline had nowhere to send it
-  kMalformed,  // headers too short or inconsistent
-  kRule,       // a rule said drop
+  kNoRoute,        // nowhere to send it (e.g. a table miss whose action is drop)
+  kMalformed,      // headers too short or inconsistent
+  kRule,           // a rule's drop action
+  kNoFate,         // the walk ended without output, to_representor or drop
+  kNoRepresentor,  // to_representor, but the ingress port has no representor
+  kTtlExceeded,    // dec_ttl on TTL <= 1
+  kMeter,          // a meter coloured it red
+  kCopyFailed,     // a mirror copy or VLAN push found no mbuf / headroom
   kCount
 };
 inline constexpr const char* drop_reason_name(DropReason r) {
@@ -25,10 +30,21 @@ inline constexpr const char* drop_reason_name(DropReason r) {
     case DropReason::kNoRoute: return "no_route";
     case DropReason::kMalformed: return "malformed";
     case DropReason::kRule: return "rule";
+    case DropReason::kNoFate: return "no_fate";
+    case DropReason::kNoRepresentor: return "no_representor";
+    case DropReason::kTtlExceeded: return "ttl_exceeded";
+    case DropReason::kMeter: return "meter";
+    case DropReason::kCopyFailed: return "copy_failed";
     case DropReason::kCount: break;
   }
   return "?";
 }
+
+// Per-rule counters (count action), per core, indexed by rule id.
+struct RuleCounter {
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+};
 
 struct alignas(RTE_CACHE_LINE_SIZE) PortCounters {
   uint64_t rx_packets = 0;

@@ -3,26 +3,19 @@
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_lcore.h>
-#include <rte_malloc.h>
 #include <rte_mbuf.h>
+
+#include <chrono>
+#include <thread>
 
 #include <fmt/format.h>
 
 #include "dataplane/eal.h"
 #include "dataplane/error.h"
+#include "dataplane/packet_synth.h"
+#include "dataplane/parser.h"
 
 namespace esw::dp {
-
-namespace {
-
-bool parse_mac(const std::string& s, uint64_t& out) {
-  rte_ether_addr a{};
-  if (rte_ether_unformat_addr(s.c_str(), &a) != 0) return false;
-  out = Pipeline::mac_key(a.addr_bytes);
-  return true;
-}
-
-}  // namespace
 
 Switch::Switch(const cfg::Config& config) : config_(config) {
   if (!Eal::initialised()) throw Error("switch: the EAL is not initialised");
@@ -40,18 +33,15 @@ Switch::Switch(const cfg::Config& config) : config_(config) {
   try {
     Eal::clear_dpdk_errors();
     static std::atomic<unsigned> pool_seq{0};
-    pool_ = rte_pktmbuf_pool_create(fmt::format("esw_pkts_{}", pool_seq++).c_str(), dp.mbufs,
-                                    dp.mbuf_cache, 0, RTE_MBUF_DEFAULT_BUF_SIZE, static_cast<int>(rte_socket_id()));
+    pool_ = rte_pktmbuf_pool_create(fmt::format("esw_pkts_{}", pool_seq++).c_str(), dp.mbufs, dp.mbuf_cache, 0,
+                                    RTE_MBUF_DEFAULT_BUF_SIZE, static_cast<int>(rte_socket_id()));
     if (pool_ == nullptr) {
       const double need_mb = static_cast<double>(dp.mbufs) * (RTE_MBUF_DEFAULT_BUF_SIZE + 128 + 64) / (1 << 20);
       throw Error(fmt::format("packet pool: cannot allocate {} mbufs (~{:.0f} MiB; dataplane.memory_mb is {}): {}",
                               dp.mbufs, need_mb, dp.memory_mb, rte_strerror(rte_errno)));
     }
 
-    std::vector<PortInfo> infos;
-    std::vector<std::string> names;
-    auto add_port = [&](const std::string& name, PortRole role, const cfg::Attachment& a,
-                        const std::optional<std::string>& hw_addr) {
+    auto add_port = [&](const std::string& name, PortRole role, const cfg::Attachment& a) {
       PortSpec spec;
       spec.name = name;
       spec.role = role;
@@ -61,26 +51,21 @@ Switch::Switch(const cfg::Config& config) : config_(config) {
       spec.rx_desc = dp.rx_queue_size;
       spec.tx_desc = dp.tx_queue_size;
       auto port = std::make_unique<Port>();
-      const auto index = static_cast<uint16_t>(ports_.size());
-      port->open(spec, index, pool_);
-      PortInfo info{index, role == PortRole::kUplink, false, 0};
-      if (hw_addr && !parse_mac(*hw_addr, info.mac)) {
-        throw Error(fmt::format("port {}: hw_addr '{}' is not a MAC address", name, *hw_addr));
-      }
-      info.has_mac = hw_addr.has_value();
-      infos.push_back(info);
-      names.push_back(name);
+      port->open(spec, static_cast<uint16_t>(ports_.size()), pool_);
       ports_.push_back(std::move(port));
     };
-    for (const auto& u : config.uplinks) add_port(u.name, PortRole::kUplink, u.attach, std::nullopt);
-    for (const auto& v : config.vports) add_port(v.name, PortRole::kVport, v.attach, v.hw_addr);
+    for (const auto& u : config.uplinks) add_port(u.name, PortRole::kUplink, u.attach);
+    for (const auto& v : config.vports) add_port(v.name, PortRole::kVport, v.attach);
+    names_ = PortNames::from_list(esw::dp::port_names(config));
 
-    const size_t qs_size = rte_rcu_qsbr_get_memsize(nb_workers);
-    qsbr_ = static_cast<rte_rcu_qsbr*>(rte_zmalloc("esw_qsbr", qs_size, RTE_CACHE_LINE_SIZE));
-    if (qsbr_ == nullptr || rte_rcu_qsbr_init(qsbr_, nb_workers) != 0) {
-      throw Error("switch: cannot allocate the RCU state");
-    }
-    publish(std::make_unique<Pipeline>(config.pipeline, infos, names));
+    rcu_ = std::make_unique<Rcu>(nb_workers);
+    for (uint16_t w = 0; w < nb_workers; ++w) rte_rcu_qsbr_thread_register(rcu_->qsbr(), w);
+    classifier_ = std::make_unique<Classifier>(*rcu_);
+    std::string error;
+    RuleSetInput input;
+    input.config = &config_;
+    input.max_rules = kDefaultMaxRules;
+    if (!install(input, error)) throw Error(error);
 
     std::vector<uint16_t> port_ids;
     for (const auto& p : ports_) port_ids.push_back(p->port_id());
@@ -90,12 +75,13 @@ Switch::Switch(const cfg::Config& config) : config_(config) {
       wp.lcore = static_cast<unsigned>(dp.worker_cores[w]);
       wp.burst = dp.burst;
       wp.idle_sleep_us = dp.idle_sleep_us;
-      wp.qsbr = qsbr_;
+      wp.max_rules = kDefaultMaxRules;
+      wp.rcu = rcu_.get();
       wp.pipeline = &pipeline_;
+      wp.tables = &classifier_->published();
       wp.stop = &stop_;
       auto worker = std::make_unique<Worker>(wp);
       worker->set_ports(port_ids);
-      rte_rcu_qsbr_thread_register(qsbr_, w);
       workers_.push_back(std::move(worker));
     }
     // Spread (port, queue) pairs over the workers round-robin.
@@ -113,15 +99,133 @@ Switch::Switch(const cfg::Config& config) : config_(config) {
 
 Switch::~Switch() {
   close();
+  // Workers are stopped: nothing reads the snapshots any more.
+  classifier_.reset();
+  retired_.clear();
+  current_.reset();
   if (pool_ != nullptr) rte_mempool_free(pool_);
 }
 
-void Switch::publish(std::unique_ptr<Pipeline> next) {
-  // One release store; the old snapshot is freed only after every worker has passed a quiescent state.
-  const Pipeline* old = current_.get();
-  pipeline_.store(next.get(), std::memory_order_release);
-  if (old != nullptr && running_) rte_rcu_qsbr_synchronize(qsbr_, RTE_QSBR_THRID_INVALID);
-  current_ = std::move(next);
+bool Switch::install(const RuleSetInput& input, std::string& error) {
+  CompiledRuleSet next;
+  if (!compile_rule_set(input, interner_, next, error)) return false;
+  if (current_ == nullptr || next.pipeline->meters.size() != current_->meters.size() || !input.meters.empty()) {
+    next.pipeline->meter_generation = ++meter_generation_;
+  } else {
+    next.pipeline->meter_generation = current_->meter_generation;
+  }
+
+  // One batch: everything installed goes, everything compiled comes; the classifier publishes it whole.
+  Batch batch;
+  batch.reserve(installed_.specs.size() + next.specs.size());
+  for (const RuleSpec& s : installed_.specs) batch.remove(s.id);
+  for (unsigned t : installed_.tables) batch.remove_table(t);
+  for (unsigned t : next.tables) batch.add_table(t);
+  for (const RuleSpec& s : next.specs) batch.add(s);
+  const CommitResult cr = classifier_->commit(batch);
+  if (!cr.ok()) {
+    const std::string where = cr.rule_id < next.rule_where.size() ? next.rule_where[cr.rule_id] : "rules";
+    error = fmt::format("{}: {}", where, cr.message());
+    return false;
+  }
+
+  // Counters are per rule id and ids are reused: remember where each one stands now.
+  baseline_.assign(next.specs.size(), RuleCounter{});
+  for (const auto& w : workers_) {
+    for (size_t id = 0; id < baseline_.size(); ++id) {
+      baseline_[id].packets += w->rule_counters()[id].packets;
+      baseline_[id].bytes += w->rule_counters()[id].bytes;
+    }
+  }
+
+  const Pipeline* old = pipeline_.publish(next.pipeline.get());
+  const uint64_t token = rcu_->start();
+  if (old != nullptr) retired_.push_back({token, std::move(current_)});
+  current_ = std::move(next.pipeline);
+  installed_ = std::move(next);
+  // "Applied" means every packet received from now on meets the new rules: wait until each worker has passed a
+  // quiescent state (one poll loop, microseconds; sleeping workers are offline and do not count).
+  if (running_) {
+    while (!rcu_->done(token)) std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+  return true;
+}
+
+bool Switch::set_rules(const std::vector<TableDef>& tables, const std::vector<RuleDef>& rules,
+                       const std::vector<MeterProfile>& meters, std::string& error) {
+  RuleSetInput input;
+  input.config = &config_;
+  input.tables = tables;
+  input.rules = rules;
+  input.meters = meters;
+  input.max_rules = kDefaultMaxRules;
+  return install(input, error);
+}
+
+void Switch::maintain() noexcept {
+  classifier_->reclaim();
+  std::erase_if(retired_, [&](const Retired& r) { return rcu_->done(r.token); });
+}
+
+TraceResult Switch::trace(uint16_t in_port, const uint8_t* data, size_t len) {
+  TraceResult out;
+  FlowKey key;
+  HeaderOffsets off;
+  parse_packet(data, static_cast<uint32_t>(len), in_port, key, off);
+  out.packet = format_key(key, names_);
+
+  rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+  if (m == nullptr || len > rte_pktmbuf_tailroom(m)) {
+    rte_pktmbuf_free(m);
+    out.verdict = "error: no mbuf for the trace packet";
+    return out;
+  }
+  std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(len)), data, len);
+  auto ctx = std::make_unique<WorkerContext>();  // scratch: trace transmits nothing and counts nothing live
+  const TableSet* tables = classifier_->acquire();
+  const Pipeline* p = pipeline_.acquire();
+  p->process<true>(*ctx, *tables, in_port, &m, 1, &out.record);
+
+  const TraceRecord& r = out.record;
+  auto port = [&](uint16_t i) {
+    std::string n = names_.name_of ? names_.name_of(i) : std::string();
+    return n.empty() ? fmt::format("{}", i) : n;
+  };
+  for (const auto& h : r.hits) {
+    const std::string where = h.rule_id < installed_.rule_where.size() ? installed_.rule_where[h.rule_id] : "?";
+    const std::string match =
+        h.rule_id < installed_.rule_matches.size() ? format_match(installed_.rule_matches[h.rule_id], names_) : "";
+    out.lines.push_back(fmt::format("table {}: rule {} [{}] priority {} match {} -> {}", h.table, h.rule_id, where,
+                                    h.priority, match.empty() ? "(any)" : match,
+                                    format_actions(*h.actions, names_, h.goto_table)));
+  }
+  if (r.miss_table != kNoTable) {
+    out.lines.push_back(fmt::format("table {}: miss -> {}", r.miss_table,
+                                    r.miss_actions ? format_actions(*r.miss_actions, names_) : "(none)"));
+  }
+  std::string mirrors;
+  for (uint16_t mp : r.mirrors) mirrors += fmt::format(", mirror:{}", port(mp));
+  if (r.dropped) {
+    out.verdict = fmt::format("drop ({}){}", drop_reason_name(r.drop_reason), mirrors);
+  } else {
+    std::string outs;
+    for (uint16_t o : r.outputs) outs += fmt::format("{}output:{}", outs.empty() ? "" : ", ", port(o));
+    out.verdict = outs + mirrors;
+  }
+  return out;
+}
+
+bool Switch::trace(std::string_view description, TraceResult& out, std::string& error) {
+  MaskedKey mk;
+  if (!parse_match(description, names_, mk, error)) return false;
+  if (mk.mask.in_port != 0xffff) {
+    error = "in_port is required (the port the packet enters on)";
+    return false;
+  }
+  std::vector<uint8_t> bytes;
+  if (!synthesize_packet(mk, bytes, error)) return false;
+  out = trace(mk.value.in_port, bytes.data(), bytes.size());
+  return true;
 }
 
 void Switch::start() {
@@ -150,11 +254,6 @@ void Switch::stop() noexcept {
 void Switch::close() noexcept {
   stop();
   for (auto& p : ports_) p->close();
-  // Keep ports_ (their names and counters stay readable); workers_ hold only plain state.
-  if (qsbr_ != nullptr) {
-    rte_free(qsbr_);
-    qsbr_ = nullptr;
-  }
 }
 
 int Switch::port_index(const std::string& name) const {
@@ -186,6 +285,23 @@ std::vector<PortStats> Switch::port_stats() const {
       }
     }
     out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::vector<RuleStats> Switch::rule_stats() const {
+  std::vector<RuleStats> out;
+  for (const RuleSpec& s : installed_.specs) {
+    RuleStats r{s.id, s.table, s.priority, installed_.rule_where[s.id],
+                format_match(installed_.rule_matches[s.id], names_),
+                format_actions(*static_cast<const ActionList*>(s.actions), names_, s.goto_table), 0, 0};
+    for (const auto& w : workers_) {
+      r.packets += w->rule_counters()[s.id].packets;
+      r.bytes += w->rule_counters()[s.id].bytes;
+    }
+    r.packets -= baseline_[s.id].packets;
+    r.bytes -= baseline_[s.id].bytes;
+    out.push_back(std::move(r));
   }
   return out;
 }

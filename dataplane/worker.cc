@@ -1,6 +1,5 @@
 #include "dataplane/worker.h"
 
-#include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <unistd.h>
 
@@ -14,9 +13,17 @@ constexpr uint32_t kIdlePollsBeforeSleep = 1024;
 constexpr uint32_t kFirstSleepUs = 1;
 }  // namespace
 
-Worker::Worker(const WorkerParams& params) : params_(params) {
+Worker::Worker(const WorkerParams& params)
+    : params_(params),
+      rule_counters_(std::make_unique<RuleCounter[]>(params.max_rules)),
+      meters_(std::make_unique<MeterRuntime[]>(kMaxMeters)),
+      cache_(params.flow_cache_entries, params.flow_cache_insert_inv_prob, 0x9e3779b97f4a7c15ull + params.index) {
   ctx_.worker_index = params.index;
-  queue_counters_.reserve(kMaxPorts);  // stable addresses for RxQueueRef::counters
+  ctx_.flow_cache = &cache_;
+  ctx_.rule_counters = rule_counters_.get();
+  ctx_.meters = meters_.get();
+  ctx_.meter_generation = ~uint64_t(0);
+  queue_counters_.reserve(kMaxPorts * kMaxQueuesPerPort);  // stable addresses for RxQueueRef::counters
 }
 
 void Worker::add_rx_queue(uint16_t port_index, uint16_t port_id, uint16_t queue) {
@@ -34,17 +41,27 @@ int Worker::launch(void* self) noexcept {
   return 0;
 }
 
+// Meter state is per core: rebuilt (no allocation) when the snapshot's meter table changes.
+void Worker::refresh_meters(const Pipeline& p) noexcept {
+  const uint32_t n = std::min<uint32_t>(static_cast<uint32_t>(p.meters.size()), kMaxMeters);
+  for (uint32_t i = 0; i < n; ++i) init_meter(p.meters[i], meters_[i]);
+  ctx_.nb_meters = n;
+  ctx_.meter_generation = p.meter_generation;
+}
+
 void Worker::run() noexcept {
   const uint16_t burst = std::min<uint16_t>(params_.burst, kMaxRxBurst);
-  rte_rcu_qsbr* qs = params_.qsbr;
+  Rcu& rcu = *params_.rcu;
   const unsigned tid = params_.index;
-  rte_rcu_qsbr_thread_online(qs, tid);
+  rcu.online(tid);
   rte_mbuf* pkts[kMaxRxBurst];
   uint32_t idle_polls = 0;
   uint32_t sleep_us = kFirstSleepUs;
 
   while (!params_.stop->load(std::memory_order_relaxed)) {
-    const Pipeline* pipeline = params_.pipeline->load(std::memory_order_acquire);
+    const Pipeline* pipeline = params_.pipeline->acquire();
+    const TableSet* tables = params_.tables->acquire();
+    if (pipeline->meter_generation != ctx_.meter_generation) [[unlikely]] refresh_meters(*pipeline);
     uint32_t received = 0;
     for (RxQueueRef& q : rxqs_) {
       const uint16_t n = rte_eth_rx_burst(q.port_id, q.queue, pkts, burst);
@@ -61,26 +78,26 @@ void Worker::run() noexcept {
       pc.rx_packets += n;
       pc.rx_bytes += bytes;
       received += n;
-      pipeline->process(ctx_, q.port_index, pkts, n);
+      pipeline->process<false>(ctx_, *tables, q.port_index, pkts, n);
     }
     ctx_.flush_all();
     ctx_.stats.loops++;
-    rte_rcu_qsbr_quiescent(qs, tid);  // no snapshot pointer lives past here
+    rcu.quiescent(tid);  // no snapshot pointer lives past here
 
     if (received != 0) {
       idle_polls = 0;
       sleep_us = kFirstSleepUs;
     } else if (params_.idle_sleep_us != 0 && ++idle_polls > kIdlePollsBeforeSleep) {
       // Offline while asleep so a writer waiting for a grace period does not wait for us.
-      rte_rcu_qsbr_thread_offline(qs, tid);
+      rcu.offline(tid);
       usleep(sleep_us);
-      rte_rcu_qsbr_thread_online(qs, tid);
+      rcu.online(tid);
       ctx_.stats.idle_sleeps++;
       sleep_us = std::min(sleep_us * 2, params_.idle_sleep_us);
     }
   }
   ctx_.flush_all();
-  rte_rcu_qsbr_thread_offline(qs, tid);
+  rcu.offline(tid);
 }
 
 }  // namespace esw::dp

@@ -1,19 +1,24 @@
 #pragma once
-// A poll-mode worker: polls its assigned (port, queue) pairs in bursts, runs them through the current
-// pipeline snapshot and transmits on its own tx queue of every port. Reports RCU quiescence once per loop;
+// A poll-mode worker: polls its assigned (port, queue) pairs in bursts, runs them through the current pipeline
+// and table snapshots and transmits on its own tx queue of every port. Reports RCU quiescence once per loop;
 // goes RCU-offline while it sleeps when idle.
-
-#include <rte_rcu_qsbr.h>
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
+#include "dataplane/actions.h"
+#include "dataplane/classifier.h"
+#include "dataplane/flow_cache.h"
 #include "dataplane/pipeline.h"
+#include "dataplane/rcu.h"
 #include "dataplane/stats.h"
 #include "dataplane/worker_context.h"
 
 namespace esw::dp {
+
+inline constexpr uint32_t kMaxMeters = 1024;
 
 struct RxQueueRef {
   uint16_t port_index;  // switch port index
@@ -27,8 +32,12 @@ struct WorkerParams {
   unsigned lcore = 0;
   uint16_t burst = 32;
   uint32_t idle_sleep_us = 0;
-  rte_rcu_qsbr* qsbr = nullptr;
-  const std::atomic<const Pipeline*>* pipeline = nullptr;
+  uint32_t max_rules = 0;
+  uint32_t flow_cache_entries = 8192;
+  uint32_t flow_cache_insert_inv_prob = 10;
+  Rcu* rcu = nullptr;
+  const Published<Pipeline>* pipeline = nullptr;
+  const Published<TableSet>* tables = nullptr;
   const std::atomic<bool>* stop = nullptr;
 };
 
@@ -46,11 +55,18 @@ class Worker {
   const WorkerParams& params() const { return params_; }
   const WorkerStats& stats() const { return ctx_.stats; }
   const std::vector<RxQueueRef>& rx_queues() const { return rxqs_; }
+  const RuleCounter* rule_counters() const { return rule_counters_.get(); }
+  const FlowCache<CachedWalk>& flow_cache() const { return cache_; }
 
  private:
+  void refresh_meters(const Pipeline& p) noexcept;
+
   WorkerParams params_;
   std::vector<RxQueueRef> rxqs_;
   std::vector<QueueCounters> queue_counters_;
+  std::unique_ptr<RuleCounter[]> rule_counters_;
+  std::unique_ptr<MeterRuntime[]> meters_;
+  FlowCache<CachedWalk> cache_;
   WorkerContext ctx_;
 };
 

@@ -8,6 +8,7 @@
 #include <array>
 #include <cstdint>
 
+#include "dataplane/flow_cache.h"
 #include "dataplane/stats.h"
 
 namespace esw::dp {
@@ -19,8 +20,24 @@ struct TxBuffer {
   std::array<rte_mbuf*, kMaxRxBurst> pkts{};
 };
 
+struct Rule;
+struct MeterRuntime;
+
+// What the flow cache remembers of a walk: short walks only (longer ones are walked every time).
+inline constexpr unsigned kCachedHits = 6;
+struct CachedWalk {
+  uint8_t n_hits;
+  uint8_t miss_table;
+  const Rule* hits[kCachedHits];
+};
+
 struct WorkerContext {
   uint16_t worker_index = 0;  // also the tx queue this worker uses on every port
+  FlowCache<CachedWalk>* flow_cache = nullptr;
+  RuleCounter* rule_counters = nullptr;  // [max_rules], indexed by rule id
+  MeterRuntime* meters = nullptr;        // [nb_meters]
+  uint32_t nb_meters = 0;
+  uint64_t meter_generation = 0;
   uint16_t nb_ports = 0;
   std::array<uint16_t, kMaxPorts> port_ids{};  // switch port index -> DPDK port id
   std::array<TxBuffer, kMaxPorts> tx{};

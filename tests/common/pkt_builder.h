@@ -410,7 +410,9 @@ struct BthSpec {
 };
 
 inline Icmpv6Spec nd_ns(const Ip6& target, std::optional<Mac> sll = std::nullopt, const Bytes& extra_opts = {}) {
-  Icmpv6Spec s{.type = kNdNeighborSolicit, .code = 0, .body = Bytes(4, 0)};
+  Icmpv6Spec s;
+  s.type = kNdNeighborSolicit;
+  s.body = Bytes(4, 0);
   s.body.insert(s.body.end(), target.begin(), target.end());
   if (sll) {
     const Bytes o = nd_opt_lladdr(kNdOptSourceLl, *sll);
@@ -422,7 +424,9 @@ inline Icmpv6Spec nd_ns(const Ip6& target, std::optional<Mac> sll = std::nullopt
 
 inline Icmpv6Spec nd_na(const Ip6& target, std::optional<Mac> tll = std::nullopt,
                         uint32_t flags = kNaSolicited | kNaOverride, const Bytes& extra_opts = {}) {
-  Icmpv6Spec s{.type = kNdNeighborAdvert, .code = 0, .body = Bytes(4, 0)};
+  Icmpv6Spec s;
+  s.type = kNdNeighborAdvert;
+  s.body = Bytes(4, 0);
   put32(s.body, 0, flags);
   s.body.insert(s.body.end(), target.begin(), target.end());
   if (tll) {
@@ -434,7 +438,9 @@ inline Icmpv6Spec nd_na(const Ip6& target, std::optional<Mac> tll = std::nullopt
 }
 
 inline Icmpv6Spec nd_rs(std::optional<Mac> sll = std::nullopt, const Bytes& extra_opts = {}) {
-  Icmpv6Spec s{.type = kNdRouterSolicit, .code = 0, .body = Bytes(4, 0)};
+  Icmpv6Spec s;
+  s.type = kNdRouterSolicit;
+  s.body = Bytes(4, 0);
   if (sll) {
     const Bytes o = nd_opt_lladdr(kNdOptSourceLl, *sll);
     s.body.insert(s.body.end(), o.begin(), o.end());
@@ -445,7 +451,9 @@ inline Icmpv6Spec nd_rs(std::optional<Mac> sll = std::nullopt, const Bytes& extr
 
 inline Icmpv6Spec nd_ra(std::optional<Mac> sll = std::nullopt, const Bytes& extra_opts = {},
                         uint8_t cur_hop_limit = 64, uint16_t router_lifetime = 1800) {
-  Icmpv6Spec s{.type = kNdRouterAdvert, .code = 0, .body = Bytes(12, 0)};
+  Icmpv6Spec s;
+  s.type = kNdRouterAdvert;
+  s.body = Bytes(12, 0);
   s.body[0] = cur_hop_limit;
   put16(s.body, 2, router_lifetime);
   if (sll) {
@@ -516,8 +524,10 @@ class PacketBuilder {
     for (size_t i = 0; i < n; ++i) start[i + 1] = start[i] + header_size(layers_[i]);
     const size_t data_end = start[n];
     Bytes pkt(std::max(data_end, pad_to_), 0);
-    // Inner layers first: outer checksums cover them.
-    for (size_t i = n; i-- > 0;) write_layer(pkt, i, start, data_end);
+    for (size_t i = 0; i < n; ++i) write_layer(pkt, i, start, data_end);
+    // Checksums once every header is in place (pseudo-headers read the IP addresses), inner layers first:
+    // outer checksums cover them.
+    for (size_t i = n; i-- > 0;) write_checksum(pkt, i, start, data_end);
     return pkt;
   }
 
@@ -668,7 +678,6 @@ class PacketBuilder {
             std::copy(s.src.begin(), s.src.end(), pkt.begin() + at + 12);
             std::copy(s.dst.begin(), s.dst.end(), pkt.begin() + at + 16);
             std::copy(s.options.begin(), s.options.end(), pkt.begin() + at + 20);
-            put16(pkt, at + 10, s.checksum.value_or(internet_checksum(&pkt[at], hlen)));
           } else if constexpr (std::is_same_v<T, Ipv6Spec>) {
             put32(pkt, at,
                   static_cast<uint32_t>(s.version.value_or(6)) << 28 | static_cast<uint32_t>(s.tclass) << 20 |
@@ -697,24 +706,18 @@ class PacketBuilder {
             put16(pkt, at + 14, s.window);
             put16(pkt, at + 18, s.urgent);
             std::copy(s.options.begin(), s.options.end(), pkt.begin() + at + 20);
-            put16(pkt, at + 16, s.checksum.value_or(l4_checksum(pkt, i, kIpProtoTcp, at, to_end)));
           } else if constexpr (std::is_same_v<T, UdpSpec>) {
             put16(pkt, at, s.sport);
             put16(pkt, at + 2, s.dport.value_or(udp_port_of(next).value_or(53)));
             put16(pkt, at + 4, s.length.value_or(static_cast<uint16_t>(to_end)));
-            uint16_t csum = l4_checksum(pkt, i, kIpProtoUdp, at, to_end);
-            if (csum == 0) csum = 0xffff;  // 0 means "no checksum"
-            put16(pkt, at + 6, s.checksum.value_or(csum));
           } else if constexpr (std::is_same_v<T, IcmpSpec>) {
             pkt[at] = s.type;
             pkt[at + 1] = s.code;
             put32(pkt, at + 4, s.rest);
-            put16(pkt, at + 2, s.checksum.value_or(internet_checksum(&pkt[at], to_end)));
           } else if constexpr (std::is_same_v<T, Icmpv6Spec>) {
             pkt[at] = s.type;
             pkt[at + 1] = s.code;
             std::copy(s.body.begin(), s.body.end(), pkt.begin() + at + 4);
-            put16(pkt, at + 2, s.checksum.value_or(l4_checksum(pkt, i, kIpProtoIcmpv6, at, to_end)));
           } else if constexpr (std::is_same_v<T, VxlanSpec>) {
             pkt[at] = s.flags;
             put24(pkt, at + 4, s.vni);
@@ -734,6 +737,31 @@ class PacketBuilder {
             put24(pkt, at + 9, s.psn);
           } else if constexpr (std::is_same_v<T, Payload>) {
             std::copy(s.data.begin(), s.data.end(), pkt.begin() + at);
+          }
+        },
+        layers_[i]);
+  }
+
+  // Fills the checksum field of layer i (still zero), unless its spec sets one.
+  void write_checksum(Bytes& pkt, size_t i, const std::vector<size_t>& start, size_t data_end) const {
+    const size_t at = start[i];
+    const size_t hlen = start[i + 1] - at;
+    const size_t to_end = data_end - at;
+    std::visit(
+        [&](const auto& s) {
+          using T = std::decay_t<decltype(s)>;
+          if constexpr (std::is_same_v<T, Ipv4Spec>) {
+            put16(pkt, at + 10, s.checksum.value_or(internet_checksum(&pkt[at], hlen)));
+          } else if constexpr (std::is_same_v<T, TcpSpec>) {
+            put16(pkt, at + 16, s.checksum.value_or(l4_checksum(pkt, i, kIpProtoTcp, at, to_end)));
+          } else if constexpr (std::is_same_v<T, UdpSpec>) {
+            uint16_t csum = l4_checksum(pkt, i, kIpProtoUdp, at, to_end);
+            if (csum == 0) csum = 0xffff;  // 0 means "no checksum"
+            put16(pkt, at + 6, s.checksum.value_or(csum));
+          } else if constexpr (std::is_same_v<T, IcmpSpec>) {
+            put16(pkt, at + 2, s.checksum.value_or(internet_checksum(&pkt[at], to_end)));
+          } else if constexpr (std::is_same_v<T, Icmpv6Spec>) {
+            put16(pkt, at + 2, s.checksum.value_or(l4_checksum(pkt, i, kIpProtoIcmpv6, at, to_end)));
           }
         },
         layers_[i]);

@@ -17,78 +17,33 @@
 #include "dataplane/eal.h"
 #include "dataplane/error.h"
 #include "dataplane/switch.h"
+#include "common/pkt_builder.h"
+#include "common/ring_harness.h"
 
 namespace {
 
 using esw::dp::DropReason;
 
-// One switch port backed by two rings: the test enqueues into `to_switch` and dequeues from `from_switch`.
-struct RingPort {
-  std::string name;
-  rte_ring* to_switch = nullptr;
-  rte_ring* from_switch = nullptr;
-  std::string devname;
+using esw::test::RingPort;
 
-  RingPort(const std::string& n) : name(n) {
-    to_switch = rte_ring_create((n + "_in").c_str(), 4096, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    from_switch = rte_ring_create((n + "_out").c_str(), 4096, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    if (to_switch == nullptr || from_switch == nullptr) throw std::runtime_error("ring create failed");
-    if (rte_eth_from_rings(n.c_str(), &to_switch, 1, &from_switch, 1, SOCKET_ID_ANY) < 0) {
-      throw std::runtime_error("rte_eth_from_rings failed");
-    }
-    devname = "net_ring_" + n;
-  }
-  ~RingPort() {
-    drain();
-    rte_ring_free(to_switch);
-    rte_ring_free(from_switch);
-  }
-  std::vector<rte_mbuf*> take(size_t want, std::chrono::milliseconds timeout = std::chrono::milliseconds(3000)) {
-    std::vector<rte_mbuf*> out;
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (out.size() < want && std::chrono::steady_clock::now() < deadline) {
-      void* objs[64];
-      unsigned n = rte_ring_dequeue_burst(from_switch, objs, 64, nullptr);
-      for (unsigned i = 0; i < n; ++i) out.push_back(static_cast<rte_mbuf*>(objs[i]));
-      if (n == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    return out;
-  }
-  void drain() {
-    void* obj;
-    while (rte_ring_dequeue(from_switch, &obj) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(obj));
-    while (rte_ring_dequeue(to_switch, &obj) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(obj));
-  }
-};
+esw::cfg::Config base_config() { return esw::test::ring_test_config("ringtest"); }
 
-esw::cfg::Config base_config() {
-  esw::cfg::Config c;
-  c.dataplane.main_core = 0;
-  c.dataplane.worker_cores = {1};
-  c.dataplane.memory_mb = 256;
-  c.dataplane.hugepages = esw::cfg::HugepageMode::kOff;
-  c.dataplane.mbufs = 4096;
-  c.dataplane.mbuf_cache = 64;
-  c.dataplane.idle_sleep_us = 0;
-  c.dataplane.file_prefix = "esw-ringtest-" + std::to_string(getpid());
-  return c;
-}
-
-class EalEnv : public ::testing::Environment {
- public:
-  void SetUp() override { esw::dp::Eal::init(base_config()); }
-  void TearDown() override { esw::dp::Eal::cleanup(); }
-};
-
+// A real UDP/IPv4 frame (the switch parses every packet) of exactly `len` bytes whose payload carries `seq`.
 std::vector<uint8_t> make_frame(const rte_ether_addr& dst, const rte_ether_addr& src, size_t len, uint32_t seq) {
-  std::vector<uint8_t> f(len);
-  std::memcpy(f.data(), dst.addr_bytes, 6);
-  std::memcpy(f.data() + 6, src.addr_bytes, 6);
-  f[12] = 0x08;  // IPv4 ethertype; payload is a pattern with a sequence number, enough to prove "unchanged"
-  f[13] = 0x00;
-  for (size_t i = 14; i < len; ++i) f[i] = static_cast<uint8_t>((i * 31 + seq) & 0xff);
-  std::memcpy(f.data() + 14, &seq, sizeof(seq));
-  return f;
+  using namespace esw::test;
+  Mac d, s;
+  std::memcpy(d.data(), dst.addr_bytes, 6);
+  std::memcpy(s.data(), src.addr_bytes, 6);
+  const size_t headers = 14 + 20 + 8;
+  Bytes payload(len > headers ? len - headers : 0);
+  for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<uint8_t>((i * 31 + seq) & 0xff);
+  if (payload.size() >= 4) std::memcpy(payload.data(), &seq, 4);
+  return PacketBuilder()
+      .eth({.dst = d, .src = s})
+      .ipv4({.src = ip4("198.18.0.1"), .dst = ip4("198.18.0.2")})
+      .udp({.sport = 4000, .dport = 5000})
+      .payload(payload)
+      .build();
 }
 
 rte_mbuf* to_mbuf(rte_mempool* pool, const std::vector<uint8_t>& f) {
@@ -199,7 +154,7 @@ TEST(RingForward, L2ForwardsByMacFloodsBroadcastDropsHairpin) {
   sw.close();
   const auto stats = sw.port_stats();
   EXPECT_EQ(stats[1].counters.rx_packets, 4u);
-  EXPECT_EQ(stats[1].counters.dropped[static_cast<size_t>(DropReason::kNoRoute)], 1u);
+  EXPECT_EQ(stats[1].counters.dropped[static_cast<size_t>(DropReason::kRule)], 1u);  // generated hairpin rule
   EXPECT_EQ(stats[2].counters.tx_packets, 2u);
   EXPECT_EQ(stats[0].counters.tx_packets, 2u);
   EXPECT_EQ(stats[1].counters.tx_packets, 1u);
@@ -235,6 +190,6 @@ TEST(RingForward, BadDevargsFailsWithPortName) {
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  ::testing::AddGlobalTestEnvironment(new EalEnv);
+  ::testing::AddGlobalTestEnvironment(new esw::test::EalEnv("ringtest"));
   return RUN_ALL_TESTS();
 }

@@ -198,7 +198,8 @@ TEST(ConfigLoader, HugepageAndPipelineSpellings) {
   EXPECT_STREQ(to_string(PipelineMode::kL2), "l2");
   EXPECT_STREQ(to_string(PipelineMode::kCrossConnect), "cross_connect");
   for (HugepageMode mode : {HugepageMode::kAuto, HugepageMode::kOn, HugepageMode::kOff}) {
-    const Config c = loaded(load(std::string("apiVersion: eswitch/v1\ndataplane: {hugepages: ") + to_string(mode) + "}\n"));
+    const Config c =
+        loaded(load(std::string("apiVersion: eswitch/v1\ndataplane: {hugepages: ") + to_string(mode) + "}\n"));
     EXPECT_EQ(c.dataplane.hugepages, mode);
   }
 }
@@ -206,7 +207,8 @@ TEST(ConfigLoader, HugepageAndPipelineSpellings) {
 // ----------------------------------------------------------------------------------------------- error format
 
 TEST(ConfigError, ToStringFormats) {
-  EXPECT_EQ((Error{"vports[2].attach.devargs", 14, 11, "bad"}).to_string(), "vports[2].attach.devargs: bad (line 14, col 11)");
+  EXPECT_EQ((Error{"vports[2].attach.devargs", 14, 11, "bad"}).to_string(),
+            "vports[2].attach.devargs: bad (line 14, col 11)");
   EXPECT_EQ((Error{"burst", 0, 0, "bad"}).to_string(), "burst: bad");
   EXPECT_EQ((Error{"", 3, 1, "f.yaml: bad"}).to_string(), "f.yaml: bad (line 3, col 1)");
 }
@@ -234,7 +236,7 @@ dataplane:
   workers: [1]
 )");
   EXPECT_ERRORS(r, {
-                       {"vports[1].attach.rxqueues", 6, 35, "valid keys: devargs, rx_queues, tx_queues"},
+                       {"vports[1].attach.rxqueues", 6, 34, "valid keys: devargs, rx_queues, tx_queues"},
                        {"vports[1].mac", 7, 5, "valid keys: name, hw_addr, attach"},
                        {"dataplane.workers", 9, 3, "unknown key \"workers\""},
                    });
@@ -277,8 +279,7 @@ TEST(ConfigLoader, WrongTypesAndRanges) {
       {"dataplane:\n  rx_queue_size: 32\n", {"dataplane.rx_queue_size", 3, 18, "got 32"}},
       {"dataplane:\n  tx_queue_size: 16384\n", {"dataplane.tx_queue_size", 3, 18, "power of two, got 16384"}},
       {"dataplane:\n  idle_sleep_us: 1000001\n", {"dataplane.idle_sleep_us", 3, 18, "in 0..1000000"}},
-      {"dataplane:\n  hugepages: yes\n",
-       {"dataplane.hugepages", 3, 14, "expected one of auto, on, off, got \"yes\""}},
+      {"dataplane:\n  hugepages: yes\n", {"dataplane.hugepages", 3, 14, "expected one of auto, on, off, got \"yes\""}},
       {"dataplane:\n  file_prefix: ../x\n", {"dataplane.file_prefix", 3, 16, "\"../x\" is not a valid file prefix"}},
       {"dataplane:\n  eal_extra: --no-pci\n", {"dataplane.eal_extra", 3, 14, "expected a list, got \"--no-pci\""}},
       {"dataplane:\n  eal_extra: [a, '']\n", {"dataplane.eal_extra[1]", 3, 18, "expected a non-empty string"}},
@@ -295,7 +296,6 @@ TEST(ConfigLoader, WrongTypesAndRanges) {
       {"uplinks:\n  - attach: {devargs: r}\n", {"uplinks[0].name", 3, 5, "required key is missing"}},
       {"vports:\n  - name: v\n", {"vports[0].attach", 3, 5, "required key is missing"}},
       {"pipeline:\n  mode: l3\n", {"pipeline.mode", 3, 9, "expected one of l2, cross_connect, got \"l3\""}},
-      {"pipeline:\n  cross_connect: [{from: a}]\n", {"pipeline.cross_connect[0].to", 3, 19, "required key is missing"}},
   };
   for (const TypeCase& tc : cases) {
     SCOPED_TRACE(tc.yaml);
@@ -322,12 +322,11 @@ TEST(ConfigLoader, ApiVersion) {
 // ----------------------------------------------------------------------------------------------- document level
 
 TEST(ConfigLoader, YamlSyntaxErrorHasLocation) {
+  // An unclosed flow list is noticed at the end of the input.
   const LoadResult r = load("apiVersion: eswitch/v1\ndataplane:\n  burst: [32,\n  mbufs: 1024\n");
   ASSERT_EQ(r.errors.size(), 1u) << dump(r);
   EXPECT_FALSE(r.config.has_value());
-  EXPECT_EQ(r.errors[0].path, "");
-  EXPECT_THAT(r.errors[0].message, HasSubstr("test.yaml: invalid YAML: "));
-  EXPECT_GT(r.errors[0].line, 0);
+  EXPECT_EQ(r.errors[0].to_string(), "test.yaml: invalid YAML: end of sequence flow not found (line 5, col 1)");
 
   EXPECT_ERRORS(load("apiVersion: eswitch/v1\ndataplane:\n  burst: 32\n mbufs: 1024\n"),
                 {{"", 4, 2, "test.yaml: invalid YAML: end of map not found"}});
@@ -335,10 +334,24 @@ TEST(ConfigLoader, YamlSyntaxErrorHasLocation) {
                 {{"", 2, 9, "invalid YAML: the referenced anchor is not defined"}});
 }
 
+// yaml-cpp 0.7's LoadAll() loops forever (and eats memory) on these; the loader must not.
+TEST(ConfigLoader, StrayFlowEntryAtDocumentLevel) {
+  EXPECT_ERRORS(load(", apiVersion: eswitch/v1\n"), {{"", 1, 1, "test.yaml: invalid YAML: unexpected \",\""}});
+  EXPECT_ERRORS(load("# comment\n, x\napiVersion: eswitch/v1\n"), {{"", 2, 1, "invalid YAML: unexpected \",\""}});
+  EXPECT_ERRORS(load("- a\n,\n"), {{"", 2, 1, "invalid YAML: unexpected \",\""}});
+}
+
+TEST(ConfigLoader, AbsurdNestingIsAnErrorNotACrash) {
+  const LoadResult r = load("apiVersion: eswitch/v1\ndataplane: " + std::string(100000, '[') + "\n");
+  ASSERT_EQ(r.errors.size(), 1u) << dump(r);
+  EXPECT_EQ(r.errors[0].path, "");
+  EXPECT_THAT(r.errors[0].message, HasSubstr("invalid YAML: nested more than"));
+}
+
 TEST(ConfigLoader, DocumentShape) {
   EXPECT_ERRORS(load("- apiVersion: eswitch/v1\n"), {{"", 1, 1, "test.yaml: expected a mapping, got a list"}});
   EXPECT_ERRORS(load("apiVersion: eswitch/v1\n---\napiVersion: eswitch/v1\n"),
-                {{"", 3, 1, "test.yaml: holds 2 YAML documents; expected one"}});
+                {{"", 2, 1, "test.yaml: holds 2 YAML documents; expected one"}});
   EXPECT_ERRORS(load("apiVersion: eswitch/v1\n[1]: x\n"), {{"", 2, 1, "expected a key name, got a list"}});
 }
 
@@ -384,25 +397,22 @@ uplinks:
 
 TEST(ConfigLoader, HwAddrMustBeUnicastMac) {
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"02:00:00:00:00", "is not a MAC address"},
-      {"02-00-00-00-00-01", "is not a MAC address"},
-      {"02:00:00:00:00:0g", "is not a MAC address"},
-      {"02:00:00:00:00:001", "is not a MAC address"},
-      {"01:00:5e:00:00:01", "is a multicast address"},
-      {"ff:ff:ff:ff:ff:ff", "is a multicast address"},
+      {"02:00:00:00:00", "is not a MAC address"},       {"02-00-00-00-00-01", "is not a MAC address"},
+      {"02:00:00:00:00:0g", "is not a MAC address"},    {"02:00:00:00:00:001", "is not a MAC address"},
+      {"01:00:5e:00:00:01", "is a multicast address"},  {"ff:ff:ff:ff:ff:ff", "is a multicast address"},
       {"00:00:00:00:00:00", "is the all-zero address"},
   };
   for (const auto& [mac, fragment] : cases) {
     SCOPED_TRACE(mac);
-    EXPECT_ERRORS(load("apiVersion: eswitch/v1\nvports:\n  - name: v\n    hw_addr: \"" + mac +
-                       "\"\n    attach: {devargs: r}\n"),
-                  {{"vports[0].hw_addr", 4, 14, fragment}});
+    EXPECT_ERRORS(
+        load("apiVersion: eswitch/v1\nvports:\n  - name: v\n    hw_addr: \"" + mac + "\"\n    attach: {devargs: r}\n"),
+        {{"vports[0].hw_addr", 4, 14, fragment}});
   }
   EXPECT_ERRORS(load("apiVersion: eswitch/v1\nvports:\n  - name: v\n    hw_addr: 5\n    attach: {devargs: r}\n"),
                 {{"vports[0].hw_addr", 4, 14, "\"5\" is not a MAC address"}});
   // Unquoted is fine too (YAML 1.2 has no sexagesimal numbers).
-  const Config c =
-      loaded(load("apiVersion: eswitch/v1\nvports:\n  - name: v\n    hw_addr: 02:00:00:00:00:10\n    attach: {devargs: r}\n"));
+  const Config c = loaded(
+      load("apiVersion: eswitch/v1\nvports:\n  - name: v\n    hw_addr: 02:00:00:00:00:10\n    attach: {devargs: r}\n"));
   ASSERT_EQ(c.vports.size(), 1u);
   EXPECT_EQ(c.vports[0].hw_addr, "02:00:00:00:00:10");
 }
@@ -417,7 +427,8 @@ vports:
     hw_addr: "02:00:00:00:00:aa"
     attach: {devargs: net_ring1}
 )"),
-                {{"vports[1].hw_addr", 7, 14, "duplicate hw_addr \"02:00:00:00:00:aa\"; first used by vports[0].hw_addr on line 4"}});
+                {{"vports[1].hw_addr", 7, 14,
+                  "duplicate hw_addr \"02:00:00:00:00:aa\"; first used by vports[0].hw_addr on line 4"}});
 }
 
 TEST(ConfigLoader, DevargsUnique) {
@@ -436,8 +447,10 @@ vports:
     attach: {devargs: "0000:03:00.0"}
 )"),
                 {
-                    {"vports[1].attach.devargs", 11, 23, "duplicate device \"net_tap0\"; first used by vports[0].attach.devargs on line 9"},
-                    {"vports[2].attach.devargs", 13, 23, "duplicate device \"0000:03:00.0\"; first used by uplinks[0].attach.devargs on line 4"},
+                    {"vports[1].attach.devargs", 11, 23,
+                     "duplicate device \"net_tap0\"; first used by vports[0].attach.devargs on line 9"},
+                    {"vports[2].attach.devargs", 13, 23,
+                     "duplicate device \"0000:03:00.0\"; first used by uplinks[0].attach.devargs on line 4"},
                 });
 }
 
@@ -445,7 +458,8 @@ TEST(ConfigLoader, CoresMustBeDistinct) {
   EXPECT_ERRORS(load("apiVersion: eswitch/v1\ndataplane:\n  main_core: 2\n  worker_cores: [1, 2, 3, 1]\n"),
                 {
                     {"dataplane.worker_cores[1]", 4, 21, "core 2 is also dataplane.main_core; workers need cores"},
-                    {"dataplane.worker_cores[3]", 4, 27, "duplicate worker core 1; first used by dataplane.worker_cores[0] on line 4"},
+                    {"dataplane.worker_cores[3]", 4, 27,
+                     "duplicate worker core 1; first used by dataplane.worker_cores[0] on line 4"},
                 });
   EXPECT_ERRORS(load("apiVersion: eswitch/v1\ndataplane:\n  worker_cores: [0]\n"),
                 {{"dataplane.worker_cores[0]", 3, 18, "core 0 is also dataplane.main_core (its default)"}});
@@ -478,6 +492,15 @@ TEST(ConfigLoader, CrossConnectReferencesExistingPorts) {
                 });
 }
 
+TEST(ConfigLoader, CrossConnectEntriesNeedFromAndTo) {
+  EXPECT_ERRORS(
+      load(std::string(kTwoPorts) + "pipeline:\n  mode: cross_connect\n  cross_connect: [{from: up}, {to: up}]\n"),
+      {
+          {"pipeline.cross_connect[0].to", 10, 19, "required key is missing"},
+          {"pipeline.cross_connect[1].from", 10, 31, "required key is missing"},
+      });
+}
+
 TEST(ConfigLoader, CrossConnectFromUnique) {
   EXPECT_ERRORS(load(std::string(kTwoPorts) + R"(pipeline:
   mode: cross_connect
@@ -491,12 +514,14 @@ TEST(ConfigLoader, CrossConnectFromUnique) {
 }
 
 TEST(ConfigLoader, CrossConnectOnlyInCrossConnectMode) {
-  EXPECT_ERRORS(load(std::string(kTwoPorts) + "pipeline:\n  mode: l2\n  cross_connect:\n    - {from: up, to: vm}\n"),
-                {{"pipeline.cross_connect", 11, 5, "must be empty when pipeline.mode is l2; set pipeline.mode: cross_connect"}});
+  EXPECT_ERRORS(
+      load(std::string(kTwoPorts) + "pipeline:\n  mode: l2\n  cross_connect:\n    - {from: up, to: vm}\n"),
+      {{"pipeline.cross_connect", 11, 5, "must be empty when pipeline.mode is l2; set pipeline.mode: cross_connect"}});
   EXPECT_ERRORS(load(std::string(kTwoPorts) + "pipeline:\n  cross_connect: [{from: up, to: vm}]\n"),
                 {{"pipeline.cross_connect", 9, 18, "must be empty when pipeline.mode is l2 (its default)"}});
-  EXPECT_ERRORS(load(std::string(kTwoPorts) + "pipeline:\n  mode: cross_connect\n"),
-                {{"pipeline.cross_connect", 8, 1, "must list at least one {from, to} pair when pipeline.mode is cross_connect"}});
+  EXPECT_ERRORS(
+      load(std::string(kTwoPorts) + "pipeline:\n  mode: cross_connect\n"),
+      {{"pipeline.cross_connect", 9, 9, "must list at least one {from, to} pair when pipeline.mode is cross_connect"}});
   EXPECT_ERRORS(load(std::string(kTwoPorts) + "pipeline:\n  mode: cross_connect\n  cross_connect: []\n"),
                 {{"pipeline.cross_connect", 10, 18, "must list at least one"}});
 }
@@ -521,8 +546,8 @@ pipeline:
                     {"uplinks[0].name", 4, 11, "not a valid port name"},
                     {"uplinks[1].name", 6, 11, "not a valid port name"},
                     {"pipeline.mode", 9, 9, "got \"l3\""},
-                    {"pipeline.cross_connect[0].from", 10, 25, "no port named \"9\""},
-                    {"pipeline.cross_connect[0].to", 10, 34, "no port named \"9\""},
+                    {"pipeline.cross_connect[0].from", 10, 26, "no port named \"9\""},
+                    {"pipeline.cross_connect[0].to", 10, 35, "no port named \"9\""},
                 });
 }
 
@@ -585,7 +610,7 @@ TEST_F(ConfigFile, LoadsFile) {
 
 TEST_F(ConfigFile, ErrorsNameTheFileForDocumentProblems) {
   const std::string path = write("bad.yaml", "apiVersion: eswitch/v1\n---\n{}\n");
-  EXPECT_ERRORS(load_config_file(path), {{"", 3, 1, path + ": holds 2 YAML documents"}});
+  EXPECT_ERRORS(load_config_file(path), {{"", 2, 1, path + ": holds 2 YAML documents"}});
 }
 
 TEST_F(ConfigFile, MissingFileIsOneError) {
