@@ -6,6 +6,7 @@
 // dataplane compiles it; the control process diffs two of them.
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -41,6 +42,11 @@ struct DataplaneConfig {
   uint32_t idle_sleep_us = 0;        // max sleep of an idle worker; 0 = never sleep (pure busy poll)
   std::string file_prefix;           // EAL --file-prefix; empty = "esw-<pid>"
   std::vector<std::string> eal_extra;  // extra EAL arguments, passed through unchanged
+  uint32_t max_rules = 262144;       // rule ids per switch (per-core counter arrays are sized by it)
+  uint32_t flow_cache_entries = 8192;  // per worker
+  uint32_t flow_cache_insert_inv_prob = 10;  // a live cache entry is replaced by 1 in N misses
+  std::string api_socket = "/run/eswitch/eswitchd.sock";  // management API; "" = none
+  std::string api_socket_group;     // group owning the socket (mode 0660); "" = the process's group
 };
 
 // How a port reaches DPDK: an ethdev from vdev devargs ("net_tap0,iface=eswup0") or a PCI address.
@@ -56,11 +62,42 @@ struct UplinkConfig {
   int line = 0;  // where the entry starts, for later cross-checks and messages
 };
 
-struct VportConfig {
-  std::string name;
-  Attachment attach;
-  std::optional<std::string> hw_addr;  // "02:00:00:00:00:01"; used by the L2 pipeline to reach this vport
+// Where a value sits in the source, for errors found after loading (e.g. by the rule compiler).
+struct Loc {
   int line = 0;
+  int column = 0;
+};
+
+enum class Flavour { kVf, kSf };
+enum class VportState { kActive, kInactive };
+enum class SmcPolicy { kAllow, kDeny };
+
+// Egress rate limit of a vport (what it may send into the switch), enforced with an srTCM meter.
+struct RateLimit {
+  uint64_t tx_max_bps = 0;      // bits per second; 0 = unlimited
+  uint64_t tx_burst_bytes = 0;  // committed burst; 0 = tx_max_bps / 8 / 10 (100 ms worth), at least 2 MTUs
+};
+
+// A VF/SF function on the switch (after devlink port functions). Its identity is what anti-spoofing enforces.
+struct VportConfig {
+  std::string name;                    // <= 11 characters: its representor netdev is "rep-<name>"
+  Flavour flavour = Flavour::kVf;
+  uint32_t id = 0;                     // VF/SF number, unique per flavour
+  Attachment attach;
+  std::optional<std::string> hw_addr;  // "02:00:00:00:00:01", lower case; required when spoofchk is on
+  std::vector<std::string> ipv4;       // bound addresses or prefixes: "198.18.0.1", "198.18.1.0/24"
+  std::vector<std::string> ipv6;       // bound addresses or prefixes: "2001:db8::1", "2001:db8:1::/64"
+  std::optional<uint16_t> vlan;        // access VLAN (1..4094): frames from the vport must be untagged
+  VportState state = VportState::kActive;
+  bool spoofchk = true;
+  bool trust = false;                  // trusted vports may send RAs and DHCP server replies
+  bool roce = false;                   // RoCEv2 (UDP 4791) allowed
+  SmcPolicy smc = SmcPolicy::kAllow;
+  bool dhcp_client = false;            // DHCP/DHCPv6 client discovery from unbound addresses allowed
+  bool egress_multicast = true;        // deliver broadcast/multicast frames to this vport
+  RateLimit rate;
+  int line = 0;
+  std::map<std::string, Loc> locs;     // field name ("ipv4[1]", "hw_addr", ...) -> where it was written
 };
 
 // Foundation pipeline (replaced by tables): static forwarding with no learning.
@@ -79,12 +116,65 @@ struct PipelineConfig {
   std::vector<CrossConnect> cross_connect;
 };
 
+// One match item as written: `ipv4_dst: 198.18.0.0/24` -> {"ipv4_dst", "198.18.0.0/24"}; a keyword such as
+// `tcp: true` -> {"tcp", ""}. Field names and values are checked by the rule compiler (dataplane/ruleset.h),
+// which reports errors at `loc`.
+struct MatchItem {
+  std::string field;
+  std::string value;
+  Loc loc;
+};
+
+// One action as written: `count` -> {"count", ""}; `output: uplink0` -> {"output", "uplink0"};
+// `set_field: {eth_dst: 02:..}` -> {"set_field", "eth_dst=02:.."} (one item per field).
+struct ActionConfig {
+  std::string name;
+  std::string arg;
+  Loc loc;
+};
+
+struct RuleConfig {
+  std::string name;  // optional; shown by show/trace
+  uint32_t priority = 0;
+  std::vector<MatchItem> match;
+  std::vector<ActionConfig> actions;
+  Loc loc;
+};
+
+struct TableConfig {
+  uint32_t id = 0;  // 0..254
+  std::string name;
+  std::vector<ActionConfig> miss;  // empty: to_representor
+  std::vector<RuleConfig> rules;
+  Loc loc;
+};
+
+struct MeterConfig {
+  std::string name;
+  bool tr_tcm = false;  // type: srtcm | trtcm
+  uint64_t cir_bps = 0;  // committed rate, bits/s
+  uint64_t cbs_bytes = 0;
+  uint64_t ebs_bytes = 0;  // srtcm
+  uint64_t pir_bps = 0;    // trtcm
+  uint64_t pbs_bytes = 0;  // trtcm
+  Loc loc;
+};
+
+enum class RepresentorKind { kTap, kNone };
+
+struct RepresentorConfig {
+  RepresentorKind kind = RepresentorKind::kTap;  // tap: a Linux netdev rep-<vport> per vport
+};
+
 struct Config {
   std::string api_version = kApiVersion;
   DataplaneConfig dataplane;
   std::vector<UplinkConfig> uplinks;
   std::vector<VportConfig> vports;
   PipelineConfig pipeline;
+  RepresentorConfig representors;
+  std::vector<MeterConfig> meters;
+  std::vector<TableConfig> tables;
 };
 
 struct LoadResult {

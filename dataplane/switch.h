@@ -50,6 +50,31 @@ struct RuleStats {
   uint64_t bytes;
 };
 
+// Per-vport anti-spoofing and binding counters (drops by reason), summed over workers.
+struct VportStats {
+  std::string name;
+  std::string representor;  // representor netdev ("rep-vm1"), "" when none
+  bool active = true;
+  uint64_t rx_packets = 0;  // from the vport into the switch
+  uint64_t tx_packets = 0;  // from the switch to the vport
+  std::vector<std::pair<std::string, uint64_t>> drops;  // reason name -> packets (every reason, zeros too)
+};
+
+// One difference between the running and a desired config. op: '+' added, '-' removed, '~' changed.
+struct DiffItem {
+  char op;
+  std::string kind;    // "uplink", "vport", "table", "rule", "meter", "dataplane"
+  std::string name;    // "vm1", "tables[0].rules[3]" (or the rule's name), ...
+  std::string detail;  // what changed, human readable
+};
+
+struct ApplyResult {
+  bool ok = false;
+  std::vector<cfg::Error> errors;  // why nothing was applied (every problem found)
+  std::vector<DiffItem> diff;      // what changed (or would change, for a dry run)
+  bool restart_required = false;   // a dataplane section change that only a restart applies (reported, not applied)
+};
+
 struct TraceResult {
   std::string packet;  // the parsed key, as match text
   TraceRecord record;
@@ -69,6 +94,14 @@ class Switch {
   void start();
   void stop() noexcept;
   void close() noexcept;
+
+  // Makes the switch become `desired` as one transaction: validates everything first (rules compiled, ports
+  // checked), then adds/changes/removes vports, uplinks, tables, rules and meters with the smallest change
+  // (unchanged rules keep their ids and counters; traffic on unchanged ports is not disturbed). On any error
+  // nothing changes. dry_run: validate and report the diff only.
+  ApplyResult apply(const cfg::Config& desired, bool dry_run = false);
+  const cfg::Config& config() const { return config_; }
+  std::vector<VportStats> vport_stats() const;
 
   // Replaces the user tables, rules and meters (the generated foundation rules stay) as one transaction:
   // compiled and validated first; on any error nothing changes and `error` names the rule.

@@ -83,6 +83,23 @@ struct RingPort {
   }
 };
 
+inline cfg::VportConfig vport(const std::string& name, const std::string& devargs,
+                               std::optional<std::string> mac = std::nullopt) {
+  cfg::VportConfig v;
+  v.name = name;
+  v.attach.devargs = devargs;
+  v.hw_addr = std::move(mac);
+  v.spoofchk = false;  // binding tests turn it on explicitly
+  return v;
+}
+
+inline cfg::UplinkConfig uplink(const std::string& name, const std::string& devargs) {
+  cfg::UplinkConfig u;
+  u.name = name;
+  u.attach.devargs = devargs;
+  return u;
+}
+
 inline cfg::Config ring_test_config(const std::string& tag) {
   cfg::Config c;
   c.dataplane.main_core = 0;

@@ -39,10 +39,10 @@ class ActionsTest : public ::testing::Test {
     v2_ = std::make_unique<RingPort>("a2" + s);
     mon_ = std::make_unique<RingPort>("am" + s);
     esw::cfg::Config c = esw::test::ring_test_config("actions");
-    c.uplinks.push_back({"uplink0", {up_->devname, 1, 1}, 0});
-    c.vports.push_back({"vm1", {v1_->devname, 1, 1}, "02:00:c6:12:00:01", 0});
-    c.vports.push_back({"vm2", {v2_->devname, 1, 1}, "02:00:c6:12:00:02", 0});
-    c.vports.push_back({"mon", {mon_->devname, 1, 1}, std::nullopt, 0});
+    c.uplinks.push_back(esw::test::uplink("uplink0", up_->devname));
+    c.vports.push_back(esw::test::vport("vm1", v1_->devname, "02:00:c6:12:00:01"));
+    c.vports.push_back(esw::test::vport("vm2", v2_->devname, "02:00:c6:12:00:02"));
+    c.vports.push_back(esw::test::vport("mon", mon_->devname));
     c.pipeline.mode = esw::cfg::PipelineMode::kCrossConnect;
     sw_ = std::make_unique<esw::dp::Switch>(c);
     in_use_at_start_ = sw_->mempool_report().in_use;

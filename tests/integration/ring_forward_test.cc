@@ -66,8 +66,8 @@ const rte_ether_addr kBroadcast{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
 TEST(RingForward, CrossConnectDeliversUnchangedAndCounts) {
   RingPort a("xa"), b("xb");
   esw::cfg::Config c = base_config();
-  c.uplinks.push_back({"a", {a.devname, 1, 1}, 0});
-  c.vports.push_back({"b", {b.devname, 1, 1}, std::nullopt, 0});
+  c.uplinks.push_back(esw::test::uplink("a", a.devname));
+  c.vports.push_back(esw::test::vport("b", b.devname));
   c.pipeline.mode = esw::cfg::PipelineMode::kCrossConnect;
   c.pipeline.cross_connect = {{"a", "b"}};
 
@@ -107,9 +107,9 @@ TEST(RingForward, CrossConnectDeliversUnchangedAndCounts) {
 TEST(RingForward, L2ForwardsByMacFloodsBroadcastDropsHairpin) {
   RingPort up("lu"), v1("l1"), v2("l2");
   esw::cfg::Config c = base_config();
-  c.uplinks.push_back({"uplink0", {up.devname, 1, 1}, 0});
-  c.vports.push_back({"vm1", {v1.devname, 1, 1}, "02:00:c6:12:00:01", 0});
-  c.vports.push_back({"vm2", {v2.devname, 1, 1}, "02:00:c6:12:00:02", 0});
+  c.uplinks.push_back(esw::test::uplink("uplink0", up.devname));
+  c.vports.push_back(esw::test::vport("vm1", v1.devname, "02:00:c6:12:00:01"));
+  c.vports.push_back(esw::test::vport("vm2", v2.devname, "02:00:c6:12:00:02"));
   c.pipeline.mode = esw::cfg::PipelineMode::kL2;
 
   esw::dp::Switch sw(c);
@@ -163,7 +163,7 @@ TEST(RingForward, L2ForwardsByMacFloodsBroadcastDropsHairpin) {
 
 TEST(RingForward, UnknownDeviceFailsWithPortName) {
   esw::cfg::Config c = base_config();
-  c.vports.push_back({"vmx", {"net_nosuchdriver0,foo=1", 1, 1}, std::nullopt, 0});
+  c.vports.push_back(esw::test::vport("vmx", "net_nosuchdriver0,foo=1"));
   try {
     esw::dp::Switch sw(c);
     FAIL() << "opening an unknown device must fail";
@@ -177,7 +177,7 @@ TEST(RingForward, UnknownDeviceFailsWithPortName) {
 
 TEST(RingForward, BadDevargsFailsWithPortName) {
   esw::cfg::Config c = base_config();
-  c.vports.push_back({"vmy", {"net_null7,no_such_arg=1", 1, 1}, std::nullopt, 0});
+  c.vports.push_back(esw::test::vport("vmy", "net_null7,no_such_arg=1"));
   try {
     esw::dp::Switch sw(c);
     FAIL() << "bad devargs must fail";
