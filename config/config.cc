@@ -27,4 +27,56 @@ const char* to_string(PipelineMode mode) {
   return "?";
 }
 
+const char* to_string(Flavour flavour) {
+  switch (flavour) {
+    case Flavour::kVf: return "vf";
+    case Flavour::kSf: return "sf";
+  }
+  return "?";
+}
+
+const char* to_string(VportState state) {
+  switch (state) {
+    case VportState::kActive: return "active";
+    case VportState::kInactive: return "inactive";
+  }
+  return "?";
+}
+
+const char* to_string(SmcPolicy policy) {
+  switch (policy) {
+    case SmcPolicy::kAllow: return "allow";
+    case SmcPolicy::kDeny: return "deny";
+  }
+  return "?";
+}
+
+const char* to_string(RepresentorKind kind) {
+  switch (kind) {
+    case RepresentorKind::kTap: return "tap";
+    case RepresentorKind::kNone: return "none";
+  }
+  return "?";
+}
+
+std::string rule_path(size_t table_index, size_t rule_index) {
+  return fmt::format("tables[{}].rules[{}]", table_index, rule_index);
+}
+
+std::string match_path(const std::string& rule_path, const MatchItem& item) {
+  return fmt::format("{}.match.{}", rule_path, item.field);
+}
+
+// Mirrors how the loader reads an action item: a bare name is the item itself, a one-key mapping is read at its
+// key, and set_field/set_register one level further down, at the field.
+std::string action_path(const std::string& list_path, const ActionConfig& action) {
+  std::string path = action.index >= 0 ? fmt::format("{}[{}]", list_path, action.index) : list_path;
+  if (action.arg.empty()) return path;
+  path += "." + action.name;
+  if (action.name == "set_field" || action.name == "set_register") {
+    path += "." + action.arg.substr(0, action.arg.find('='));
+  }
+  return path;
+}
+
 }  // namespace esw::cfg

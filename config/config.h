@@ -5,6 +5,7 @@
 // path and line:column. It reports every error it finds, not just the first. The model is plain data: the
 // dataplane compiles it; the control process diffs two of them.
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -131,6 +132,8 @@ struct ActionConfig {
   std::string name;
   std::string arg;
   Loc loc;
+  int index = -1;  // which item of the YAML list it was written as (a set_field of n fields gives n actions with
+                   // one index); -1 = not from YAML. See action_path().
 };
 
 struct RuleConfig {
@@ -192,5 +195,21 @@ const char* default_config_yaml();
 // The spelling of each enum value in YAML ("auto", "l2", ...). The loader accepts exactly these.
 const char* to_string(HugepageMode mode);
 const char* to_string(PipelineMode mode);
+const char* to_string(Flavour flavour);
+const char* to_string(VportState state);
+const char* to_string(SmcPolicy policy);
+const char* to_string(RepresentorKind kind);
+
+// YAML paths of rule items, as the loader writes them in errors, for checks that run on the model (the rule
+// compiler) and report at MatchItem::loc / ActionConfig::loc:
+//   rule_path(0, 3)                                  "tables[0].rules[3]"
+//   match_path("tables[0].rules[3]", item)           "tables[0].rules[3].match.tcp_dst"
+//   action_path("tables[0].rules[3].actions", a)     "tables[0].rules[3].actions[1]" (`- drop`),
+//                                                    "...actions[1].output" (`- output: vm1`),
+//                                                    "...actions[2].set_field.eth_dst" (one field of a set_field)
+//   action_path("tables[1].miss", a)                 "tables[1].miss[0]"
+std::string rule_path(size_t table_index, size_t rule_index);
+std::string match_path(const std::string& rule_path, const MatchItem& item);
+std::string action_path(const std::string& list_path, const ActionConfig& action);
 
 }  // namespace esw::cfg

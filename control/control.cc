@@ -1,1 +1,428 @@
-// placeholder
+// eswitchctl commands (except watch, in watch.cc): the offline validator and the API requests.
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include "config/config.h"
+#include "control/api_client.h"
+#include "control/commands.h"
+#include "control/progress.h"
+#include "control/render.h"
+#include "dataplane/ruleset.h"
+
+namespace esw::ctl {
+
+using json = nlohmann::json;
+
+namespace {
+
+bool read_file(const std::string& path, std::string& out, std::string& error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = fmt::format("cannot read {}: {}", path, std::strerror(errno));
+    return false;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  out = ss.str();
+  return true;
+}
+
+void print_json(const json& j) { fmt::print("{}\n", j.dump(2, ' ', false, json::error_handler_t::replace)); }
+
+// Runs one request with a progress line on a terminal. Returns the reply, or an exit status via `status` when
+// eswitchd could not be reached.
+bool request(const Options& o, const std::string& label, const std::string& method, const json& params,
+             ApiReply& reply, int& status) {
+  ApiClient client(o.socket, o.timeout_s);
+  Progress progress(label, o.progress);
+  try {
+    reply = client.call(method, params, [&](const CallProgress& p) {
+      if (p.sent < p.total) {
+        progress.update(fmt::format("sending {} of {}", si(static_cast<double>(p.sent), "B"),
+                                    si(static_cast<double>(p.total), "B")));
+      } else if (p.server != nullptr) {
+        const std::string phase = p.server->value("phase", "");
+        if (phase == "received") {
+          progress.update("eswitchd: parsing and checking the YAML");
+        } else if (phase == "applying" || phase == "diffing") {
+          progress.update(fmt::format("eswitchd: {} {} rules (parsed in {:.0f} ms)", phase,
+                                      p.server->value("rules", uint64_t{0}), p.server->value("parse_ms", 0.0)));
+        } else {
+          progress.update(fmt::format("eswitchd: {}", phase));
+        }
+      } else if (p.elapsed_s >= 0.3) {
+        progress.update("waiting for eswitchd");
+      }
+    });
+  } catch (const ConnectError& e) {
+    progress.clear();
+    fmt::print(stderr, "eswitchctl: {}\n", e.what());
+    status = kExitUnreachable;
+    return false;
+  }
+  progress.clear();
+  return true;
+}
+
+// A failed reply: JSON for scripts (the whole reply), errors located in `file` for people.
+int fail_reply(const Options& o, const std::string& file, const ApiReply& reply) {
+  if (o.json) {
+    print_json(reply.raw);
+  } else {
+    print_api_error(stderr, file, reply.error);
+  }
+  return kExitFailed;
+}
+
+std::string ms_text(double ms) { return ms >= 1000 ? fmt::format("{:.2f} s", ms / 1000) : fmt::format("{:.0f} ms", ms); }
+
+std::string counts_text(const json& r) {
+  const json c = r.value("counts", json::object());
+  return fmt::format("{} added, {} removed, {} changed", c.value("added", 0), c.value("removed", 0),
+                     c.value("changed", 0));
+}
+
+void print_diff(const json& r, uint64_t limit) {
+  const json diff = r.value("diff", json::array());
+  uint64_t shown = 0;
+  for (const auto& d : diff) {
+    if (limit != 0 && shown >= limit) break;
+    fmt::print("{}\n", format_diff_item(d));
+    ++shown;
+  }
+  const uint64_t total = r.value("diff_total", uint64_t{diff.size()});
+  if (shown < total) fmt::print("... and {} more (--diff-limit 0 shows all)\n", total - shown);
+}
+
+}  // namespace
+
+std::string resolve_socket(const std::string& flag, const std::string& config_file) {
+  if (!flag.empty()) return flag;
+  if (const char* env = std::getenv("ESWITCH_SOCKET"); env != nullptr && env[0] != '\0') return env;
+  if (!config_file.empty()) {
+    // Best effort: even a config that does not validate usually says where its switch listens.
+    try {
+      YAML::Node root = YAML::LoadFile(config_file);
+      if (root.IsMap() && root["dataplane"] && root["dataplane"].IsMap()) {
+        YAML::Node s = root["dataplane"]["api_socket"];
+        if (s && s.IsScalar() && !s.Scalar().empty()) return s.Scalar();
+      }
+    } catch (const std::exception&) {
+    }
+  }
+  return kDefaultSocket;
+}
+
+int cmd_validate(const Options& o, const std::string& file) {
+  cfg::LoadResult loaded = cfg::load_config_file(file);
+  std::vector<cfg::Error> errors = loaded.errors;
+  if (loaded.config) errors = dp::check_config(*loaded.config);
+  json summary = json::object();
+  if (loaded.config) {
+    size_t rules = 0;
+    for (const auto& t : loaded.config->tables) rules += t.rules.size();
+    summary = {{"uplinks", loaded.config->uplinks.size()},
+               {"vports", loaded.config->vports.size()},
+               {"tables", loaded.config->tables.size()},
+               {"rules", rules},
+               {"meters", loaded.config->meters.size()}};
+  }
+  if (o.json) {
+    json errs = json::array();
+    for (const auto& e : errors) {
+      errs.push_back({{"path", e.path}, {"line", e.line}, {"column", e.column}, {"message", e.message}});
+    }
+    print_json({{"file", file}, {"valid", errors.empty()}, {"errors", errs}, {"summary", summary}});
+    return errors.empty() ? kExitOk : kExitFailed;
+  }
+  for (const auto& e : errors) {
+    fmt::print(stderr, "{}\n",
+               format_config_error(file, {{"path", e.path}, {"line", e.line}, {"column", e.column},
+                                          {"message", e.message}}));
+  }
+  if (!errors.empty()) {
+    fmt::print(stderr, "{}: {} error{}\n", file, errors.size(), errors.size() == 1 ? "" : "s");
+    return kExitFailed;
+  }
+  fmt::print("{}: valid ({} uplinks, {} vports, {} tables, {} rules, {} meters)\n", file,
+             summary["uplinks"].get<size_t>(), summary["vports"].get<size_t>(), summary["tables"].get<size_t>(),
+             summary["rules"].get<size_t>(), summary["meters"].get<size_t>());
+  return kExitOk;
+}
+
+int cmd_diff(const Options& o, const std::string& file) {
+  std::string yaml, error;
+  if (!read_file(file, yaml, error)) {
+    fmt::print(stderr, "eswitchctl: {}\n", error);
+    return kExitFailed;
+  }
+  ApiReply reply;
+  int status = kExitOk;
+  if (!request(o, "diff " + file, "diff", {{"yaml", yaml}, {"source", file}, {"progress", o.progress}}, reply,
+               status)) {
+    return status;
+  }
+  if (!reply.ok) return fail_reply(o, file, reply);
+  if (o.json) {
+    print_json(reply.result);
+    return kExitOk;
+  }
+  const json& r = reply.result;
+  if (r.value("diff_total", 0) == 0) {
+    fmt::print("no changes: the running config already is {}\n", file);
+  } else {
+    print_diff(r, 0);
+    fmt::print("{} change{}: {}\n", r.value("diff_total", 0), r.value("diff_total", 0) == 1 ? "" : "s",
+               counts_text(r));
+  }
+  if (r.value("restart_required", false)) {
+    fmt::print("note: dataplane settings differ; they take effect only when eswitchd restarts\n");
+  }
+  return kExitOk;
+}
+
+int cmd_apply(const Options& o, const std::string& file, bool dry_run, uint64_t diff_limit) {
+  std::string yaml, error;
+  if (!read_file(file, yaml, error)) {
+    fmt::print(stderr, "eswitchctl: {}\n", error);
+    return kExitFailed;
+  }
+  ApiReply reply;
+  int status = kExitOk;
+  json params = {{"yaml", yaml}, {"source", file}, {"dry_run", dry_run}, {"progress", o.progress}};
+  if (!o.json && diff_limit != 0) params["diff_limit"] = diff_limit;
+  if (!request(o, (dry_run ? "apply --dry-run " : "apply ") + file, "apply", params, reply, status)) return status;
+  if (!reply.ok) return fail_reply(o, file, reply);
+  if (o.json) {
+    print_json(reply.result);
+    return kExitOk;
+  }
+  const json& r = reply.result;
+  print_diff(r, diff_limit);
+  const json t = r.value("timing", json::object());
+  if (r.value("diff_total", 0) == 0) {
+    fmt::print("{}: no changes{} (generation {})\n", file, dry_run ? " would be made" : "", r.value("generation", 0));
+  } else {
+    fmt::print("{} {}: {} (generation {}) in {} (parse {}, apply {})\n", dry_run ? "would apply" : "applied", file,
+               counts_text(r), r.value("generation", 0), ms_text(t.value("total_ms", 0.0)),
+               ms_text(t.value("parse_ms", 0.0)), ms_text(t.value("apply_ms", 0.0)));
+  }
+  if (r.value("restart_required", false)) {
+    fmt::print("note: dataplane settings changed; they take effect only when eswitchd restarts\n");
+  }
+  return kExitOk;
+}
+
+int cmd_show(const Options& o, const std::string& what, const ShowOptions& so) {
+  json params = {{"what", what}};
+  if (what == "rules") {
+    if (so.table >= 0) params["table"] = so.table;
+    if (so.limit != 0) params["limit"] = so.limit;
+    if (so.offset != 0) params["offset"] = so.offset;
+  }
+  ApiReply reply;
+  int status = kExitOk;
+  if (!request(o, "show " + what, "show", params, reply, status)) return status;
+  if (!reply.ok) return fail_reply(o, "", reply);
+  if (o.json) {
+    print_json(reply.result);
+    return kExitOk;
+  }
+  const json& r = reply.result;
+  if (what == "ports") {
+    Table t({{"PORT"}, {"ROLE"}, {"DRIVER"}, {"LINK"}, {"RX_PKTS", true}, {"RX_BYTES", true}, {"TX_PKTS", true},
+             {"TX_BYTES", true}, {"TX_DROP", true}, {"DROPPED", true}, {"DEVARGS"}});
+    for (const auto& p : r["ports"]) {
+      t.row({to_str(p["name"]), to_str(p["role"]), to_str(p["driver"]), p.value("link_up", false) ? "up" : "down",
+             to_str(p["rx_packets"]), to_str(p["rx_bytes"]), to_str(p["tx_packets"]), to_str(p["tx_bytes"]),
+             to_str(p["tx_dropped"]), to_str(p["dropped_total"]), to_str(p["devargs"])});
+    }
+    t.print(stdout);
+    // Drops by reason, only the ones that happened: where a packet went is the first question after "how many".
+    for (const auto& p : r["ports"]) {
+      std::string reasons;
+      const json dropped = p.value("dropped", json::object());
+      for (const auto& [reason, n] : dropped.items()) {
+        if (n.get<uint64_t>() != 0) reasons += fmt::format(" {}={}", reason, n.get<uint64_t>());
+      }
+      if (!reasons.empty()) fmt::print("  {} dropped:{}\n", to_str(p["name"]), reasons);
+    }
+  } else if (what == "vports") {
+    Table t({{"VPORT"}, {"FLAVOUR"}, {"ID", true}, {"HW_ADDR"}, {"STATE"}, {"SPOOFCHK"}, {"IPV4"}, {"IPV6"},
+             {"VLAN"}, {"REPRESENTOR"}, {"RX_PKTS", true}, {"TX_PKTS", true}, {"DROPS", true}});
+    for (const auto& v : r["vports"]) {
+      t.row({to_str(v["name"]), to_str(v["flavour"]), to_str(v["id"]), to_str(v["hw_addr"]), to_str(v["state"]),
+             v.value("spoofchk", false) ? "on" : "off", to_str(v["ipv4"]), to_str(v["ipv6"]), to_str(v["vlan"]),
+             to_str(v["representor"]), to_str(v["rx_packets"]), to_str(v["tx_packets"]), to_str(v["drops_total"])});
+    }
+    t.print(stdout);
+    for (const auto& v : r["vports"]) {
+      std::string reasons;
+      const json drops = v.value("drops", json::object());
+      for (const auto& [reason, n] : drops.items()) {
+        if (n.get<uint64_t>() != 0) reasons += fmt::format(" {}={}", reason, n.get<uint64_t>());
+      }
+      if (!reasons.empty()) fmt::print("  {} drops:{}\n", to_str(v["name"]), reasons);
+    }
+  } else if (what == "representors") {
+    Table t({{"VPORT"}, {"REPRESENTOR"}, {"KIND"}, {"ACTIVE"}});
+    for (const auto& v : r["representors"]) {
+      t.row({to_str(v["vport"]), to_str(v["representor"]), to_str(v["kind"]), v.value("active", false) ? "yes" : "no"});
+    }
+    t.print(stdout);
+  } else if (what == "tables") {
+    Table t({{"TABLE", true}, {"NAME"}, {"RULES", true}, {"PACKETS", true}, {"BYTES", true}, {"MISS"}});
+    for (const auto& x : r["tables"]) {
+      t.row({to_str(x["id"]), to_str(x["name"]), to_str(x["rules"]), to_str(x["packets"]), to_str(x["bytes"]),
+             to_str(x["miss"])});
+    }
+    t.print(stdout);
+    const json c = r.value("classifier", json::object());
+    fmt::print("classifier: {} rules in {} tables, {} subtables, snapshot {} (version {})\n", c.value("rules", 0),
+               c.value("tables", 0), c.value("subtables", 0),
+               si(static_cast<double>(c.value("snapshot_bytes", 0)), "B"), c.value("version", 0));
+  } else if (what == "rules") {
+    Table t({{"ID", true}, {"TABLE", true}, {"PRIO", true}, {"PACKETS", true}, {"BYTES", true}, {"RULE"}, {"MATCH"},
+             {"ACTIONS"}});
+    for (const auto& x : r["rules"]) {
+      const std::string match = to_str(x["match"]);
+      t.row({to_str(x["id"]), to_str(x["table"]), to_str(x["priority"]), to_str(x["packets"]), to_str(x["bytes"]),
+             to_str(x["where"]), match.empty() ? "(any)" : match, to_str(x["actions"])});
+    }
+    t.print(stdout);
+    if (r.value("total", uint64_t{0}) != t.size()) {
+      fmt::print("({} of {} rules shown)\n", t.size(), r.value("total", uint64_t{0}));
+    }
+  }
+  return kExitOk;
+}
+
+int cmd_stats(const Options& o, double interval_s, int count) {
+  ApiClient client(o.socket, o.timeout_s);
+  auto sample = [&](json& out) -> int {
+    try {
+      ApiReply reply = client.call("stats", json::object());
+      if (!reply.ok) return fail_reply(o, "", reply);
+      out = reply.result;
+      return kExitOk;
+    } catch (const ConnectError& e) {
+      fmt::print(stderr, "eswitchctl: {}\n", e.what());
+      return kExitUnreachable;
+    }
+  };
+  json prev;
+  if (int rc = sample(prev); rc != kExitOk) return rc;
+  for (int i = 0; count <= 0 || i < count; ++i) {
+    std::this_thread::sleep_for(std::chrono::duration<double>(interval_s));
+    json cur;
+    if (int rc = sample(cur); rc != kExitOk) return rc;
+    const double dt = cur.value("time", 0.0) - prev.value("time", 0.0);
+    std::map<std::string, json> before;
+    for (const auto& p : prev["ports"]) before[p.value("name", "")] = p;
+    json ports = json::array();
+    double rx_pps = 0, tx_pps = 0, drop_pps = 0;
+    for (const auto& p : cur["ports"]) {
+      const std::string name = p.value("name", "");
+      if (!before.count(name) || dt <= 0) continue;  // a port added between the samples has no rate yet
+      const json& b = before[name];
+      auto rate = [&](const char* k) {
+        return static_cast<double>(p.value(k, uint64_t{0}) - b.value(k, uint64_t{0})) / dt;
+      };
+      json x = {{"name", name},
+                {"rx_pps", rate("rx_packets")},
+                {"tx_pps", rate("tx_packets")},
+                {"rx_bps", rate("rx_bytes") * 8},
+                {"tx_bps", rate("tx_bytes") * 8},
+                {"drop_pps", rate("dropped") + rate("tx_dropped")},
+                {"rx_packets", p["rx_packets"]},
+                {"tx_packets", p["tx_packets"]}};
+      rx_pps += x["rx_pps"].get<double>();
+      tx_pps += x["tx_pps"].get<double>();
+      drop_pps += x["drop_pps"].get<double>();
+      ports.push_back(std::move(x));
+    }
+    if (o.json) {
+      json j = {{"interval_s", dt},
+                {"ports", ports},
+                {"totals", {{"rx_pps", rx_pps}, {"tx_pps", tx_pps}, {"drop_pps", drop_pps}}}};
+      if (count == 1) print_json(j);
+      else fmt::print("{}\n", j.dump());
+    } else {
+      if (i > 0) fmt::print("\n");
+      Table t({{"PORT"}, {"RX_PPS", true}, {"TX_PPS", true}, {"RX_BPS", true}, {"TX_BPS", true}, {"DROP_PPS", true}});
+      for (const auto& x : ports) {
+        t.row({to_str(x["name"]), si(x["rx_pps"].get<double>()), si(x["tx_pps"].get<double>()),
+               si(x["rx_bps"].get<double>()), si(x["tx_bps"].get<double>()), si(x["drop_pps"].get<double>())});
+      }
+      t.row({"total", si(rx_pps), si(tx_pps), "", "", si(drop_pps)});
+      t.print(stdout);
+      fmt::print("(rates over {:.2f} s)\n", dt);
+    }
+    fflush(stdout);
+    prev = std::move(cur);
+  }
+  return kExitOk;
+}
+
+int cmd_trace(const Options& o, const std::string& packet, const std::string& hex, const std::string& in_port) {
+  json params = json::object();
+  if (!hex.empty()) {
+    params = {{"hex", hex}, {"in_port", in_port}};
+  } else {
+    params = {{"packet", packet}};
+  }
+  ApiReply reply;
+  int status = kExitOk;
+  if (!request(o, "trace", "trace", params, reply, status)) return status;
+  if (!reply.ok) return fail_reply(o, "", reply);
+  if (o.json) {
+    print_json(reply.result);
+    return kExitOk;
+  }
+  const json& r = reply.result;
+  fmt::print("packet: {}\n", to_str(r["packet"]));
+  for (const auto& l : r.value("lines", json::array())) fmt::print("  {}\n", to_str(l));
+  fmt::print("verdict: {}\n", to_str(r["verdict"]));
+  return kExitOk;
+}
+
+int cmd_config(const Options& o) {
+  ApiReply reply;
+  int status = kExitOk;
+  if (!request(o, "config", "config", json::object(), reply, status)) return status;
+  if (!reply.ok) return fail_reply(o, "", reply);
+  if (o.json) {
+    print_json(reply.result);
+    return kExitOk;
+  }
+  fmt::print("{}", reply.result.value("yaml", ""));
+  return kExitOk;
+}
+
+int cmd_ping(const Options& o) {
+  ApiReply reply;
+  int status = kExitOk;
+  if (!request(o, "ping", "ping", json::object(), reply, status)) return status;
+  if (!reply.ok) return fail_reply(o, "", reply);
+  if (o.json) {
+    print_json(reply.result);
+    return kExitOk;
+  }
+  const json& r = reply.result;
+  fmt::print("eswitchd pid {} on {}: up {:.0f} s, config generation {} ({}), file prefix {}\n", r.value("pid", 0),
+             o.socket, r.value("uptime_s", 0.0), r.value("generation", 0), to_str(r["config_hash"]),
+             to_str(r["file_prefix"]));
+  return kExitOk;
+}
+
+}  // namespace esw::ctl

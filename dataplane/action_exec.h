@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "dataplane/actions.h"
+#include "dataplane/binding.h"
 #include "dataplane/classifier.h"
 #include "dataplane/flow_key.h"
 #include "dataplane/worker_context.h"
@@ -43,6 +44,10 @@ struct TraceRecord {
   const ActionList* miss_actions = nullptr;
   std::vector<uint16_t> outputs;
   std::vector<uint16_t> mirrors;
+  std::vector<uint16_t> egress_filtered;  // outputs refused by the destination vport's egress filter
+  bool binding_checked = false;           // the ingress vport's binding stage ran
+  DropReason binding = DropReason::kCount;  // its verdict (kCount = allowed)
+  bool passthrough = false;               // representor -> vport, no tables
   bool dropped = false;
   DropReason drop_reason = DropReason::kCount;
   std::vector<uint8_t> final_packet;
@@ -328,8 +333,16 @@ inline void execute(WorkerContext& ctx, const ExecEnv& env, rte_mbuf* m, uint16_
 
   if constexpr (kTrace) {
     trace->dropped = drop;
-    if (drop) trace->drop_reason = why;
-    else trace->outputs.assign(outs, outs + n_out);
+    if (drop) {
+      trace->drop_reason = why;
+    } else {
+      const uint8_t* dst = rte_pktmbuf_mtod(m, const uint8_t*);
+      for (unsigned i = 0; i < n_out; ++i) {
+        const Binding* b = env.ports->binding[outs[i]];
+        if (b != nullptr && !egress_allowed(*b, dst)) trace->egress_filtered.push_back(outs[i]);
+        else trace->outputs.push_back(outs[i]);
+      }
+    }
     const auto* d = rte_pktmbuf_mtod(m, const uint8_t*);
     trace->final_packet.assign(d, d + rte_pktmbuf_data_len(m));
     rte_pktmbuf_free(m);
@@ -339,8 +352,23 @@ inline void execute(WorkerContext& ctx, const ExecEnv& env, rte_mbuf* m, uint16_
     ctx.drop(in_port, m, why);
     return;
   }
-  if (n_out > 1) rte_mbuf_refcnt_update(m, static_cast<int16_t>(n_out - 1));
-  for (unsigned i = 0; i < n_out; ++i) ctx.enqueue(outs[i], m);
+  // Egress filter of destination vports (on the final destination MAC); counted on the vport it protects.
+  const uint8_t* dst = rte_pktmbuf_mtod(m, const uint8_t*);
+  unsigned kept = 0;
+  for (unsigned i = 0; i < n_out; ++i) {
+    const Binding* b = env.ports->binding[outs[i]];
+    if (b != nullptr && !egress_allowed(*b, dst)) {
+      ctx.stats.ports[outs[i]].dropped[static_cast<size_t>(b->active ? DropReason::kEgressFilter : DropReason::kInactive)]++;
+      continue;
+    }
+    outs[kept++] = outs[i];
+  }
+  if (kept == 0) {
+    rte_pktmbuf_free(m);
+    return;
+  }
+  if (kept > 1) rte_mbuf_refcnt_update(m, static_cast<int16_t>(kept - 1));
+  for (unsigned i = 0; i < kept; ++i) ctx.enqueue(outs[i], m);
 }
 
 }  // namespace esw::dp

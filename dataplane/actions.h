@@ -84,12 +84,22 @@ struct ActionList {
   bool has_meter = false;
 };
 
-// What a port maps to, for to_representor and for trace output. Immutable, part of the pipeline snapshot.
+struct Binding;
+
+// What a port maps to. Immutable, part of the pipeline snapshot.
 struct PortMap {
-  uint16_t nb_ports = 0;
-  std::array<uint16_t, kMaxPorts> representor_of{};  // port -> its representor port, or kNoPort
   static constexpr uint16_t kNoPort = 0xffff;
-  PortMap() { representor_of.fill(kNoPort); }
+  uint16_t nb_ports = 0;                             // highest port index in use + 1
+  std::array<uint16_t, kMaxPorts> dpdk_port{};       // switch port index -> DPDK port id (kNoPort: free slot)
+  std::array<uint16_t, kMaxPorts> representor_of{};  // vport -> its representor port, or kNoPort
+  std::array<uint16_t, kMaxPorts> rep_peer{};        // representor -> its vport, or kNoPort
+  std::array<const Binding*, kMaxPorts> binding{};   // vport -> its binding (nullptr: uplinks, representors)
+  PortMap() {
+    dpdk_port.fill(kNoPort);
+    representor_of.fill(kNoPort);
+    rep_peer.fill(kNoPort);
+    binding.fill(nullptr);
+  }
 };
 
 // Meter configuration: one entry per meter id. Kept in the pipeline snapshot; run-time state is per core.

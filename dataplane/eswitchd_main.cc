@@ -1,11 +1,19 @@
 // eswitchd: the eswitch dataplane process.
 //
 //   eswitchd [--config FILE] [--duration S] [--stats-interval S] [--stats-json FILE] [--ready-file FILE]
+//            [--api-socket PATH|none]
 //
 // Without --config it runs the embedded default config (config/default.yaml). Exit status: 0 after a clean
 // stop, 1 on a config or start-up error (one line on stderr naming the cause), 3 when mbufs were missing from
 // the pool after shutdown.
+//
+// The main thread is the control thread: its loop polls the management API socket (dataplane/api_server.h,
+// 50 ms at a time, so requests are served one after another), lets the switch free retired snapshots, and
+// publishes the telemetry snapshot (dataplane/telemetry.h) that /eswitch/... commands read. rte_pdump is
+// initialised so dpdk-dumpcap can capture on eswitch ports (it needs hugepages: a --no-huge primary's memory
+// cannot be shared with a secondary process).
 
+#include <rte_pdump.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -13,6 +21,8 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <memory>
+#include <sstream>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -20,9 +30,11 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.h"
+#include "dataplane/api_server.h"
 #include "dataplane/eal.h"
 #include "dataplane/error.h"
 #include "dataplane/switch.h"
+#include "dataplane/telemetry.h"
 
 namespace {
 
@@ -60,6 +72,19 @@ nlohmann::json stats_json(const esw::dp::Switch& sw) {
   return {{"ports", ports}};
 }
 
+// Reads a whole file; false when it cannot be read (the loader then names the cause).
+bool read_text(const std::string& path, std::string& out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return false;
+  out = ss.str();
+  return true;
+}
+
+constexpr auto kTelemetryPeriod = std::chrono::milliseconds(200);
+
 int run(int argc, char** argv) {
   CLI::App app{"eswitchd: eswitch dataplane (userspace SmartNIC embedded switch on DPDK)"};
   std::string config_path;
@@ -69,6 +94,7 @@ int run(int argc, char** argv) {
   std::string ready_file;
   bool print_config = false;
   std::vector<std::string> traces;
+  std::string api_socket_override;
   app.add_option("-c,--config", config_path, "YAML config file (default: the embedded config/default.yaml)");
   app.add_option("--duration", duration, "stop after this many seconds (0: run until SIGINT/SIGTERM)");
   app.add_option("--stats-interval", stats_interval, "print port counters every N seconds (0: only at exit)");
@@ -78,6 +104,8 @@ int run(int argc, char** argv) {
   app.add_option("--trace", traces,
                  "trace a packet description (e.g. in_port=vm1,ipv4,ipv4_dst=198.18.0.2,tcp,tcp_dst=80) "
                  "through the configured tables and exit; repeatable");
+  app.add_option("--api-socket", api_socket_override,
+                 "management API socket (default: dataplane.api_socket from the config; 'none' disables it)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -88,21 +116,32 @@ int run(int argc, char** argv) {
     return 0;
   }
 
-  const esw::cfg::LoadResult loaded = config_path.empty()
-                                          ? esw::cfg::load_config_string(esw::cfg::default_config_yaml(),
-                                                                         "default.yaml (embedded)")
-                                          : esw::cfg::load_config_file(config_path);
+  // The API's `config` method reports the exact text the running config came from.
+  std::string config_text;
+  const bool have_text = config_path.empty() ? (config_text = esw::cfg::default_config_yaml(), true)
+                                             : read_text(config_path, config_text);
+  const esw::cfg::LoadResult loaded =
+      !have_text ? esw::cfg::load_config_file(config_path)
+                 : esw::cfg::load_config_string(config_text,
+                                                config_path.empty() ? "default.yaml (embedded)" : config_path);
   if (!loaded.config) {
     const std::string source = config_path.empty() ? "default.yaml (embedded)" : config_path;
     for (const auto& e : loaded.errors) fmt::print(stderr, "eswitchd: {}: {}\n", source, e.to_string());
     return 1;
   }
   const esw::cfg::Config& config = *loaded.config;
+  std::string api_socket = config.dataplane.api_socket;
+  if (!api_socket_override.empty()) api_socket = api_socket_override == "none" ? "" : api_socket_override;
 
   install_signal_handlers();
   int status = 0;
+  bool pdump = false;
   try {
     esw::dp::Eal::init(config);
+    // Capture is a convenience: a primary without pdump still forwards.
+    pdump = rte_pdump_init() == 0;
+    if (!pdump) fmt::print(stderr, "eswitchd: warning: rte_pdump_init failed; dpdk-dumpcap will not work\n");
+    esw::dp::Telemetry::register_commands();
     {
       esw::dp::Switch sw(config);
       if (!traces.empty()) {
@@ -119,23 +158,61 @@ int run(int argc, char** argv) {
           fmt::print("verdict: {}\n", tr.verdict);
         }
         sw.close();
+        esw::dp::Telemetry::clear();
+        if (pdump) rte_pdump_uninit();
         esw::dp::Eal::cleanup();
         return status;
       }
+      // The socket comes before forwarding starts: a second eswitchd on the same socket stops here.
+      std::unique_ptr<esw::dp::ApiServer> api;
+      if (!api_socket.empty()) {
+        esw::dp::ApiServerOptions opts;
+        opts.socket_path = api_socket;
+        opts.group = config.dataplane.api_socket_group;
+        esw::dp::RunningSource running;
+        running.yaml = config_text;
+        running.source = config_path.empty() ? "default.yaml (embedded)" : config_path;
+        api = std::make_unique<esw::dp::ApiServer>(sw, opts, running);
+      }
+      bool applied = false;
+      if (api) api->on_applied([&] { applied = true; });
+      auto publish = [&](bool with_rules) {
+        esw::dp::TelemetryInfo info;
+        info.api_socket = api_socket;
+        if (api) {
+          info.generation = api->running().generation;
+          info.config_hash = api->running().hash;
+        }
+        esw::dp::Telemetry::publish(sw, info, with_rules);
+      };
+
       sw.start();
-      fmt::print("eswitchd: forwarding on {} ports with {} worker(s){}\n", sw.ports().size(),
+      fmt::print("eswitchd: forwarding on {} ports with {} worker(s){}\n", sw.port_count(),
                  config.dataplane.worker_cores.size(),
                  esw::dp::Eal::using_hugepages() ? "" : " (no hugepages: --no-huge)");
+      if (api) fmt::print("eswitchd: management API on {}\n", api->socket_path());
       fflush(stdout);
+      publish(false);
       if (!ready_file.empty()) std::ofstream(ready_file) << getpid() << "\n";
 
       using Clock = std::chrono::steady_clock;
       const auto start = Clock::now();
       auto last_stats = start;
+      auto last_publish = start;
       while (g_signal.load() == 0) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        if (api) {
+          api->poll(50);
+        } else {
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
         sw.maintain();
         const auto now = Clock::now();
+        const bool rules_wanted = esw::dp::Telemetry::rules_wanted();
+        if (applied || rules_wanted || now - last_publish >= kTelemetryPeriod) {
+          publish(rules_wanted);
+          last_publish = now;
+          applied = false;
+        }
         if (duration > 0 && std::chrono::duration<double>(now - start).count() >= duration) break;
         if (stats_interval > 0 && std::chrono::duration<double>(now - last_stats).count() >= stats_interval) {
           sw.print_summary(stdout);
@@ -144,6 +221,8 @@ int run(int argc, char** argv) {
         }
       }
       if (g_signal.load() != 0) fmt::print("eswitchd: signal {} received, stopping\n", g_signal.load());
+      esw::dp::Telemetry::clear();
+      api.reset();  // removes the socket: nobody can ask a stopping switch for anything
       sw.close();
       sw.print_summary(stdout);
       const esw::dp::MempoolReport pool = sw.mempool_report();
@@ -163,6 +242,8 @@ int run(int argc, char** argv) {
     fmt::print(stderr, "eswitchd: {}\n", e.what());
     status = 1;
   }
+  esw::dp::Telemetry::clear();
+  if (pdump) rte_pdump_uninit();
   esw::dp::Eal::cleanup();
   if (!ready_file.empty()) unlink(ready_file.c_str());
   return status;

@@ -84,8 +84,11 @@ static_assert(offsetof(FlowKey, regs) == 112);
 
 inline constexpr size_t kFlowKeyWords = sizeof(FlowKey) / sizeof(uint64_t);
 
-inline const uint64_t* key_words(const FlowKey& k) { return reinterpret_cast<const uint64_t*>(&k); }
-inline uint64_t* key_words(FlowKey& k) { return reinterpret_cast<uint64_t*>(&k); }
+// Word access to a key whose fields are also written one by one: the may_alias type keeps that legal under
+// strict aliasing (the compiler may not reorder field stores and word loads past each other).
+using KeyWord = uint64_t __attribute__((__may_alias__));
+inline const KeyWord* key_words(const FlowKey& k) { return reinterpret_cast<const KeyWord*>(&k); }
+inline KeyWord* key_words(FlowKey& k) { return reinterpret_cast<KeyWord*>(&k); }
 
 // Where the headers start inside the packet; filled by the parser, used by actions (set_field, push/pop
 // VLAN, TTL decrement) so they never re-parse. 0xffff = absent.

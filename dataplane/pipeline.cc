@@ -16,20 +16,71 @@ void Pipeline::process(WorkerContext& ctx, const TableSet& tables, uint16_t in_p
   uint16_t live[kMaxRxBurst];
   uint16_t n_live = 0;
   const ExecEnv env{&ports, miss_actions.data(), max_rules};
+  auto drop = [&](rte_mbuf* m, DropReason why) {
+    if constexpr (kTrace) {
+      trace->dropped = true;
+      trace->drop_reason = why;
+      rte_pktmbuf_free(m);
+    } else {
+      ctx.drop(in_port, m, why);
+    }
+  };
 
-  // 1. Parse the burst once; malformed packets take their defined path (dropped, counted) right here.
+  // 0. A representor is the host end of its vport's tunnel: what the host sends goes to the vport, untouched.
+  const uint16_t peer = ports.rep_peer[in_port];
+  if (peer != PortMap::kNoPort) {
+    const Binding* pb = ports.binding[peer];
+    for (uint16_t i = 0; i < n; ++i) {
+      if (pb != nullptr && !pb->active) {
+        drop(pkts[i], DropReason::kInactive);
+        continue;
+      }
+      if constexpr (kTrace) {
+        trace->passthrough = true;
+        trace->outputs.push_back(peer);
+        rte_pktmbuf_free(pkts[i]);
+      } else {
+        ctx.enqueue(peer, pkts[i]);
+      }
+    }
+    return;
+  }
+
+  // 1. Parse the burst once; malformed packets take their defined path (dropped, counted) right here. Then the
+  //    ingress vport's binding (anti-spoofing) and rate limit.
+  const Binding* binding = ports.binding[in_port];
   for (uint16_t i = 0; i < n; ++i) {
     if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
     rte_mbuf* m = pkts[i];
-    if (!parse_packet(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), in_port, keys[i], offs[i])) {
-      if constexpr (kTrace) {
-        trace->dropped = true;
-        trace->drop_reason = DropReason::kMalformed;
-        rte_pktmbuf_free(m);
-      } else {
-        ctx.drop(in_port, m, DropReason::kMalformed);
-      }
+    // The parser reads one contiguous buffer: a chained mbuf (jumbo frame from some PMDs) is linearised first.
+    if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) [[unlikely]] {
+      drop(m, DropReason::kMalformed);
       continue;
+    }
+    if (!parse_packet(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), in_port, keys[i], offs[i])) {
+      drop(m, DropReason::kMalformed);
+      continue;
+    }
+    if (binding != nullptr) {
+      const DropReason verdict = check_ingress(*binding, keys[i]);
+      if constexpr (kTrace) {
+        trace->binding_checked = true;
+        trace->binding = verdict;
+      }
+      if (verdict != DropReason::kCount) {
+        drop(m, verdict);
+        continue;
+      }
+      if constexpr (!kTrace) {
+        if (binding->rate_meter < ctx.nb_meters) {
+          MeterRuntime& mr = ctx.meters[binding->rate_meter];
+          if (mr.configured &&
+              rte_meter_srtcm_color_blind_check(&mr.sr, &mr.sr_profile, rte_rdtsc(), m->pkt_len) == RTE_COLOR_RED) {
+            drop(m, DropReason::kRateLimit);
+            continue;
+          }
+        }
+      }
     }
     live[n_live++] = i;
   }
@@ -43,13 +94,14 @@ void Pipeline::process(WorkerContext& ctx, const TableSet& tables, uint16_t in_p
     for (uint16_t j = 0; j < n_live; ++j) misses[n_miss++] = live[j];
   } else {
     FlowCache<CachedWalk>& cache = *ctx.flow_cache;
+    const uint64_t cache_gen = tables.version ^ (generation << 40);
     for (uint16_t j = 0; j < n_live; ++j) {
       hashes[live[j]] = FlowCache<CachedWalk>::hash(keys[live[j]]);
       cache.prefetch(hashes[live[j]]);
     }
     for (uint16_t j = 0; j < n_live; ++j) {
       const uint16_t i = live[j];
-      const CachedWalk* c = cache.find(keys[i], hashes[i], tables.version);
+      const CachedWalk* c = cache.find(keys[i], hashes[i], cache_gen);
       if (c != nullptr) {
         views[i] = {c->n_hits, c->miss_table, c->hits};
       } else {
@@ -78,7 +130,7 @@ void Pipeline::process(WorkerContext& ctx, const TableSet& tables, uint16_t in_p
           c.n_hits = w.n_hits;
           c.miss_table = w.miss_table;
           for (unsigned h = 0; h < w.n_hits; ++h) c.hits[h] = w.hits[h];
-          ctx.flow_cache->insert(keys[i], hashes[i], tables.version, c);
+          ctx.flow_cache->insert(keys[i], hashes[i], tables.version ^ (generation << 40), c);
         }
       }
     }

@@ -13,6 +13,7 @@
 
 #include "dataplane/action_exec.h"
 #include "dataplane/actions.h"
+#include "dataplane/binding.h"
 #include "dataplane/classifier.h"
 #include "dataplane/stats.h"
 #include "dataplane/worker_context.h"
@@ -30,6 +31,8 @@ class Pipeline {
                TraceRecord* trace = nullptr) const noexcept;
 
   PortMap ports;
+  std::vector<std::unique_ptr<Binding>> bindings;  // owned here, referenced by ports.binding
+  uint64_t generation = 0;  // bumped on every publish: with the tables' version it tags flow-cache entries
   std::array<const ActionList*, kMaxTables> miss_actions{};  // per table: what a miss does
   std::vector<MeterProfile> meters;
   uint64_t meter_generation = 0;  // changes when `meters` changes; workers rebuild their meter state

@@ -1,11 +1,36 @@
 #include "dataplane/ruleset.h"
 
+#include <cstdio>
 #include <map>
 #include <set>
 
 #include <fmt/format.h>
 
 namespace esw::dp {
+
+namespace {
+
+cfg::Error located(const std::string& path, const cfg::Loc& loc, const std::string& message) {
+  cfg::Error e;
+  e.path = path;
+  e.line = loc.line;
+  e.column = loc.column;
+  e.message = message;
+  return e;
+}
+
+// Meter rates are configured in bits/s; rte_meter counts bytes/s.
+MeterProfile meter_profile(const cfg::MeterConfig& m) {
+  MeterProfile p;
+  p.tr_tcm = m.tr_tcm;
+  p.cir = m.cir_bps / 8;
+  p.cbs = m.cbs_bytes;
+  p.pir = m.pir_bps / 8;
+  p.ebs_or_pbs = m.tr_tcm ? m.pbs_bytes : m.ebs_bytes;
+  return p;
+}
+
+}  // namespace
 
 std::vector<std::string> port_names(const cfg::Config& config) {
   std::vector<std::string> names;
@@ -29,6 +54,7 @@ bool parse_rule_text(std::string_view text, RuleDef& out, std::string& error) {
     std::string_view item = match.substr(pos, comma - pos);
     pos = comma + 1;
     while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
     if (item.empty()) continue;
     const size_t eq = item.find('=');
     std::string k(item.substr(0, eq));
@@ -41,15 +67,12 @@ bool parse_rule_text(std::string_view text, RuleDef& out, std::string& error) {
         error = fmt::format("{}: '{}' is not a number", k, v);
         return false;
       }
-      if (k == "table") {
-        if (n >= kMaxTables) {
-          error = fmt::format("table: {} is not a table number (0..{})", n, kMaxTables - 1);
-          return false;
-        }
-        out.table = static_cast<uint8_t>(n);
-      } else {
-        out.priority = static_cast<uint32_t>(n);
+      if (k == "table" && n >= kMaxTables) {
+        error = fmt::format("table: {} is not a table number (0..{})", n, kMaxTables - 1);
+        return false;
       }
+      if (k == "table") out.table = static_cast<uint8_t>(n);
+      else out.priority = static_cast<uint32_t>(n);
       continue;
     }
     out.match.emplace_back(std::move(k), std::move(v));
@@ -61,36 +84,84 @@ bool parse_rule_text(std::string_view text, RuleDef& out, std::string& error) {
   return parse_action_text(actions, out.actions, error);
 }
 
+void rules_from_config(const cfg::Config& config, std::vector<TableDef>& tables, std::vector<RuleDef>& rules,
+                       std::vector<MeterProfile>& meters) {
+  std::map<std::string, size_t> meter_index;
+  for (const auto& m : config.meters) {
+    meter_index.emplace(m.name, meters.size());
+    meters.push_back(meter_profile(m));
+  }
+  auto convert = [&](const std::vector<cfg::ActionConfig>& in, std::vector<ActionItem>& out,
+                     std::vector<cfg::Loc>* locs) {
+    for (const auto& a : in) {
+      ActionItem item{a.name, a.arg};
+      if (a.name == "meter") {
+        auto it = meter_index.find(a.arg);
+        if (it != meter_index.end()) item.arg = std::to_string(it->second);
+      }
+      out.push_back(std::move(item));
+      if (locs != nullptr) locs->push_back(a.loc);
+    }
+  };
+  for (size_t t = 0; t < config.tables.size(); ++t) {
+    const cfg::TableConfig& tc = config.tables[t];
+    TableDef td;
+    td.id = static_cast<uint8_t>(tc.id);
+    td.where = fmt::format("tables[{}]", t);
+    td.loc = tc.loc;
+    convert(tc.miss, td.miss, nullptr);
+    tables.push_back(std::move(td));
+    for (size_t r = 0; r < tc.rules.size(); ++r) {
+      const cfg::RuleConfig& rc = tc.rules[r];
+      RuleDef rd;
+      rd.table = static_cast<uint8_t>(tc.id);
+      rd.priority = rc.priority;
+      rd.where = fmt::format("tables[{}].rules[{}]", t, r);
+      if (!rc.name.empty()) rd.where += fmt::format(" ({})", rc.name);
+      rd.loc = rc.loc;
+      for (const auto& m : rc.match) {
+        rd.match.emplace_back(m.field, m.value);
+        rd.match_locs.push_back(m.loc);
+      }
+      convert(rc.actions, rd.actions, &rd.action_locs);
+      rules.push_back(std::move(rd));
+    }
+  }
+}
+
 std::vector<RuleDef> generated_rules(const cfg::Config& config) {
   std::vector<RuleDef> rules;
   const std::vector<std::string> names = port_names(config);
   const size_t n_up = config.uplinks.size();
   auto is_uplink = [&](size_t i) { return i < n_up; };
+  auto rule = [](uint32_t prio, std::vector<std::pair<std::string, std::string>> match,
+                 std::vector<ActionItem> actions, std::string where) {
+    RuleDef r;
+    r.priority = prio;
+    r.match = std::move(match);
+    r.actions = std::move(actions);
+    r.where = std::move(where);
+    return r;
+  };
+  // Generated rules sit above every user priority (0..65535) in table 0, except the catch-alls below.
   if (config.pipeline.mode == cfg::PipelineMode::kCrossConnect) {
     for (size_t i = 0; i < config.pipeline.cross_connect.size(); ++i) {
       const auto& xc = config.pipeline.cross_connect[i];
-      RuleDef r;
-      r.priority = 100;
-      r.match = {{"in_port", xc.from}};
-      r.actions = {{"output", xc.to}};
-      r.where = fmt::format("pipeline.cross_connect[{}]", i);
-      rules.push_back(std::move(r));
+      rules.push_back(rule(100, {{"in_port", xc.from}}, {{"output", xc.to}},
+                           fmt::format("pipeline.cross_connect[{}]", i)));
     }
     return rules;
   }
-  for (size_t vi = 0; vi < config.vports.size(); ++vi) {
-    const auto& v = config.vports[vi];
+  for (const auto& v : config.vports) {
     if (!v.hw_addr) continue;
-    RuleDef to{0, 100, {{"eth_dst", *v.hw_addr}}, {{"output", v.name}}, fmt::format("vports[{}] (l2: to {})", vi, v.name)};
-    RuleDef hairpin{0, 110, {{"in_port", v.name}, {"eth_dst", *v.hw_addr}}, {{"drop", ""}},
-                    fmt::format("vports[{}] (l2: hairpin)", vi)};
-    rules.push_back(std::move(to));
-    rules.push_back(std::move(hairpin));
+    rules.push_back(rule(100, {{"eth_dst", *v.hw_addr}}, {{"output", v.name}}, fmt::format("l2: to {}", v.name)));
+    rules.push_back(rule(110, {{"in_port", v.name}, {"eth_dst", *v.hw_addr}}, {{"drop", ""}},
+                         fmt::format("l2: hairpin {}", v.name)));
   }
   for (size_t p = 0; p < names.size(); ++p) {
-    RuleDef flood{0, 50, {{"in_port", names[p]}, {"eth_dst", "01:00:00:00:00:00/01:00:00:00:00:00"}}, {},
-                  fmt::format("{} (l2: flood from {})", is_uplink(p) ? "uplinks" : "vports", names[p])};
-    RuleDef unknown{0, 10, {{"in_port", names[p]}}, {}, fmt::format("vports (l2: unknown unicast from {})", names[p])};
+    RuleDef flood = rule(50, {{"in_port", names[p]}, {"eth_dst", "01:00:00:00:00:00/01:00:00:00:00:00"}}, {},
+                         fmt::format("l2: flood from {}", names[p]));
+    RuleDef unknown = rule(10, {{"in_port", names[p]}}, {}, fmt::format("l2: unknown unicast from {}", names[p]));
     for (size_t q = 0; q < names.size(); ++q) {
       if (q == p || (is_uplink(p) && is_uplink(q))) continue;
       flood.actions.push_back({"output", names[q]});
@@ -102,32 +173,31 @@ std::vector<RuleDef> generated_rules(const cfg::Config& config) {
   return rules;
 }
 
-bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, CompiledRuleSet& out, std::string& error) {
+bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, CompiledRuleSet& out,
+                      std::vector<cfg::Error>& errors) {
   out = CompiledRuleSet{};
-  const std::vector<std::string> names = port_names(*in.config);
-  const PortNames pn = PortNames::from_list(names);
-  ActionContext actx{&pn, static_cast<uint16_t>(names.size()), static_cast<uint32_t>(in.meters.size())};
+  const size_t errors_before = errors.size();
+  const PortNames& pn = *in.ports;
+  const ActionContext actx{&pn, in.nb_ports, static_cast<uint32_t>(in.meters.size())};
 
   auto pipeline = std::make_unique<Pipeline>();
-  pipeline->ports.nb_ports = static_cast<uint16_t>(names.size());
-  pipeline->max_rules = in.max_rules;
   pipeline->interner = &interner;
-  pipeline->meters = in.meters;
   for (size_t i = 0; i < in.meters.size(); ++i) {
     MeterRuntime probe;
     if (!init_meter(in.meters[i], probe)) {
-      error = fmt::format("meters[{}]: invalid meter parameters (rates and bursts must be > 0, pir >= cir)", i);
-      return false;
+      const cfg::Loc loc = i < in.config->meters.size() ? in.config->meters[i].loc : cfg::Loc{};
+      errors.push_back(located(fmt::format("meters[{}]", i), loc,
+                               "invalid meter parameters: rates and bursts must be > 0 and pir >= cir"));
     }
   }
+  pipeline->meters = in.meters;
 
-  // Tables: 0 always exists; others as declared or as referenced by rules.
+  // Tables: 0 always exists; others as declared or used by rules.
   std::set<unsigned> tables{0};
   std::map<unsigned, const TableDef*> declared;
   for (const TableDef& t : in.tables) {
     if (!declared.emplace(t.id, &t).second) {
-      error = fmt::format("{}: table {} is declared twice", t.where, t.id);
-      return false;
+      errors.push_back(located(t.where + ".id", t.loc, fmt::format("table {} is declared twice", t.id)));
     }
     tables.insert(t.id);
   }
@@ -135,86 +205,104 @@ bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, Compiled
   all.insert(all.end(), in.rules.begin(), in.rules.end());
   for (const RuleDef& r : all) tables.insert(r.table);
 
-  const ActionList* default_miss = nullptr;
-  {
-    CompiledActions ca;
-    if (!compile_actions({{"to_representor", ""}}, actx, ca, error)) return false;
-    default_miss = interner.intern(std::move(ca.list));
-  }
-  for (unsigned t : tables) {
-    auto it = declared.find(t);
-    if (it == declared.end() || it->second->miss.empty()) {
-      pipeline->miss_actions[t] = default_miss;
-      continue;
-    }
-    CompiledActions ca;
-    std::string e;
-    if (!compile_actions(it->second->miss, actx, ca, e)) {
-      error = fmt::format("{}.miss: {}", it->second->where, e);
-      return false;
-    }
-    if (ca.goto_table != kNoTable || ca.has_rewrite) {
-      error = fmt::format("{}.miss: a miss action cannot goto or set fields", it->second->where);
-      return false;
-    }
-    pipeline->miss_actions[t] = interner.intern(std::move(ca.list));
-  }
-
-  out.tables.assign(tables.begin(), tables.end());
-  out.specs.reserve(all.size());
-  if (all.size() > in.max_rules) {
-    error = fmt::format("{} rules, at most {} (dataplane.max_rules)", all.size(), in.max_rules);
+  CompiledActions dm;
+  std::string e;
+  if (!compile_actions({{"to_representor", ""}}, actx, dm, e)) {
+    errors.push_back(located("tables", {}, e));
     return false;
   }
+  const ActionList* default_miss = interner.intern(std::move(dm.list));
+  for (unsigned t : tables) {
+    auto it = declared.find(t);
+    pipeline->miss_actions[t] = default_miss;
+    if (it == declared.end() || it->second->miss.empty()) continue;
+    CompiledActions ca;
+    if (!compile_actions(it->second->miss, actx, ca, e)) {
+      errors.push_back(located(it->second->where + ".miss", it->second->loc, e));
+    } else if (ca.goto_table != kNoTable || ca.has_rewrite) {
+      errors.push_back(located(it->second->where + ".miss", it->second->loc, "a miss action cannot goto or set fields"));
+    } else {
+      pipeline->miss_actions[t] = interner.intern(std::move(ca.list));
+    }
+  }
+  out.tables.assign(tables.begin(), tables.end());
+
+  out.rules.reserve(all.size());
   for (size_t i = 0; i < all.size(); ++i) {
     const RuleDef& r = all[i];
     const std::string where = r.where.empty() ? fmt::format("rules[{}]", i) : r.where;
     MaskedKey mk;
-    std::string e;
-    for (const auto& [k, v] : r.match) {
-      const bool ok = v.empty() && find_field(k) == nullptr ? set_match_keyword(mk, k, e)
-                                                            : set_match_field(mk, k, v, pn, e);
-      if (!ok) {
-        error = fmt::format("{}.match: {}", where, e);
-        return false;
+    bool ok = true;
+    for (size_t m = 0; m < r.match.size() && ok; ++m) {
+      const auto& [k, v] = r.match[m];
+      const bool keyword = v.empty() && find_field(k) == nullptr;
+      if (!(keyword ? set_match_keyword(mk, k, e) : set_match_field(mk, k, v, pn, e))) {
+        errors.push_back(located(fmt::format("{}.match.{}", where, k),
+                                 m < r.match_locs.size() ? r.match_locs[m] : r.loc, e));
+        ok = false;
       }
     }
-    if (!finish_match(mk, e)) {
-      error = fmt::format("{}.match: {}", where, e);
-      return false;
+    if (ok && !finish_match(mk, e)) {
+      errors.push_back(located(where + ".match", r.loc, e));
+      ok = false;
     }
     CompiledActions ca;
     if (!compile_actions(r.actions, actx, ca, e)) {
-      error = fmt::format("{}.{}", where, e);
-      return false;
+      // e starts with "actions[i] (...)": point at that item when we know where it is.
+      size_t idx = 0;
+      cfg::Loc loc = r.loc;
+      if (std::sscanf(e.c_str(), "actions[%zu]", &idx) == 1 && idx < r.action_locs.size()) loc = r.action_locs[idx];
+      errors.push_back(located(where, loc, e));
+      continue;
     }
     if (ca.goto_table != kNoTable && !tables.count(ca.goto_table)) {
-      error = fmt::format("{}: goto_table {} does not exist", where, ca.goto_table);
-      return false;
+      errors.push_back(located(where, r.loc, fmt::format("goto_table {} does not exist", ca.goto_table)));
+      continue;
     }
     if (ca.goto_table != kNoTable && ca.goto_table <= r.table) {
-      error = fmt::format("{}: goto_table {} must be higher than the rule's table {} (no loops)", where,
-                          ca.goto_table, r.table);
-      return false;
+      errors.push_back(located(where, r.loc,
+                               fmt::format("goto_table {} must be higher than the rule's table {} (no loops)",
+                                           ca.goto_table, r.table)));
+      continue;
     }
-    RuleSpec spec;
-    spec.value = mk.value;
-    spec.mask = mk.mask;
-    spec.id = static_cast<uint32_t>(i);
-    spec.priority = r.priority;
-    spec.table = r.table;
-    spec.goto_table = ca.goto_table;
+    if (!ok) continue;
+    CompiledRule cr;
+    cr.spec.value = mk.value;
+    cr.spec.mask = mk.mask;
+    cr.spec.priority = r.priority;
+    cr.spec.table = r.table;
+    cr.spec.goto_table = ca.goto_table;
     if (ca.has_rewrite) {
       out.rewrites.push_back(ca.rewrite);
-      spec.rewrite = &out.rewrites.back();
+      cr.spec.rewrite = &out.rewrites.back();
     }
-    spec.actions = interner.intern(std::move(ca.list));
-    out.specs.push_back(spec);
-    out.rule_where.push_back(where);
-    out.rule_matches.push_back(mk);
+    const ActionList* list = interner.intern(std::move(ca.list));
+    cr.spec.actions = list;
+    cr.identity = fmt::format("{}|{}|{}|{}", r.table, r.priority, format_match(mk, pn),
+                              format_actions(*list, pn, ca.goto_table));
+    cr.where = where;
+    cr.loc = r.loc;
+    cr.match = mk;
+    out.rules.push_back(std::move(cr));
   }
+  if (errors.size() != errors_before) return false;
   out.pipeline = std::move(pipeline);
   return true;
+}
+
+std::vector<cfg::Error> check_config(const cfg::Config& config) {
+  std::vector<std::string> names = port_names(config);
+  const PortNames pn = PortNames::from_list(names);
+  RuleSetInput in;
+  in.config = &config;
+  in.ports = &pn;
+  in.nb_ports = static_cast<uint16_t>(names.size());
+  rules_from_config(config, in.tables, in.rules, in.meters);
+  ActionInterner interner;
+  CompiledRuleSet out;
+  std::vector<cfg::Error> errors;
+  compile_rule_set(in, interner, out, errors);
+  return errors;
 }
 
 }  // namespace esw::dp

@@ -1,7 +1,8 @@
 #pragma once
-// Compiles the user's view of the switch (tables, rules with field matches and action items, plus the rules
-// the foundation modes generate) into what the fast path runs: a classifier Batch and a Pipeline snapshot.
-// Control path only (main lcore). Every error names the rule it comes from; nothing of a failed set is kept.
+// Compiles the user's view of the switch (tables, rules with field matches and action items, meters, plus the
+// rules the foundation modes generate) into what the fast path runs: classifier rule specs and a Pipeline
+// snapshot. Control path only (main lcore or an offline tool); needs no EAL. Every error names the rule and,
+// for rules from YAML, its line and column; a failed set changes nothing.
 
 #include <cstdint>
 #include <deque>
@@ -22,6 +23,7 @@ struct TableDef {
   uint8_t id = 0;
   std::vector<ActionItem> miss;  // empty: to_representor (the ingress port's representor)
   std::string where;             // for messages: "tables[1]"
+  cfg::Loc loc;
 };
 
 struct RuleDef {
@@ -30,32 +32,19 @@ struct RuleDef {
   // field=value pairs and keywords (value empty), in the order written: {"in_port","vm1"}, {"tcp",""}, ...
   std::vector<std::pair<std::string, std::string>> match;
   std::vector<ActionItem> actions;
-  std::string where;  // for messages: "tables[0].rules[3]"
+  std::string where;  // for messages: "tables[0].rules[3]" or the rule's name
+  cfg::Loc loc;       // the rule
+  std::vector<cfg::Loc> match_locs;   // per match item (may be empty)
+  std::vector<cfg::Loc> action_locs;  // per action item (may be empty)
 };
 
 // "table=1,priority=10,in_port=vm1,ipv4,tcp,tcp_dst=80 actions=count,output:vm2" -> RuleDef. For tests,
 // trace and the CLI. table and priority default to 0.
 bool parse_rule_text(std::string_view text, RuleDef& out, std::string& error);
 
-struct CompiledRuleSet {
-  std::vector<unsigned> tables;               // every table the rules need (0 always)
-  std::vector<RuleSpec> specs;                // rule i has id i; specs[i].rewrite points into `rewrites`
-  std::deque<KeyRewrite> rewrites;            // stable addresses
-  std::unique_ptr<Pipeline> pipeline;         // port map, miss actions
-  std::vector<std::string> rule_where;        // by rule id
-  std::vector<MaskedKey> rule_matches;        // by rule id, for show/trace
-};
-
-struct RuleSetInput {
-  const cfg::Config* config = nullptr;  // ports (names = switch port indexes, uplinks first), pipeline mode
-  std::vector<TableDef> tables;
-  std::vector<RuleDef> rules;
-  std::vector<MeterProfile> meters;  // meter:N refers to meters[N]
-  uint32_t max_rules = 0;
-};
-
-// Builds everything; false + error naming the offending table/rule on failure.
-bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, CompiledRuleSet& out, std::string& error);
+// The tables, rules and meters a config declares, as compiler input (meter names become indexes).
+void rules_from_config(const cfg::Config& config, std::vector<TableDef>& tables, std::vector<RuleDef>& rules,
+                       std::vector<MeterProfile>& meters);
 
 // The rules the foundation modes stand for, as ordinary rules in table 0 (so trace shows them):
 //  l2: vport MAC -> that vport (a frame for the port it came from is dropped); broadcast/multicast -> every
@@ -63,7 +52,39 @@ bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, Compiled
 //  cross_connect: in_port=a -> output:b.
 std::vector<RuleDef> generated_rules(const cfg::Config& config);
 
-// Port names in switch index order (uplinks, then vports).
+struct CompiledRule {
+  RuleSpec spec;         // id unset; rewrite points into CompiledRuleSet::rewrites
+  std::string identity;  // equal identity = the same rule (table, priority, match, actions)
+  std::string where;
+  cfg::Loc loc;
+  MaskedKey match;
+};
+
+struct CompiledRuleSet {
+  std::vector<unsigned> tables;    // every table the rules need (0 always)
+  std::vector<CompiledRule> rules;
+  std::deque<KeyRewrite> rewrites;  // stable addresses
+  std::unique_ptr<Pipeline> pipeline;  // miss actions and meters filled in; ports left to the caller
+};
+
+struct RuleSetInput {
+  const cfg::Config* config = nullptr;  // pipeline mode and vports for the generated rules
+  const PortNames* ports = nullptr;     // names -> switch port indexes
+  uint16_t nb_ports = 0;                // port indexes are < nb_ports
+  std::vector<TableDef> tables;
+  std::vector<RuleDef> rules;
+  std::vector<MeterProfile> meters;  // meter:N refers to meters[N]
+};
+
+// Compiles everything; on failure `errors` holds every problem found (located) and the result is unusable.
+bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, CompiledRuleSet& out,
+                      std::vector<cfg::Error>& errors);
+
+// Offline validation of a config's rules (eswitchctl validate): ports are numbered as the switch would
+// (uplinks, vports). Returns every error, located.
+std::vector<cfg::Error> check_config(const cfg::Config& config);
+
+// Port names in config order (uplinks, then vports).
 std::vector<std::string> port_names(const cfg::Config& config);
 
 }  // namespace esw::dp

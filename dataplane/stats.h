@@ -23,6 +23,20 @@ enum class DropReason : uint8_t {
   kTtlExceeded,    // dec_ttl on TTL <= 1
   kMeter,          // a meter coloured it red
   kCopyFailed,     // a mirror copy or VLAN push found no mbuf / headroom
+  // Vport binding (anti-spoofing), counted on the offending vport:
+  kSpoofedMac,     // source MAC is not the vport's hw_addr
+  kSpoofedIp,      // source IPv4/IPv6 not bound to the vport
+  kArpSpoof,       // ARP sender MAC/IP not the vport's
+  kNdSpoof,        // ND NS/NA target or link-layer option not the vport's
+  kRaGuard,        // router advertisement from an untrusted vport
+  kDhcpGuard,      // DHCP/DHCPv6 server message from an untrusted vport, or client discovery not allowed
+  kVlanViolation,  // tagged frame from an access vport
+  kRoceDisabled,   // RoCEv2 from a vport with roce off
+  kSmcDenied,      // SMC-R/SMC-D handshake (TCP option) from a vport with smc deny
+  kEthertype,      // an ethertype a spoof-checked vport may not send (not ARP/IPv4/IPv6)
+  kInactive,       // the vport is inactive
+  kRateLimit,      // over the vport's tx_max
+  kEgressFilter,   // to a vport: not its MAC (or multicast it does not take); counted on that vport
   kCount
 };
 inline constexpr const char* drop_reason_name(DropReason r) {
@@ -35,6 +49,19 @@ inline constexpr const char* drop_reason_name(DropReason r) {
     case DropReason::kTtlExceeded: return "ttl_exceeded";
     case DropReason::kMeter: return "meter";
     case DropReason::kCopyFailed: return "copy_failed";
+    case DropReason::kSpoofedMac: return "spoofed_mac";
+    case DropReason::kSpoofedIp: return "spoofed_ip";
+    case DropReason::kArpSpoof: return "arp_spoof";
+    case DropReason::kNdSpoof: return "nd_spoof";
+    case DropReason::kRaGuard: return "ra_guard";
+    case DropReason::kDhcpGuard: return "dhcp_guard";
+    case DropReason::kVlanViolation: return "vlan_violation";
+    case DropReason::kRoceDisabled: return "roce_disabled";
+    case DropReason::kSmcDenied: return "smc_denied";
+    case DropReason::kEthertype: return "ethertype";
+    case DropReason::kInactive: return "inactive";
+    case DropReason::kRateLimit: return "rate_limit";
+    case DropReason::kEgressFilter: return "egress_filter";
     case DropReason::kCount: break;
   }
   return "?";

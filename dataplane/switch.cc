@@ -5,7 +5,10 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 
+#include <algorithm>
 #include <chrono>
+#include <map>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
@@ -17,18 +20,82 @@
 
 namespace esw::dp {
 
-Switch::Switch(const cfg::Config& config) : config_(config) {
+namespace {
+
+std::string representor_name(const std::string& vport) { return "rep-" + vport; }
+
+// A representor is the host end of a vport's wire. Left alone, the host's IPv6 stack would start talking on it
+// (link-local address, DAD, router solicitations, MLD) and those frames would reach the guest unasked; the
+// operator can turn IPv6 back on (sysctl net.ipv6.conf.rep-<vport>.disable_ipv6=0).
+void quiet_host_end(const std::string& ifname) {
+  if (FILE* f = fopen(fmt::format("/proc/sys/net/ipv6/conf/{}/disable_ipv6", ifname).c_str(), "w")) {
+    fputs("1", f);
+    fclose(f);
+  }
+}
+
+// The binding-relevant part of a vport, for diffs.
+std::string binding_text(const cfg::VportConfig& v) {
+  std::string ips;
+  for (const auto& a : v.ipv4) ips += a + " ";
+  for (const auto& a : v.ipv6) ips += a + " ";
+  return fmt::format("hw_addr={} ip=[{}] vlan={} state={} spoofchk={} trust={} roce={} smc={} dhcp_client={} "
+                     "egress_multicast={} tx_max_bps={}",
+                     v.hw_addr.value_or("-"), ips, v.vlan ? std::to_string(*v.vlan) : "-",
+                     v.state == cfg::VportState::kActive ? "active" : "inactive", v.spoofchk, v.trust, v.roce,
+                     v.smc == cfg::SmcPolicy::kAllow ? "allow" : "deny", v.dhcp_client, v.egress_multicast,
+                     v.rate.tx_max_bps);
+}
+
+bool same_dataplane(const cfg::DataplaneConfig& a, const cfg::DataplaneConfig& b) {
+  return a.main_core == b.main_core && a.worker_cores == b.worker_cores && a.memory_mb == b.memory_mb &&
+         a.hugepages == b.hugepages && a.mbufs == b.mbufs && a.mbuf_cache == b.mbuf_cache &&
+         a.rx_queue_size == b.rx_queue_size && a.tx_queue_size == b.tx_queue_size && a.burst == b.burst &&
+         a.idle_sleep_us == b.idle_sleep_us && a.file_prefix == b.file_prefix && a.eal_extra == b.eal_extra &&
+         a.max_rules == b.max_rules && a.flow_cache_entries == b.flow_cache_entries &&
+         a.flow_cache_insert_inv_prob == b.flow_cache_insert_inv_prob && a.api_socket == b.api_socket &&
+         a.api_socket_group == b.api_socket_group;
+}
+
+}  // namespace
+
+// What one apply will do, computed before anything changes.
+struct Switch::Plan {
+  cfg::Config desired;
+  struct Slot {
+    std::string name;
+    PortRole role = PortRole::kVport;
+    cfg::Attachment attach;
+    std::string vport;  // representors: their vport
+    bool is_new = false;
+    std::string where;  // config path, for errors
+    int line = 0;
+  };
+  std::array<Slot, kMaxPorts> slots;  // planned ports by index (name "" = free)
+  std::vector<uint16_t> to_close;     // current ports that go away
+  uint16_t nb_ports = 0;
+  PortNames names;
+  CompiledRuleSet compiled;
+  std::vector<std::unique_ptr<Binding>> bindings;  // parallel to desired.vports
+  std::vector<MeterProfile> meters;                // user meters, then vport rate meters
+  std::vector<std::pair<size_t, uint32_t>> keep;   // compiled rule -> installed id
+  std::vector<size_t> add;                         // compiled rules that need an id
+  std::vector<uint32_t> remove_ids;
+  std::vector<unsigned> add_tables, remove_tables;
+};
+
+Switch::Switch(const cfg::Config& config) {
   if (!Eal::initialised()) throw Error("switch: the EAL is not initialised");
   const cfg::DataplaneConfig& dp = config.dataplane;
   if (dp.worker_cores.empty()) throw Error("dataplane.worker_cores: at least one worker core is needed");
-  const size_t nb_ports = config.uplinks.size() + config.vports.size();
-  if (nb_ports > kMaxPorts) throw Error(fmt::format("switch: {} ports configured, at most {}", nb_ports, kMaxPorts));
   const uint16_t nb_workers = static_cast<uint16_t>(dp.worker_cores.size());
   for (int c : dp.worker_cores) {
     if (!rte_lcore_is_enabled(static_cast<unsigned>(c))) {
       throw Error(fmt::format("dataplane.worker_cores: core {} is not available to the EAL", c));
     }
   }
+  config_.dataplane = dp;
+  max_rules_ = dp.max_rules;
 
   try {
     Eal::clear_dpdk_errors();
@@ -40,56 +107,33 @@ Switch::Switch(const cfg::Config& config) : config_(config) {
       throw Error(fmt::format("packet pool: cannot allocate {} mbufs (~{:.0f} MiB; dataplane.memory_mb is {}): {}",
                               dp.mbufs, need_mb, dp.memory_mb, rte_strerror(rte_errno)));
     }
-
-    auto add_port = [&](const std::string& name, PortRole role, const cfg::Attachment& a) {
-      PortSpec spec;
-      spec.name = name;
-      spec.role = role;
-      spec.devargs = a.devargs;
-      spec.rx_queues = a.rx_queues;
-      spec.tx_queues = std::max<uint16_t>(a.tx_queues, nb_workers);
-      spec.rx_desc = dp.rx_queue_size;
-      spec.tx_desc = dp.tx_queue_size;
-      auto port = std::make_unique<Port>();
-      port->open(spec, static_cast<uint16_t>(ports_.size()), pool_);
-      ports_.push_back(std::move(port));
-    };
-    for (const auto& u : config.uplinks) add_port(u.name, PortRole::kUplink, u.attach);
-    for (const auto& v : config.vports) add_port(v.name, PortRole::kVport, v.attach);
-    names_ = PortNames::from_list(esw::dp::port_names(config));
-
     rcu_ = std::make_unique<Rcu>(nb_workers);
     for (uint16_t w = 0; w < nb_workers; ++w) rte_rcu_qsbr_thread_register(rcu_->qsbr(), w);
     classifier_ = std::make_unique<Classifier>(*rcu_);
-    std::string error;
-    RuleSetInput input;
-    input.config = &config_;
-    input.max_rules = kDefaultMaxRules;
-    if (!install(input, error)) throw Error(error);
-
-    std::vector<uint16_t> port_ids;
-    for (const auto& p : ports_) port_ids.push_back(p->port_id());
     for (uint16_t w = 0; w < nb_workers; ++w) {
+      poll_pub_.push_back(std::make_unique<Published<PollList>>());
+      poll_cur_.push_back(std::make_unique<PollList>());
+      poll_pub_.back()->publish(poll_cur_.back().get());
       WorkerParams wp;
       wp.index = w;
       wp.lcore = static_cast<unsigned>(dp.worker_cores[w]);
       wp.burst = dp.burst;
       wp.idle_sleep_us = dp.idle_sleep_us;
-      wp.max_rules = kDefaultMaxRules;
+      wp.max_rules = max_rules_;
+      wp.flow_cache_entries = dp.flow_cache_entries;
+      wp.flow_cache_insert_inv_prob = dp.flow_cache_insert_inv_prob;
       wp.rcu = rcu_.get();
       wp.pipeline = &pipeline_;
       wp.tables = &classifier_->published();
+      wp.poll = poll_pub_.back().get();
       wp.stop = &stop_;
-      auto worker = std::make_unique<Worker>(wp);
-      worker->set_ports(port_ids);
-      workers_.push_back(std::move(worker));
+      workers_.push_back(std::make_unique<Worker>(wp));
     }
-    // Spread (port, queue) pairs over the workers round-robin.
-    size_t next = 0;
-    for (const auto& p : ports_) {
-      for (uint16_t q = 0; q < p->spec().rx_queues; ++q) {
-        workers_[next++ % workers_.size()]->add_rx_queue(p->index(), p->port_id(), q);
-      }
+    const ApplyResult r = apply(config);
+    if (!r.ok) {
+      std::string msg;
+      for (const auto& e : r.errors) msg += (msg.empty() ? "" : "; ") + e.to_string();
+      throw Error(msg);
     }
   } catch (...) {
     close();
@@ -99,73 +143,423 @@ Switch::Switch(const cfg::Config& config) : config_(config) {
 
 Switch::~Switch() {
   close();
-  // Workers are stopped: nothing reads the snapshots any more.
   classifier_.reset();
   retired_.clear();
   current_.reset();
   if (pool_ != nullptr) rte_mempool_free(pool_);
 }
 
-bool Switch::install(const RuleSetInput& input, std::string& error) {
-  CompiledRuleSet next;
-  if (!compile_rule_set(input, interner_, next, error)) return false;
-  if (current_ == nullptr || next.pipeline->meters.size() != current_->meters.size() || !input.meters.empty()) {
-    next.pipeline->meter_generation = ++meter_generation_;
-  } else {
-    next.pipeline->meter_generation = current_->meter_generation;
+size_t Switch::port_count() const {
+  return static_cast<size_t>(std::count_if(slots_.begin(), slots_.end(), [](const auto& p) { return p != nullptr; }));
+}
+
+bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra_tables,
+                  const std::vector<RuleDef>& extra_rules, const std::vector<MeterProfile>& extra_meters, Plan& p,
+                  ApplyResult& result) {
+  p.desired = desired;
+  auto error = [&](const std::string& path, int line, const std::string& msg) {
+    cfg::Error e;
+    e.path = path;
+    e.line = line;
+    e.message = msg;
+    result.errors.push_back(std::move(e));
+  };
+
+  if (current_ != nullptr && !same_dataplane(config_.dataplane, desired.dataplane)) {
+    result.restart_required = true;
+    result.diff.push_back({'~', "dataplane", "dataplane", "changed; takes effect when eswitchd restarts"});
+    p.desired.dataplane = config_.dataplane;  // the running process keeps what it started with
   }
 
-  // One batch: everything installed goes, everything compiled comes; the classifier publishes it whole.
+  // Ports: keep the index of every port that stays, give new ones free slots (never a slot freed by this same
+  // apply: a worker may still hold it until the grace period ends).
+  std::map<std::string, uint16_t> current;
+  for (uint16_t i = 0; i < kMaxPorts; ++i) {
+    if (slots_[i]) current.emplace(slots_[i]->name(), i);
+  }
+  std::vector<Plan::Slot> wanted;
+  for (size_t i = 0; i < desired.uplinks.size(); ++i) {
+    const auto& u = desired.uplinks[i];
+    wanted.push_back({u.name, PortRole::kUplink, u.attach, "", false, fmt::format("uplinks[{}]", i), u.line});
+  }
+  for (size_t i = 0; i < desired.vports.size(); ++i) {
+    const auto& v = desired.vports[i];
+    wanted.push_back({v.name, PortRole::kVport, v.attach, "", false, fmt::format("vports[{}]", i), v.line});
+    if (desired.representors.kind == cfg::RepresentorKind::kTap) {
+      cfg::Attachment a;
+      a.devargs = fmt::format("net_tap_rep_{},iface={}", v.name, representor_name(v.name));
+      wanted.push_back({representor_name(v.name), PortRole::kRepresentor, a, v.name, false,
+                        fmt::format("vports[{}] (representor)", i), v.line});
+    }
+  }
+  std::set<uint16_t> used;
+  std::set<std::string> wanted_names;
+  for (auto& w : wanted) {
+    wanted_names.insert(w.name);
+    auto it = current.find(w.name);
+    if (it == current.end()) continue;
+    const Port& port = *slots_[it->second];
+    if (port.spec().role != w.role || port.spec().devargs != w.attach.devargs ||
+        port.spec().rx_queues != std::max<uint16_t>(w.attach.rx_queues, 1)) {
+      error(w.where + ".attach", w.line,
+            fmt::format("port {} is live on '{}'; changing its attachment or role in place is not supported: "
+                        "remove it in one apply and add it back in the next",
+                        w.name, port.spec().devargs));
+      continue;
+    }
+    p.slots[it->second] = w;
+    used.insert(it->second);
+  }
+  for (const auto& [name, idx] : current) {
+    if (!wanted_names.count(name)) p.to_close.push_back(idx);
+  }
+  uint16_t next_free = 0;
+  for (auto& w : wanted) {
+    if (current.count(w.name)) continue;
+    while (next_free < kMaxPorts && (used.count(next_free) || slots_[next_free] != nullptr)) ++next_free;
+    if (next_free == kMaxPorts) {
+      error(w.where, w.line, fmt::format("no free port slot: at most {} ports (representors included)", kMaxPorts));
+      break;
+    }
+    w.is_new = true;
+    p.slots[next_free] = w;
+    used.insert(next_free);
+  }
+  std::vector<std::string> names(kMaxPorts);
+  for (uint16_t i = 0; i < kMaxPorts; ++i) {
+    if (!p.slots[i].name.empty()) {
+      names[i] = p.slots[i].name;
+      p.nb_ports = static_cast<uint16_t>(i + 1);
+    }
+  }
+  names.resize(p.nb_ports);
+  p.names = PortNames::from_list(names);
+
+  // Bindings and vport rate meters.
+  std::vector<TableDef> tables;
+  std::vector<RuleDef> rules;
+  rules_from_config(desired, tables, rules, p.meters);
+  tables.insert(tables.end(), extra_tables.begin(), extra_tables.end());
+  rules.insert(rules.end(), extra_rules.begin(), extra_rules.end());
+  p.meters.insert(p.meters.end(), extra_meters.begin(), extra_meters.end());
+  for (size_t i = 0; i < desired.vports.size(); ++i) {
+    const cfg::VportConfig& v = desired.vports[i];
+    auto b = std::make_unique<Binding>();
+    std::string e;
+    if (!make_binding(v, *b, e)) error(fmt::format("vports[{}]", i), v.line, e);
+    if (v.rate.tx_max_bps != 0) {
+      MeterProfile m;
+      m.cir = v.rate.tx_max_bps / 8;
+      m.cbs = v.rate.tx_burst_bytes != 0 ? v.rate.tx_burst_bytes : std::max<uint64_t>(m.cir / 10, 2 * 1518);
+      m.ebs_or_pbs = 0;
+      b->rate_meter = static_cast<uint32_t>(p.meters.size());
+      p.meters.push_back(m);
+    }
+    p.bindings.push_back(std::move(b));
+  }
+  if (p.meters.size() > kMaxMeters) error("meters", 0, fmt::format("{} meters, at most {}", p.meters.size(), kMaxMeters));
+
+  RuleSetInput in;
+  in.config = &desired;
+  in.ports = &p.names;
+  in.nb_ports = p.nb_ports;
+  in.tables = std::move(tables);
+  in.rules = std::move(rules);
+  in.meters = p.meters;
+  compile_rule_set(in, interner_, p.compiled, result.errors);
+  if (!result.errors.empty()) return false;
+
+  // Rules: the same identity keeps its id (and so its counters); the rest is added or removed.
+  std::unordered_map<std::string, std::vector<uint32_t>> have;
+  for (const InstalledRule& r : rules_) have[r.identity].push_back(r.id);
+  for (size_t i = 0; i < p.compiled.rules.size(); ++i) {
+    auto it = have.find(p.compiled.rules[i].identity);
+    if (it != have.end() && !it->second.empty()) {
+      p.keep.emplace_back(i, it->second.back());
+      it->second.pop_back();
+    } else {
+      p.add.push_back(i);
+    }
+  }
+  for (auto& [identity, ids] : have) p.remove_ids.insert(p.remove_ids.end(), ids.begin(), ids.end());
+  const size_t live_rules = rules_.size() - p.remove_ids.size() + p.add.size();
+  if (live_rules > max_rules_) {
+    error("tables", 0, fmt::format("{} rules, at most {} (dataplane.max_rules)", live_rules, max_rules_));
+    return false;
+  }
+  std::set<unsigned> now_tables;
+  if (current_ != nullptr) {
+    for (unsigned t = 0; t < kMaxTables; ++t) {
+      if (classifier_->acquire()->tables[t] != nullptr) now_tables.insert(t);
+    }
+  }
+  const std::set<unsigned> next_tables(p.compiled.tables.begin(), p.compiled.tables.end());
+  for (unsigned t : next_tables) {
+    if (!now_tables.count(t)) p.add_tables.push_back(t);
+  }
+  for (unsigned t : now_tables) {
+    if (!next_tables.count(t)) p.remove_tables.push_back(t);
+  }
+
+  // The diff, for people.
+  for (const auto& [name, idx] : current) {
+    if (!wanted_names.count(name)) {
+      result.diff.push_back({'-', port_role_name(slots_[idx]->spec().role), name, slots_[idx]->spec().devargs});
+    }
+  }
+  for (uint16_t i = 0; i < p.nb_ports; ++i) {
+    if (p.slots[i].is_new) result.diff.push_back({'+', port_role_name(p.slots[i].role), p.slots[i].name, p.slots[i].attach.devargs});
+  }
+  for (const auto& v : desired.vports) {
+    auto old = std::find_if(config_.vports.begin(), config_.vports.end(), [&](const auto& o) { return o.name == v.name; });
+    if (old != config_.vports.end() && binding_text(*old) != binding_text(v)) {
+      result.diff.push_back({'~', "vport", v.name, binding_text(*old) + " -> " + binding_text(v)});
+    }
+  }
+  for (unsigned t : p.add_tables) result.diff.push_back({'+', "table", std::to_string(t), ""});
+  for (unsigned t : p.remove_tables) result.diff.push_back({'-', "table", std::to_string(t), ""});
+  for (uint32_t id : p.remove_ids) {
+    auto it = std::find_if(rules_.begin(), rules_.end(), [&](const InstalledRule& r) { return r.id == id; });
+    result.diff.push_back({'-', "rule", it->where, it->identity});
+  }
+  for (size_t i : p.add) result.diff.push_back({'+', "rule", p.compiled.rules[i].where, p.compiled.rules[i].identity});
+  return true;
+}
+
+bool Switch::execute_plan(Plan& p, ApplyResult& result) {
+  // 1. Open (and start) the new ports. Any failure undoes the ports this apply opened: nothing changed.
+  std::vector<uint16_t> opened;
+  auto undo_ports = [&] {
+    for (uint16_t i : opened) close_port(i);
+  };
+  const uint16_t nb_workers = static_cast<uint16_t>(workers_.size());
+  for (uint16_t i = 0; i < p.nb_ports; ++i) {
+    const Plan::Slot& s = p.slots[i];
+    if (!s.is_new) continue;
+    PortSpec spec;
+    spec.name = s.name;
+    spec.role = s.role;
+    spec.devargs = s.attach.devargs;
+    spec.rx_queues = std::max<uint16_t>(s.attach.rx_queues, 1);
+    spec.tx_queues = std::max<uint16_t>(s.attach.tx_queues, nb_workers);
+    spec.rx_desc = config_.dataplane.rx_queue_size;
+    spec.tx_desc = config_.dataplane.tx_queue_size;
+    auto port = std::make_unique<Port>();
+    try {
+      port->open(spec, i, pool_);
+      if (s.role == PortRole::kRepresentor) quiet_host_end(representor_name(s.vport));
+      if (running_) port->start();
+    } catch (const Error& e) {
+      cfg::Error ce;
+      ce.path = s.where + ".attach";
+      ce.line = s.line;
+      ce.message = e.what();
+      result.errors.push_back(std::move(ce));
+      port->close();
+      undo_ports();
+      return false;
+    }
+    slots_[i] = std::move(port);
+    opened.push_back(i);
+  }
+
+  // 2. Tables: one classifier batch (tables first, then rules, removals last), published whole.
+  std::vector<uint32_t> new_ids;
+  for (size_t k = 0; k < p.add.size(); ++k) {
+    if (!free_ids_.empty()) {
+      new_ids.push_back(free_ids_.back());
+      free_ids_.pop_back();
+    } else {
+      new_ids.push_back(next_id_++);
+    }
+  }
   Batch batch;
-  batch.reserve(installed_.specs.size() + next.specs.size());
-  for (const RuleSpec& s : installed_.specs) batch.remove(s.id);
-  for (unsigned t : installed_.tables) batch.remove_table(t);
-  for (unsigned t : next.tables) batch.add_table(t);
-  for (const RuleSpec& s : next.specs) batch.add(s);
+  batch.reserve(p.add.size() + p.remove_ids.size());
+  for (unsigned t : p.add_tables) batch.add_table(t);
+  for (size_t k = 0; k < p.add.size(); ++k) {
+    RuleSpec s = p.compiled.rules[p.add[k]].spec;
+    s.id = new_ids[k];
+    batch.add(s);
+  }
+  for (uint32_t id : p.remove_ids) batch.remove(id);
+  for (unsigned t : p.remove_tables) batch.remove_table(t);
   const CommitResult cr = classifier_->commit(batch);
   if (!cr.ok()) {
-    const std::string where = cr.rule_id < next.rule_where.size() ? next.rule_where[cr.rule_id] : "rules";
-    error = fmt::format("{}: {}", where, cr.message());
+    cfg::Error ce;
+    ce.path = "tables";
+    ce.message = cr.message();
+    result.errors.push_back(std::move(ce));
+    free_ids_.insert(free_ids_.end(), new_ids.begin(), new_ids.end());
+    undo_ports();
     return false;
   }
 
-  // Counters are per rule id and ids are reused: remember where each one stands now.
-  baseline_.assign(next.specs.size(), RuleCounter{});
-  for (const auto& w : workers_) {
-    for (size_t id = 0; id < baseline_.size(); ++id) {
-      baseline_[id].packets += w->rule_counters()[id].packets;
-      baseline_[id].bytes += w->rule_counters()[id].bytes;
+  // 3. The pipeline snapshot: port map, bindings, representors, meters.
+  std::unique_ptr<Pipeline> next = std::move(p.compiled.pipeline);
+  next->max_rules = max_rules_;
+  next->generation = ++generation_;
+  next->ports.nb_ports = p.nb_ports;
+  std::map<std::string, uint16_t> index_of;
+  for (uint16_t i = 0; i < p.nb_ports; ++i) {
+    if (p.slots[i].name.empty()) continue;
+    next->ports.dpdk_port[i] = slots_[i]->port_id();
+    index_of[p.slots[i].name] = i;
+  }
+  for (size_t v = 0; v < p.desired.vports.size(); ++v) {
+    const auto& vc = p.desired.vports[v];
+    const uint16_t vi = index_of[vc.name];
+    next->ports.binding[vi] = p.bindings[v].get();
+    auto rep = index_of.find(representor_name(vc.name));
+    if (rep != index_of.end()) {
+      next->ports.representor_of[vi] = rep->second;
+      next->ports.rep_peer[rep->second] = vi;
+      // The representor's carrier follows the vport's state.
+      if (slots_[rep->second]->is_started()) {
+        if (vc.state == cfg::VportState::kActive) rte_eth_dev_set_link_up(slots_[rep->second]->port_id());
+        else rte_eth_dev_set_link_down(slots_[rep->second]->port_id());
+      }
     }
   }
+  next->bindings = std::move(p.bindings);
+  const bool meters_changed = current_ == nullptr || current_->meters.size() != next->meters.size() ||
+                              !std::equal(next->meters.begin(), next->meters.end(), current_->meters.begin(),
+                                          [](const MeterProfile& a, const MeterProfile& b) {
+                                            return a.tr_tcm == b.tr_tcm && a.cir == b.cir && a.pir == b.pir &&
+                                                   a.cbs == b.cbs && a.ebs_or_pbs == b.ebs_or_pbs;
+                                          });
+  next->meter_generation = meters_changed ? ++meter_generation_ : current_->meter_generation;
 
-  const Pipeline* old = pipeline_.publish(next.pipeline.get());
-  const uint64_t token = rcu_->start();
-  if (old != nullptr) retired_.push_back({token, std::move(current_)});
-  current_ = std::move(next.pipeline);
-  installed_ = std::move(next);
-  // "Applied" means every packet received from now on meets the new rules: wait until each worker has passed a
-  // quiescent state (one poll loop, microseconds; sleeping workers are offline and do not count).
-  if (running_) {
-    while (!rcu_->done(token)) std::this_thread::sleep_for(std::chrono::microseconds(20));
+  pipeline_.publish(next.get());
+  std::unique_ptr<Pipeline> old_pipeline = std::move(current_);
+  current_ = std::move(next);
+  for (uint16_t i : p.to_close) slots_[i]->stop();  // nothing reaches it in the new snapshot
+  std::vector<uint16_t> closing = p.to_close;
+
+  // Representors and vports that go away must not be polled any more; new ones start being polled.
+  names_ = p.names;
+  {
+    std::vector<std::unique_ptr<Port>> gone;
+    for (uint16_t i : closing) gone.push_back(std::move(slots_[i]));
+    publish_poll_lists();
+    wait_for_workers();
+    for (auto& port : gone) port->close();
+    for (uint16_t i : closing) {
+      for (auto& w : workers_) w->reset_port_counters(i);
+    }
   }
+  old_pipeline.reset();  // every worker is past it (or none runs)
+
+  // 4. Bookkeeping: rule ids, counters baselines, the running config.
+  std::set<uint32_t> removed(p.remove_ids.begin(), p.remove_ids.end());
+  std::erase_if(rules_, [&](const InstalledRule& r) { return removed.count(r.id) != 0; });
+  free_ids_.insert(free_ids_.end(), p.remove_ids.begin(), p.remove_ids.end());
+  if (baseline_.size() < next_id_) baseline_.resize(next_id_);
+  std::map<uint32_t, size_t> kept;
+  for (auto& [ci, id] : p.keep) kept[id] = ci;
+  for (InstalledRule& r : rules_) {
+    // Kept rules: refresh what show prints (the where/names may have moved), keep id and counters.
+    auto it = kept.find(r.id);
+    if (it == kept.end()) continue;
+    const CompiledRule& c = p.compiled.rules[it->second];
+    r.where = c.where;
+    r.loc = c.loc;
+    r.match = c.match;
+  }
+  for (size_t k = 0; k < p.add.size(); ++k) {
+    const CompiledRule& c = p.compiled.rules[p.add[k]];
+    InstalledRule r{new_ids[k], c.identity, c.where, c.loc, c.match, c.spec, KeyRewrite{}};
+    r.spec.id = new_ids[k];
+    if (c.spec.rewrite != nullptr) r.rewrite = *c.spec.rewrite;
+    r.spec.rewrite = nullptr;
+    RuleCounter base{};
+    for (const auto& w : workers_) {
+      base.packets += w->rule_counters()[r.id].packets;
+      base.bytes += w->rule_counters()[r.id].bytes;
+    }
+    baseline_[r.id] = base;
+    rules_.push_back(std::move(r));
+  }
+  config_ = p.desired;
   return true;
+}
+
+ApplyResult Switch::apply(const cfg::Config& desired, bool dry_run) {
+  ApplyResult result;
+  Plan p;
+  if (!plan(desired, extra_tables_, extra_rules_, extra_meters_, p, result)) return result;
+  if (dry_run) {
+    result.ok = true;
+    return result;
+  }
+  result.ok = execute_plan(p, result);
+  return result;
 }
 
 bool Switch::set_rules(const std::vector<TableDef>& tables, const std::vector<RuleDef>& rules,
                        const std::vector<MeterProfile>& meters, std::string& error) {
-  RuleSetInput input;
-  input.config = &config_;
-  input.tables = tables;
-  input.rules = rules;
-  input.meters = meters;
-  input.max_rules = kDefaultMaxRules;
-  return install(input, error);
+  ApplyResult result;
+  Plan p;
+  if (!plan(config_, tables, rules, meters, p, result) || !execute_plan(p, result)) {
+    error.clear();
+    for (const auto& e : result.errors) error += (error.empty() ? "" : "; ") + e.to_string();
+    return false;
+  }
+  extra_tables_ = tables;
+  extra_rules_ = rules;
+  extra_meters_ = meters;
+  return true;
 }
 
-void Switch::maintain() noexcept {
-  classifier_->reclaim();
-  std::erase_if(retired_, [&](const Retired& r) { return rcu_->done(r.token); });
+void Switch::publish_poll_lists() {
+  // Keep every (port, queue) on the worker that already polls it - two workers must never poll one queue, not
+  // even across a snapshot change - and give new queues to the least loaded worker.
+  const size_t nw = workers_.size();
+  std::vector<std::unique_ptr<PollList>> next(nw);
+  std::set<std::pair<uint16_t, uint16_t>> placed;
+  for (size_t w = 0; w < nw; ++w) {
+    next[w] = std::make_unique<PollList>();
+    for (const RxQueueRef& q : poll_cur_[w]->queues) {
+      if (q.port_index < kMaxPorts && slots_[q.port_index] != nullptr && slots_[q.port_index]->port_id() == q.port_id) {
+        next[w]->queues.push_back(q);
+        placed.insert({q.port_index, q.queue});
+      }
+    }
+  }
+  for (uint16_t i = 0; i < kMaxPorts; ++i) {
+    if (slots_[i] == nullptr) continue;
+    for (uint16_t q = 0; q < slots_[i]->spec().rx_queues; ++q) {
+      if (placed.count({i, q})) continue;
+      size_t best = 0;
+      for (size_t w = 1; w < nw; ++w) {
+        if (next[w]->queues.size() < next[best]->queues.size()) best = w;
+      }
+      next[best]->queues.push_back({i, slots_[i]->port_id(), q});
+    }
+  }
+  for (size_t w = 0; w < nw; ++w) {
+    poll_pub_[w]->publish(next[w].get());
+    retired_.push_back({0, nullptr, std::move(poll_cur_[w])});
+    poll_cur_[w] = std::move(next[w]);
+  }
 }
+
+void Switch::wait_for_workers() {
+  // "Applied" means every packet received from now on meets the new state: wait until each worker has passed
+  // a quiescent state (one poll loop; sleeping workers are offline and do not hold anything).
+  const uint64_t token = rcu_->start();
+  if (running_) {
+    while (!rcu_->done(token)) std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+  retired_.clear();
+}
+
+void Switch::close_port(uint16_t index) noexcept {
+  if (slots_[index] == nullptr) return;
+  slots_[index]->close();
+  slots_[index].reset();
+}
+
+void Switch::maintain() noexcept { classifier_->reclaim(); }
 
 TraceResult Switch::trace(uint16_t in_port, const uint8_t* data, size_t len) {
   TraceResult out;
@@ -184,6 +578,8 @@ TraceResult Switch::trace(uint16_t in_port, const uint8_t* data, size_t len) {
   auto ctx = std::make_unique<WorkerContext>();  // scratch: trace transmits nothing and counts nothing live
   const TableSet* tables = classifier_->acquire();
   const Pipeline* p = pipeline_.acquire();
+  ctx->port_ids = p->ports.dpdk_port.data();
+  ctx->nb_ports = p->ports.nb_ports;
   p->process<true>(*ctx, *tables, in_port, &m, 1, &out.record);
 
   const TraceRecord& r = out.record;
@@ -191,10 +587,17 @@ TraceResult Switch::trace(uint16_t in_port, const uint8_t* data, size_t len) {
     std::string n = names_.name_of ? names_.name_of(i) : std::string();
     return n.empty() ? fmt::format("{}", i) : n;
   };
+  if (r.passthrough) out.lines.push_back(fmt::format("representor {} -> vport {}", port(in_port), port(r.outputs.front())));
+  if (r.binding_checked) {
+    out.lines.push_back(fmt::format("binding {}: {}", port(in_port),
+                                    r.binding == DropReason::kCount ? "ok" : drop_reason_name(r.binding)));
+  }
+  std::map<uint32_t, const InstalledRule*> by_id;
+  for (const InstalledRule& ir : rules_) by_id[ir.id] = &ir;
   for (const auto& h : r.hits) {
-    const std::string where = h.rule_id < installed_.rule_where.size() ? installed_.rule_where[h.rule_id] : "?";
-    const std::string match =
-        h.rule_id < installed_.rule_matches.size() ? format_match(installed_.rule_matches[h.rule_id], names_) : "";
+    auto it = by_id.find(h.rule_id);
+    const std::string where = it != by_id.end() ? it->second->where : "?";
+    const std::string match = it != by_id.end() ? format_match(it->second->match, names_) : "";
     out.lines.push_back(fmt::format("table {}: rule {} [{}] priority {} match {} -> {}", h.table, h.rule_id, where,
                                     h.priority, match.empty() ? "(any)" : match,
                                     format_actions(*h.actions, names_, h.goto_table)));
@@ -203,14 +606,16 @@ TraceResult Switch::trace(uint16_t in_port, const uint8_t* data, size_t len) {
     out.lines.push_back(fmt::format("table {}: miss -> {}", r.miss_table,
                                     r.miss_actions ? format_actions(*r.miss_actions, names_) : "(none)"));
   }
-  std::string mirrors;
-  for (uint16_t mp : r.mirrors) mirrors += fmt::format(", mirror:{}", port(mp));
+  std::string extra;
+  for (uint16_t mp : r.mirrors) extra += fmt::format(", mirror:{}", port(mp));
+  for (uint16_t ef : r.egress_filtered) extra += fmt::format(", egress_filter:{}", port(ef));
   if (r.dropped) {
-    out.verdict = fmt::format("drop ({}){}", drop_reason_name(r.drop_reason), mirrors);
+    out.verdict = fmt::format("drop ({}){}", drop_reason_name(r.drop_reason), extra);
   } else {
     std::string outs;
     for (uint16_t o : r.outputs) outs += fmt::format("{}output:{}", outs.empty() ? "" : ", ", port(o));
-    out.verdict = outs + mirrors;
+    if (outs.empty()) outs = "drop (egress_filter)";
+    out.verdict = outs + extra;
   }
   return out;
 }
@@ -229,7 +634,14 @@ bool Switch::trace(std::string_view description, TraceResult& out, std::string& 
 }
 
 void Switch::start() {
-  for (auto& p : ports_) p->start();
+  for (auto& p : slots_) {
+    if (p) p->start();
+  }
+  // Representors of inactive vports start with their carrier down.
+  for (const auto& v : config_.vports) {
+    const int rep = port_index(representor_name(v.name));
+    if (rep >= 0 && v.state == cfg::VportState::kInactive) rte_eth_dev_set_link_down(slots_[rep]->port_id());
+  }
   stop_.store(false);
   for (auto& w : workers_) {
     int rc = rte_eal_remote_launch(&Worker::launch, w.get(), w->params().lcore);
@@ -248,24 +660,30 @@ void Switch::stop() noexcept {
     if (rte_eal_get_lcore_state(w->params().lcore) != WAIT) rte_eal_wait_lcore(w->params().lcore);
   }
   running_ = false;
-  for (auto& p : ports_) p->stop();
+  for (auto& p : slots_) {
+    if (p) p->stop();
+  }
 }
 
 void Switch::close() noexcept {
   stop();
-  for (auto& p : ports_) p->close();
+  for (auto& p : slots_) {
+    if (p) p->close();
+  }
 }
 
 int Switch::port_index(const std::string& name) const {
-  for (const auto& p : ports_) {
-    if (p->name() == name) return p->index();
+  for (uint16_t i = 0; i < kMaxPorts; ++i) {
+    if (slots_[i] && slots_[i]->name() == name) return i;
   }
   return -1;
 }
 
 std::vector<PortStats> Switch::port_stats() const {
   std::vector<PortStats> out;
-  for (const auto& p : ports_) {
+  for (uint16_t i = 0; i < kMaxPorts; ++i) {
+    const Port* p = slots_[i].get();
+    if (p == nullptr) continue;
     PortStats s;
     s.name = p->name();
     s.role = p->spec().role;
@@ -273,16 +691,35 @@ std::vector<PortStats> Switch::port_stats() const {
     s.link_up = p->is_started() && p->link_up();
     s.rx_queues.resize(p->spec().rx_queues);
     for (const auto& w : workers_) {
-      s.counters += w->stats().ports[p->index()];
-      for (const auto& q : w->rx_queues()) {
-        if (q.port_index == p->index()) {
-          QueueCounters& qc = s.rx_queues[q.queue];
-          qc.packets += q.counters->packets;
-          qc.bytes += q.counters->bytes;
-          qc.polls += q.counters->polls;
-          qc.empty_polls += q.counters->empty_polls;
-        }
+      s.counters += w->stats().ports[i];
+      for (uint16_t q = 0; q < p->spec().rx_queues; ++q) {
+        const QueueCounters& c = w->queue_counters(i, q);
+        s.rx_queues[q].packets += c.packets;
+        s.rx_queues[q].bytes += c.bytes;
+        s.rx_queues[q].polls += c.polls;
+        s.rx_queues[q].empty_polls += c.empty_polls;
       }
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::vector<VportStats> Switch::vport_stats() const {
+  std::vector<VportStats> out;
+  for (const auto& v : config_.vports) {
+    const int i = port_index(v.name);
+    if (i < 0) continue;
+    VportStats s;
+    s.name = v.name;
+    s.active = v.state == cfg::VportState::kActive;
+    if (port_index(representor_name(v.name)) >= 0) s.representor = representor_name(v.name);
+    PortCounters c;
+    for (const auto& w : workers_) c += w->stats().ports[i];
+    s.rx_packets = c.rx_packets;
+    s.tx_packets = c.tx_packets;
+    for (size_t r = 0; r < c.dropped.size(); ++r) {
+      s.drops.emplace_back(drop_reason_name(static_cast<DropReason>(r)), c.dropped[r]);
     }
     out.push_back(std::move(s));
   }
@@ -291,17 +728,23 @@ std::vector<PortStats> Switch::port_stats() const {
 
 std::vector<RuleStats> Switch::rule_stats() const {
   std::vector<RuleStats> out;
-  for (const RuleSpec& s : installed_.specs) {
-    RuleStats r{s.id, s.table, s.priority, installed_.rule_where[s.id],
-                format_match(installed_.rule_matches[s.id], names_),
-                format_actions(*static_cast<const ActionList*>(s.actions), names_, s.goto_table), 0, 0};
+  std::vector<const InstalledRule*> sorted;
+  for (const InstalledRule& r : rules_) sorted.push_back(&r);
+  std::sort(sorted.begin(), sorted.end(), [](const InstalledRule* a, const InstalledRule* b) {
+    return a->spec.table != b->spec.table ? a->spec.table < b->spec.table
+           : a->spec.priority != b->spec.priority ? a->spec.priority > b->spec.priority
+                                                   : a->id < b->id;
+  });
+  for (const InstalledRule* r : sorted) {
+    RuleStats s{r->id, r->spec.table, r->spec.priority, r->where, format_match(r->match, names_),
+                format_actions(*static_cast<const ActionList*>(r->spec.actions), names_, r->spec.goto_table), 0, 0};
     for (const auto& w : workers_) {
-      r.packets += w->rule_counters()[s.id].packets;
-      r.bytes += w->rule_counters()[s.id].bytes;
+      s.packets += w->rule_counters()[r->id].packets;
+      s.bytes += w->rule_counters()[r->id].bytes;
     }
-    r.packets -= baseline_[s.id].packets;
-    r.bytes -= baseline_[s.id].bytes;
-    out.push_back(std::move(r));
+    s.packets -= baseline_[r->id].packets;
+    s.bytes -= baseline_[r->id].bytes;
+    out.push_back(std::move(s));
   }
   return out;
 }
@@ -315,12 +758,20 @@ MempoolReport Switch::mempool_report() const {
 }
 
 void Switch::print_summary(FILE* out) const {
-  fmt::print(out, "{:<10} {:<8} {:<14} {:>10} {:>12} {:>10} {:>12} {:>8} {:>8}\n", "port", "role", "driver",
+  fmt::print(out, "{:<12} {:<11} {:<14} {:>10} {:>12} {:>10} {:>12} {:>8} {:>8}\n", "port", "role", "driver",
              "rx_pkts", "rx_bytes", "tx_pkts", "tx_bytes", "tx_drop", "dropped");
   for (const PortStats& s : port_stats()) {
     const PortCounters& c = s.counters;
-    fmt::print(out, "{:<10} {:<8} {:<14} {:>10} {:>12} {:>10} {:>12} {:>8} {:>8}\n", s.name, port_role_name(s.role),
-               s.driver, c.rx_packets, c.rx_bytes, c.tx_packets, c.tx_bytes, c.tx_dropped, c.dropped_total());
+    fmt::print(out, "{:<12} {:<11} {:<14} {:>10} {:>12} {:>10} {:>12} {:>8} {:>8}\n", s.name,
+               port_role_name(s.role), s.driver, c.rx_packets, c.rx_bytes, c.tx_packets, c.tx_bytes, c.tx_dropped,
+               c.dropped_total());
+  }
+  for (const VportStats& v : vport_stats()) {
+    std::string drops;
+    for (const auto& [reason, n] : v.drops) {
+      if (n != 0) drops += fmt::format(" {}={}", reason, n);
+    }
+    if (!drops.empty()) fmt::print(out, "vport {} drops:{}\n", v.name, drops);
   }
 }
 

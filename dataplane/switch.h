@@ -78,14 +78,12 @@ struct ApplyResult {
 struct TraceResult {
   std::string packet;  // the parsed key, as match text
   TraceRecord record;
-  std::vector<std::string> lines;  // human-readable: one line per table step, then the verdict
+  std::vector<std::string> lines;  // human-readable: the binding stage, one line per table step
   std::string verdict;             // "output:vm2", "drop (rule)", ...
 };
 
 class Switch {
  public:
-  static constexpr uint32_t kDefaultMaxRules = 1 << 18;
-
   explicit Switch(const cfg::Config& config);
   Switch(const Switch&) = delete;
   Switch& operator=(const Switch&) = delete;
@@ -96,15 +94,15 @@ class Switch {
   void close() noexcept;
 
   // Makes the switch become `desired` as one transaction: validates everything first (rules compiled, ports
-  // checked), then adds/changes/removes vports, uplinks, tables, rules and meters with the smallest change
-  // (unchanged rules keep their ids and counters; traffic on unchanged ports is not disturbed). On any error
-  // nothing changes. dry_run: validate and report the diff only.
+  // checked), then adds/removes vports (with their representors), uplinks, tables, rules and meters with the
+  // smallest change: unchanged rules keep their ids and counters, traffic on unchanged ports is not disturbed.
+  // On any error nothing changes. dry_run: validate and report the diff only. Returns when every worker runs
+  // the new state (one grace period).
   ApplyResult apply(const cfg::Config& desired, bool dry_run = false);
   const cfg::Config& config() const { return config_; }
-  std::vector<VportStats> vport_stats() const;
 
-  // Replaces the user tables, rules and meters (the generated foundation rules stay) as one transaction:
-  // compiled and validated first; on any error nothing changes and `error` names the rule.
+  // Replaces the user tables, rules and meters of the running config (tests and tools that speak rules, not
+  // YAML); same transaction rules as apply().
   bool set_rules(const std::vector<TableDef>& tables, const std::vector<RuleDef>& rules,
                  const std::vector<MeterProfile>& meters, std::string& error);
 
@@ -117,10 +115,13 @@ class Switch {
   void maintain() noexcept;
 
   std::vector<PortStats> port_stats() const;
+  std::vector<VportStats> vport_stats() const;
   std::vector<RuleStats> rule_stats() const;
   ClassifierStats classifier_stats() const { return classifier_->stats(); }
   MempoolReport mempool_report() const;
-  const std::vector<std::unique_ptr<Port>>& ports() const { return ports_; }
+  // Ports by switch index (nullptr = free slot).
+  const std::array<std::unique_ptr<Port>, kMaxPorts>& ports() const { return slots_; }
+  size_t port_count() const;
   int port_index(const std::string& name) const;  // -1 when unknown
   const PortNames& port_names() const { return names_; }
   rte_mempool* pool() const { return pool_; }
@@ -130,24 +131,52 @@ class Switch {
   void print_summary(FILE* out) const;
 
  private:
-  bool install(const RuleSetInput& input, std::string& error);
+  struct InstalledRule {
+    uint32_t id;
+    std::string identity;  // table|priority|match|actions: equal identity = same rule across applies
+    std::string where;
+    cfg::Loc loc;
+    MaskedKey match;
+    RuleSpec spec;  // spec.rewrite points into `rewrite`
+    KeyRewrite rewrite;
+  };
+  struct Plan;  // what one apply does (switch.cc)
+
+  bool plan(const cfg::Config& desired, const std::vector<TableDef>& extra_tables,
+            const std::vector<RuleDef>& extra_rules, const std::vector<MeterProfile>& extra_meters,
+            Plan& plan, ApplyResult& result);
+  bool execute_plan(Plan& plan, ApplyResult& result);
+  void publish_poll_lists();
+  void wait_for_workers();
+  void close_port(uint16_t index) noexcept;
 
   cfg::Config config_;
   rte_mempool* pool_ = nullptr;
-  std::vector<std::unique_ptr<Port>> ports_;
+  std::array<std::unique_ptr<Port>, kMaxPorts> slots_;
   PortNames names_;
   std::unique_ptr<Rcu> rcu_;
   std::unique_ptr<Classifier> classifier_;
   ActionInterner interner_;
   Published<Pipeline> pipeline_;
   std::unique_ptr<Pipeline> current_;
+  uint64_t generation_ = 0;
   struct Retired {
     uint64_t token;
     std::unique_ptr<Pipeline> pipeline;
+    std::unique_ptr<PollList> poll;
   };
   std::vector<Retired> retired_;
-  CompiledRuleSet installed_;           // what is live: rule origins and matches, by id
-  std::vector<RuleCounter> baseline_;   // counters at install time, by rule id (ids are reused)
+  std::vector<std::unique_ptr<Published<PollList>>> poll_pub_;  // per worker
+  std::vector<std::unique_ptr<PollList>> poll_cur_;             // per worker
+  std::vector<InstalledRule> rules_;                            // installed rules, any order
+  std::vector<uint32_t> free_ids_;
+  uint32_t next_id_ = 0;
+  uint32_t max_rules_ = 0;
+  std::vector<RuleCounter> baseline_;  // by rule id: counters when the id was (re)assigned
+  // User rules installed through set_rules() rather than the config (kept across applies of the same config).
+  std::vector<TableDef> extra_tables_;
+  std::vector<RuleDef> extra_rules_;
+  std::vector<MeterProfile> extra_meters_;
   uint64_t meter_generation_ = 0;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<bool> stop_{false};

@@ -15,6 +15,7 @@ constexpr uint32_t kFirstSleepUs = 1;
 
 Worker::Worker(const WorkerParams& params)
     : params_(params),
+      queue_counters_(std::make_unique<QueueCounters[]>(size_t(kMaxPorts) * kMaxQueuesPerPort)),
       rule_counters_(std::make_unique<RuleCounter[]>(params.max_rules)),
       meters_(std::make_unique<MeterRuntime[]>(kMaxMeters)),
       cache_(params.flow_cache_entries, params.flow_cache_insert_inv_prob, 0x9e3779b97f4a7c15ull + params.index) {
@@ -23,17 +24,11 @@ Worker::Worker(const WorkerParams& params)
   ctx_.rule_counters = rule_counters_.get();
   ctx_.meters = meters_.get();
   ctx_.meter_generation = ~uint64_t(0);
-  queue_counters_.reserve(kMaxPorts * kMaxQueuesPerPort);  // stable addresses for RxQueueRef::counters
 }
 
-void Worker::add_rx_queue(uint16_t port_index, uint16_t port_id, uint16_t queue) {
-  queue_counters_.emplace_back();
-  rxqs_.push_back({port_index, port_id, queue, &queue_counters_.back()});
-}
-
-void Worker::set_ports(const std::vector<uint16_t>& port_ids) {
-  ctx_.nb_ports = static_cast<uint16_t>(port_ids.size());
-  std::copy(port_ids.begin(), port_ids.end(), ctx_.port_ids.begin());
+void Worker::reset_port_counters(uint16_t port) noexcept {
+  ctx_.stats.ports[port] = PortCounters{};
+  for (uint16_t q = 0; q < kMaxQueuesPerPort; ++q) queue_counters_[size_t(port) * kMaxQueuesPerPort + q] = {};
 }
 
 int Worker::launch(void* self) noexcept {
@@ -61,19 +56,23 @@ void Worker::run() noexcept {
   while (!params_.stop->load(std::memory_order_relaxed)) {
     const Pipeline* pipeline = params_.pipeline->acquire();
     const TableSet* tables = params_.tables->acquire();
+    const PollList* poll = params_.poll->acquire();
     if (pipeline->meter_generation != ctx_.meter_generation) [[unlikely]] refresh_meters(*pipeline);
+    ctx_.port_ids = pipeline->ports.dpdk_port.data();
+    ctx_.nb_ports = pipeline->ports.nb_ports;
     uint32_t received = 0;
-    for (RxQueueRef& q : rxqs_) {
+    for (const RxQueueRef& q : poll->queues) {
       const uint16_t n = rte_eth_rx_burst(q.port_id, q.queue, pkts, burst);
-      q.counters->polls++;
+      QueueCounters& qc = queue_counters_[size_t(q.port_index) * kMaxQueuesPerPort + q.queue];
+      qc.polls++;
       if (n == 0) {
-        q.counters->empty_polls++;
+        qc.empty_polls++;
         continue;
       }
       uint64_t bytes = 0;
       for (uint16_t i = 0; i < n; ++i) bytes += pkts[i]->pkt_len;
-      q.counters->packets += n;
-      q.counters->bytes += bytes;
+      qc.packets += n;
+      qc.bytes += bytes;
       PortCounters& pc = ctx_.stats.ports[q.port_index];
       pc.rx_packets += n;
       pc.rx_bytes += bytes;

@@ -24,7 +24,11 @@ struct RxQueueRef {
   uint16_t port_index;  // switch port index
   uint16_t port_id;     // DPDK port id
   uint16_t queue;
-  QueueCounters* counters;  // owned by the worker
+};
+
+// What one worker polls. Immutable once published; replaced (RCU) when ports come and go.
+struct PollList {
+  std::vector<RxQueueRef> queues;
 };
 
 struct WorkerParams {
@@ -38,6 +42,7 @@ struct WorkerParams {
   Rcu* rcu = nullptr;
   const Published<Pipeline>* pipeline = nullptr;
   const Published<TableSet>* tables = nullptr;
+  const Published<PollList>* poll = nullptr;
   const std::atomic<bool>* stop = nullptr;
 };
 
@@ -45,8 +50,6 @@ class Worker {
  public:
   explicit Worker(const WorkerParams& params);
 
-  void add_rx_queue(uint16_t port_index, uint16_t port_id, uint16_t queue);
-  void set_ports(const std::vector<uint16_t>& port_ids);
 
   // The poll loop; returns when *stop becomes true, after flushing its tx buffers.
   void run() noexcept;
@@ -54,7 +57,11 @@ class Worker {
 
   const WorkerParams& params() const { return params_; }
   const WorkerStats& stats() const { return ctx_.stats; }
-  const std::vector<RxQueueRef>& rx_queues() const { return rxqs_; }
+  const QueueCounters& queue_counters(uint16_t port, uint16_t queue) const {
+    return queue_counters_[size_t(port) * kMaxQueuesPerPort + queue];
+  }
+  // Main lcore, only for a port index no snapshot reaches any more (after a grace period).
+  void reset_port_counters(uint16_t port) noexcept;
   const RuleCounter* rule_counters() const { return rule_counters_.get(); }
   const FlowCache<CachedWalk>& flow_cache() const { return cache_; }
 
@@ -62,8 +69,7 @@ class Worker {
   void refresh_meters(const Pipeline& p) noexcept;
 
   WorkerParams params_;
-  std::vector<RxQueueRef> rxqs_;
-  std::vector<QueueCounters> queue_counters_;
+  std::unique_ptr<QueueCounters[]> queue_counters_;  // [kMaxPorts * kMaxQueuesPerPort]
   std::unique_ptr<RuleCounter[]> rule_counters_;
   std::unique_ptr<MeterRuntime[]> meters_;
   FlowCache<CachedWalk> cache_;

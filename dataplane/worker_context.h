@@ -38,14 +38,20 @@ struct WorkerContext {
   MeterRuntime* meters = nullptr;        // [nb_meters]
   uint32_t nb_meters = 0;
   uint64_t meter_generation = 0;
-  uint16_t nb_ports = 0;
-  std::array<uint16_t, kMaxPorts> port_ids{};  // switch port index -> DPDK port id
+  uint16_t nb_ports = 0;               // from the current pipeline snapshot, set every loop
+  const uint16_t* port_ids = nullptr;  // switch port index -> DPDK port id (the snapshot's PortMap)
   std::array<TxBuffer, kMaxPorts> tx{};
   WorkerStats stats;
 
   void flush(uint16_t port) noexcept {
     TxBuffer& b = tx[port];
     if (b.count == 0) return;
+    if (port_ids[port] == 0xffff) [[unlikely]] {  // the port went away while frames were queued for it
+      rte_pktmbuf_free_bulk(b.pkts.data(), b.count);
+      stats.ports[port].tx_dropped += b.count;
+      b.count = 0;
+      return;
+    }
     const uint16_t sent = rte_eth_tx_burst(port_ids[port], worker_index, b.pkts.data(), b.count);
     PortCounters& c = stats.ports[port];
     uint64_t bytes = 0;

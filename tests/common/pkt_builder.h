@@ -5,7 +5,7 @@
 //   Bytes pkt = PacketBuilder()
 //                   .eth({.dst = mac("02:00:00:00:00:02")})
 //                   .vlan({.vid = 100, .pcp = 3})
-//                   .ipv4({.src = ip4("10.0.0.1"), .dst = ip4("10.0.0.2"), .ttl = 17})
+//                   .ipv4({.src = ip4("198.18.0.1"), .dst = ip4("198.18.0.2"), .ttl = 17})
 //                   .tcp({.sport = 1234, .dport = 80, .flags = kTcpSyn, .options = tcp_opt_smc()})
 //                   .payload(64)
 //                   .build();
@@ -292,9 +292,9 @@ struct VlanSpec {
 struct ArpSpec {
   uint16_t op = kArpRequest;
   Mac sha = {0x02, 0, 0, 0, 0, 0x01};
-  Ip4 spa = {10, 0, 0, 1};
+  Ip4 spa = {198, 18, 0, 1};
   Mac tha = {};
-  Ip4 tpa = {10, 0, 0, 2};
+  Ip4 tpa = {198, 18, 0, 2};
   uint16_t htype = 1;
   uint16_t ptype = kEthTypeIpv4;
   uint8_t hlen = 6;
@@ -302,8 +302,8 @@ struct ArpSpec {
 };
 
 struct Ipv4Spec {
-  Ip4 src = {10, 0, 0, 1};
-  Ip4 dst = {10, 0, 0, 2};
+  Ip4 src = {198, 18, 0, 1};
+  Ip4 dst = {198, 18, 0, 2};
   uint8_t tos = 0;
   uint8_t ttl = 64;
   uint16_t id = 0;

@@ -110,6 +110,8 @@ inline cfg::Config ring_test_config(const std::string& tag) {
   c.dataplane.mbuf_cache = 64;
   c.dataplane.idle_sleep_us = 0;
   c.dataplane.file_prefix = "esw-" + tag + "-" + std::to_string(getpid());
+  c.dataplane.max_rules = 65536;
+  c.representors.kind = cfg::RepresentorKind::kNone;  // tests that need representors turn them on
   return c;
 }
 

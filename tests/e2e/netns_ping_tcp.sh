@@ -41,16 +41,22 @@ dataplane:
   mbufs: 8192
   idle_sleep_us: 20
   file_prefix: $PREFIX
+  api_socket: ""
 uplinks:
   - name: uplink0
     attach: { devargs: "net_af_packet0,iface=${P}up0p" }
 vports:
   - name: vm1
     hw_addr: "02:00:c6:12:00:01"
+    ipv4: [198.18.0.1]
+    ipv6: ["2001:db8::1"]
     attach: { devargs: "net_af_packet1,iface=${P}t1p" }
   - name: vm2
     hw_addr: "02:00:c6:12:00:02"
+    ipv4: [198.18.0.2]
+    ipv6: ["2001:db8::2"]
     attach: { devargs: "net_af_packet2,iface=${P}t2p" }
+representors: { kind: none }
 YAML
 
 "$ESWITCHD" --config "$WORK/esw.yaml" --ready-file "$WORK/ready" --stats-json "$WORK/stats.json" \

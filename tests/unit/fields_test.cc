@@ -708,18 +708,18 @@ TEST(FormatKey, DescribesOnlyMeaningfulFields) {
       {PacketBuilder()
            .eth({.dst = mac("02:00:00:00:00:02"), .src = mac("02:00:00:00:00:01")})
            .vlan({.vid = 100, .pcp = 3})
-           .ipv4({.src = ip4("10.0.0.1"), .dst = ip4("10.0.0.2"), .ttl = 17})
+           .ipv4({.src = ip4("198.18.0.1"), .dst = ip4("198.18.0.2"), .ttl = 17})
            .udp({.sport = 1234, .dport = 53})
            .payload(20)
            .build(),
        "udp,in_port=vm1,eth_src=02:00:00:00:00:01,eth_dst=02:00:00:00:00:02,vlan_vid=100,vlan_pcp=3,"
-       "ipv4_src=10.0.0.1,ipv4_dst=10.0.0.2,dscp=0,ecn=0,ttl=17,ip_frag=no,udp_src=1234,udp_dst=53"},
+       "ipv4_src=198.18.0.1,ipv4_dst=198.18.0.2,dscp=0,ecn=0,ttl=17,ip_frag=no,udp_src=1234,udp_dst=53"},
       {PacketBuilder()
            .eth({.dst = mac("ff:ff:ff:ff:ff:ff"), .src = mac("02:00:00:00:00:01")})
-           .arp({.op = kArpRequest, .sha = mac("02:00:00:00:00:01"), .spa = ip4("10.0.0.1"), .tpa = ip4("10.0.0.2")})
+           .arp({.op = kArpRequest, .sha = mac("02:00:00:00:00:01"), .spa = ip4("198.18.0.1"), .tpa = ip4("198.18.0.2")})
            .build(),
-       "arp,in_port=vm1,eth_src=02:00:00:00:00:01,eth_dst=ff:ff:ff:ff:ff:ff,arp_op=1,arp_spa=10.0.0.1,"
-       "arp_tpa=10.0.0.2,arp_sha=02:00:00:00:00:01,arp_tha=00:00:00:00:00:00"},
+       "arp,in_port=vm1,eth_src=02:00:00:00:00:01,eth_dst=ff:ff:ff:ff:ff:ff,arp_op=1,arp_spa=198.18.0.1,"
+       "arp_tpa=198.18.0.2,arp_sha=02:00:00:00:00:01,arp_tha=00:00:00:00:00:00"},
   };
   for (const Case& c : cases) {
     FlowKey k;

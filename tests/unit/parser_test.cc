@@ -251,7 +251,7 @@ std::vector<Case> valid_cases() {
         k, {.l3 = 14, .l4 = 34, .l3_len = 20});
   }
   {
-    const Ipv4Spec ip{.src = ip4("10.0.0.1"), .dst = ip4("10.0.0.53"), .tos = 4, .ttl = 1};
+    const Ipv4Spec ip{.src = ip4("198.18.0.1"), .dst = ip4("198.18.0.53"), .tos = 4, .ttl = 1};
     FlowKey k = l2_key(kEth, kEthTypeIpv4);
     k.vlan_tci[0] = tci(100, 3);
     k.flags = kFlagVlan;
@@ -304,8 +304,8 @@ std::vector<Case> valid_cases() {
         k, {.vlan = 12, .l3 = 22, .l4 = 42, .l3_len = 20});
   }
   {  // ARP reply padded to the minimum frame: valid from the end of the ARP body
-    const ArpSpec a{.op = kArpReply, .sha = mac("02:aa:bb:cc:dd:ee"), .spa = ip4("192.168.1.1"),
-                    .tha = mac("02:11:22:33:44:55"), .tpa = ip4("192.168.1.2")};
+    const ArpSpec a{.op = kArpReply, .sha = mac("02:aa:bb:cc:dd:ee"), .spa = ip4("198.18.1.1"),
+                    .tha = mac("02:11:22:33:44:55"), .tpa = ip4("198.18.1.2")};
     FlowKey k = l2_key(kEth, kEthTypeArp);
     k.ip_proto = kArpReply;
     k.ipv4_src = addr4(a.spa);
@@ -511,7 +511,7 @@ std::vector<Case> valid_cases() {
         {.l3 = 14, .l4 = 54, .l3_len = 40});
   }
   {  // VXLAN: outer fields stay, tunnel id and offsets set
-    const Ipv4Spec ip{.src = ip4("172.16.0.1"), .dst = ip4("172.16.0.2"), .ttl = 32, .df = true};
+    const Ipv4Spec ip{.src = ip4("198.18.2.1"), .dst = ip4("198.18.2.2"), .ttl = 32, .df = true};
     FlowKey k = l2_key(kEth, kEthTypeIpv4);
     set_ipv4(k, ip, kIpProtoUdp);
     set_ports(k, 49152, kUdpPortVxlan);
@@ -520,7 +520,7 @@ std::vector<Case> valid_cases() {
     add("vxlan_ipv4",
         PacketBuilder().eth(kEth).ipv4(ip).udp({.sport = 49152}).vxlan({.vni = 0x123456})
             .eth({.dst = mac("02:00:00:00:01:01"), .src = mac("02:00:00:00:01:02")})
-            .ipv4({.src = ip4("10.0.0.1"), .dst = ip4("10.0.0.2")}).tcp({.sport = 1, .dport = 2}).build(),
+            .ipv4({.src = ip4("198.18.0.1"), .dst = ip4("198.18.0.2")}).tcp({.sport = 1, .dport = 2}).build(),
         k, {.l3 = 14, .l4 = 34, .tun = 42, .inner_l2 = 50, .l3_len = 20});
   }
   {
@@ -986,13 +986,14 @@ uint16_t ref_checksum(const Bytes& b) {
 }
 
 TEST(PktBuilder, Ipv4HeaderChecksumKnownVector) {
-  // 4500 0073 0000 4000 4011 b861 c0a8 0001 c0a8 00c7 (RFC 1071 style worked example)
+  // The classic worked example (4500 0073 0000 4000 4011 .... <src> <dst>, checksum b861 with 192.168.0.1 ->
+  // .199) moved to 198.19.0.1 -> 198.19.0.199; checksum recomputed by hand (ones' complement sum): ad8b.
   const Bytes pkt = PacketBuilder().eth()
-                        .ipv4({.src = ip4("192.168.0.1"), .dst = ip4("192.168.0.199"), .ttl = 64, .df = true,
+                        .ipv4({.src = ip4("198.19.0.1"), .dst = ip4("198.19.0.199"), .ttl = 64, .df = true,
                                .proto = kIpProtoUdp})
                         .payload(0x73 - 20).build();
   const Bytes want = {0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11,
-                      0xb8, 0x61, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7};
+                      0xad, 0x8b, 0xc6, 0x13, 0x00, 0x01, 0xc6, 0x13, 0x00, 0xc7};
   EXPECT_EQ(Bytes(pkt.begin() + 14, pkt.begin() + 34), want);
   EXPECT_TRUE(ipv4_checksum_ok(pkt, 14));
 }
@@ -1068,7 +1069,7 @@ TEST(PktBuilder, LengthsAndOffsets) {
   EXPECT_EQ(get16(p, 66 + 4), 18);  // UDP length
   EXPECT_EQ(get16(p, 58 + 2) & 1, 1);
   EXPECT_THROW(b.offset_of(Kind::kTcp), std::invalid_argument);
-  EXPECT_THROW(ip4("10.0.0.256"), std::invalid_argument);
+  EXPECT_THROW(ip4("198.18.0.256"), std::invalid_argument);
   EXPECT_THROW(mac("02:00:00:00:00"), std::invalid_argument);
 }
 

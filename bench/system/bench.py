@@ -1,0 +1,473 @@
+#!/usr/bin/python3
+"""System benchmarks: eswitch side by side with dpdk-testpmd (the ceiling) and Open vSwitch (DPDK datapath).
+
+Run through bench/system/run.sh, which builds eswitchd and installs the peers first; see bench/README.md.
+
+Method: every point of every scenario is run for every system that can express it, the systems interleaved run by
+run (run 1: eswitch, testpmd, OVS; run 2: the same, order rotated; ...), because figures on these VMs drift within
+minutes. Each run starts the system, waits until its rate is steady, measures the packets it received (rx) and
+sent to its sink (tx) over a window, and stops it. A point's figure is the median over the runs, with min and max.
+
+  bench.py [--short] [--runs N] [--window S] [--systems a,b] [--scenarios a,b,...] [--workers N] [--out DIR]
+  bench.py --cleanup RUN_DIR      remove what an interrupted run left (processes, DPDK dirs, netns)
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import report  # noqa: E402
+import scenarios  # noqa: E402
+import systems  # noqa: E402
+from procs import Registry, cleanup_run  # noqa: E402
+
+ALL_SYSTEMS = ["eswitch", "testpmd-io", "testpmd-macswap", "ovs"]
+ALL_SCENARIOS = ["a", "b", "c", "d", "e", "f", "flows"]
+
+
+def log(msg: str):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _on_signal(signum, _frame):
+    raise Interrupted(f"signal {signum}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One measurement
+
+
+class Churner(threading.Thread):
+    """Changes rules at a fixed rate (batches of adds + deletes of ACL-shaped rules that no traffic matches, so
+    verdicts stay the same) until stopped; records how many changes it achieved."""
+
+    def __init__(self, system, setup, rate: int, batch: int):
+        super().__init__(daemon=True)
+        self.system, self.setup, self.rate, self.batch = system, setup, rate, batch
+        self.stop_event = threading.Event()
+        self.changes = 0
+        self.elapsed = 0.0
+        self.error = None
+        self.next_id = 0
+        self.live = []
+        self.vports = [s.name for s in setup.sources]
+
+    def make_rule(self):
+        j = self.next_id
+        self.next_id += 1
+        dst = scenarios.pcapgen.ip_str(scenarios.pcapgen.ip_int("198.19.128.0") + j % 30000)
+        return scenarios.Rule(0, 1000, [("in_port", self.vports[j % len(self.vports)]), ("ipv4_dst", dst),
+                                        ("ip_proto", "17"), ("udp_dst", str(1024 + j % 60000))],
+                              [("output", scenarios.SINK)])
+
+    def prefill(self, n: int):
+        adds = [self.make_rule() for _ in range(n)]
+        self.system.churn(adds, [])
+        self.live += adds
+
+    def run(self):
+        half = self.batch // 2
+        period = self.batch / self.rate
+        start = time.time()
+        k = 0
+        try:
+            while not self.stop_event.is_set():
+                adds = [self.make_rule() for _ in range(half)]
+                dels, self.live = self.live[:half], self.live[half:] + adds
+                self.system.churn(adds, dels)
+                self.changes += len(adds) + len(dels)
+                k += 1
+                delay = start + k * period - time.time()
+                if delay > 0:
+                    self.stop_event.wait(delay)
+        except Exception as e:  # reported with the measurement
+            self.error = f"{type(e).__name__}: {e}"
+        self.elapsed = time.time() - start
+
+
+def rate_between(s0, s1):
+    dt = s1.t - s0.t
+    dt_tx = (s1.t_tx - s0.t_tx) if s1.t_tx is not None and s0.t_tx is not None else dt
+    if dt <= 0 or dt_tx <= 0:
+        return 0.0, 0.0, dt
+    return (s1.rx - s0.rx) / dt / 1e6, (s1.tx - s0.tx) / dt_tx / 1e6, dt
+
+
+def warm_up(system, opts):
+    """Waits until three successive rates agree within 3% (or warmup_max passes); returns (seconds, stable)."""
+    t0 = time.time()
+    prev = system.sample()
+    rates = []
+    while True:
+        time.sleep(opts.step)
+        cur = system.sample()
+        rx, _, _ = rate_between(prev, cur)
+        prev = cur
+        rates.append(rx)
+        elapsed = time.time() - t0
+        stable = len(rates) >= 3 and rates[-1] > 0 and \
+            max(rates[-3:]) - min(rates[-3:]) <= 0.03 * max(rates[-3:])
+        if stable and elapsed >= opts.warmup_min:
+            return elapsed, True
+        if elapsed >= opts.warmup_max:
+            if max(rates[-3:]) <= 0:
+                raise systems.Fail(f"no packets received in {elapsed:.1f} s")
+            return elapsed, False
+
+
+def window(system, seconds):
+    s0 = system.sample()
+    system.cycles_begin()
+    time.sleep(seconds)
+    s1 = system.sample()
+    cycles = system.cycles_end()
+    rx, tx, dt = rate_between(s0, s1)
+    return {"rx_mpps": rx, "tx_mpps": tx, "fwd_fraction": (tx / rx) if rx > 0 else 0.0, "window_s": round(dt, 4),
+            "rx_packets": s1.rx - s0.rx, "tx_packets": s1.tx - s0.tx, "cycles_reported": cycles}
+
+
+def measure(system, point, ctx, opts):
+    """One run of one system on one point. Returns a dict (status ok) or raises Skip / Fail."""
+    guest = None
+    result = {}
+    t_start = time.time()
+    try:
+        system.start(point)
+        result["start_s"] = round(time.time() - t_start, 3)
+        if point.setup.vhost:
+            guest = systems.Guest(ctx)
+            guest.start(system.vhost_socket, point.setup.sources[0].pcap)
+        warm_s, stable = warm_up(system, opts)
+        result["warmup_s"] = round(warm_s, 3)
+        result["steady"] = stable
+        if point.churn:
+            churner = Churner(system, point.setup, rate=opts.churn_rate, batch=opts.churn_batch)
+            churner.prefill(opts.churn_batch * 5)
+            warm_up(system, opts)
+            before = window(system, opts.window)
+            churner.start()
+            time.sleep(opts.churn_settle)
+            during = window(system, opts.window)
+            churner.stop_event.set()
+            churner.join(60)
+            if churner.error:
+                raise systems.Fail(f"rule churn failed: {churner.error}")
+            result.update(during)
+            result["before"] = before
+            result["changes_per_s"] = churner.changes / churner.elapsed if churner.elapsed > 0 else 0.0
+            result["during_over_before"] = during["rx_mpps"] / before["rx_mpps"] if before["rx_mpps"] else None
+        else:
+            result.update(window(system, opts.window))
+        if guest is not None:
+            result.update(guest.rates())
+    finally:
+        if guest is not None:
+            guest.stop()
+        problem = system.stop()
+    if problem:
+        raise systems.Fail(problem)
+    if result.get("rx_packets", 0) <= 0 or result.get("tx_packets", 0) <= 0:
+        raise systems.Fail("forwarded no packets in the measured window")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The whole run
+
+
+def make_systems(ctx, names):
+    out = {}
+    for n in names:
+        if n == "eswitch":
+            out[n] = systems.Eswitch(ctx)
+        elif n.startswith("testpmd-"):
+            out[n] = systems.Testpmd(ctx, n.split("-", 1)[1])
+        elif n == "ovs":
+            out[n] = systems.Ovs(ctx)
+        else:
+            raise SystemExit(f"unknown system {n}; known: {', '.join(ALL_SYSTEMS)}")
+    return out
+
+
+def summarise(entry, expected_fwd, checks_verdicts):
+    runs = [r for r in entry["runs"] if r.get("status") == "ok"]
+    if not runs:
+        return
+    vals = [r["rx_mpps"] for r in runs]
+    entry["median_mpps"] = statistics.median(vals)
+    entry["min_mpps"] = min(vals)
+    entry["max_mpps"] = max(vals)
+    entry["median_tx_mpps"] = statistics.median(r["tx_mpps"] for r in runs)
+    entry["fwd_fraction"] = statistics.median(r["fwd_fraction"] for r in runs)
+    cyc = [r["cycles_reported"] for r in runs if r.get("cycles_reported")]
+    entry["cycles_reported"] = statistics.median(cyc) if cyc else None
+    if any("before" in r for r in runs):
+        entry["median_before_mpps"] = statistics.median(r["before"]["rx_mpps"] for r in runs)
+        ratios = [r["during_over_before"] for r in runs if r.get("during_over_before")]
+        entry["during_over_before"] = statistics.median(ratios) if ratios else None
+        entry["changes_per_s"] = statistics.median(r["changes_per_s"] for r in runs)
+    want = expected_fwd if checks_verdicts else 1.0
+    entry["expected_fwd_fraction"] = round(want, 4)
+    if abs(entry["fwd_fraction"] - want) > 0.01:
+        entry["verdict_problem"] = (f"forwarded {entry['fwd_fraction']:.3f} of what it received, expected "
+                                    f"{want:.3f}: its rules do not do what the scenario says")
+
+
+def run_all(points, sysmap, ctx, opts, results):
+    cache = {}  # (setup key, system, churn) -> entry already measured for another point
+    for pi, point in enumerate(points):
+        pres = {"id": point.id, "scenario": point.scenario, "title": point.title, "params": point.params,
+                "setup": point.setup.key, "expected_fwd_fraction": point.setup.expected_fwd, "systems": {}}
+        results["points"].append(pres)
+        active = []
+        for name in point.systems:
+            if name not in sysmap:
+                continue
+            sysobj = sysmap[name]
+            entry = {"status": "pending", "runs": []}
+            pres["systems"][name] = entry
+            reason = opts.unavailable.get(name) or sysobj.skip_reason(point)
+            if reason:
+                entry.update(status="skipped", reason=reason)
+                continue
+            key = (point.setup.key, name, point.churn)
+            if key in cache:
+                src_id, src_entry = cache[key]
+                entry.update({k: v for k, v in src_entry.items() if k != "same_as"}, same_as=src_id)
+                continue
+            active.append(name)
+        log(f"point {pi + 1}/{len(points)} {point.id}: {point.title} [{', '.join(active) or 'nothing to run'}]")
+        fails = {n: 0 for n in active}
+        for run in range(opts.runs):
+            order = active[run % len(active):] + active[:run % len(active)] if active else []
+            for name in order:
+                entry = pres["systems"][name]
+                if entry["status"] == "skipped" or fails[name] >= 2:
+                    continue
+                try:
+                    r = measure(sysmap[name], point, ctx, opts)
+                    r["status"] = "ok"
+                    r["run"] = run + 1
+                    entry["runs"].append(r)
+                    extra = ""
+                    if "before" in r:
+                        extra = (f" (before churn {r['before']['rx_mpps']:.2f}, {r['changes_per_s']:.0f} "
+                                 f"changes/s)")
+                    cyc = f", {r['cycles_reported']:.0f} cyc/pkt" if r.get("cycles_reported") else ""
+                    log(f"  run {run + 1} {name:16s} {r['rx_mpps']:7.3f} Mpps in, {r['tx_mpps']:7.3f} out"
+                        f"{extra}{cyc} (start {r['start_s']:.1f} s, warm {r['warmup_s']:.1f} s)")
+                except systems.Skip as e:
+                    entry.update(status="skipped", reason=str(e))
+                    log(f"  {name}: skipped: {e}")
+                except systems.Fail as e:
+                    fails[name] += 1
+                    entry["runs"].append({"status": "failed", "run": run + 1, "error": str(e)})
+                    log(f"  run {run + 1} {name}: FAILED: {e}")
+        for name in active:
+            entry = pres["systems"][name]
+            if entry["status"] == "skipped":
+                continue
+            ok = [r for r in entry["runs"] if r.get("status") == "ok"]
+            entry["status"] = "ok" if ok else "failed"
+            if not ok:
+                entry["reason"] = "; ".join(r["error"] for r in entry["runs"])[:800]
+            summarise(entry, point.setup.expected_fwd, checks_verdicts=not name.startswith("testpmd"))
+            cache[(point.setup.key, name, point.churn)] = (point.id, entry)
+
+
+def machine_info():
+    info = {"host": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and "cpu_model" not in info:
+                    info["cpu_model"] = line.split(":", 1)[1].strip()
+                if line.startswith("cpu MHz") and "cpu_mhz" not in info:
+                    info["cpu_mhz"] = float(line.split(":", 1)[1])
+    except OSError:
+        pass
+    pk = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${Version}\\n", "dpdk-dev", "openvswitch-switch-dpdk"],
+                        capture_output=True, text=True).stdout.split("\n")
+    info["packages"] = [p for p in pk if p]
+    git = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True, text=True)
+    info["eswitch_commit"] = git.stdout.strip()
+    info["hugepages"] = any(" hugetlbfs " in ln for ln in open("/proc/mounts"))
+    return info
+
+
+def short_mode_checks(results, out_dir, sysmap, opts) -> list:
+    """What short mode asserts: every available system forwarded packets somewhere, nothing failed, and the
+    outputs parse. Speeds are never asserted."""
+    problems = []
+    with open(os.path.join(out_dir, "results.json")) as f:
+        parsed = json.load(f)
+    table = open(os.path.join(out_dir, "table.md")).read()
+    for p in parsed["points"]:
+        if f"| {p['id']} " not in table:
+            problems.append(f"table.md has no row for {p['id']}")
+        for name, e in p["systems"].items():
+            if e["status"] == "failed":
+                problems.append(f"{p['id']} {name}: failed: {e.get('reason')}")
+            if e.get("verdict_problem"):
+                problems.append(f"{p['id']} {name}: {e['verdict_problem']}")
+    for name in sysmap:
+        scheduled = any(p["systems"].get(name, {}).get("status") in ("ok", "failed") for p in parsed["points"])
+        if name in opts.unavailable or not scheduled:
+            continue
+        forwarded = any(p["systems"].get(name, {}).get("status") == "ok" and
+                        p["systems"][name].get("median_tx_mpps", 0) > 0 for p in parsed["points"])
+        if not forwarded:
+            problems.append(f"{name} forwarded no packets in any scenario")
+    return problems
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--short", action="store_true", help="a few seconds per scenario; asserts that every system "
+                    "forwarded packets and that the outputs parse (no speeds)")
+    ap.add_argument("--runs", type=int, help="runs per point and system (default 5, short 1)")
+    ap.add_argument("--window", type=float, help="measured seconds per run (default 1.0, short 0.5)")
+    ap.add_argument("--systems", default=",".join(ALL_SYSTEMS))
+    ap.add_argument("--scenarios", default=",".join(ALL_SCENARIOS))
+    ap.add_argument("--workers", type=int, default=1, help="forwarding cores per system (cores 1..N; default 1)")
+    ap.add_argument("--eswitchd", default=os.path.join(ROOT, "build", "dataplane", "eswitchd"))
+    ap.add_argument("--out", help="results directory (default results/<timestamp> in the repository)")
+    ap.add_argument("--keep", action="store_true", help="keep the run directory (configs, pcaps, logs)")
+    ap.add_argument("--cleanup", metavar="RUN_DIR", help="only clean up what an interrupted run left behind")
+    opts = ap.parse_args()
+
+    if opts.cleanup:
+        cleanup_run(opts.cleanup, log=log)
+        return 0
+    if os.geteuid() != 0:
+        print("bench: run as root (DPDK vdevs, network namespace for OVS)", file=sys.stderr)
+        return 1
+
+    opts.runs = opts.runs or (1 if opts.short else 5)
+    opts.window = opts.window or (0.5 if opts.short else 1.0)
+    opts.step = 0.25
+    opts.warmup_min = 0.5
+    opts.warmup_max = 3.0 if opts.short else 10.0
+    opts.churn_rate = 1000
+    opts.churn_batch = 100
+    opts.churn_settle = 0.5 if opts.short else 1.0
+    ncpu = os.cpu_count() or 2
+    if not 1 <= opts.workers <= ncpu - 1:
+        print(f"bench: --workers must be 1..{ncpu - 1} on this machine (core 0 runs the control threads)",
+              file=sys.stderr)
+        return 2
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = opts.out or os.path.join(ROOT, "results", stamp + ("-short" if opts.short else ""))
+    os.makedirs(out_dir, exist_ok=True)
+    sid = f"eswb{os.getpid()}"
+    run_dir = f"/tmp/{sid}"
+    os.makedirs(run_dir, exist_ok=True)
+    reg = Registry(run_dir)
+    with open(os.path.join(out_dir, "run_dir.txt"), "w") as f:
+        f.write(run_dir + "\n")
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+
+    ctx = systems.Ctx(reg=reg, run_dir=run_dir, sid=sid, eswitchd=os.path.abspath(opts.eswitchd),
+                      worker_cpus=tuple(range(1, 1 + opts.workers)))
+    sysmap = {}
+    status = 0
+    t_begin = time.time()
+    results = {"meta": {}, "points": []}
+    try:
+        sysmap = make_systems(ctx, [s for s in opts.systems.split(",") if s])
+        opts.unavailable = {}
+        for name, s in sysmap.items():
+            why = s.unavailable()
+            if why:
+                opts.unavailable[name] = why
+                log(f"{name}: not available: {why}")
+        if "eswitch" in sysmap and "eswitch" not in opts.unavailable:
+            f = sysmap["eswitch"].features()
+            log("eswitchd features: " + ", ".join(f"{k}={v}" for k, v in f.items() if k != "probe_errors"))
+        log("generating traffic")
+        points = scenarios.plan(os.path.join(run_dir, "traffic"),
+                                scenarios.PlanOptions(short=opts.short,
+                                                      scenarios=tuple(s for s in opts.scenarios.split(",") if s)))
+        results["meta"] = {"timestamp": stamp, "short": opts.short, "runs": opts.runs, "window_s": opts.window,
+                           "workers": opts.workers, "systems": list(sysmap), "unavailable": opts.unavailable,
+                           "eswitch_features": sysmap["eswitch"].features() if "eswitch" in sysmap and
+                           "eswitch" not in opts.unavailable else None,
+                           "frame_size_convention": "wire size with FCS; pcap/mbuf frames are 4 bytes shorter",
+                           "mpps_convention": "packets received from the source ports per second (forwarded + "
+                                              "dropped by policy); fwd_fraction = sent to the sink / received",
+                           **machine_info()}
+        run_all(points, sysmap, ctx, opts, results)
+    except Interrupted as e:
+        log(f"interrupted ({e}): cleaning up")
+        status = 130
+    except Exception:
+        traceback.print_exc()
+        status = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for s in sysmap.values():
+            try:
+                s.stop()
+            except Exception as e:
+                log(f"cleanup: {s.name}: {e}")
+            try:
+                s.close()
+            except Exception as e:
+                log(f"cleanup: {s.name}: {e}")
+        if opts.keep:
+            log(f"keeping {run_dir} (remove with: bench.py --cleanup {run_dir})")
+        else:
+            logs = os.path.join(run_dir, "logs")
+            if status != 0 and os.path.isdir(logs):
+                shutil.copytree(logs, os.path.join(out_dir, "logs"), dirs_exist_ok=True)
+        cleanup_run(run_dir, keep_dir=opts.keep, log=log)
+        if not opts.keep:
+            os.unlink(os.path.join(out_dir, "run_dir.txt"))
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    results["meta"]["elapsed_s"] = round(time.time() - t_begin, 1)
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    table = report.table_md(results)
+    with open(os.path.join(out_dir, "table.md"), "w") as f:
+        f.write(table)
+    plots = report.plots(results, out_dir)
+    print(table)
+    log(f"results: {out_dir} ({', '.join(['results.json', 'table.md'] + plots)}); "
+        f"{results['meta']['elapsed_s']:.0f} s")
+    if status == 0 and opts.short:
+        problems = short_mode_checks(results, out_dir, sysmap, opts)
+        for p in problems:
+            log(f"CHECK FAILED: {p}")
+        if problems:
+            status = 1
+        else:
+            log("short mode: every available system forwarded packets; results.json and table.md parse")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""The table (Markdown) and the plots (gnuplot PNG) of a results.json."""
+
+import os
+import shutil
+import subprocess
+
+COLS = [("eswitch", "eswitch"), ("testpmd-io", "testpmd io"), ("testpmd-macswap", "testpmd macswap"),
+        ("ovs", "OVS")]
+
+
+def _cell(e) -> str:
+    if e is None:
+        return ""
+    if e.get("status") == "skipped":
+        return "skip"
+    if e.get("status") == "failed":
+        return "FAIL"
+    if "median_mpps" not in e:
+        return "?"
+    s = f"{e['median_mpps']:.2f} [{e['min_mpps']:.2f}–{e['max_mpps']:.2f}]"
+    if e.get("verdict_problem"):
+        s += " (!)"
+    return s
+
+
+def _med(p, name):
+    e = p["systems"].get(name)
+    return e.get("median_mpps") if e and e.get("status") == "ok" else None
+
+
+def _ratio(a, b) -> str:
+    return f"{a / b:.2f}" if a and b else ""
+
+
+def _cycles(p, meta):
+    """Cycles per packet: reported by the system (OVS pmd-stats, testpmd fwd stats) or derived from the clock
+    (one busy-polling core: cpu_hz / packets per second), marked with ~."""
+    mhz = meta.get("cpu_mhz")
+    workers = meta.get("workers", 1)
+    out = []
+    for name, label in COLS:
+        e = p["systems"].get(name)
+        if not e or e.get("status") != "ok":
+            continue
+        if e.get("cycles_reported"):
+            out.append(f"{label} {e['cycles_reported']:.0f}")
+        elif mhz and e.get("median_mpps"):
+            out.append(f"{label} ~{mhz * workers / e['median_mpps']:.0f}")
+    return ", ".join(out)
+
+
+def table_md(results) -> str:
+    meta = results.get("meta", {})
+    lines = [f"# System benchmark {meta.get('timestamp', '')}{' (short mode)' if meta.get('short') else ''}", ""]
+    lines.append(f"Machine: {meta.get('cpu_model', '?')}, {meta.get('cpus', '?')} cores at "
+                 f"{meta.get('cpu_mhz', 0):.0f} MHz, hugepages: {'yes' if meta.get('hugepages') else 'no'}; "
+                 f"eswitch {meta.get('eswitch_commit', '?')}; {'; '.join(meta.get('packages', []))}.")
+    lines.append(f"Mpps = packets received per second from the source ports (forwarded + dropped by policy); "
+                 f"median [min–max] of {meta.get('runs', '?')} run(s) of {meta.get('window_s', '?')} s, "
+                 f"systems interleaved run by run, {meta.get('workers', 1)} forwarding core(s) each. "
+                 f"Frame sizes include the FCS (pcap frames are 4 bytes shorter). "
+                 f"Cycles/packet: reported by the system, or ~ = derived as core clock / rate.")
+    lines.append("")
+    lines.append("| point | " + " | ".join(label for _, label in COLS) +
+                 " | esw/testpmd-io | esw/OVS | cycles/packet | what |")
+    lines.append("|" + "---|" * (len(COLS) + 5))
+    notes = []
+    for p in results.get("points", []):
+        cells = [_cell(p["systems"].get(name)) for name, _ in COLS]
+        esw = _med(p, "eswitch")
+        lines.append(f"| {p['id']} | " + " | ".join(cells) +
+                     f" | {_ratio(esw, _med(p, 'testpmd-io'))} | {_ratio(esw, _med(p, 'ovs'))} | "
+                     f"{_cycles(p, meta)} | {p['title']} |")
+        for name, e in p["systems"].items():
+            if e.get("status") in ("skipped", "failed"):
+                notes.append(f"- {p['id']} {name}: {e['status']}: {e.get('reason', '')}")
+            if e.get("verdict_problem"):
+                notes.append(f"- {p['id']} {name}: (!) {e['verdict_problem']}")
+            if e.get("same_as"):
+                notes.append(f"- {p['id']} {name}: same setup as {e['same_as']}, measured once")
+            bad_runs = [r for r in e.get("runs", []) if r.get("status") == "failed"]
+            if bad_runs and e.get("status") == "ok":
+                notes.append(f"- {p['id']} {name}: {len(bad_runs)} run(s) failed: {bad_runs[0].get('error')}")
+    churn = [p for p in results.get("points", []) if p["scenario"] == "e"]
+    if churn:
+        lines += ["", "## Rule churn (e)", "",
+                  "| system | before (Mpps) | during (Mpps) | during/before | rule changes/s achieved |",
+                  "|---|---|---|---|---|"]
+        for p in churn:
+            for name, e in p["systems"].items():
+                if e.get("status") != "ok":
+                    lines.append(f"| {name} | {e.get('status')} | | | |")
+                    continue
+                lines.append(f"| {name} | {e['median_before_mpps']:.2f} | {e['median_mpps']:.2f} "
+                             f"[{e['min_mpps']:.2f}–{e['max_mpps']:.2f}] | {e.get('during_over_before') or 0:.2f} | "
+                             f"{e.get('changes_per_s', 0):.0f} |")
+    if meta.get("unavailable"):
+        lines += ["", "## Not available", ""] + [f"- {k}: {v}" for k, v in meta["unavailable"].items()]
+    if notes:
+        lines += ["", "## Notes", ""] + notes
+    return "\n".join(lines) + "\n"
+
+
+def _series(points, scenario, xkey, name, filt=None):
+    rows = []
+    for p in points:
+        if p["scenario"] != scenario or (filt and not filt(p)):
+            continue
+        e = p["systems"].get(name)
+        if e and e.get("status") == "ok" and "median_mpps" in e:
+            rows.append((p["params"][xkey], e["median_mpps"], e["min_mpps"], e["max_mpps"]))
+    return sorted(rows)
+
+
+def _write_dat(path, rows):
+    with open(path, "w") as f:
+        for r in rows:
+            f.write(" ".join(str(x) for x in r) + "\n")
+
+
+STYLE = {"eswitch": "lc rgb '#d62728' lw 2 pt 7", "ovs": "lc rgb '#1f77b4' lw 2 pt 5",
+         "testpmd-io": "lc rgb '#7f7f7f' lw 2 pt 9 dt 2"}
+
+
+def plots(results, out_dir) -> list:
+    """mpps_vs_rules.png (scenario c, one panel per mask count) and mpps_vs_flows.png (flow sweep), one line per
+    system. Returns the files written; none when gnuplot is missing or there is nothing to plot."""
+    if shutil.which("gnuplot") is None:
+        return []
+    pts = results.get("points", [])
+    data_dir = os.path.join(out_dir, "plotdata")
+    os.makedirs(data_dir, exist_ok=True)
+    written = []
+
+    masks = sorted({p["params"]["masks"] for p in pts if p["scenario"] == "c" and p["params"].get("masks")})
+    ceiling = next((p["systems"]["testpmd-io"].get("median_mpps") for p in pts
+                    if p["id"] == "c/ceiling" and p["systems"].get("testpmd-io", {}).get("status") == "ok"), None)
+    rule_counts = sorted({p["params"]["rules"] for p in pts if p["scenario"] == "c" and p["params"].get("rules")})
+    if masks and rule_counts:
+        g = ["set terminal pngcairo size 1500,520 font ',10'" if _has_cairo() else "set terminal png size 1500,520",
+             f"set output '{os.path.join(out_dir, 'mpps_vs_rules.png')}'",
+             f"set multiplot layout 1,{len(masks)} title 'Mpps against rules (64 B, one forwarding core; "
+             f"testpmd io = ceiling)'",
+             "set logscale x", "set xlabel 'rules'", "set ylabel 'Mpps'", "set grid", "set key top right",
+             f"set xrange [{rule_counts[0] / 2}:{rule_counts[-1] * 2}]", "set yrange [0:*]"]
+        for m in masks:
+            plots_m = []
+            for name in ("eswitch", "ovs"):
+                rows = _series(pts, "c", "rules", name, lambda p, m=m: p["params"].get("masks") == m)
+                if rows:
+                    dat = os.path.join(data_dir, f"rules-m{m}-{name}.dat")
+                    _write_dat(dat, rows)
+                    plots_m.append(f"'{dat}' using 1:2:3:4 with yerrorlines {STYLE[name]} title '{name}'")
+            if ceiling:
+                plots_m.append(f"{ceiling} with lines {STYLE['testpmd-io']} title 'testpmd io'")
+            g.append(f"set title '{m} mask{'s' if m > 1 else ''}'")
+            g.append("plot " + (", ".join(plots_m) if plots_m else "NaN title 'no data'"))
+        g.append("unset multiplot")
+        if _gnuplot(g, out_dir, "rules"):
+            written.append("mpps_vs_rules.png")
+
+    flow_counts = sorted({p["params"]["flows"] for p in pts if p["scenario"] == "flows"})
+    if flow_counts:
+        g = ["set terminal pngcairo size 800,520 font ',10'" if _has_cairo() else "set terminal png size 800,520",
+             f"set output '{os.path.join(out_dir, 'mpps_vs_flows.png')}'",
+             "set title 'Mpps against flows (1000 rules over 4 masks, 64 B, one forwarding core)'",
+             "set logscale x", "set xlabel 'distinct flows'", "set ylabel 'Mpps'", "set grid", "set key top right",
+             f"set xrange [{max(flow_counts[0] / 2, 0.5)}:{flow_counts[-1] * 2}]", "set yrange [0:*]"]
+        series = []
+        for name in ("eswitch", "ovs", "testpmd-io"):
+            rows = []
+            for p in pts:
+                if p["scenario"] != "flows":
+                    continue
+                e = p["systems"].get(name)
+                if e and e.get("status") == "ok" and "median_mpps" in e:
+                    rows.append((p["params"]["flows"], e["median_mpps"], e["min_mpps"], e["max_mpps"]))
+            if rows:
+                dat = os.path.join(data_dir, f"flows-{name}.dat")
+                _write_dat(dat, sorted(rows))
+                series.append(f"'{dat}' using 1:2:3:4 with yerrorlines {STYLE[name]} title '{name}'")
+        g.append("plot " + (", ".join(series) if series else "NaN title 'no data'"))
+        if _gnuplot(g, out_dir, "flows"):
+            written.append("mpps_vs_flows.png")
+    return written
+
+
+_CAIRO = None
+
+
+def _has_cairo() -> bool:
+    global _CAIRO
+    if _CAIRO is None:
+        r = subprocess.run(["gnuplot", "-e", "set terminal"], capture_output=True, text=True)
+        _CAIRO = "pngcairo" in (r.stdout + r.stderr)
+    return _CAIRO
+
+
+def _gnuplot(lines, out_dir, tag) -> bool:
+    script = os.path.join(out_dir, "plotdata", f"{tag}.gp")
+    with open(script, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    r = subprocess.run(["gnuplot", script], capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"gnuplot ({tag}): {r.stderr.strip()[:400]}")
+        return False
+    return True

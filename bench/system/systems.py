@@ -1,0 +1,773 @@
+"""The systems under test: eswitch (eswitchd), dpdk-testpmd (io and macswap forwarding: the ceiling) and Open vSwitch
+with its DPDK datapath. Each adapter turns a scenarios.Setup into that system's own configuration, starts it, reads
+its counters on demand and stops it again.
+
+Counters: `rx` is what the system received from its source ports (pcap or vhost-user), `tx` what it sent to its
+sink ports, both cumulative; the harness turns the difference over a measured window into Mpps.
+
+Cores (default, 2-core machine): every system's control/main thread on core 0, one forwarding core (eswitch worker,
+testpmd forwarding lcore, OVS PMD) on core 1. --workers N uses cores 1..N.
+
+Adding eswitch to a scenario it cannot run yet is one line: its `skip_reason` below, or the feature probe, decides.
+"""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import scenarios
+from procs import Child, Registry, kill_pid
+
+TESTPMD = "dpdk-testpmd"
+OVS_VSWITCHD = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk"
+OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+
+
+class Skip(Exception):
+    """The system cannot express this point (yet): reported with the reason, not a failure."""
+
+
+class Fail(Exception):
+    """The system should have run the point and did not."""
+
+
+@dataclass
+class Sample:
+    t: float              # when rx was read
+    rx: int
+    tx: int
+    t_tx: Optional[float] = None  # when tx was read, if not at t
+
+
+@dataclass
+class Ctx:
+    reg: Registry
+    run_dir: str
+    sid: str              # session id, part of every name we create ("eswb<pid>")
+    eswitchd: str
+    main_cpu: int = 0
+    worker_cpus: tuple = (1,)
+    seq: int = 0
+
+    def next(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def log_path(self, name: str) -> str:
+        d = os.path.join(self.run_dir, "logs")
+        os.makedirs(d, exist_ok=True)
+        return os.path.join(d, name + ".log")
+
+
+def _mem_mb(mbufs: int, base: int = 256) -> int:
+    return base + (mbufs * 2560) // (1 << 20)
+
+
+class System:
+    name = "?"
+    reports_cycles = False
+
+    def __init__(self, ctx: Ctx):
+        self.ctx = ctx
+
+    def unavailable(self) -> Optional[str]:
+        """None when the system can run at all here, else why not (not installed, ...)."""
+        return None
+
+    def skip_reason(self, point) -> Optional[str]:
+        return None
+
+    def start(self, point):
+        raise NotImplementedError
+
+    def sample(self) -> Sample:
+        raise NotImplementedError
+
+    def cycles_begin(self):
+        pass
+
+    def cycles_end(self) -> Optional[float]:
+        return None
+
+    def churn(self, adds: list, dels: list):
+        raise Skip(f"{self.name} has no way to change rules while running")
+
+    def stop(self) -> Optional[str]:
+        """Stops the run; returns a problem found while stopping (mbuf leak, crash), or None."""
+        return None
+
+    def close(self):
+        """End of the whole benchmark."""
+
+    # The vhost-user socket a guest connects to, once start() has run (d).
+    vhost_socket: Optional[str] = None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# eswitch
+
+
+def _yaml_str(s: str) -> str:
+    return json.dumps(s)  # a JSON string is a valid YAML double-quoted scalar
+
+
+def _rule_yaml(r: scenarios.Rule) -> str:
+    match = ", ".join(f"{k}: {v}" for k, v in r.match)
+    acts = ", ".join(f"{{{n}: {a}}}" if a else n for n, a in r.actions)
+    return f"      - {{priority: {r.priority}, match: {{{match}}}, actions: [{acts}]}}\n"
+
+
+class Eswitch(System):
+    name = "eswitch"
+    STATS_INTERVAL = 0.25
+
+    def __init__(self, ctx: Ctx):
+        super().__init__(ctx)
+        self.child = None
+        self._features = None
+        self._yaml_cache = {}
+        self._api = None
+        self._churn_rules = []
+
+    def unavailable(self):
+        if not os.access(self.ctx.eswitchd, os.X_OK):
+            return f"{self.ctx.eswitchd} is not built (bench/system/run.sh builds it)"
+        return None
+
+    # Which config keys and options this eswitchd understands: the harness generates only those, and skips
+    # points that need the others with the loader's own message.
+    def features(self) -> dict:
+        if self._features is not None:
+            return self._features
+        help_text = subprocess.run([self.ctx.eswitchd, "--help"], capture_output=True, text=True).stdout
+        f = {"api_socket_option": "--api-socket" in help_text}
+        probe = os.path.join(self.ctx.run_dir, "eswitch-probe.yaml")
+        prefix = f"{self.ctx.sid}-probe"
+        self.ctx.reg.add("prefixes", prefix)
+        with open(probe, "w") as out:
+            out.write("apiVersion: eswitch/v1\n"
+                      f"dataplane: {{main_core: {self.ctx.main_cpu}, worker_cores: [{self.ctx.worker_cpus[0]}], "
+                      f"memory_mb: 256, mbufs: 4096, file_prefix: {prefix}}}\n"
+                      "representors: {kind: none}\n"
+                      "vports:\n"
+                      "  - name: vm1\n"
+                      "    hw_addr: \"02:00:c6:12:00:01\"\n"
+                      "    ipv4: [\"198.18.0.1\"]\n"
+                      "    spoofchk: false\n"
+                      "    attach: {devargs: \"net_null0,no-rx=1\"}\n"
+                      "tables:\n"
+                      "  - id: 0\n"
+                      "    rules:\n"
+                      "      - {priority: 1, match: {ipv4_dst: 198.18.16.0, ip_proto: 17}, actions: [drop]}\n")
+        # A config error ends eswitchd before the EAL starts; a config it takes is built for real (ports, rules)
+        # and one packet traced through it, then it exits.
+        args = [self.ctx.eswitchd, "--config", probe, "--trace", "in_port=vm1,ipv4_dst=198.18.16.0,udp"]
+        r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
+        unknown = set(re.findall(r'unknown key "([^"]+)"', r.stderr))
+        f["representors"] = "representors" not in unknown
+        f["vport_binding"] = not ({"ipv4", "spoofchk"} & unknown)
+        f["tables"] = "tables" not in unknown
+        f["probe_errors"] = r.stderr.strip() if r.returncode != 0 else ""
+        self._features = f
+        return f
+
+    def skip_reason(self, point):
+        f = self.features()
+        s = point.setup
+        if s.rules and not f["tables"]:
+            return "eswitchd's config loader has no `tables:` yet (rules in YAML are being added)"
+        if s.spoofchk and not f["vport_binding"]:
+            return "eswitchd's config loader has no vport binding (`ipv4`, `spoofchk`) yet"
+        if point.churn and not f["api_socket_option"]:
+            return "eswitchd has no management API yet (rule changes while running need `apply` over its socket)"
+        return None
+
+    def config_yaml(self, point) -> str:
+        """The config for a point, with __PREFIX__ standing for the per-run EAL file prefix."""
+        s = point.setup
+        if s.key in self._yaml_cache:
+            return self._yaml_cache[s.key]
+        f = self.features()
+        mbufs = scenarios.mbufs_for(s)
+        workers = ", ".join(str(c) for c in self.ctx.worker_cpus)
+        y = ["apiVersion: eswitch/v1\n",
+             "dataplane:\n",
+             f"  main_core: {self.ctx.main_cpu}\n",
+             f"  worker_cores: [{workers}]\n",
+             f"  memory_mb: {_mem_mb(mbufs)}\n",
+             f"  mbufs: {mbufs}\n",
+             "  idle_sleep_us: 0\n",
+             "  file_prefix: __PREFIX__\n"]
+        if s.vhost:
+            y.append("  eal_extra: [\"--single-file-segments\"]\n")
+        if f["representors"]:
+            y.append("representors: {kind: none}\n")
+        y.append(f"uplinks:\n  - name: {scenarios.SINK}\n    attach: {{devargs: \"net_null0,no-rx=1\"}}\n")
+        y.append("vports:\n")
+        for i, src in enumerate(s.sources):
+            y.append(f"  - name: {src.name}\n")
+            if s.vhost:
+                devargs = "net_vhost0,iface=__VHOST__,queues=1"
+            else:
+                devargs = f"net_pcap{i},rx_pcap={src.pcap},infinite_rx=1"
+            if s.spoofchk:
+                y.append(f"    hw_addr: {_yaml_str(src.mac)}\n    ipv4: [{_yaml_str(src.ipv4)}]\n    spoofchk: true\n")
+            elif f["vport_binding"]:
+                y.append("    spoofchk: false\n")
+            y.append(f"    attach: {{devargs: {_yaml_str(devargs)}}}\n")
+        if not s.rules:
+            y.append("pipeline:\n  mode: cross_connect\n  cross_connect:\n")
+            for src in s.sources:
+                y.append(f"    - {{from: {src.name}, to: {scenarios.SINK}}}\n")
+        else:
+            # tables last: rule churn appends to this list.
+            y.append("tables:\n  - id: 0\n    rules:\n")
+            y.extend(_rule_yaml(r) for r in s.rules)
+        text = "".join(y)
+        self._yaml_cache = {s.key: text}  # one at a time: 100k-rule configs are large
+        return text
+
+    def start(self, point):
+        s = point.setup
+        n = self.ctx.next()
+        prefix = f"{self.ctx.sid}-esw{n}"
+        self.ctx.reg.add("prefixes", prefix)
+        self.prefix = prefix
+        text = self.config_yaml(point).replace("__PREFIX__", prefix)
+        if s.vhost:
+            self.vhost_socket = os.path.join(self.ctx.run_dir, f"vhost-esw{n}.sock")
+            text = text.replace("__VHOST__", self.vhost_socket)
+        self.running_yaml = text
+        cfg = os.path.join(self.ctx.run_dir, "eswitch.yaml")
+        with open(cfg, "w") as out:
+            out.write(text)
+        self.nports = 1 + len(s.sources)
+        self.source_names = {src.name for src in s.sources}
+        args = [self.ctx.eswitchd, "--config", cfg, "--stats-interval", str(self.STATS_INTERVAL)]
+        self.api_path = None
+        if self.features()["api_socket_option"]:
+            if point.churn:
+                self.api_path = os.path.join(self.ctx.run_dir, f"esw{n}.api.sock")
+                args += ["--api-socket", self.api_path]
+            else:
+                args += ["--api-socket", "none"]
+        self._churn_rules = []
+        self.child = Child(self.ctx.reg, "eswitchd", args, self.ctx.log_path(f"eswitchd-{n}"))
+        got = self.child.wait_for(lambda t: t.startswith("eswitchd: forwarding on"), timeout=180)
+        if got is None:
+            self.child.stop()
+            out = self.child.text()
+            errors = [ln for ln in out.splitlines() if ln.startswith("eswitchd:")]
+            msg = "; ".join(errors[:3]) or out[-500:]
+            if "unknown key" in out:
+                raise Skip(f"eswitchd does not understand this config yet: {msg}")
+            raise Fail(f"eswitchd did not start: {msg}")
+        self._seen = got[0]
+
+    def _snapshot(self, after_index: int, timeout: float):
+        """The first complete stats table printed after line after_index: (index past it, time, rows)."""
+        while True:
+            got = self.child.wait_for(lambda t: t.startswith("port ") and "rx_pkts" in t, timeout, after_index)
+            if got is None:
+                raise Fail("eswitchd stopped printing stats" + ("" if self.child.alive() else " (it exited)"))
+            i, t, _ = got
+            rows = {}
+            j = i + 1
+            while len(rows) < self.nports:
+                row = self.child.wait_for(lambda _: True, 2.0, j)
+                if row is None:
+                    raise Fail("eswitchd printed an incomplete stats table")
+                j = row[0] + 1
+                parts = row[2].split()
+                if len(parts) != 9:
+                    break
+                rows[parts[0]] = parts
+            if len(rows) == self.nports:
+                return j, t, rows
+            after_index = j
+
+    def sample(self) -> Sample:
+        with self.child.cond:
+            start = len(self.child.lines)
+        j, t, rows = self._snapshot(start, timeout=5.0)
+        rx = sum(int(r[3]) for name, r in rows.items() if name in self.source_names)
+        tx = int(rows[scenarios.SINK][5])
+        return Sample(t, rx, tx)
+
+    # Rule churn: the management API takes the whole desired config (apply is a transaction); the churn rules
+    # are appended to table 0.
+    def churn(self, adds, dels):
+        if self.api_path is None:
+            raise Skip("eswitchd has no management API socket option")
+        if self._api is None:
+            self._api = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._api.connect(self.api_path)
+            self._api_buf = b""
+            self._api_id = 0
+        gone = {json.dumps(r.match) for r in dels}
+        self._churn_rules = [r for r in self._churn_rules if json.dumps(r.match) not in gone] + list(adds)
+        text = self.running_yaml + "".join(_rule_yaml(r) for r in self._churn_rules)
+        self._api_id += 1
+        req = {"api": 1, "id": self._api_id, "method": "apply",
+               "params": {"yaml": text, "source": "bench-churn", "diff_limit": 1}}
+        self._api.sendall(json.dumps(req).encode() + b"\n")
+        while b"\n" not in self._api_buf:
+            chunk = self._api.recv(1 << 16)
+            if not chunk:
+                raise Fail("eswitchd closed the API connection")
+            self._api_buf += chunk
+        line, self._api_buf = self._api_buf.split(b"\n", 1)
+        reply = json.loads(line)
+        if not reply.get("ok"):
+            raise Fail(f"eswitchd refused a churn apply: {reply.get('error')}")
+
+    def stop(self):
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+        if self.child is None:
+            return None
+        rc = self.child.stop()
+        out = self.child.text()
+        self.child = None
+        shutil.rmtree(f"/var/run/dpdk/{self.prefix}", ignore_errors=True)
+        self.ctx.reg.remove("prefixes", self.prefix)
+        if rc == 3:
+            return "eswitchd: mbufs missing from the pool after shutdown (leak)"
+        if rc not in (0, None):
+            return f"eswitchd exited with status {rc}: {out.splitlines()[-1] if out else ''}"
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# dpdk-testpmd: the ceiling
+
+
+class Testpmd(System):
+    reports_cycles = True
+
+    def __init__(self, ctx: Ctx, mode: str):
+        super().__init__(ctx)
+        self.mode = mode
+        self.name = f"testpmd-{mode}"
+        self.child = None
+
+    def unavailable(self):
+        if shutil.which(TESTPMD) is None:
+            return "dpdk-testpmd is not installed (package dpdk-dev; bench/system/install_peers.sh)"
+        return None
+
+    def skip_reason(self, point):
+        if point.churn:
+            return "testpmd has no rules"
+        if point.setup.vhost and self.mode != "io":
+            return "vhost-user is measured with io forwarding only"
+        return None
+
+    def start(self, point):
+        s = point.setup
+        n = self.ctx.next()
+        self.prefix = f"{self.ctx.sid}-tp{n}"
+        self.ctx.reg.add("prefixes", self.prefix)
+        mbufs = scenarios.mbufs_for(s)
+        workers = self.ctx.worker_cpus
+        lcores = ",".join(str(c) for c in (self.ctx.main_cpu, *workers))
+        eal = ["--no-huge", "-m", str(_mem_mb(mbufs)), "--no-pci", f"--file-prefix={self.prefix}",
+               "-l", lcores, "--main-lcore", str(self.ctx.main_cpu)]
+        vdevs = []
+        if s.vhost:
+            eal.append("--single-file-segments")
+            self.vhost_socket = os.path.join(self.ctx.run_dir, f"vhost-tp{n}.sock")
+            vdevs.append(f"net_vhost0,iface={self.vhost_socket},queues=1")
+        else:
+            vdevs += [f"net_pcap{i},rx_pcap={src.pcap},infinite_rx=1" for i, src in enumerate(s.sources)]
+        app = ["-i", f"--forward-mode={self.mode}", f"--nb-cores={len(workers)}", f"--total-num-mbufs={mbufs}",
+               "--auto-start", "--record-core-cycles", "--rxq=1", "--txq=1"]
+        if len(s.sources) > 1:
+            # Each pcap port forwards to itself; net_pcap without a tx file drops (and counts) what it sends. No
+            # other topology sends 64 ports to one in testpmd; the cost of the drop is that of net_null's tx.
+            app.append("--port-topology=loop")
+            self.sink_is_sources = True
+        else:
+            vdevs.append("net_null0,no-rx=1")
+            self.sink_is_sources = False
+        args = ["stdbuf", "-oL", TESTPMD] + eal + [a for v in vdevs for a in ("--vdev", v)] + ["--"] + app
+        self.nports = len(vdevs)
+        self.child = Child(self.ctx.reg, "testpmd", args, self.ctx.log_path(f"{self.name}-{n}"), stdin=True,
+                           exe=TESTPMD)
+        got = self.child.wait_for(lambda t: "Checking link statuses" in t or "EAL: Error" in t or
+                                  "Fail" in t or "EXIT" in t, timeout=120)
+        out = self.child.text()
+        configured = len(set(re.findall(r"Configuring Port (\d+)", out)))
+        if got is None or "Checking link statuses" not in got[2] or configured != self.nports:
+            self.child.stop()
+            errors = [ln for ln in self.child.text().splitlines() if re.search(r"rror|Fail|EXIT|Cannot", ln)]
+            raise Fail(f"dpdk-testpmd did not start with {self.nports} ports: " + "; ".join(errors[:4]))
+
+    def _port_stats(self):
+        with self.child.cond:
+            start = len(self.child.lines)
+        self.child.send("show port stats all\n")
+        rx = tx = 0
+        t0 = None
+        i = start
+        for _ in range(self.nports):
+            got = self.child.wait_for(lambda t: "NIC statistics for port" in t, 5.0, i)
+            if got is None:
+                raise Fail("dpdk-testpmd did not answer `show port stats all`")
+            t0 = t0 or got[1]
+            r = self.child.wait_for(lambda t: "RX-packets:" in t, 2.0, got[0])
+            w = self.child.wait_for(lambda t: "TX-packets:" in t, 2.0, got[0])
+            if r is None or w is None:
+                raise Fail("dpdk-testpmd printed incomplete port stats")
+            rx += int(re.search(r"RX-packets:\s*(\d+)", r[2]).group(1))
+            tx += int(re.search(r"TX-packets:\s*(\d+)", w[2]).group(1))
+            i = w[0] + 1
+        return Sample(t0, rx, tx)
+
+    def sample(self):
+        return self._port_stats()
+
+    def cycles_begin(self):
+        self.child.send("clear fwd stats all\n")
+
+    def cycles_end(self):
+        with self.child.cond:
+            start = len(self.child.lines)
+        self.child.send("show fwd stats all\n")
+        got = self.child.wait_for(lambda t: "CPU cycles/packet=" in t, 5.0, start)
+        if got is None:
+            return None
+        return float(re.search(r"CPU cycles/packet=([\d.]+)", got[2]).group(1))
+
+    def stop(self):
+        if self.child is None:
+            return None
+        self.child.send("stop\nquit\n")
+        try:
+            self.child.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            pass
+        rc = self.child.stop()
+        self.child = None
+        shutil.rmtree(f"/var/run/dpdk/{self.prefix}", ignore_errors=True)
+        self.ctx.reg.remove("prefixes", self.prefix)
+        return None if rc in (0, None) else f"dpdk-testpmd exited with status {rc}"
+
+
+class Guest:
+    """The vhost-user guest of scenario d: a testpmd with a virtio_user port replaying the scenario's pcap into
+    the system under test, all of it on the main core (the system's forwarding core stays its own)."""
+
+    def __init__(self, ctx: Ctx):
+        self.ctx = ctx
+        self.child = None
+
+    def start(self, socket_path: str, pcap: str):
+        deadline = time.time() + 30
+        while not os.path.exists(socket_path):
+            if time.time() > deadline:
+                raise Fail(f"the system under test did not create the vhost-user socket {socket_path}")
+            time.sleep(0.05)
+        n = self.ctx.next()
+        self.prefix = f"{self.ctx.sid}-guest{n}"
+        self.ctx.reg.add("prefixes", self.prefix)
+        c = self.ctx.main_cpu
+        args = ["stdbuf", "-oL", TESTPMD, f"--lcores=0@{c},1@{c}", "--main-lcore=0", "--no-huge", "-m", "512",
+                "--single-file-segments", "--no-pci", f"--file-prefix={self.prefix}",
+                "--vdev", f"net_virtio_user0,path={socket_path},queues=1",
+                "--vdev", f"net_pcap0,rx_pcap={pcap},infinite_rx=1",
+                "--", "--forward-mode=io", "--nb-cores=1", "--auto-start", "--total-num-mbufs=16384",
+                "--stats-period=1"]
+        self.child = Child(self.ctx.reg, "guest", args, self.ctx.log_path(f"guest-{n}"), exe=TESTPMD)
+        got = self.child.wait_for(lambda t: "Port statistics" in t or "EAL: Error" in t, timeout=60)
+        if got is None or "Error" in got[2]:
+            self.child.stop()
+            raise Fail("the vhost-user guest (testpmd virtio_user) did not start: " + self.child.text()[-600:])
+
+    def rates(self) -> dict:
+        """The guest's last reported rates: rx = what it pulls from its pcap, tx = what vhost-user accepted. tx well
+        below rx means the system under test is the limit (the virtio ring is full); tx close to rx means the
+        guest itself may be."""
+        text = self.child.text() if self.child else ""
+        periods = text.split("Port statistics")
+        if len(periods) < 3:
+            return {}
+        last = periods[-2]
+        rx = sum(int(x) for x in re.findall(r"Rx-pps:\s*(\d+)", last))
+        tx = sum(int(x) for x in re.findall(r"Tx-pps:\s*(\d+)", last))
+        return {"guest_rx_mpps": rx / 1e6, "guest_tx_mpps": tx / 1e6}
+
+    def stop(self):
+        if self.child is not None:
+            self.child.stop()
+            self.child = None
+            shutil.rmtree(f"/var/run/dpdk/{self.prefix}", ignore_errors=True)
+            self.ctx.reg.remove("prefixes", self.prefix)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Open vSwitch (DPDK datapath), private instance
+
+
+_OF_FIELDS = {"in_port": "in_port", "eth_src": "dl_src", "eth_dst": "dl_dst", "ipv4_src": "nw_src",
+              "ipv4_dst": "nw_dst", "udp_src": "tp_src", "udp_dst": "tp_dst", "dscp": "ip_dscp"}
+
+
+class Ovs(System):
+    name = "ovs"
+    reports_cycles = True
+    BRIDGE = "eswbbr0"
+
+    def __init__(self, ctx: Ctx):
+        super().__init__(ctx)
+        self.dir = os.path.join(ctx.run_dir, "ovs")
+        self.env = dict(os.environ, OVS_RUNDIR=self.dir, OVS_DBDIR=self.dir, OVS_LOGDIR=self.dir,
+                        OVS_SYSCONFDIR=self.dir)
+        self.db_sock = os.path.join(self.dir, "db.sock")
+        self.ctl = os.path.join(self.dir, "ovs-vswitchd.ctl")
+        self.db_child = None
+        self.vs_child = None
+        self.netns = f"{ctx.sid}-ovs"
+        self.vdev_seq = 0
+        self.bridge_up = False
+
+    def unavailable(self):
+        for tool in ("ovsdb-tool", "ovsdb-server", "ovs-vsctl", "ovs-ofctl", "ovs-appctl"):
+            if shutil.which(tool) is None:
+                return f"{tool} is not installed (package openvswitch-switch-dpdk; bench/system/install_peers.sh)"
+        if not os.access(OVS_VSWITCHD, os.X_OK):
+            return f"{OVS_VSWITCHD} is not installed (package openvswitch-switch-dpdk)"
+        return None
+
+    def skip_reason(self, point):
+        return None
+
+    def _run(self, argv, timeout=120, input=None, check=True):
+        r = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=timeout, input=input)
+        if check and r.returncode != 0:
+            raise Fail(f"{' '.join(argv[:3])}...: {r.stderr.strip()[-400:]}")
+        return r.stdout
+
+    def vsctl(self, *args, timeout=120):
+        return self._run(["ovs-vsctl", f"--db=unix:{self.db_sock}", f"--timeout={timeout}", *args], timeout + 5)
+
+    def ofctl(self, *args, input=None, timeout=600):
+        return self._run(["ovs-ofctl", *args], timeout, input=input)
+
+    def appctl(self, *args, timeout=30):
+        return self._run(["ovs-appctl", "-t", self.ctl, f"--timeout={timeout}", *args], timeout + 5)
+
+    def _ensure_daemons(self):
+        if self.vs_child is not None and self.vs_child.alive() and self.db_child.alive():
+            return
+        self._stop_daemons()
+        os.makedirs(self.dir, exist_ok=True)
+        self.ctx.reg.add("dirs", self.dir)
+        db = os.path.join(self.dir, "conf.db")
+        if os.path.exists(db):
+            os.unlink(db)
+        self._run(["ovsdb-tool", "create", db, OVS_SCHEMA])
+        self.db_child = Child(self.ctx.reg, "ovsdb-server",
+                              ["ovsdb-server", db, f"--remote=punix:{self.db_sock}",
+                               f"--unixctl={os.path.join(self.dir, 'ovsdb-server.ctl')}",
+                               f"--pidfile={os.path.join(self.dir, 'ovsdb-server.pid')}",
+                               f"--log-file={os.path.join(self.dir, 'ovsdb-server.log')}"],
+                              self.ctx.log_path("ovsdb-server"), env=self.env)
+        deadline = time.time() + 20
+        while not os.path.exists(self.db_sock):
+            if time.time() > deadline or not self.db_child.alive():
+                raise Fail("ovsdb-server did not start: " + self.db_child.text()[-400:])
+            time.sleep(0.05)
+        self.prefix = f"{self.ctx.sid}-ovs"
+        self.ctx.reg.add("prefixes", self.prefix)
+        pmd_mask = sum(1 << c for c in self.ctx.worker_cpus)
+        self.vsctl("--no-wait", "init")
+        self.vsctl("--no-wait", "set", "Open_vSwitch", ".",
+                   "other_config:dpdk-init=true",
+                   f"other_config:dpdk-lcore-mask={hex(1 << self.ctx.main_cpu)}",
+                   f"other_config:pmd-cpu-mask={hex(pmd_mask)}",
+                   f"other_config:dpdk-extra=--no-huge --legacy-mem -m 2048 --no-pci --file-prefix={self.prefix}")
+        # Its own network namespace: the bridge's internal port (a tap in the userspace datapath) lives and dies
+        # there. Full CPU affinity: OVS pins its own threads (main thread to the lcore mask, PMDs to theirs).
+        if not os.path.exists(f"/var/run/netns/{self.netns}"):
+            subprocess.run(["ip", "netns", "add", self.netns], check=True)
+        self.ctx.reg.add("netns", self.netns)
+        cpus = ",".join(str(c) for c in (self.ctx.main_cpu, *self.ctx.worker_cpus))
+        self.vs_child = Child(self.ctx.reg, "ovs-vswitchd",
+                              ["ip", "netns", "exec", self.netns, "taskset", "-c", cpus, OVS_VSWITCHD,
+                               f"unix:{self.db_sock}", f"--unixctl={self.ctl}",
+                               f"--pidfile={os.path.join(self.dir, 'ovs-vswitchd.pid')}",
+                               f"--log-file={os.path.join(self.dir, 'ovs-vswitchd.log')}"],
+                              self.ctx.log_path("ovs-vswitchd"), env=self.env, exe=os.path.basename(OVS_VSWITCHD))
+        try:
+            self.vsctl("wait-until", "Open_vSwitch", ".", "dpdk_initialized=true", timeout=120)
+        except Fail:
+            raise Fail("ovs-vswitchd-dpdk did not initialise DPDK: " + self.vs_child.text()[-600:])
+
+    def _stop_daemons(self):
+        if self.vs_child is not None:
+            if self.vs_child.alive():
+                self._run(["ovs-appctl", "-t", self.ctl, "--timeout=20", "exit", "--cleanup"], 25, check=False)
+                try:
+                    self.vs_child.proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    pass
+            self.vs_child.stop(grace=10)
+            self.vs_child = None
+        if self.db_child is not None:
+            self.db_child.stop(sig=15, grace=5)
+            self.db_child = None
+        if os.path.exists(f"/var/run/netns/{self.netns}"):
+            subprocess.run(["ip", "netns", "del", self.netns], stderr=subprocess.DEVNULL)
+        self.ctx.reg.remove("netns", self.netns)
+        if getattr(self, "prefix", None):
+            shutil.rmtree(f"/var/run/dpdk/{self.prefix}", ignore_errors=True)
+
+    def _of_match(self, match, ports) -> str:
+        fields = dict(match)
+        items = []
+        if "ip_proto" in fields:
+            items.append("udp" if fields["ip_proto"] == "17" else f"ip,nw_proto={fields['ip_proto']}")
+        elif any(k in fields for k in ("ipv4_src", "ipv4_dst", "dscp")):
+            items.append("ip")
+        for k, v in match:
+            if k == "ip_proto":
+                continue
+            if k == "in_port":
+                v = str(ports[v])
+            items.append(f"{_OF_FIELDS[k]}={v}")
+        return ",".join(items)
+
+    def _of_actions(self, actions, ports) -> str:
+        out = []
+        for n, a in actions:
+            if n == "output":
+                out.append(f"output:{ports[a]}")
+            elif n == "drop":
+                out.append("drop")
+            else:
+                raise Fail(f"no OpenFlow translation for action {n}")
+        return ",".join(out)
+
+    def flows_text(self, setup, ports) -> str:
+        lines = []
+        acl_table = 0
+        if setup.spoofchk:
+            # Anti-spoofing as OVS users write it: a vport may send IPv4 only from its MAC and address.
+            acl_table = 1
+            for src in setup.sources:
+                lines.append(f"table=0,priority=100,in_port={ports[src.name]},dl_src={src.mac},ip,"
+                             f"nw_src={src.ipv4},actions=resubmit(,1)")
+            lines.append("table=0,priority=0,actions=drop")
+        if not setup.rules:
+            for src in setup.sources:
+                lines.append(f"table=0,priority=100,in_port={ports[src.name]},actions=output:{ports[scenarios.SINK]}")
+        else:
+            for r in setup.rules:
+                lines.append(f"table={r.table + acl_table},priority={r.priority},{self._of_match(r.match, ports)},"
+                             f"actions={self._of_actions(r.actions, ports)}")
+            lines.append(f"table={acl_table},priority=0,actions=drop")
+        return "\n".join(lines) + "\n"
+
+    def start(self, point):
+        s = point.setup
+        self._ensure_daemons()
+        n = self.ctx.next()
+        self.ports = {scenarios.SINK: 1}
+        cmd = ["--", "add-br", self.BRIDGE, "--", "set", "bridge", self.BRIDGE, "datapath_type=netdev",
+               "fail-mode=secure"]
+        self.vdev_seq += 1
+        cmd += ["--", "add-port", self.BRIDGE, scenarios.SINK, "--", "set", "Interface", scenarios.SINK, "type=dpdk",
+                f"options:dpdk-devargs=net_null{self.vdev_seq},no-rx=1", "ofport_request=1"]
+        self.vhost_socket = None
+        for i, src in enumerate(s.sources):
+            self.vdev_seq += 1
+            ofport = i + 2
+            self.ports[src.name] = ofport
+            if s.vhost:
+                name = f"vhu{n}"
+                self.vhost_socket = os.path.join(self.dir, name)
+                cmd += ["--", "add-port", self.BRIDGE, name, "--", "set", "Interface", name, "type=dpdkvhostuser",
+                        f"ofport_request={ofport}"]
+                self.ports[src.name] = ofport
+            else:
+                cmd += ["--", "add-port", self.BRIDGE, src.name, "--", "set", "Interface", src.name, "type=dpdk",
+                        f"options:dpdk-devargs=net_pcap{self.vdev_seq},rx_pcap={src.pcap},infinite_rx=1",
+                        f"ofport_request={ofport}"]
+        self.bridge_up = True
+        self.vsctl(*cmd, timeout=300)
+        errors = self.vsctl("--format=csv", "--no-headings", "--columns=name,error", "list", "Interface")
+        bad = [ln for ln in errors.splitlines() if ln.split(",", 1)[1].strip() not in ('""', "[]", "")]
+        if bad:
+            raise Fail("OVS could not open ports: " + "; ".join(bad[:3]))
+        flows = os.path.join(self.ctx.run_dir, "ovs-flows.txt")
+        with open(flows, "w") as out:
+            out.write(self.flows_text(s, self.ports))
+        self.ofctl("--bundle", "add-flows", self.BRIDGE, flows)
+        self.sources = {self.ports[src.name] for src in s.sources}
+
+    def _pmd_totals(self):
+        """(packets received, processing cycles) summed over the PMD threads. The datapath's own receive counter
+        covers every port type (OVS reports no port statistics for dpdkvhostuser ports)."""
+        out = self.appctl("dpif-netdev/pmd-stats-show")
+        packets = cycles = 0
+        for block in out.split("pmd thread")[1:]:
+            m = re.search(r"packets received:\s*(\d+)", block)
+            c = re.search(r"processing cycles:\s*(\d+)", block)
+            packets += int(m.group(1)) if m else 0
+            cycles += int(c.group(1)) if c else 0
+        return packets, cycles
+
+    def sample(self):
+        t0 = time.time()
+        rx, _ = self._pmd_totals()
+        t1 = time.time()
+        out = self.ofctl("dump-ports", self.BRIDGE, str(self.ports[scenarios.SINK]), timeout=30)
+        t2 = time.time()
+        m = re.search(r"tx pkts=(\d+)", out)
+        if m is None:
+            raise Fail(f"cannot read the sink's counters from ovs-ofctl dump-ports: {out[-200:]}")
+        return Sample((t0 + t1) / 2, rx, int(m.group(1)), (t1 + t2) / 2)
+
+    def cycles_begin(self):
+        self._cyc0 = self._pmd_totals()
+
+    def cycles_end(self):
+        p1, c1 = self._pmd_totals()
+        p0, c0 = self._cyc0
+        return (c1 - c0) / (p1 - p0) if p1 > p0 else None
+
+    def churn(self, adds, dels):
+        lines = []
+        for r in adds:
+            lines.append(f"add table={r.table + 1},priority={r.priority},{self._of_match(r.match, self.ports)},"
+                         f"actions={self._of_actions(r.actions, self.ports)}")
+        for r in dels:
+            lines.append(f"delete_strict table={r.table + 1},priority={r.priority},"
+                         f"{self._of_match(r.match, self.ports)}")
+        self.ofctl("--bundle", "add-flows", self.BRIDGE, "-", input="\n".join(lines) + "\n")
+
+    def stop(self):
+        problem = None
+        if self.bridge_up:
+            try:
+                self.vsctl("--if-exists", "del-br", self.BRIDGE, timeout=120)
+            except (Fail, subprocess.TimeoutExpired) as e:
+                problem = f"OVS: del-br failed: {e}"
+            self.bridge_up = False
+        if self.vs_child is not None and not self.vs_child.alive():
+            problem = "ovs-vswitchd-dpdk exited: " + self.vs_child.text()[-300:]
+            self._stop_daemons()
+        return problem
+
+    def close(self):
+        self._stop_daemons()

@@ -1,0 +1,42 @@
+#pragma once
+// eswitchctl's commands. Each returns the process exit status: 0 success, 1 the request failed (invalid
+// config, unknown port, ...), 2 eswitchd could not be reached.
+
+#include <cstdint>
+#include <string>
+
+namespace esw::ctl {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailed = 1;
+inline constexpr int kExitUnreachable = 2;
+
+struct Options {
+  std::string socket;      // resolved with resolve_socket()
+  bool json = false;       // print the raw result as JSON instead of tables
+  double timeout_s = 0;    // 0: wait as long as the request takes
+  bool progress = false;   // draw progress on stderr (a terminal)
+};
+
+// --socket, else $ESWITCH_SOCKET, else dataplane.api_socket of `config_file` (when given and readable as
+// YAML), else the default /run/eswitch/eswitchd.sock.
+std::string resolve_socket(const std::string& flag, const std::string& config_file);
+
+int cmd_validate(const Options& o, const std::string& file);
+int cmd_diff(const Options& o, const std::string& file);
+// diff_limit: diff items to print (0: all).
+int cmd_apply(const Options& o, const std::string& file, bool dry_run, uint64_t diff_limit);
+int cmd_watch(const Options& o, const std::string& file, double debounce_s, double resync_s);
+
+struct ShowOptions {
+  int table = -1;       // rules: only this table
+  uint64_t limit = 0;   // rules: at most this many (0: all)
+  uint64_t offset = 0;
+};
+int cmd_show(const Options& o, const std::string& what, const ShowOptions& so);
+int cmd_stats(const Options& o, double interval_s, int count);
+int cmd_trace(const Options& o, const std::string& packet, const std::string& hex, const std::string& in_port);
+int cmd_config(const Options& o);
+int cmd_ping(const Options& o);
+
+}  // namespace esw::ctl
