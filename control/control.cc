@@ -240,10 +240,13 @@ int cmd_show(const Options& o, const std::string& what, const ShowOptions& so) {
   }
   const json& r = reply.result;
   if (what == "ports") {
-    Table t({{"PORT"}, {"ROLE"}, {"DRIVER"}, {"LINK"}, {"RX_PKTS", true}, {"RX_BYTES", true}, {"TX_PKTS", true},
-             {"TX_BYTES", true}, {"TX_DROP", true}, {"DROPPED", true}, {"DEVARGS"}});
+    Table t({{"PORT"}, {"ROLE"}, {"DRIVER"}, {"DEVICE"}, {"LINK"}, {"RX_PKTS", true}, {"RX_BYTES", true},
+             {"TX_PKTS", true}, {"TX_BYTES", true}, {"TX_DROP", true}, {"DROPPED", true}, {"DEVARGS"}});
     for (const auto& p : r["ports"]) {
-      t.row({to_str(p["name"]), to_str(p["role"]), to_str(p["driver"]), p.value("link_up", false) ? "up" : "down",
+      const std::string device = p.value("device", "");
+      t.row({to_str(p["name"]), to_str(p["role"]), to_str(p["driver"]),
+             device.empty() ? "-" : fmt::format("{} ({})", device, to_str(p["port_id"])),
+             p.value("link_up", false) ? "up" : "down",
              to_str(p["rx_packets"]), to_str(p["rx_bytes"]), to_str(p["tx_packets"]), to_str(p["tx_bytes"]),
              to_str(p["tx_dropped"]), to_str(p["dropped_total"]), to_str(p["devargs"])});
     }

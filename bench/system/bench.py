@@ -112,7 +112,8 @@ def rate_between(s0, s1):
 
 
 def warm_up(system, opts):
-    """Waits until three successive rates agree within 3% (or warmup_max passes); returns (seconds, stable)."""
+    """Waits until two successive rates (opts.step apart) agree within 5%, at least warmup_min after the start, or
+    until warmup_max passes; returns (seconds, whether it was steady)."""
     t0 = time.time()
     prev = system.sample()
     rates = []
@@ -123,8 +124,8 @@ def warm_up(system, opts):
         prev = cur
         rates.append(rx)
         elapsed = time.time() - t0
-        stable = len(rates) >= 3 and rates[-1] > 0 and \
-            max(rates[-3:]) - min(rates[-3:]) <= 0.03 * max(rates[-3:])
+        stable = len(rates) >= 2 and rates[-1] > 0 and \
+            max(rates[-2:]) - min(rates[-2:]) <= 0.05 * max(rates[-2:])
         if stable and elapsed >= opts.warmup_min:
             return elapsed, True
         if elapsed >= opts.warmup_max:
@@ -365,7 +366,7 @@ def main():
     opts.window = opts.window or (0.5 if opts.short else 1.0)
     opts.step = 0.25
     opts.warmup_min = 0.5
-    opts.warmup_max = 3.0 if opts.short else 10.0
+    opts.warmup_max = 3.0 if opts.short else 5.0
     opts.churn_rate = 1000
     opts.churn_batch = 100
     opts.churn_settle = 0.5 if opts.short else 1.0

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -27,9 +28,10 @@ struct RingPort {
   rte_ring* from_switch = nullptr;
   std::string devname;
 
-  explicit RingPort(const std::string& n) : name(n) {
+  // `out_size`: how many frames the switch may queue towards the test before its tx sees a full ring.
+  explicit RingPort(const std::string& n, unsigned out_size = 4096) : name(n) {
     to_switch = rte_ring_create((n + "_in").c_str(), 4096, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    from_switch = rte_ring_create((n + "_out").c_str(), 4096, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    from_switch = rte_ring_create((n + "_out").c_str(), out_size, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
     if (to_switch == nullptr || from_switch == nullptr) throw std::runtime_error("ring create failed: " + n);
     if (rte_eth_from_rings(n.c_str(), &to_switch, 1, &from_switch, 1, SOCKET_ID_ANY) < 0) {
       throw std::runtime_error("rte_eth_from_rings failed: " + n);
@@ -55,12 +57,14 @@ struct RingPort {
   std::vector<rte_mbuf*> take(size_t want, std::chrono::milliseconds timeout = std::chrono::milliseconds(3000)) {
     std::vector<rte_mbuf*> out;
     auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (out.size() < want && std::chrono::steady_clock::now() < deadline) {
+    // At least one pass, so a zero timeout means "what is there now".
+    do {
       void* objs[64];
-      unsigned n = rte_ring_dequeue_burst(from_switch, objs, 64, nullptr);
+      unsigned n = rte_ring_dequeue_burst(from_switch, objs, static_cast<unsigned>(std::min<size_t>(64, want - out.size())), nullptr);
       for (unsigned i = 0; i < n; ++i) out.push_back(static_cast<rte_mbuf*>(objs[i]));
-      if (n == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+      if (n == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::microseconds(200));
+      if (n == 0 && std::chrono::steady_clock::now() >= deadline) break;
+    } while (out.size() < want);
     return out;
   }
 

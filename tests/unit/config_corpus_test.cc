@@ -16,10 +16,11 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <regex>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/config.h"
@@ -75,22 +76,52 @@ std::string trim(std::string s) {
   return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
 }
 
+bool all_digits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// "<path> | <line>:<col> | <fragment>" (what follows "# expect:").
+std::optional<Expect> parse_expect(std::string_view text) {
+  const size_t bar1 = text.find('|');
+  const size_t bar2 = bar1 == std::string_view::npos ? bar1 : text.find('|', bar1 + 1);
+  if (bar2 == std::string_view::npos) return std::nullopt;
+  const std::string where = trim(std::string(text.substr(bar1 + 1, bar2 - bar1 - 1)));
+  const size_t colon = where.find(':');
+  if (colon == std::string::npos || !all_digits(where.substr(0, colon)) || !all_digits(where.substr(colon + 1))) {
+    return std::nullopt;
+  }
+  Expect e{trim(std::string(text.substr(0, bar1))), std::stoi(where.substr(0, colon)),
+           std::stoi(where.substr(colon + 1)), trim(std::string(text.substr(bar2 + 1)))};
+  if (e.fragment.empty()) return std::nullopt;
+  return e;
+}
+
 // The "# expect:" lines of a file; a malformed one is reported in `problems`.
 std::vector<Expect> parse_expects(const std::string& text, std::vector<std::string>& problems) {
-  static const std::regex kLine(R"(^# expect:(.*)\|\s*(\d+):(\d+)\s*\|(.*)$)");
   std::vector<Expect> out;
   std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
     if (!line.starts_with("# expect")) continue;
-    std::smatch m;
-    if (!std::regex_match(line, m, kLine) || trim(m[4]).empty()) {
+    std::optional<Expect> e;
+    if (line.starts_with("# expect:")) e = parse_expect(std::string_view(line).substr(9));
+    if (!e) {
       problems.push_back("malformed expect line: " + line);
       continue;
     }
-    out.push_back(Expect{trim(m[1]), std::stoi(m[2]), std::stoi(m[3]), trim(m[4])});
+    out.push_back(std::move(*e));
   }
   return out;
+}
+
+// NN-short-name.yaml: two or three digits, then lower-case words joined by '-'.
+bool is_corpus_name(const std::string& name) {
+  const size_t dash = name.find('-');
+  if (dash < 2 || dash > 3 || !all_digits(name.substr(0, dash)) || !name.ends_with(".yaml")) return false;
+  const std::string words = name.substr(dash + 1, name.size() - dash - 1 - 5);
+  return !words.empty() && words.front() != '-' && words.back() != '-' && words.find("--") == std::string::npos &&
+         std::all_of(words.begin(), words.end(),
+                     [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; });
 }
 
 std::string as_expect_lines(const std::vector<Error>& errors) {
@@ -146,11 +177,10 @@ TEST(ConfigCorpus, InvalidDirectoryIsFullyCovered) {
   const std::vector<fs::path> files = yaml_files(invalid_dir(), &others);
   EXPECT_GE(files.size(), kMinInvalidFiles) << invalid_dir();
   EXPECT_THAT(others, ::testing::IsEmpty()) << "only *.yaml files belong in " << invalid_dir();
-  static const std::regex kName(R"(\d{2,3}-[a-z0-9]+(-[a-z0-9]+)*\.yaml)");
   std::set<std::string> numbers;
   for (const fs::path& file : files) {
     const std::string name = file.filename().string();
-    EXPECT_TRUE(std::regex_match(name, kName)) << name << ": expected NN-short-name.yaml";
+    EXPECT_TRUE(is_corpus_name(name)) << name << ": expected NN-short-name.yaml";
     EXPECT_TRUE(numbers.insert(name.substr(0, name.find('-'))).second) << name << ": number used twice";
   }
 }
