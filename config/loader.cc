@@ -183,8 +183,9 @@ struct Integer {
   int64_t max = std::numeric_limits<T>::max();
   bool power_of_two = false;
 
-  std::string expected() const {
-    std::string range = max == static_cast<int64_t>(std::numeric_limits<T>::max())
+  // The type's own maximum goes unsaid unless the value is above it.
+  std::string expected(bool above_max = false) const {
+    std::string range = max == static_cast<int64_t>(std::numeric_limits<T>::max()) && !above_max
                             ? fmt::format("an integer >= {}", min)
                             : fmt::format("an integer in {}..{}", min, max);
     return power_of_two ? range + " that is a power of two" : range;
@@ -199,7 +200,7 @@ struct Integer {
       if (ec == std::errc() && end == text.data() + text.size()) n = parsed;
     }
     if (!n || *n < min || *n > max || (power_of_two && !std::has_single_bit(static_cast<uint64_t>(*n)))) {
-      v.error(fmt::format("expected {}, got {}", expected(), describe(v.node)));
+      v.error(fmt::format("expected {}, got {}", expected(n && *n > max), describe(v.node)));
       return false;
     }
     out = static_cast<T>(*n);

@@ -42,7 +42,10 @@ std::string format_config_error(const std::string& file, const json& e) {
   if (line > 0) out += fmt::format(":{}:{}", line, col);
   out += ": ";
   if (!path.empty()) out += path + ": ";
-  out += e.value("message", "");
+  std::string message = e.value("message", "");
+  // Whole-source problems (YAML syntax) already name the source: do not say the file name twice.
+  if (path.empty() && !file.empty() && message.rfind(file + ": ", 0) == 0) message.erase(0, file.size() + 2);
+  out += message;
   return out;
 }
 

@@ -143,7 +143,7 @@ std::vector<RuleDef> generated_rules(const cfg::Config& config) {
     r.where = std::move(where);
     return r;
   };
-  // Generated rules sit above every user priority (0..65535) in table 0, except the catch-alls below.
+  // Generated rules use low priorities (10..110) in table 0, so a user rule can always override them.
   if (config.pipeline.mode == cfg::PipelineMode::kCrossConnect) {
     for (size_t i = 0; i < config.pipeline.cross_connect.size(); ++i) {
       const auto& xc = config.pipeline.cross_connect[i];

@@ -773,6 +773,9 @@ void Switch::print_summary(FILE* out) const {
     }
     if (!drops.empty()) fmt::print(out, "vport {} drops:{}\n", v.name, drops);
   }
+  for (const RuleStats& r : rule_stats()) {
+    if (r.packets != 0) fmt::print(out, "rule {} [{}]: {} packets, {} bytes\n", r.id, r.where, r.packets, r.bytes);
+  }
 }
 
 }  // namespace esw::dp

@@ -55,20 +55,17 @@ def _on_signal(signum, _frame):
 # One measurement
 
 
-class Churner(threading.Thread):
+class Churner:
     """Changes rules at a fixed rate (batches of adds + deletes of ACL-shaped rules that no traffic matches, so
-    verdicts stay the same) until stopped; records how many changes it achieved."""
+    verdicts stay the same) while running; records how many changes it achieved. One per system and point: the
+    rules it added stay across runs."""
 
     def __init__(self, system, setup, rate: int, batch: int):
-        super().__init__(daemon=True)
         self.system, self.setup, self.rate, self.batch = system, setup, rate, batch
-        self.stop_event = threading.Event()
-        self.changes = 0
-        self.elapsed = 0.0
-        self.error = None
         self.next_id = 0
         self.live = []
         self.vports = [s.name for s in setup.sources]
+        self.thread = None
 
     def make_rule(self):
         j = self.next_id
@@ -79,11 +76,27 @@ class Churner(threading.Thread):
                               [("output", scenarios.SINK)])
 
     def prefill(self, n: int):
+        if self.live:
+            return
         adds = [self.make_rule() for _ in range(n)]
         self.system.churn(adds, [])
         self.live += adds
 
-    def run(self):
+    def start(self):
+        self.stop_event = threading.Event()
+        self.changes = 0
+        self.elapsed = 0.0
+        self.error = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.stop_event.set()
+        self.thread.join(120)
+        if self.thread.is_alive():
+            self.error = self.error or "a rule change did not complete within 120 s"
+
+    def _run(self):
         half = self.batch // 2
         period = self.batch / self.rate
         start = time.time()
@@ -91,8 +104,9 @@ class Churner(threading.Thread):
         try:
             while not self.stop_event.is_set():
                 adds = [self.make_rule() for _ in range(half)]
-                dels, self.live = self.live[:half], self.live[half:] + adds
+                dels = self.live[:half]
                 self.system.churn(adds, dels)
+                self.live = self.live[half:] + adds
                 self.changes += len(adds) + len(dels)
                 k += 1
                 delay = start + k * period - time.time()
@@ -142,51 +156,66 @@ def window(system, seconds):
     cycles = system.cycles_end()
     rx, tx, dt = rate_between(s0, s1)
     return {"rx_mpps": rx, "tx_mpps": tx, "fwd_fraction": (tx / rx) if rx > 0 else 0.0, "window_s": round(dt, 4),
+            "split_read": s1.t_tx is not None,
             "rx_packets": s1.rx - s0.rx, "tx_packets": s1.tx - s0.tx, "cycles_reported": cycles}
 
 
-def measure(system, point, ctx, opts):
-    """One run of one system on one point. Returns a dict (status ok) or raises Skip / Fail."""
-    guest = None
+def measure_window(system, point, opts, churner=None, guest=None):
+    """Warm-up and one measured window (two for rule churn: before and during) on a running system."""
     result = {}
-    t_start = time.time()
+    warm_s, stable = warm_up(system, opts)
+    result["warmup_s"] = round(warm_s, 3)
+    result["steady"] = stable
+    if churner is not None:
+        before = window(system, opts.window)
+        churner.start()
+        time.sleep(opts.churn_settle)
+        try:
+            during = window(system, opts.window)
+        finally:
+            churner.stop()
+        if churner.error:
+            raise systems.Fail(f"rule churn failed: {churner.error}")
+        result.update(during)
+        result["before"] = before
+        result["changes_per_s"] = churner.changes / churner.elapsed if churner.elapsed > 0 else 0.0
+        result["during_over_before"] = during["rx_mpps"] / before["rx_mpps"] if before["rx_mpps"] else None
+    else:
+        result.update(window(system, opts.window))
+    if guest is not None:
+        result.update(guest.rates())
+    if result.get("rx_packets", 0) <= 0 or result.get("tx_packets", 0) <= 0:
+        raise systems.Fail("forwarded no packets in the measured window")
+    return result
+
+
+def start_system(system, point, opts):
+    """Starts a system on a point (and its rule churn, prefilled). Returns (seconds, churner)."""
+    t = time.time()
+    system.start(point)
+    churner = None
+    if point.churn:
+        churner = Churner(system, point.setup, rate=opts.churn_rate, batch=opts.churn_batch)
+        churner.prefill(opts.churn_batch * 5)
+    return time.time() - t, churner
+
+
+def measure_restart(system, point, ctx, opts):
+    """One run with its own start and stop (vhost-user: the guest belongs to one system instance)."""
+    guest = None
     try:
-        system.start(point)
-        result["start_s"] = round(time.time() - t_start, 3)
+        start_s, churner = start_system(system, point, opts)
         if point.setup.vhost:
             guest = systems.Guest(ctx)
             guest.start(system.vhost_socket, point.setup.sources[0].pcap)
-        warm_s, stable = warm_up(system, opts)
-        result["warmup_s"] = round(warm_s, 3)
-        result["steady"] = stable
-        if point.churn:
-            churner = Churner(system, point.setup, rate=opts.churn_rate, batch=opts.churn_batch)
-            churner.prefill(opts.churn_batch * 5)
-            warm_up(system, opts)
-            before = window(system, opts.window)
-            churner.start()
-            time.sleep(opts.churn_settle)
-            during = window(system, opts.window)
-            churner.stop_event.set()
-            churner.join(60)
-            if churner.error:
-                raise systems.Fail(f"rule churn failed: {churner.error}")
-            result.update(during)
-            result["before"] = before
-            result["changes_per_s"] = churner.changes / churner.elapsed if churner.elapsed > 0 else 0.0
-            result["during_over_before"] = during["rx_mpps"] / before["rx_mpps"] if before["rx_mpps"] else None
-        else:
-            result.update(window(system, opts.window))
-        if guest is not None:
-            result.update(guest.rates())
+        result = measure_window(system, point, opts, churner, guest)
+        result["start_s"] = round(start_s, 3)
     finally:
         if guest is not None:
             guest.stop()
         problem = system.stop()
     if problem:
         raise systems.Fail(problem)
-    if result.get("rx_packets", 0) <= 0 or result.get("tx_packets", 0) <= 0:
-        raise systems.Fail("forwarded no packets in the measured window")
     return result
 
 
@@ -227,7 +256,9 @@ def summarise(entry, expected_fwd, checks_verdicts):
         entry["changes_per_s"] = statistics.median(r["changes_per_s"] for r in runs)
     want = expected_fwd if checks_verdicts else 1.0
     entry["expected_fwd_fraction"] = round(want, 4)
-    if abs(entry["fwd_fraction"] - want) > 0.01:
+    # rx and tx read by one command agree to 1%; read by two (OVS with vhost-user) a few ms apart, to 3%.
+    tolerance = 0.03 if any(r.get("split_read") for r in runs) else 0.01
+    if abs(entry["fwd_fraction"] - want) > tolerance:
         entry["verdict_problem"] = (f"forwarded {entry['fwd_fraction']:.3f} of what it received, expected "
                                     f"{want:.3f}: its rules do not do what the scenario says")
 
@@ -257,31 +288,81 @@ def run_all(points, sysmap, ctx, opts, results):
             active.append(name)
         log(f"point {pi + 1}/{len(points)} {point.id}: {point.title} [{', '.join(active) or 'nothing to run'}]")
         fails = {n: 0 for n in active}
-        for run in range(opts.runs):
-            order = active[run % len(active):] + active[:run % len(active)] if active else []
-            for name in order:
-                entry = pres["systems"][name]
-                if entry["status"] == "skipped" or fails[name] >= 2:
-                    continue
-                try:
-                    r = measure(sysmap[name], point, ctx, opts)
-                    r["status"] = "ok"
-                    r["run"] = run + 1
-                    entry["runs"].append(r)
-                    extra = ""
-                    if "before" in r:
-                        extra = (f" (before churn {r['before']['rx_mpps']:.2f}, {r['changes_per_s']:.0f} "
-                                 f"changes/s)")
-                    cyc = f", {r['cycles_reported']:.0f} cyc/pkt" if r.get("cycles_reported") else ""
-                    log(f"  run {run + 1} {name:16s} {r['rx_mpps']:7.3f} Mpps in, {r['tx_mpps']:7.3f} out"
-                        f"{extra}{cyc} (start {r['start_s']:.1f} s, warm {r['warmup_s']:.1f} s)")
-                except systems.Skip as e:
-                    entry.update(status="skipped", reason=str(e))
-                    log(f"  {name}: skipped: {e}")
-                except systems.Fail as e:
-                    fails[name] += 1
-                    entry["runs"].append({"status": "failed", "run": run + 1, "error": str(e)})
-                    log(f"  run {run + 1} {name}: FAILED: {e}")
+
+        def record(name, run, fn):
+            entry = pres["systems"][name]
+            try:
+                r = fn()
+                r["status"] = "ok"
+                r["run"] = run + 1
+                entry["runs"].append(r)
+                extra = ""
+                if "before" in r:
+                    extra = f" (before churn {r['before']['rx_mpps']:.2f}, {r['changes_per_s']:.0f} changes/s)"
+                if r.get("guest_rx_mpps") is not None:
+                    extra += f" (guest: {r['guest_rx_mpps']:.2f} from pcap, {r['guest_tx_mpps']:.2f} into vhost)"
+                cyc = f", {r['cycles_reported']:.0f} cyc/pkt" if r.get("cycles_reported") else ""
+                log(f"  run {run + 1} {name:16s} {r['rx_mpps']:7.3f} Mpps in, {r['tx_mpps']:7.3f} out{extra}{cyc} "
+                    f"(warm {r['warmup_s']:.1f} s)")
+            except systems.Skip as e:
+                entry.update(status="skipped", reason=str(e))
+                log(f"  {name}: skipped: {e}")
+            except systems.Fail as e:
+                fails[name] += 1
+                entry["runs"].append({"status": "failed", "run": run + 1, "error": str(e)})
+                log(f"  run {run + 1} {name}: FAILED: {e}")
+
+        def runnable(name):
+            return pres["systems"][name]["status"] != "skipped" and fails[name] < 2
+
+        if point.setup.vhost or not opts.pause:
+            for run in range(opts.runs):
+                for name in active[run % len(active):] + active[:run % len(active)] if active else []:
+                    if runnable(name):
+                        record(name, run, lambda: measure_restart(sysmap[name], point, ctx, opts))
+        else:
+            # Start every system once, frozen (SIGSTOP) while the others run; each run thaws one system,
+            # measures it and freezes it again. Interleaved like restarts, without paying start-up (100k-rule
+            # configs take seconds to load) five times.
+            running = {}
+            try:
+                for name in active:
+                    try:
+                        start_s, churner = start_system(sysmap[name], point, opts)
+                        sysmap[name].pause()
+                        running[name] = churner
+                        pres["systems"][name]["start_s"] = round(start_s, 3)
+                    except systems.Skip as e:
+                        pres["systems"][name].update(status="skipped", reason=str(e))
+                        log(f"  {name}: skipped: {e}")
+                        problem = sysmap[name].stop()
+                    except systems.Fail as e:
+                        fails[name] = 2
+                        pres["systems"][name]["runs"].append({"status": "failed", "run": 1, "error": str(e)})
+                        log(f"  {name}: FAILED to start: {e}")
+                        sysmap[name].stop()
+                order = list(running)
+                for run in range(opts.runs):
+                    for name in order[run % len(order):] + order[:run % len(order)] if order else []:
+                        if not runnable(name):
+                            continue
+                        sysobj = sysmap[name]
+
+                        def one(sysobj=sysobj, churner=running[name]):
+                            sysobj.resume()
+                            try:
+                                return measure_window(sysobj, point, opts, churner)
+                            finally:
+                                sysobj.pause()
+                        record(name, run, one)
+            finally:
+                for name in running:
+                    sysmap[name].resume()
+                    problem = sysmap[name].stop()
+                    if problem:
+                        fails[name] += 1
+                        pres["systems"][name]["runs"].append({"status": "failed", "run": 0, "error": problem})
+                        log(f"  {name}: {problem}")
         for name in active:
             entry = pres["systems"][name]
             if entry["status"] == "skipped":
@@ -351,6 +432,8 @@ def main():
     ap.add_argument("--workers", type=int, default=1, help="forwarding cores per system (cores 1..N; default 1)")
     ap.add_argument("--eswitchd", default=os.path.join(ROOT, "build", "dataplane", "eswitchd"))
     ap.add_argument("--out", help="results directory (default results/<timestamp> in the repository)")
+    ap.add_argument("--restart-each-run", action="store_true", help="start and stop every system for every run "
+                    "(default: start once per point, freeze it with SIGSTOP while the others run)")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (configs, pcaps, logs)")
     ap.add_argument("--cleanup", metavar="RUN_DIR", help="only clean up what an interrupted run left behind")
     opts = ap.parse_args()
@@ -370,6 +453,7 @@ def main():
     opts.churn_rate = 1000
     opts.churn_batch = 100
     opts.churn_settle = 0.5 if opts.short else 1.0
+    opts.pause = not opts.restart_each_run
     ncpu = os.cpu_count() or 2
     if not 1 <= opts.workers <= ncpu - 1:
         print(f"bench: --workers must be 1..{ncpu - 1} on this machine (core 0 runs the control threads)",
@@ -430,6 +514,7 @@ def main():
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for s in sysmap.values():
             try:
+                s.resume()  # a frozen process would not act on the stop
                 s.stop()
             except Exception as e:
                 log(f"cleanup: {s.name}: {e}")

@@ -79,6 +79,7 @@ def kill_pid(pid: int, exe_base: str, grace: float = 5.0, first=signal.SIGTERM):
         return
     try:
         os.kill(pid, first)
+        os.kill(pid, signal.SIGCONT)  # in case it was frozen (the benchmark pauses idle systems)
     except ProcessLookupError:
         return
     end = time.time() + grace

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -98,6 +99,22 @@ class System:
 
     def churn(self, adds: list, dels: list):
         raise Skip(f"{self.name} has no way to change rules while running")
+
+    def pid(self) -> Optional[int]:
+        """The process that forwards, for pause/resume."""
+        child = getattr(self, "child", None)
+        return child.proc.pid if child is not None and child.alive() else None
+
+    def pause(self):
+        """Freezes the system (SIGSTOP: no CPU at all) while another one is measured."""
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume(self):
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGCONT)
 
     def stop(self) -> Optional[str]:
         """Stops the run; returns a problem found while stopping (mbuf leak, crash), or None."""
@@ -498,12 +515,12 @@ class Guest:
         below rx means the system under test is the limit (the virtio ring is full); tx close to rx means the
         guest itself may be."""
         text = self.child.text() if self.child else ""
-        periods = text.split("Port statistics")
-        if len(periods) < 3:
+        complete = [p for p in text.split("Port statistics")
+                    if len(re.findall(r"Rx-pps:", p)) == 2 and len(re.findall(r"Tx-pps:", p)) == 2]
+        if not complete:
             return {}
-        last = periods[-2]
-        rx = sum(int(x) for x in re.findall(r"Rx-pps:\s*(\d+)", last))
-        tx = sum(int(x) for x in re.findall(r"Tx-pps:\s*(\d+)", last))
+        rx = sum(int(x) for x in re.findall(r"Rx-pps:\s*(\d+)", complete[-1]))
+        tx = sum(int(x) for x in re.findall(r"Tx-pps:\s*(\d+)", complete[-1]))
         return {"guest_rx_mpps": rx / 1e6, "guest_tx_mpps": tx / 1e6}
 
     def stop(self):
@@ -715,6 +732,9 @@ class Ovs(System):
         self.ofctl("--bundle", "add-flows", self.BRIDGE, flows)
         self.sources = {self.ports[src.name] for src in s.sources}
 
+    def pid(self):
+        return self.vs_child.proc.pid if self.vs_child is not None and self.vs_child.alive() else None
+
     def _pmd_totals(self):
         """(packets received, processing cycles) summed over the PMD threads. The datapath's own receive counter
         covers every port type (OVS reports no port statistics for dpdkvhostuser ports)."""
@@ -761,7 +781,8 @@ class Ovs(System):
     def cycles_end(self):
         p1, c1 = self._pmd_totals()
         p0, c0 = self._cyc0
-        return (c1 - c0) / (p1 - p0) if p1 > p0 else None
+        # The counters are read without a lock on the PMD's side: a read that went backwards is no figure.
+        return (c1 - c0) / (p1 - p0) if p1 > p0 and c1 > c0 else None
 
     def churn(self, adds, dels):
         lines = []

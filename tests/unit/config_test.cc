@@ -298,6 +298,8 @@ TEST(ConfigLoader, WrongTypesAndRanges) {
       {"dataplane:\n  worker_cores: [1, 1024]\n", {"dataplane.worker_cores[1]", 3, 21, "in 0..1023, got 1024"}},
       {"dataplane:\n  memory_mb: 32\n", {"dataplane.memory_mb", 3, 14, "expected an integer >= 64, got 32"}},
       {"dataplane:\n  memory_mb: 1.5\n", {"dataplane.memory_mb", 3, 14, "got \"1.5\""}},
+      {"dataplane:\n  memory_mb: 4294967296\n",
+       {"dataplane.memory_mb", 3, 14, "expected an integer in 64..4294967295, got 4294967296"}},
       {"dataplane:\n  mbufs: 1000\n", {"dataplane.mbufs", 3, 10, "expected an integer >= 1024, got 1000"}},
       {"dataplane:\n  mbuf_cache: 513\n", {"dataplane.mbuf_cache", 3, 15, "in 0..512, got 513"}},
       {"dataplane:\n  rx_queue_size: 1000\n",
