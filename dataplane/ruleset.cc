@@ -118,6 +118,9 @@ void rules_from_config(const cfg::Config& config, std::vector<TableDef>& tables,
       rd.priority = rc.priority;
       rd.where = fmt::format("tables[{}].rules[{}]", t, r);
       if (!rc.name.empty()) rd.where += fmt::format(" ({})", rc.name);
+      rd.origin = RuleDef::Origin::kConfig;
+      rd.origin_a = static_cast<uint32_t>(t);
+      rd.origin_b = static_cast<uint32_t>(r);
       rd.loc = rc.loc;
       for (const auto& m : rc.match) {
         rd.match.emplace_back(m.field, m.value);
@@ -202,6 +205,10 @@ bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, Compiled
     tables.insert(t.id);
   }
   std::vector<RuleDef> all = generated_rules(*in.config);
+  for (size_t g = 0; g < all.size(); ++g) {
+    all[g].origin = RuleDef::Origin::kGenerated;
+    all[g].origin_a = static_cast<uint32_t>(g);
+  }
   all.insert(all.end(), in.rules.begin(), in.rules.end());
   for (const RuleDef& r : all) tables.insert(r.table);
 
@@ -281,8 +288,9 @@ bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, Compiled
     cr.identity = fmt::format("{}|{}|{}|{}", r.table, r.priority, format_match(mk, pn),
                               format_actions(*list, pn, ca.goto_table));
     cr.where = where;
-    cr.loc = r.loc;
-    cr.match = mk;
+    cr.origin = r.origin;
+    cr.origin_a = r.origin_a;
+    cr.origin_b = r.origin_b;
     out.rules.push_back(std::move(cr));
   }
   if (errors.size() != errors_before) return false;

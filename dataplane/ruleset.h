@@ -36,6 +36,11 @@ struct RuleDef {
   cfg::Loc loc;       // the rule
   std::vector<cfg::Loc> match_locs;   // per match item (may be empty)
   std::vector<cfg::Loc> action_locs;  // per action item (may be empty)
+  // Where the rule comes from, compactly (the switch keeps this instead of strings for every installed rule).
+  enum class Origin : uint8_t { kGenerated, kConfig, kExtra };
+  Origin origin = Origin::kExtra;
+  uint32_t origin_a = 0;  // generated: index; config: table index; extra: index
+  uint32_t origin_b = 0;  // config: rule index in the table
 };
 
 // "table=1,priority=10,in_port=vm1,ipv4,tcp,tcp_dst=80 actions=count,output:vm2" -> RuleDef. For tests,
@@ -56,8 +61,9 @@ struct CompiledRule {
   RuleSpec spec;         // id unset; rewrite points into CompiledRuleSet::rewrites
   std::string identity;  // equal identity = the same rule (table, priority, match, actions)
   std::string where;
-  cfg::Loc loc;
-  MaskedKey match;
+  RuleDef::Origin origin = RuleDef::Origin::kExtra;
+  uint32_t origin_a = 0;
+  uint32_t origin_b = 0;
 };
 
 struct CompiledRuleSet {

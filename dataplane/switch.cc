@@ -10,6 +10,7 @@
 #include <map>
 #include <set>
 #include <thread>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -46,6 +47,19 @@ std::string binding_text(const cfg::VportConfig& v) {
                      v.smc == cfg::SmcPolicy::kAllow ? "allow" : "deny", v.dhcp_client, v.egress_multicast,
                      v.rate.tx_max_bps);
 }
+
+// Rule identity as two independent 64-bit hashes (std::hash and FNV-1a): equal text -> equal pair; a collision
+// of both for different rules is not a practical concern at 2^-128.
+void identity_hash(const std::string& s, uint64_t out[2]) {
+  out[0] = std::hash<std::string>{}(s);
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
+  out[1] = h;
+}
+
+struct PairHash {
+  size_t operator()(const std::pair<uint64_t, uint64_t>& p) const { return p.first ^ (p.second * 0x9e3779b97f4a7c15ull); }
+};
 
 bool same_dataplane(const cfg::DataplaneConfig& a, const cfg::DataplaneConfig& b) {
   return a.main_core == b.main_core && a.worker_cores == b.worker_cores && a.memory_mb == b.memory_mb &&
@@ -270,10 +284,13 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
   if (!result.errors.empty()) return false;
 
   // Rules: the same identity keeps its id (and so its counters); the rest is added or removed.
-  std::unordered_map<std::string, std::vector<uint32_t>> have;
-  for (const InstalledRule& r : rules_) have[r.identity].push_back(r.id);
+  std::unordered_map<std::pair<uint64_t, uint64_t>, std::vector<uint32_t>, PairHash> have;
+  have.reserve(rules_.size());
+  for (const InstalledRule& r : rules_) have[{r.identity[0], r.identity[1]}].push_back(r.id);
   for (size_t i = 0; i < p.compiled.rules.size(); ++i) {
-    auto it = have.find(p.compiled.rules[i].identity);
+    uint64_t h[2];
+    identity_hash(p.compiled.rules[i].identity, h);
+    auto it = have.find({h[0], h[1]});
     if (it != have.end() && !it->second.empty()) {
       p.keep.emplace_back(i, it->second.back());
       it->second.pop_back();
@@ -318,9 +335,20 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
   }
   for (unsigned t : p.add_tables) result.diff.push_back({'+', "table", std::to_string(t), ""});
   for (unsigned t : p.remove_tables) result.diff.push_back({'-', "table", std::to_string(t), ""});
-  for (uint32_t id : p.remove_ids) {
-    auto it = std::find_if(rules_.begin(), rules_.end(), [&](const InstalledRule& r) { return r.id == id; });
-    result.diff.push_back({'-', "rule", it->where, it->identity});
+  if (!p.remove_ids.empty()) {
+    std::unordered_map<uint32_t, const InstalledRule*> by_id;
+    for (const InstalledRule& r : rules_) by_id[r.id] = &r;
+    for (uint32_t id : p.remove_ids) {
+      const std::optional<RuleInfo> info = classifier_->find(id);
+      std::string what;
+      if (info) {
+        const MaskedKey mk{info->spec.value, info->spec.mask, 0};
+        what = fmt::format("{}|{}|{}|{}", info->spec.table, info->spec.priority, format_match(mk, names_),
+                           format_actions(*static_cast<const ActionList*>(info->spec.actions), names_,
+                                          info->spec.goto_table));
+      }
+      result.diff.push_back({'-', "rule", where_of(*by_id[id]), what});
+    }
   }
   for (size_t i : p.add) result.diff.push_back({'+', "rule", p.compiled.rules[i].where, p.compiled.rules[i].identity});
   return true;
@@ -454,31 +482,33 @@ bool Switch::execute_plan(Plan& p, ApplyResult& result) {
   std::erase_if(rules_, [&](const InstalledRule& r) { return removed.count(r.id) != 0; });
   free_ids_.insert(free_ids_.end(), p.remove_ids.begin(), p.remove_ids.end());
   if (baseline_.size() < next_id_) baseline_.resize(next_id_);
-  std::map<uint32_t, size_t> kept;
+  std::unordered_map<uint32_t, size_t> kept;
   for (auto& [ci, id] : p.keep) kept[id] = ci;
   for (InstalledRule& r : rules_) {
-    // Kept rules: refresh what show prints (the where/names may have moved), keep id and counters.
+    // Kept rules keep id and counters; where they come from may have moved in the file.
     auto it = kept.find(r.id);
     if (it == kept.end()) continue;
     const CompiledRule& c = p.compiled.rules[it->second];
-    r.where = c.where;
-    r.loc = c.loc;
-    r.match = c.match;
+    r.origin = c.origin;
+    r.origin_a = c.origin_a;
+    r.origin_b = c.origin_b;
   }
+  rules_.reserve(rules_.size() + p.add.size());
   for (size_t k = 0; k < p.add.size(); ++k) {
     const CompiledRule& c = p.compiled.rules[p.add[k]];
-    InstalledRule r{new_ids[k], c.identity, c.where, c.loc, c.match, c.spec, KeyRewrite{}};
-    r.spec.id = new_ids[k];
-    if (c.spec.rewrite != nullptr) r.rewrite = *c.spec.rewrite;
-    r.spec.rewrite = nullptr;
+    InstalledRule r{new_ids[k], c.origin, c.origin_a, c.origin_b, {0, 0}};
+    identity_hash(c.identity, r.identity);
     RuleCounter base{};
     for (const auto& w : workers_) {
       base.packets += w->rule_counters()[r.id].packets;
       base.bytes += w->rule_counters()[r.id].bytes;
     }
     baseline_[r.id] = base;
-    rules_.push_back(std::move(r));
+    rules_.push_back(r);
   }
+  rules_.shrink_to_fit();
+  generated_where_.clear();
+  for (const RuleDef& g : generated_rules(p.desired)) generated_where_.push_back(g.where);
   config_ = p.desired;
   return true;
 }
@@ -561,6 +591,26 @@ void Switch::close_port(uint16_t index) noexcept {
 
 void Switch::maintain() noexcept { classifier_->reclaim(); }
 
+std::string Switch::where_of(const InstalledRule& r) const {
+  switch (r.origin) {
+    case RuleDef::Origin::kGenerated:
+      return r.origin_a < generated_where_.size() ? generated_where_[r.origin_a] : "generated";
+    case RuleDef::Origin::kConfig: {
+      std::string w = fmt::format("tables[{}].rules[{}]", r.origin_a, r.origin_b);
+      if (r.origin_a < config_.tables.size() && r.origin_b < config_.tables[r.origin_a].rules.size() &&
+          !config_.tables[r.origin_a].rules[r.origin_b].name.empty()) {
+        w += fmt::format(" ({})", config_.tables[r.origin_a].rules[r.origin_b].name);
+      }
+      return w;
+    }
+    case RuleDef::Origin::kExtra:
+      return r.origin_a < extra_rules_.size() && !extra_rules_[r.origin_a].where.empty()
+                 ? extra_rules_[r.origin_a].where
+                 : fmt::format("rules[{}]", r.origin_a);
+  }
+  return "?";
+}
+
 TraceResult Switch::trace(uint16_t in_port, const uint8_t* data, size_t len) {
   TraceResult out;
   FlowKey key;
@@ -592,12 +642,11 @@ TraceResult Switch::trace(uint16_t in_port, const uint8_t* data, size_t len) {
     out.lines.push_back(fmt::format("binding {}: {}", port(in_port),
                                     r.binding == DropReason::kCount ? "ok" : drop_reason_name(r.binding)));
   }
-  std::map<uint32_t, const InstalledRule*> by_id;
-  for (const InstalledRule& ir : rules_) by_id[ir.id] = &ir;
   for (const auto& h : r.hits) {
-    auto it = by_id.find(h.rule_id);
-    const std::string where = it != by_id.end() ? it->second->where : "?";
-    const std::string match = it != by_id.end() ? format_match(it->second->match, names_) : "";
+    auto it = std::find_if(rules_.begin(), rules_.end(), [&](const InstalledRule& ir) { return ir.id == h.rule_id; });
+    const std::string where = it != rules_.end() ? where_of(*it) : "?";
+    const std::optional<RuleInfo> info = classifier_->find(h.rule_id);
+    const std::string match = info ? format_match(MaskedKey{info->spec.value, info->spec.mask, 0}, names_) : "";
     out.lines.push_back(fmt::format("table {}: rule {} [{}] priority {} match {} -> {}", h.table, h.rule_id, where,
                                     h.priority, match.empty() ? "(any)" : match,
                                     format_actions(*h.actions, names_, h.goto_table)));
@@ -728,24 +777,24 @@ std::vector<VportStats> Switch::vport_stats() const {
 
 std::vector<RuleStats> Switch::rule_stats() const {
   std::vector<RuleStats> out;
-  std::vector<const InstalledRule*> sorted;
-  for (const InstalledRule& r : rules_) sorted.push_back(&r);
-  std::sort(sorted.begin(), sorted.end(), [](const InstalledRule* a, const InstalledRule* b) {
-    return a->spec.table != b->spec.table ? a->spec.table < b->spec.table
-           : a->spec.priority != b->spec.priority ? a->spec.priority > b->spec.priority
-                                                   : a->id < b->id;
-  });
-  for (const InstalledRule* r : sorted) {
-    RuleStats s{r->id, r->spec.table, r->spec.priority, r->where, format_match(r->match, names_),
-                format_actions(*static_cast<const ActionList*>(r->spec.actions), names_, r->spec.goto_table), 0, 0};
+  out.reserve(rules_.size());
+  for (const InstalledRule& r : rules_) {
+    const std::optional<RuleInfo> info = classifier_->find(r.id);
+    if (!info) continue;
+    const RuleSpec& spec = info->spec;
+    RuleStats s{r.id, spec.table, spec.priority, where_of(r), format_match(MaskedKey{spec.value, spec.mask, 0}, names_),
+                format_actions(*static_cast<const ActionList*>(spec.actions), names_, spec.goto_table), 0, 0};
     for (const auto& w : workers_) {
-      s.packets += w->rule_counters()[r->id].packets;
-      s.bytes += w->rule_counters()[r->id].bytes;
+      s.packets += w->rule_counters()[r.id].packets;
+      s.bytes += w->rule_counters()[r.id].bytes;
     }
-    s.packets -= baseline_[r->id].packets;
-    s.bytes -= baseline_[r->id].bytes;
+    s.packets -= baseline_[r.id].packets;
+    s.bytes -= baseline_[r.id].bytes;
     out.push_back(std::move(s));
   }
+  std::sort(out.begin(), out.end(), [](const RuleStats& a, const RuleStats& b) {
+    return a.table != b.table ? a.table < b.table : a.priority != b.priority ? a.priority > b.priority : a.id < b.id;
+  });
   return out;
 }
 

@@ -131,15 +131,16 @@ class Switch {
   void print_summary(FILE* out) const;
 
  private:
+  // What the switch remembers of an installed rule besides the classifier's copy: 32 bytes. Match, actions,
+  // table and priority are read back from the classifier when show/trace need them.
   struct InstalledRule {
     uint32_t id;
-    std::string identity;  // table|priority|match|actions: equal identity = same rule across applies
-    std::string where;
-    cfg::Loc loc;
-    MaskedKey match;
-    RuleSpec spec;  // spec.rewrite points into `rewrite`
-    KeyRewrite rewrite;
+    RuleDef::Origin origin;
+    uint32_t origin_a;
+    uint32_t origin_b;
+    uint64_t identity[2];  // two independent hashes of table|priority|match|actions
   };
+  std::string where_of(const InstalledRule& r) const;
   struct Plan;  // what one apply does (switch.cc)
 
   bool plan(const cfg::Config& desired, const std::vector<TableDef>& extra_tables,
@@ -177,6 +178,7 @@ class Switch {
   std::vector<TableDef> extra_tables_;
   std::vector<RuleDef> extra_rules_;
   std::vector<MeterProfile> extra_meters_;
+  std::vector<std::string> generated_where_;  // where-strings of the generated rules of the running config
   uint64_t meter_generation_ = 0;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<bool> stop_{false};

@@ -460,13 +460,19 @@ TEST_F(ApiServerTest, ConcurrentClientsAreSerialisedOneTransactionEach) {
 
 TEST_F(ApiServerTest, ApplyWhoseClientDisconnectsBeforeTheCommitIsDropped) {
   start_server();
-  // Big enough that its parse (on the helper thread) outlasts the client.
-  const std::string big = request("apply", {{"yaml", config_yaml(3, 20000)}});
+  // Big enough that its parse (on the helper thread) outlasts the client, which leaves as soon as the server
+  // says it has the whole request.
+  const std::string big = request("apply", {{"yaml", config_yaml(3, 20000)}, {"progress", true}});
+  std::string first;
   serve_while([&] {
     const int fd = connect_to(sock_);
     send_all(fd, big);
+    char c;
+    while (recv(fd, &c, 1, 0) == 1 && c != '\n') first += c;
     ::close(fd);
   });
+  EXPECT_NE(first.find("\"received\""), std::string::npos) << first;
+  EXPECT_TRUE(server_->apply_in_progress()) << "the parse ended before the client left: make the config bigger";
   // The parse finishes later: keep serving until the server has dropped it.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (server_->apply_in_progress() && std::chrono::steady_clock::now() < deadline) server_->poll(10);
