@@ -111,6 +111,7 @@ bool parse_uint(std::string_view s, uint64_t max, uint64_t& out) {
 
 // The integer a field covers in a FlowKey, host order (vid, pcp, dscp, ...).
 uint32_t field_int(const FieldDef& f, const FlowKey& k) {
+  if (f.width > 4) return 0;  // MACs and IPv6 addresses are bytes, not integers
   const auto* b = reinterpret_cast<const uint8_t*>(&k) + f.offset;
   uint32_t v = 0;
   for (unsigned i = 0; i < f.width; ++i) v = f.big_endian ? (v << 8 | b[i]) : (v | uint32_t(b[i]) << (8 * i));

@@ -13,7 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
-#include <regex>
+#include <cctype>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -119,9 +119,21 @@ bool hugepages_available() {
 }
 
 std::string pci_address_of(const std::string& devargs) {
-  static const std::regex kPci(R"(^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])");
-  std::smatch m;
-  if (std::regex_search(devargs, m, kPci)) return m.str(0);
+  // [DDDD:]BB:DD.F at the start of the devargs.
+  const std::string head = devargs.substr(0, devargs.find(','));
+  auto hex = [](const std::string& s, size_t from, size_t n) {
+    if (from + n > s.size()) return false;
+    for (size_t i = from; i < from + n; ++i) {
+      if (!std::isxdigit(static_cast<unsigned char>(s[i]))) return false;
+    }
+    return true;
+  };
+  auto bdf = [&](size_t at) {
+    return hex(head, at, 2) && head.size() == at + 7 && head[at + 2] == ':' && hex(head, at + 3, 2) &&
+           head[at + 5] == '.' && head[at + 6] >= '0' && head[at + 6] <= '7';
+  };
+  if (bdf(0)) return head;
+  if (hex(head, 0, 4) && head.size() > 4 && head[4] == ':' && bdf(5)) return head;
   return {};
 }
 

@@ -211,6 +211,7 @@ bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, Compiled
   }
   all.insert(all.end(), in.rules.begin(), in.rules.end());
   for (const RuleDef& r : all) tables.insert(r.table);
+  tables.insert(in.more_tables.begin(), in.more_tables.end());
 
   CompiledActions dm;
   std::string e;
@@ -291,11 +292,38 @@ bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, Compiled
     cr.origin = r.origin;
     cr.origin_a = r.origin_a;
     cr.origin_b = r.origin_b;
+    if (r.origin != RuleDef::Origin::kGenerated) rule_source_hash(r, cr.source);
     out.rules.push_back(std::move(cr));
   }
   if (errors.size() != errors_before) return false;
   out.pipeline = std::move(pipeline);
   return true;
+}
+
+void rule_source_hash(const RuleDef& r, uint64_t out[2]) {
+  uint64_t a = 0xcbf29ce484222325ull, b = 0x84222325cbf29ce4ull;
+  auto mix = [&](std::string_view s) {
+    for (unsigned char c : s) {
+      a = (a ^ c) * 0x100000001b3ull;
+      b = (b ^ c) * 0x9e3779b97f4a7c15ull;
+      b ^= b >> 29;
+    }
+    a = (a ^ 0x1f) * 0x100000001b3ull;  // separator: "ab"+"c" != "a"+"bc"
+    b = (b ^ 0x1f) * 0x9e3779b97f4a7c15ull;
+  };
+  mix(std::to_string(r.table));
+  mix(std::to_string(r.priority));
+  for (const auto& [k, v] : r.match) {
+    mix(k);
+    mix(v);
+  }
+  mix("|");
+  for (const ActionItem& i : r.actions) {
+    mix(i.name);
+    mix(i.arg);
+  }
+  out[0] = a;
+  out[1] = b;
 }
 
 std::vector<cfg::Error> check_config(const cfg::Config& config) {

@@ -64,6 +64,7 @@ struct CompiledRule {
   RuleDef::Origin origin = RuleDef::Origin::kExtra;
   uint32_t origin_a = 0;
   uint32_t origin_b = 0;
+  uint64_t source[2] = {0, 0};  // rule_source_hash of what was written
 };
 
 struct CompiledRuleSet {
@@ -80,7 +81,12 @@ struct RuleSetInput {
   std::vector<TableDef> tables;
   std::vector<RuleDef> rules;
   std::vector<MeterProfile> meters;  // meter:N refers to meters[N]
+  std::vector<unsigned> more_tables;  // tables that must exist for rules compiled earlier and kept as they are
 };
+
+// A hash pair of a rule's source (table, priority, match items, action items as written): equal source in an
+// equal context (port indexes, meters) compiles to the same rule, so it need not be compiled again.
+void rule_source_hash(const RuleDef& r, uint64_t out[2]);
 
 // Compiles everything; on failure `errors` holds every problem found (located) and the result is unusable.
 bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, CompiledRuleSet& out,

@@ -92,7 +92,14 @@ struct Switch::Plan {
   CompiledRuleSet compiled;
   std::vector<std::unique_ptr<Binding>> bindings;  // parallel to desired.vports
   std::vector<MeterProfile> meters;                // user meters, then vport rate meters
-  std::vector<std::pair<size_t, uint32_t>> keep;   // compiled rule -> installed id
+  struct Keep {
+    uint32_t id;
+    RuleDef::Origin origin;
+    uint32_t a, b;
+  };
+  std::vector<Keep> keep;                          // installed rules that stay, with their (new) origin
+  std::vector<uint32_t> keep_by_source;            // installed ids reused without compiling (subset of keep)
+  uint64_t context[2] = {0, 0};
   std::vector<size_t> add;                         // compiled rules that need an id
   std::vector<uint32_t> remove_ids;
   std::vector<unsigned> add_tables, remove_tables;
@@ -254,7 +261,11 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
   std::vector<RuleDef> rules;
   rules_from_config(desired, tables, rules, p.meters);
   tables.insert(tables.end(), extra_tables.begin(), extra_tables.end());
-  rules.insert(rules.end(), extra_rules.begin(), extra_rules.end());
+  for (size_t i = 0; i < extra_rules.size(); ++i) {
+    rules.push_back(extra_rules[i]);
+    rules.back().origin = RuleDef::Origin::kExtra;
+    rules.back().origin_a = static_cast<uint32_t>(i);
+  }
   p.meters.insert(p.meters.end(), extra_meters.begin(), extra_meters.end());
   for (size_t i = 0; i < desired.vports.size(); ++i) {
     const cfg::VportConfig& v = desired.vports[i];
@@ -273,26 +284,66 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
   }
   if (p.meters.size() > kMaxMeters) error("meters", 0, fmt::format("{} meters, at most {}", p.meters.size(), kMaxMeters));
 
+  // Rules whose source is unchanged, in an unchanged context (port indexes, meters), stay as they are: no
+  // compile, same id, same counters. Everything else is compiled, then matched by its canonical identity.
+  {
+    std::string ctx;
+    for (uint16_t i = 0; i < p.nb_ports; ++i) ctx += p.slots[i].name + "/";
+    for (const MeterProfile& m : p.meters) ctx += fmt::format("{},{},{},{},{},{}/", m.tr_tcm, m.cir, m.pir, m.cbs, m.ebs_or_pbs, 0);
+    identity_hash(ctx, p.context);
+  }
+  const bool same_context = p.context[0] == context_[0] && p.context[1] == context_[1];
+  std::unordered_map<std::pair<uint64_t, uint64_t>, std::vector<const InstalledRule*>, PairHash> by_source;
+  if (same_context) {
+    by_source.reserve(rules_.size());
+    for (const InstalledRule& r : rules_) {
+      if (r.origin != RuleDef::Origin::kGenerated) by_source[{r.source[0], r.source[1]}].push_back(&r);
+    }
+  }
+  std::unordered_map<uint32_t, bool> claimed;
+  std::set<unsigned> kept_tables;
+  std::vector<RuleDef> to_compile;
+  to_compile.reserve(rules.size());
+  for (RuleDef& r : rules) {
+    uint64_t h[2];
+    rule_source_hash(r, h);
+    auto it = by_source.find({h[0], h[1]});
+    if (it != by_source.end() && !it->second.empty()) {
+      const InstalledRule* ir = it->second.back();
+      it->second.pop_back();
+      p.keep.push_back({ir->id, r.origin, r.origin_a, r.origin_b});
+      p.keep_by_source.push_back(ir->id);
+      claimed[ir->id] = true;
+      kept_tables.insert(ir->table);
+      continue;
+    }
+    to_compile.push_back(std::move(r));
+  }
+
   RuleSetInput in;
   in.config = &desired;
   in.ports = &p.names;
   in.nb_ports = p.nb_ports;
   in.tables = std::move(tables);
-  in.rules = std::move(rules);
+  in.rules = std::move(to_compile);
   in.meters = p.meters;
+  in.more_tables.assign(kept_tables.begin(), kept_tables.end());
   compile_rule_set(in, interner_, p.compiled, result.errors);
   if (!result.errors.empty()) return false;
 
-  // Rules: the same identity keeps its id (and so its counters); the rest is added or removed.
+  // Compiled rules: the same canonical identity keeps its id (and so its counters); the rest is added or removed.
   std::unordered_map<std::pair<uint64_t, uint64_t>, std::vector<uint32_t>, PairHash> have;
   have.reserve(rules_.size());
-  for (const InstalledRule& r : rules_) have[{r.identity[0], r.identity[1]}].push_back(r.id);
+  for (const InstalledRule& r : rules_) {
+    if (!claimed.count(r.id)) have[{r.identity[0], r.identity[1]}].push_back(r.id);
+  }
   for (size_t i = 0; i < p.compiled.rules.size(); ++i) {
     uint64_t h[2];
     identity_hash(p.compiled.rules[i].identity, h);
     auto it = have.find({h[0], h[1]});
     if (it != have.end() && !it->second.empty()) {
-      p.keep.emplace_back(i, it->second.back());
+      const CompiledRule& c = p.compiled.rules[i];
+      p.keep.push_back({it->second.back(), c.origin, c.origin_a, c.origin_b});
       it->second.pop_back();
     } else {
       p.add.push_back(i);
@@ -482,22 +533,23 @@ bool Switch::execute_plan(Plan& p, ApplyResult& result) {
   std::erase_if(rules_, [&](const InstalledRule& r) { return removed.count(r.id) != 0; });
   free_ids_.insert(free_ids_.end(), p.remove_ids.begin(), p.remove_ids.end());
   if (baseline_.size() < next_id_) baseline_.resize(next_id_);
-  std::unordered_map<uint32_t, size_t> kept;
-  for (auto& [ci, id] : p.keep) kept[id] = ci;
+  std::unordered_map<uint32_t, const Plan::Keep*> kept;
+  kept.reserve(p.keep.size());
+  for (const Plan::Keep& k : p.keep) kept[k.id] = &k;
   for (InstalledRule& r : rules_) {
     // Kept rules keep id and counters; where they come from may have moved in the file.
     auto it = kept.find(r.id);
     if (it == kept.end()) continue;
-    const CompiledRule& c = p.compiled.rules[it->second];
-    r.origin = c.origin;
-    r.origin_a = c.origin_a;
-    r.origin_b = c.origin_b;
+    r.origin = it->second->origin;
+    r.origin_a = it->second->a;
+    r.origin_b = it->second->b;
   }
   rules_.reserve(rules_.size() + p.add.size());
   for (size_t k = 0; k < p.add.size(); ++k) {
     const CompiledRule& c = p.compiled.rules[p.add[k]];
-    InstalledRule r{new_ids[k], c.origin, c.origin_a, c.origin_b, {0, 0}};
+    InstalledRule r{new_ids[k], c.origin, c.origin_a, c.origin_b, {0, 0}, {0, 0}, c.spec.table};
     identity_hash(c.identity, r.identity);
+    if (c.origin != RuleDef::Origin::kGenerated) std::copy(c.source, c.source + 2, r.source);
     RuleCounter base{};
     for (const auto& w : workers_) {
       base.packets += w->rule_counters()[r.id].packets;
@@ -509,6 +561,20 @@ bool Switch::execute_plan(Plan& p, ApplyResult& result) {
   rules_.shrink_to_fit();
   generated_where_.clear();
   for (const RuleDef& g : generated_rules(p.desired)) generated_where_.push_back(g.where);
+  std::copy(p.context, p.context + 2, context_);
+  // The running config keeps tables (ids, names, miss actions) but not rule bodies: the classifier has the
+  // rules, and a 100k-rule YAML model would cost more memory than the rules themselves. Names of named rules
+  // are kept for show and trace.
+  rule_names_.clear();
+  for (size_t t = 0; t < p.desired.tables.size(); ++t) {
+    for (size_t r = 0; r < p.desired.tables[t].rules.size(); ++r) {
+      if (!p.desired.tables[t].rules[r].name.empty()) {
+        rule_names_[uint64_t(t) << 32 | r] = p.desired.tables[t].rules[r].name;
+      }
+    }
+    p.desired.tables[t].rules.clear();
+    p.desired.tables[t].rules.shrink_to_fit();
+  }
   config_ = p.desired;
   return true;
 }
@@ -597,10 +663,8 @@ std::string Switch::where_of(const InstalledRule& r) const {
       return r.origin_a < generated_where_.size() ? generated_where_[r.origin_a] : "generated";
     case RuleDef::Origin::kConfig: {
       std::string w = fmt::format("tables[{}].rules[{}]", r.origin_a, r.origin_b);
-      if (r.origin_a < config_.tables.size() && r.origin_b < config_.tables[r.origin_a].rules.size() &&
-          !config_.tables[r.origin_a].rules[r.origin_b].name.empty()) {
-        w += fmt::format(" ({})", config_.tables[r.origin_a].rules[r.origin_b].name);
-      }
+      auto it = rule_names_.find(uint64_t(r.origin_a) << 32 | r.origin_b);
+      if (it != rule_names_.end()) w += fmt::format(" ({})", it->second);
       return w;
     }
     case RuleDef::Origin::kExtra:

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "config/config.h"
@@ -131,14 +132,16 @@ class Switch {
   void print_summary(FILE* out) const;
 
  private:
-  // What the switch remembers of an installed rule besides the classifier's copy: 32 bytes. Match, actions,
+  // What the switch remembers of an installed rule besides the classifier's copy: 56 bytes. Match, actions,
   // table and priority are read back from the classifier when show/trace need them.
   struct InstalledRule {
     uint32_t id;
     RuleDef::Origin origin;
     uint32_t origin_a;
     uint32_t origin_b;
-    uint64_t identity[2];  // two independent hashes of table|priority|match|actions
+    uint64_t identity[2];  // two independent hashes of table|priority|match|actions (compiled, canonical)
+    uint64_t source[2];    // hashes of the rule as written (rule_source_hash); 0 for generated rules
+    uint8_t table;
   };
   std::string where_of(const InstalledRule& r) const;
   struct Plan;  // what one apply does (switch.cc)
@@ -179,6 +182,8 @@ class Switch {
   std::vector<RuleDef> extra_rules_;
   std::vector<MeterProfile> extra_meters_;
   std::vector<std::string> generated_where_;  // where-strings of the generated rules of the running config
+  std::unordered_map<uint64_t, std::string> rule_names_;  // (table index << 32 | rule index) -> name, named rules only
+  uint64_t context_[2] = {0, 0};  // hash of what compiled rules depend on besides their source (ports, meters)
   uint64_t meter_generation_ = 0;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<bool> stop_{false};

@@ -462,7 +462,7 @@ TEST_F(ApiServerTest, ApplyWhoseClientDisconnectsBeforeTheCommitIsDropped) {
   start_server();
   // Big enough that its parse (on the helper thread) outlasts the client, which leaves as soon as the server
   // says it has the whole request.
-  const std::string big = request("apply", {{"yaml", config_yaml(3, 20000)}, {"progress", true}});
+  const std::string big = request("apply", {{"yaml", config_yaml(3, 3000)}, {"progress", true}});
   std::string first;
   serve_while([&] {
     const int fd = connect_to(sock_);
