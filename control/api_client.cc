@@ -43,7 +43,8 @@ std::string connect_hint(int err) {
 
 }  // namespace
 
-ApiClient::ApiClient(std::string socket_path, double timeout_s) : path_(std::move(socket_path)), timeout_s_(timeout_s) {}
+ApiClient::ApiClient(std::string socket_path, double timeout_s)
+    : path_(std::move(socket_path)), timeout_s_(timeout_s) {}
 
 ApiReply ApiClient::call(const std::string& method, const json& params,
                          const std::function<void(const CallProgress&)>& tick) {

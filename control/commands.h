@@ -24,8 +24,8 @@ std::string resolve_socket(const std::string& flag, const std::string& config_fi
 
 int cmd_validate(const Options& o, const std::string& file);
 int cmd_diff(const Options& o, const std::string& file);
-// diff_limit: diff items to print (0: all).
-int cmd_apply(const Options& o, const std::string& file, bool dry_run, uint64_t diff_limit);
+// diff_limit: diff items to print (0: all); with --json only when `limit_json` (the option was given).
+int cmd_apply(const Options& o, const std::string& file, bool dry_run, uint64_t diff_limit, bool limit_json);
 int cmd_watch(const Options& o, const std::string& file, double debounce_s, double resync_s);
 
 struct ShowOptions {

@@ -84,7 +84,9 @@ int fail_reply(const Options& o, const std::string& file, const ApiReply& reply)
   return kExitFailed;
 }
 
-std::string ms_text(double ms) { return ms >= 1000 ? fmt::format("{:.2f} s", ms / 1000) : fmt::format("{:.0f} ms", ms); }
+std::string ms_text(double ms) {
+  return ms >= 1000 ? fmt::format("{:.2f} s", ms / 1000) : fmt::format("{:.0f} ms", ms);
+}
 
 std::string counts_text(const json& r) {
   const json c = r.value("counts", json::object());
@@ -191,7 +193,7 @@ int cmd_diff(const Options& o, const std::string& file) {
   return kExitOk;
 }
 
-int cmd_apply(const Options& o, const std::string& file, bool dry_run, uint64_t diff_limit) {
+int cmd_apply(const Options& o, const std::string& file, bool dry_run, uint64_t diff_limit, bool limit_json) {
   std::string yaml, error;
   if (!read_file(file, yaml, error)) {
     fmt::print(stderr, "eswitchctl: {}\n", error);
@@ -200,7 +202,7 @@ int cmd_apply(const Options& o, const std::string& file, bool dry_run, uint64_t 
   ApiReply reply;
   int status = kExitOk;
   json params = {{"yaml", yaml}, {"source", file}, {"dry_run", dry_run}, {"progress", o.progress}};
-  if (!o.json && diff_limit != 0) params["diff_limit"] = diff_limit;
+  if ((!o.json || limit_json) && diff_limit != 0) params["diff_limit"] = diff_limit;
   if (!request(o, (dry_run ? "apply --dry-run " : "apply ") + file, "apply", params, reply, status)) return status;
   if (!reply.ok) return fail_reply(o, file, reply);
   if (o.json) {

@@ -54,9 +54,11 @@ int main(int argc, char** argv) {
   auto* watch = app.add_subcommand("watch", "apply FILE now and on every change; keep the running config when "
                                             "the new file is invalid");
   watch->add_option("FILE", file, "YAML config")->required();
-  watch->add_option("--debounce", debounce, "wait for this many seconds of quiet after a change")->capture_default_str();
-  watch->add_option("--resync", resync,
-                    "every N seconds, re-apply FILE if eswitchd's running config differs (0: never)")->capture_default_str();
+  watch->add_option("--debounce", debounce, "wait for this many seconds of quiet after a change")
+      ->capture_default_str();
+  watch
+      ->add_option("--resync", resync, "every N seconds, re-apply FILE if eswitchd's running config differs (0: never)")
+      ->capture_default_str();
 
   std::string what;
   esw::ctl::ShowOptions show_opts;
@@ -99,7 +101,7 @@ int main(int argc, char** argv) {
 
   if (validate->parsed()) return esw::ctl::cmd_validate(o, file);
   if (diff->parsed()) return esw::ctl::cmd_diff(o, file);
-  if (apply->parsed()) return esw::ctl::cmd_apply(o, file, dry_run, diff_limit);
+  if (apply->parsed()) return esw::ctl::cmd_apply(o, file, dry_run, diff_limit, apply->count("--diff-limit") > 0);
   if (watch->parsed()) return esw::ctl::cmd_watch(o, file, debounce, resync);
   if (show->parsed()) return esw::ctl::cmd_show(o, what, show_opts);
   if (stats->parsed()) return esw::ctl::cmd_stats(o, interval, count);

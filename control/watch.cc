@@ -153,7 +153,9 @@ class Watcher {
           fmt::print(out, "{}\n", format_config_error(file_, e));
         }
       } else if (kind == "applied") {
-        for (const auto& d : extra["result"].value("diff", json::array())) fmt::print(out, "  {}\n", format_diff_item(d));
+        for (const auto& d : extra["result"].value("diff", json::array())) {
+          fmt::print(out, "  {}\n", format_diff_item(d));
+        }
         const uint64_t total = extra["result"].value("diff_total", uint64_t{0});
         const uint64_t shown = extra["result"].value("diff", json::array()).size();
         if (shown < total) fmt::print(out, "  ... and {} more\n", total - shown);

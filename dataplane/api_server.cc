@@ -298,6 +298,14 @@ ApiServer::~ApiServer() {
   }
 }
 
+void ApiServer::check_socket_path(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof(addr.sun_path)) {
+    throw Error(fmt::format("api socket {}: path longer than {} bytes", path, sizeof(addr.sun_path) - 1));
+  }
+  clear_socket_path(path);
+}
+
 ApiServer::Client* ApiServer::find_client(uint64_t serial) {
   for (auto& c : clients_) {
     if (c->serial == serial && !c->dead) return c.get();
@@ -626,7 +634,8 @@ void ApiServer::finish_job() {
     if (c != nullptr) c->dead = true;
   } else {
     const std::string reply = commit(*job, [&](json p) {
-      if (job->progress) send_line(*c, json{{"api", kApiVersion}, {"id", job->id}, {"progress", std::move(p)}}.dump(), true);
+      if (!job->progress) return;
+      send_line(*c, json{{"api", kApiVersion}, {"id", job->id}, {"progress", std::move(p)}}.dump(), true);
     });
     if (!c->dead) {
       send_line(*c, reply, true);

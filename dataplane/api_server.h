@@ -66,6 +66,10 @@ class ApiServer {
   ApiServer& operator=(const ApiServer&) = delete;
   ~ApiServer();  // waits for a config being parsed, closes every connection, removes the socket
 
+  // Throws esw::dp::Error when `path` cannot become this server's socket: a live server answers on it, or it is
+  // not a socket. eswitchd checks before it initialises the EAL and opens ports.
+  static void check_socket_path(const std::string& path);
+
   // Waits up to `timeout_ms` for socket activity and handles whatever arrived: new connections, request bytes,
   // complete requests, a finished config parse (then commits that apply), pending replies.
   void poll(int timeout_ms);

@@ -137,6 +137,8 @@ int run(int argc, char** argv) {
   int status = 0;
   bool pdump = false;
   try {
+    // Another eswitchd on this socket stops here, before it touches the EAL or a single port.
+    if (traces.empty() && !api_socket.empty()) esw::dp::ApiServer::check_socket_path(api_socket);
     esw::dp::Eal::init(config);
     // Capture is a convenience: a primary without pdump still forwards.
     pdump = rte_pdump_init() == 0;
@@ -163,7 +165,7 @@ int run(int argc, char** argv) {
         esw::dp::Eal::cleanup();
         return status;
       }
-      // The socket comes before forwarding starts: a second eswitchd on the same socket stops here.
+      // Listening before forwarding starts; requests are served by the main loop below, one at a time.
       std::unique_ptr<esw::dp::ApiServer> api;
       if (!api_socket.empty()) {
         esw::dp::ApiServerOptions opts;

@@ -143,6 +143,15 @@ int not_running(rte_tel_data* d) {
   return 0;
 }
 
+// No rule snapshot yet: eswitchd is running but its main thread has not answered (a long apply in progress).
+int no_rules(rte_tel_data* d) {
+  if (current() == nullptr) return not_running(d);
+  rte_tel_data_start_dict(d);
+  add_u64(d, "running", 1);
+  add_str(d, "status", "busy: eswitchd's main thread has not published the rules yet; ask again");
+  return 0;
+}
+
 int cmd_info(const char*, const char*, rte_tel_data* d) {
   auto snap = current();
   if (snap == nullptr) return not_running(d);
@@ -242,7 +251,7 @@ int cmd_vports(const char*, const char* params, rte_tel_data* d) {
 
 int cmd_tables(const char*, const char*, rte_tel_data* d) {
   auto rules = current_rules();
-  if (rules == nullptr) return not_running(d);
+  if (rules == nullptr) return no_rules(d);
   rte_tel_data_start_dict(d);
   size_t n = 0;
   for (const auto& [id, t] : rules->tables) {
@@ -290,7 +299,7 @@ int cmd_rules(const char*, const char* params, rte_tel_data* d) {
   uint32_t first = 0;
   if (has_param(params) && !parse_u32(params, first)) return -1;
   auto rules = current_rules();
-  if (rules == nullptr) return not_running(d);
+  if (rules == nullptr) return no_rules(d);
   rte_tel_data_start_dict(d);
   add_u64(d, "total", rules->rules.size());
   auto it = std::lower_bound(rules->rules.begin(), rules->rules.end(), first,
@@ -316,7 +325,7 @@ int cmd_rule(const char*, const char* params, rte_tel_data* d) {
   uint32_t id = 0;
   if (!has_param(params) || !parse_u32(params, id)) return -1;
   auto rules = current_rules();
-  if (rules == nullptr) return not_running(d);
+  if (rules == nullptr) return no_rules(d);
   auto it = std::lower_bound(rules->rules.begin(), rules->rules.end(), id,
                              [](const RuleStats& r, uint32_t v) { return r.id < v; });
   if (it == rules->rules.end() || it->id != id) return -1;

@@ -256,9 +256,10 @@ def summarise(entry, expected_fwd, checks_verdicts):
         entry["changes_per_s"] = statistics.median(r["changes_per_s"] for r in runs)
     want = expected_fwd if checks_verdicts else 1.0
     entry["expected_fwd_fraction"] = round(want, 4)
-    # rx and tx read by one command agree to 1%; read by two (OVS with vhost-user) a few ms apart, to 3%.
-    tolerance = 0.03 if any(r.get("split_read") for r in runs) else 0.01
-    if abs(entry["fwd_fraction"] - want) > tolerance:
+    if any(r.get("split_read") for r in runs):
+        # rx and tx came from two commands (OVS with vhost-user) whose timing jitter is a few % of a short window.
+        entry["fwd_check"] = "not checked: rx and tx read by different commands"
+    elif abs(entry["fwd_fraction"] - want) > 0.01:
         entry["verdict_problem"] = (f"forwarded {entry['fwd_fraction']:.3f} of what it received, expected "
                                     f"{want:.3f}: its rules do not do what the scenario says")
 

@@ -141,7 +141,7 @@ def plots(results, out_dir) -> list:
              f"set output '{os.path.join(out_dir, 'mpps_vs_rules.png')}'",
              f"set multiplot layout 1,{len(masks)} title 'Mpps against rules (64 B, one forwarding core; "
              f"testpmd io = ceiling)'",
-             "set logscale x", "set xlabel 'rules'", "set ylabel 'Mpps'", "set grid", "set key bottom left",
+             "set logscale x", "set xlabel 'rules'", "set ylabel 'Mpps'", "set grid", "set key outside bottom center horizontal",
              f"set xrange [{rule_counts[0] / 2}:{rule_counts[-1] * 2}]", "set yrange [0:*]"]
         for m in masks:
             plots_m = []
@@ -164,7 +164,7 @@ def plots(results, out_dir) -> list:
         g = ["set terminal pngcairo size 800,520 font ',10'" if _has_cairo() else "set terminal png size 800,520",
              f"set output '{os.path.join(out_dir, 'mpps_vs_flows.png')}'",
              "set title 'Mpps against flows (1000 rules over 4 masks, 64 B, one forwarding core)'",
-             "set logscale x", "set xlabel 'distinct flows'", "set ylabel 'Mpps'", "set grid", "set key bottom left",
+             "set logscale x", "set xlabel 'distinct flows'", "set ylabel 'Mpps'", "set grid", "set key outside bottom center horizontal",
              f"set xrange [{max(flow_counts[0] / 2, 0.5)}:{flow_counts[-1] * 2}]", "set yrange [0:*]"]
         series = []
         for name in ("eswitch", "ovs", "testpmd-io"):

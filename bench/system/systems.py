@@ -18,13 +18,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 from dataclasses import dataclass
 from typing import Optional
 
 import scenarios
-from procs import Child, Registry, kill_pid
+from procs import Child, Registry
 
 TESTPMD = "dpdk-testpmd"
 OVS_VSWITCHD = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk"
@@ -515,8 +514,10 @@ class Guest:
         below rx means the system under test is the limit (the virtio ring is full); tx close to rx means the
         guest itself may be."""
         text = self.child.text() if self.child else ""
+        # The first period after the start reports zero rates: keep periods with both ports and traffic.
         complete = [p for p in text.split("Port statistics")
-                    if len(re.findall(r"Rx-pps:", p)) == 2 and len(re.findall(r"Tx-pps:", p)) == 2]
+                    if len(re.findall(r"Rx-pps:", p)) == 2 and len(re.findall(r"Tx-pps:", p)) == 2
+                    and any(int(x) > 0 for x in re.findall(r"Rx-pps:\s*(\d+)", p))]
         if not complete:
             return {}
         rx = sum(int(x) for x in re.findall(r"Rx-pps:\s*(\d+)", complete[-1]))

@@ -418,7 +418,9 @@ TEST_F(ApiServerTest, DiffApplyAndConfigRoundTripAndUnchangedRulesKeepCounting) 
   json show = call("show", {{"what", "rules"}, {"table", 0}});
   ASSERT_EQ(show["ok"], true);
   bool found = false;
-  for (const auto& r : show["result"]["rules"]) found |= r["where"].get<std::string>().find("(variant)") != std::string::npos;
+  for (const auto& r : show["result"]["rules"]) {
+    found |= r["where"].get<std::string>().find("(variant)") != std::string::npos;
+  }
   EXPECT_TRUE(found);
   json trace = call("trace", {{"packet", "in_port=uplink0,ipv4,udp,udp_dst=53"}});
   ASSERT_EQ(trace["ok"], true) << trace;
