@@ -2,6 +2,7 @@
 
 #include <grp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -612,6 +613,8 @@ void ApiServer::start_next_job() {
     ApplyJob* j = job_.get();
     const int efd = event_fd_;
     j->thread = std::thread([j, efd] {
+      // Inherits the main lcore's CPU affinity: it never competes with a worker core.
+      pthread_setname_np(pthread_self(), "esw-api-parse");
       const auto t = Clock::now();
       j->loaded = cfg::load_config_string(j->yaml, j->source);
       j->parse_ms = ms_since(t);

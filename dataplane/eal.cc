@@ -197,8 +197,9 @@ void Eal::init(const cfg::Config& config, const std::vector<std::string>& extra_
   if (rc < 0) {
     const int err = rte_errno;
     std::string cause = last_dpdk_error();
-    // A prefix that belongs to a running process must not be deleted under it.
+    // A prefix that belongs to a running process must not be deleted under it, now or by cleanup().
     if (!existed) remove_runtime_dir(s.runtime_dir);
+    s.runtime_dir.clear();
     std::string hint;
     if (err == EACCES || err == EPERM || geteuid() != 0) hint = " (eswitchd needs root: run it with sudo)";
     else if (err == ENOMEM) hint = fmt::format(" (dataplane.memory_mb is {})", dp.memory_mb);

@@ -226,7 +226,8 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
             fmt::format("port {} is live on '{}'; changing its attachment or role in place is not supported: "
                         "remove it in one apply and add it back in the next",
                         w.name, port.spec().devargs));
-      continue;
+      // Keep planning with the port where it is, so the rules that name it compile and their own errors (if
+      // any) are reported too; the apply fails anyway.
     }
     p.slots[it->second] = w;
     used.insert(it->second);

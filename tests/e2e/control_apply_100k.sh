@@ -113,25 +113,38 @@ PY
 # --- 2. kill -9 at random points ---
 round_seed=${ESW_SEED:-$RANDOM}
 RANDOM=$round_seed
-total_ms=$(ctl_json 'j["timing"]["total_ms"]' cat "$WORK/apply.json")
 parse_ms=$(ctl_json 'j["timing"]["parse_ms"]' cat "$WORK/apply.json")
 echo "kill rounds: seed $round_seed"
 prev="$WORK/b0.yaml"
 for k in $(seq 1 "$ROUNDS"); do
-  # Round 1 kills while sending or just after, the middle rounds while eswitchd parses, the last one late: during
-  # the commit or after it.
-  if ((k == 1)); then
-    delay_ms=$((RANDOM % 150))
-  elif ((k == ROUNDS)); then
-    delay_ms=$(/usr/bin/python3 -c "import random; random.seed($RANDOM); print(int(random.uniform($parse_ms, $total_ms * 1.1)))")
-  else
-    delay_ms=$(/usr/bin/python3 -c "import random; random.seed($RANDOM); print(int(random.uniform(0.2, 0.9) * $parse_ms))")
-  fi
+  # Round 1 kills while sending or just after, the middle rounds at a random point while eswitchd parses, the
+  # last one at its commit: as soon as eswitchd stops answering pings (its main thread is in Switch::apply) or
+  # reports the apply done.
   "$ESWITCHCTL" --socket "$SOCK" --no-progress apply "$WORK/b$k.yaml" >/dev/null 2>&1 &
   pid=$!
-  sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
+  start_ns=$(date +%s%N)
+  if ((k == ROUNDS)); then
+    busy() {
+      "$ESWITCHCTL" --socket "$SOCK" --timeout 0.3 ping --json 2>/dev/null |
+        /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["apply_in_progress"])' 2>/dev/null ||
+        echo commit
+    }
+    # First until eswitchd has the request, then until it is past parsing.
+    for _ in $(seq 200); do [[ $(busy) == True ]] && break; sleep 0.05; done
+    while kill -0 "$pid" 2>/dev/null && [[ $(busy) == True ]]; do sleep 0.05; done
+  else
+    if ((k == 1)); then
+      delay_ms=$((RANDOM % 150))
+    else
+      delay_ms=$(/usr/bin/python3 -c "import random; random.seed($RANDOM); print(int(random.uniform(0.2, 0.9) * $parse_ms))")
+    fi
+    sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
+  fi
+  how="killed"
+  kill -0 "$pid" 2>/dev/null || how="(already done)"
   kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+  delay_ms=$((($(date +%s%N) - start_ns) / 1000000))
   # eswitchd finishes (or drops) what it received; wait until it is idle.
   for _ in $(seq 1200); do
     [[ $(ctl_json 'j["apply_in_progress"]' ctl ping --json) == False ]] && break
@@ -155,7 +168,7 @@ want=$(basename "$prev" .yaml | sed 's/^b/variant-/')
 before=$(ctl_vm2_tx)
 sleep 0.2
 (( $(ctl_vm2_tx) > before )) || fail "round $k: forwarding stopped"
-echo "ok: round $k: eswitchctl killed ${delay_ms} ms into the apply -> $state config ($(basename "$prev"))"
+echo "ok: round $k: eswitchctl $how ${delay_ms} ms into the apply -> $state config ($(basename "$prev"))"
 done
 
 ctl_stop
