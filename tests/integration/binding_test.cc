@@ -220,6 +220,36 @@ TEST(Binding, AdversarialVportCannotSpoofAndLegitTrafficFlows) {
   EXPECT_EQ(sw.mempool_report().in_use, 0u);
 }
 
+TEST(Binding, RateLimitDropsWhatExceedsTxMax) {
+  RingPort up("lu"), v1("l1"), v2("l2");
+  esw::cfg::Config c = esw::test::ring_test_config("binding");
+  c.uplinks.push_back(esw::test::uplink("uplink0", up.devname));
+  c.vports.push_back(bound_vport("lvm1", v1.devname, "02:00:c6:12:01:01", {"198.18.0.1"}, {}));
+  c.vports.push_back(bound_vport("lvm2", v2.devname, "02:00:c6:12:01:02", {"198.18.0.2"}, {}));
+  // 800 kbit/s = 100 kB/s with a 3,000-byte bucket: of 100 back-to-back 100-byte frames about 30 pass.
+  c.vports[0].rate.tx_max_bps = 800000;
+  c.vports[0].rate.tx_burst_bytes = 3000;
+  esw::dp::Switch sw(c);
+  sw.start();
+  const Bytes f = PacketBuilder().eth({.dst = kMac2, .src = kMac1}).ipv4({.src = ip4("198.18.0.1"), .dst = ip4("198.18.0.2")})
+                      .udp({.dport = 7}).payload(100 - 42).build();
+  ASSERT_EQ(f.size(), 100u);
+  for (int i = 0; i < 100; ++i) v1.inject(sw.pool(), f);
+  const size_t got = v2.take_bytes(100, std::chrono::milliseconds(500)).size();
+  EXPECT_GE(got, 25u);
+  EXPECT_LE(got, 35u);
+  for (int i = 0; i < 1000 && drops(sw, "lvm1", DropReason::kRateLimit) < 100 - got; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(drops(sw, "lvm1", DropReason::kRateLimit), 100 - got);
+  // The other direction is not limited.
+  const Bytes back = PacketBuilder().eth({.dst = kMac1, .src = kMac2}).ipv4({.src = ip4("198.18.0.2"), .dst = ip4("198.18.0.1")})
+                         .udp({.dport = 7}).payload(58).build();
+  for (int i = 0; i < 100; ++i) v2.inject(sw.pool(), back);
+  EXPECT_EQ(v1.take_bytes(100).size(), 100u);
+  sw.close();
+}
+
 TEST(Binding, RuntimeAddRemoveVportsLosesNothingElsewhere) {
   // rvm2's sink holds every frame of the run: if a frame is missing, the switch lost it, not a slow test thread.
   RingPort up("ru"), v1("r1"), v2("r2", 32768);
