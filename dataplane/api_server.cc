@@ -506,11 +506,11 @@ ApiServer::Envelope ApiServer::parse_envelope(std::string_view request, json& id
     env.params = std::move(*p);
   }
   env.progress = param_bool(env.params, "progress", false);
-  static const char* kMethods[] = {"ping", "config", "apply", "diff", "show", "stats", "trace"};
+  static const char* kMethods[] = {"ping", "config", "apply", "diff", "show", "stats", "trace", "rules"};
   if (std::find_if(std::begin(kMethods), std::end(kMethods), [&](const char* k) { return env.method == k; }) ==
       std::end(kMethods)) {
     throw ApiError{"unknown_method", fmt::format("unknown method \"{}\"; methods: ping, config, apply, diff, show, "
-                                                 "stats, trace",
+                                                 "stats, trace, rules",
                                                  env.method)};
   }
   return env;
@@ -522,6 +522,7 @@ json ApiServer::dispatch_read(const Envelope& env) {
   if (env.method == "show") return do_show(env.params);
   if (env.method == "stats") return do_stats(env.params);
   if (env.method == "trace") return do_trace(env.params);
+  if (env.method == "rules") return do_rules(env.params);
   throw ApiError{"internal", fmt::format("method {} is not a read", env.method)};
 }
 
@@ -936,6 +937,32 @@ json ApiServer::do_stats(const json& params) {
     out["rules"] = std::move(rules);
   }
   return out;
+}
+
+// Runtime rules: {"add": ["name=x,priority=..,<match> actions=..", ...], "delete": ["x", ...]}. One transaction
+// on the main thread, like an apply; small and incremental, so it does not queue behind YAML parsing.
+json ApiServer::do_rules(const json& params) {
+  auto strings = [&](const char* key) {
+    std::vector<std::string> out;
+    auto it = params.find(key);
+    if (it == params.end() || it->is_null()) return out;
+    if (!it->is_array()) throw ApiError{"bad_request", fmt::format("\"{}\" must be an array of strings", key)};
+    for (const auto& v : *it) {
+      if (!v.is_string()) throw ApiError{"bad_request", fmt::format("\"{}\" must be an array of strings", key)};
+      out.push_back(v.get<std::string>());
+    }
+    return out;
+  };
+  const std::vector<std::string> add = strings("add");
+  const std::vector<std::string> del = strings("delete");
+  const auto t = Clock::now();
+  const ApplyResult r = sw_.change_rules(add, del);
+  if (!r.ok) {
+    throw ApiError{"invalid_config", fmt::format("{} error(s); nothing was changed", r.errors.size()),
+                   config_errors_json(r.errors)};
+  }
+  return json{{"added", add.size()}, {"deleted", del.size()}, {"changes", r.diff.size()},
+              {"runtime_rules", sw_.runtime_rule_count()}, {"ms", ms_since(t)}};
 }
 
 json ApiServer::do_trace(const json& params) {

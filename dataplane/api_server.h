@@ -115,6 +115,7 @@ class ApiServer {
   nlohmann::json do_show(const nlohmann::json& params);
   nlohmann::json do_stats(const nlohmann::json& params);
   nlohmann::json do_trace(const nlohmann::json& params);
+  nlohmann::json do_rules(const nlohmann::json& params);
 
   Switch& sw_;
   ApiServerOptions options_;

@@ -59,6 +59,10 @@ bool parse_rule_text(std::string_view text, RuleDef& out, std::string& error) {
     const size_t eq = item.find('=');
     std::string k(item.substr(0, eq));
     std::string v = eq == std::string_view::npos ? std::string() : std::string(item.substr(eq + 1));
+    if (k == "name") {
+      out.where = v;
+      continue;
+    }
     if (k == "table" || k == "priority") {
       unsigned long n = 0;
       try {

@@ -175,8 +175,8 @@ size_t Switch::port_count() const {
 }
 
 bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra_tables,
-                  const std::vector<RuleDef>& extra_rules, const std::vector<MeterProfile>& extra_meters, Plan& p,
-                  ApplyResult& result) {
+                  const std::vector<RuleDef>& extra_rules, const std::vector<MeterProfile>& extra_meters,
+                  bool keep_config_rules, Plan& p, ApplyResult& result) {
   p.desired = desired;
   auto error = [&](const std::string& path, int line, const std::string& msg) {
     cfg::Error e;
@@ -261,6 +261,7 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
   std::vector<TableDef> tables;
   std::vector<RuleDef> rules;
   rules_from_config(desired, tables, rules, p.meters);
+  if (keep_config_rules) rules.clear();
   tables.insert(tables.end(), extra_tables.begin(), extra_tables.end());
   for (size_t i = 0; i < extra_rules.size(); ++i) {
     rules.push_back(extra_rules[i]);
@@ -303,6 +304,15 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
   }
   std::unordered_map<uint32_t, bool> claimed;
   std::set<unsigned> kept_tables;
+  if (keep_config_rules) {
+    for (const InstalledRule& r : rules_) {
+      if (r.origin != RuleDef::Origin::kConfig) continue;
+      p.keep.push_back({r.id, r.origin, r.origin_a, r.origin_b});
+      p.keep_by_source.push_back(r.id);
+      claimed[r.id] = true;
+      kept_tables.insert(r.table);
+    }
+  }
   std::vector<RuleDef> to_compile;
   to_compile.reserve(rules.size());
   for (RuleDef& r : rules) {
@@ -583,7 +593,7 @@ bool Switch::execute_plan(Plan& p, ApplyResult& result) {
 ApplyResult Switch::apply(const cfg::Config& desired, bool dry_run) {
   ApplyResult result;
   Plan p;
-  if (!plan(desired, extra_tables_, extra_rules_, extra_meters_, p, result)) return result;
+  if (!plan(desired, extra_tables_, extra_rules_, extra_meters_, false, p, result)) return result;
   if (dry_run) {
     result.ok = true;
     return result;
@@ -596,7 +606,7 @@ bool Switch::set_rules(const std::vector<TableDef>& tables, const std::vector<Ru
                        const std::vector<MeterProfile>& meters, std::string& error) {
   ApplyResult result;
   Plan p;
-  if (!plan(config_, tables, rules, meters, p, result) || !execute_plan(p, result)) {
+  if (!plan(config_, tables, rules, meters, true, p, result) || !execute_plan(p, result)) {
     error.clear();
     for (const auto& e : result.errors) error += (error.empty() ? "" : "; ") + e.to_string();
     return false;
@@ -605,6 +615,42 @@ bool Switch::set_rules(const std::vector<TableDef>& tables, const std::vector<Ru
   extra_rules_ = rules;
   extra_meters_ = meters;
   return true;
+}
+
+ApplyResult Switch::change_rules(const std::vector<std::string>& add, const std::vector<std::string>& remove) {
+  ApplyResult result;
+  std::vector<RuleDef> next = extra_rules_;
+  auto error = [&](const std::string& path, const std::string& msg) {
+    cfg::Error e;
+    e.path = path;
+    e.message = msg;
+    result.errors.push_back(std::move(e));
+  };
+  for (size_t i = 0; i < remove.size(); ++i) {
+    const size_t before = next.size();
+    std::erase_if(next, [&](const RuleDef& r) { return r.where == remove[i]; });
+    if (next.size() == before) error(fmt::format("delete[{}]", i), fmt::format("no runtime rule named '{}'", remove[i]));
+  }
+  for (size_t i = 0; i < add.size(); ++i) {
+    RuleDef r;
+    std::string e;
+    if (!parse_rule_text(add[i], r, e)) {
+      error(fmt::format("add[{}]", i), e);
+      continue;
+    }
+    if (r.where.empty()) {
+      error(fmt::format("add[{}]", i), "a runtime rule needs name=NAME (it is deleted by name)");
+      continue;
+    }
+    std::erase_if(next, [&](const RuleDef& o) { return o.where == r.where; });
+    next.push_back(std::move(r));
+  }
+  if (!result.errors.empty()) return result;
+  Plan p;
+  if (!plan(config_, extra_tables_, next, extra_meters_, true, p, result)) return result;
+  result.ok = execute_plan(p, result);
+  if (result.ok) extra_rules_ = std::move(next);
+  return result;
 }
 
 void Switch::publish_poll_lists() {

@@ -107,6 +107,13 @@ class Switch {
   bool set_rules(const std::vector<TableDef>& tables, const std::vector<RuleDef>& rules,
                  const std::vector<MeterProfile>& meters, std::string& error);
 
+  // Runtime rules (not part of the config, kept across applies), named: add replaces a rule of the same name.
+  // Each text is the one-string rule form and must carry name=NAME, e.g.
+  //   "table=0,priority=100,name=block-ssh,in_port=vm1,ipv4,tcp_dst=22 actions=drop".
+  // One transaction: on any error nothing changes. Cost: O(rules) hashing plus the compile of what changed.
+  ApplyResult change_rules(const std::vector<std::string>& add, const std::vector<std::string>& remove);
+  size_t runtime_rule_count() const { return extra_rules_.size(); }
+
   // Runs one packet through the same pipeline code as the workers, without sending it anywhere.
   TraceResult trace(uint16_t in_port, const uint8_t* data, size_t len);
   // Trace from a description: "in_port=vm1,eth_src=...,ipv4,ipv4_src=...,tcp,tcp_dst=80".
@@ -146,9 +153,11 @@ class Switch {
   std::string where_of(const InstalledRule& r) const;
   struct Plan;  // what one apply does (switch.cc)
 
+  // keep_config_rules: the config's rules stay exactly as installed (runtime-rule changes; the running config
+  // does not keep rule bodies, so they could not be compiled again from it).
   bool plan(const cfg::Config& desired, const std::vector<TableDef>& extra_tables,
             const std::vector<RuleDef>& extra_rules, const std::vector<MeterProfile>& extra_meters,
-            Plan& plan, ApplyResult& result);
+            bool keep_config_rules, Plan& plan, ApplyResult& result);
   bool execute_plan(Plan& plan, ApplyResult& result);
   void publish_poll_lists();
   void wait_for_workers();

@@ -11,6 +11,7 @@ testpmd forwarding lcore, OVS PMD) on core 1. --workers N uses cores 1..N.
 Adding eswitch to a scenario it cannot run yet is one line: its `skip_reason` below, or the feature probe, decides.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -318,8 +319,8 @@ class Eswitch(System):
         tx = int(rows[scenarios.SINK][5])
         return Sample(t, rx, tx)
 
-    # Rule churn: the management API takes the whole desired config (apply is a transaction); the churn rules
-    # are appended to table 0.
+    # Rule churn: the management API's "rules" method adds and deletes named runtime rules incrementally (one
+    # transaction per call; the config's own rules stay as installed).
     def churn(self, adds, dels):
         if self.api_path is None:
             raise Skip("eswitchd has no management API socket option")
@@ -328,12 +329,18 @@ class Eswitch(System):
             self._api.connect(self.api_path)
             self._api_buf = b""
             self._api_id = 0
-        gone = {json.dumps(r.match) for r in dels}
-        self._churn_rules = [r for r in self._churn_rules if json.dumps(r.match) not in gone] + list(adds)
-        text = self.running_yaml + "".join(_rule_yaml(r) for r in self._churn_rules)
+
+        def name(r):
+            return "churn-" + hashlib.sha1(json.dumps(r.match).encode()).hexdigest()[:12]
+
+        def text(r):
+            match = ",".join(f"{k}={v}" for k, v in r.match)
+            acts = ",".join(f"{n}:{a}" if a else n for n, a in r.actions)
+            return f"priority={r.priority},name={name(r)},{match} actions={acts}"
+
         self._api_id += 1
-        req = {"api": 1, "id": self._api_id, "method": "apply",
-               "params": {"yaml": text, "source": "bench-churn", "diff_limit": 1}}
+        req = {"api": 1, "id": self._api_id, "method": "rules",
+               "params": {"add": [text(r) for r in adds], "delete": [name(r) for r in dels]}}
         self._api.sendall(json.dumps(req).encode() + b"\n")
         while b"\n" not in self._api_buf:
             chunk = self._api.recv(1 << 16)
@@ -343,7 +350,7 @@ class Eswitch(System):
         line, self._api_buf = self._api_buf.split(b"\n", 1)
         reply = json.loads(line)
         if not reply.get("ok"):
-            raise Fail(f"eswitchd refused a churn apply: {reply.get('error')}")
+            raise Fail(f"eswitchd refused a churn change: {reply.get('error')}")
 
     def stop(self):
         if self._api is not None:
