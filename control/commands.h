@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace esw::ctl {
 
@@ -36,6 +37,9 @@ struct ShowOptions {
 int cmd_show(const Options& o, const std::string& what, const ShowOptions& so);
 int cmd_stats(const Options& o, double interval_s, int count);
 int cmd_trace(const Options& o, const std::string& packet, const std::string& hex, const std::string& in_port);
+// Runtime rules (not part of the config file; kept across applies): add in the one-string form with name=NAME,
+// delete by name, one transaction.
+int cmd_rules(const Options& o, const std::vector<std::string>& add, const std::vector<std::string>& del);
 int cmd_config(const Options& o);
 int cmd_ping(const Options& o);
 

@@ -401,6 +401,20 @@ int cmd_trace(const Options& o, const std::string& packet, const std::string& he
   return kExitOk;
 }
 
+int cmd_rules(const Options& o, const std::vector<std::string>& add, const std::vector<std::string>& del) {
+  ApiReply reply;
+  int status = kExitOk;
+  if (!request(o, "rules", "rules", json{{"add", add}, {"delete", del}}, reply, status)) return status;
+  if (!reply.ok) return fail_reply(o, "", reply);
+  if (o.json) {
+    print_json(reply.result);
+    return kExitOk;
+  }
+  fmt::print("runtime rules: {} added, {} deleted ({} runtime rules now) in {} ms\n", add.size(), del.size(),
+             reply.result.value("runtime_rules", 0), reply.result.value("ms", 0.0));
+  return kExitOk;
+}
+
 int cmd_config(const Options& o) {
   ApiReply reply;
   int status = kExitOk;

@@ -78,6 +78,12 @@ int main(int argc, char** argv) {
   stats->add_option("-n,--count", count, "repeat N times (0: until interrupted)")->capture_default_str();
 
   std::string packet, hex, in_port;
+  std::vector<std::string> rules_add, rules_del;
+  auto* rules = app.add_subcommand("rules", "add or delete named runtime rules (not in the config file; kept across applies)");
+  rules->add_option("--add", rules_add,
+                    "a rule in the one-string form with a name, e.g. 'priority=100,name=block-ssh,in_port=vm1,ipv4,"
+                    "tcp_dst=22 actions=drop' (repeatable)");
+  rules->add_option("--delete", rules_del, "the name of a runtime rule to delete (repeatable)");
   auto* trace = app.add_subcommand("trace", "run a packet through the tables and show each step");
   trace->add_option("PACKET", packet, "packet description, e.g. in_port=vm1,ipv4,ipv4_dst=198.18.0.2,tcp,tcp_dst=80");
   trace->add_option("--hex", hex, "the frame as hex bytes (with --in-port) instead of a description");
@@ -105,6 +111,13 @@ int main(int argc, char** argv) {
   if (watch->parsed()) return esw::ctl::cmd_watch(o, file, debounce, resync);
   if (show->parsed()) return esw::ctl::cmd_show(o, what, show_opts);
   if (stats->parsed()) return esw::ctl::cmd_stats(o, interval, count);
+  if (rules->parsed()) {
+    if (rules_add.empty() && rules_del.empty()) {
+      fmt::print(stderr, "eswitchctl rules: give --add RULE and/or --delete NAME\n");
+      return 1;
+    }
+    return esw::ctl::cmd_rules(o, rules_add, rules_del);
+  }
   if (trace->parsed()) {
     if (hex.empty() == packet.empty()) {
       fmt::print(stderr, "eswitchctl trace: give either PACKET or --hex HEX --in-port PORT\n");

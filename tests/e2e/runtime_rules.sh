@@ -83,6 +83,15 @@ echo "$r" | grep -q '"ok":true' || fail "rules delete: $r"
 [[ $(verdict "in_port=vm1,eth_src=02:00:c6:12:00:01,eth_dst=02:00:c6:12:00:02,ipv4,ipv4_src=198.18.0.1,tcp,tcp_dst=22") == "output:vm2" ]] || fail "deleted rule still in effect"
 echo "ok: runtime rule deleted"
 
+# The same through eswitchctl.
+"$ESWITCHCTL" --socket "$SOCK" --no-progress rules --add "priority=90,name=cli-block,in_port=vm1,ipv4,tcp_dst=80 actions=drop" \
+  >/dev/null || fail "eswitchctl rules --add"
+[[ $(verdict "in_port=vm1,eth_src=02:00:c6:12:00:01,eth_dst=02:00:c6:12:00:02,ipv4,ipv4_src=198.18.0.1,tcp,tcp_dst=80") == "drop (rule)" ]] \
+  || fail "eswitchctl rules --add not in effect"
+"$ESWITCHCTL" --socket "$SOCK" --no-progress rules --delete cli-block >/dev/null || fail "eswitchctl rules --delete"
+"$ESWITCHCTL" --socket "$SOCK" --no-progress rules --delete cli-block >/dev/null 2>&1 && fail "deleting twice succeeded"
+echo "ok: eswitchctl rules --add / --delete"
+
 # Churn: 100 calls, each adding 10 rules and deleting the 10 of the previous call (2,000 changes).
 /usr/bin/python3 - "$SOCK" <<'PY'
 import json, socket, sys, time
