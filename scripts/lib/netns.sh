@@ -61,3 +61,50 @@ esw_wait_file() {
   done
   return 1
 }
+
+# ---- end-to-end test scaffolding --------------------------------------------------------------------------
+# esw_e2e_begin TAG: needs root (else exits 77 = skipped), sets WORK (a temp dir), PREFIX (the DPDK file prefix
+# of this run) and SW_PID, and installs a trap that kills eswitchd and anything in ESW_EXTRA_PIDS, removes the
+# namespaces and interfaces created, WORK and the run's DPDK runtime directory - also on failure or Ctrl-C.
+ESW_EXTRA_PIDS=()
+esw_e2e_begin() {
+  [[ $(id -u) -eq 0 ]] || { echo "SKIP: needs root"; exit 77; }
+  WORK=$(mktemp -d "/tmp/esw-$1.XXXXXX")
+  PREFIX="esw-$1-$$"
+  SW_PID=""
+  trap esw_e2e_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+esw_e2e_cleanup() {
+  local p
+  for p in "${ESW_EXTRA_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [[ -n "${SW_PID:-}" ]] && kill -0 "$SW_PID" 2>/dev/null; then kill -9 "$SW_PID" 2>/dev/null || true; fi
+  esw_topo_down
+  rm -rf "$WORK" "/var/run/dpdk/$PREFIX"
+}
+
+# fail MESSAGE: prints it and eswitchd's log, exits 1.
+fail() {
+  echo "FAIL: $*" >&2
+  [[ -f "$WORK/eswitchd.log" ]] && sed 's/^/  eswitchd: /' "$WORK/eswitchd.log" >&2
+  exit 1
+}
+
+# esw_start_eswitchd ESWITCHD CONFIG [ARGS...]: starts it (log in $WORK/eswitchd.log), waits until it forwards.
+esw_start_eswitchd() {
+  local bin=$1 config=$2
+  shift 2
+  "$bin" --config "$config" --ready-file "$WORK/ready" "$@" >"$WORK/eswitchd.log" 2>&1 &
+  SW_PID=$!
+  esw_wait_file "$WORK/ready" "$SW_PID" 30 || fail "eswitchd did not start"
+}
+
+# esw_stop_eswitchd: SIGINT, and it must exit 0 (clean stop, every mbuf back).
+esw_stop_eswitchd() {
+  local rc=0
+  kill -INT "$SW_PID"
+  wait "$SW_PID" || rc=$?
+  SW_PID=""
+  [[ $rc -eq 0 ]] || fail "eswitchd exited with $rc"
+}

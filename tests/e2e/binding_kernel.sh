@@ -10,21 +10,9 @@ ESWITCHCTL=${2:?usage: $0 eswitchd eswitchctl}
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../../scripts/lib/netns.sh
 source "$HERE/../../scripts/lib/netns.sh"
-[[ $(id -u) -eq 0 ]] || { echo "SKIP: needs root"; exit 77; }
-
+esw_e2e_begin bind
 P="esw$(($$ % 10000))"
-WORK=$(mktemp -d /tmp/esw-bind.XXXXXX)
-PREFIX="esw-bind-$$"
 SOCK="$WORK/api.sock"
-SW_PID=""
-cleanup() {
-  if [[ -n "$SW_PID" ]] && kill -0 "$SW_PID" 2>/dev/null; then kill -9 "$SW_PID" 2>/dev/null || true; fi
-  esw_topo_down
-  rm -rf "$WORK" "/var/run/dpdk/$PREFIX"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-fail() { echo "FAIL: $*" >&2; sed 's/^/  eswitchd: /' "$WORK/eswitchd.log" >&2 || true; exit 1; }
 ctl() { "$ESWITCHCTL" --socket "$SOCK" --no-progress "$@"; }
 
 esw_host_add "$P" t1 02:00:c6:12:00:01 198.18.0.1/24
@@ -42,9 +30,7 @@ vports:
 YAML
 }
 config 02:00:c6:12:00:01 198.18.0.1 >"$WORK/a.yaml"
-"$ESWITCHD" --config "$WORK/a.yaml" --ready-file "$WORK/ready" >"$WORK/eswitchd.log" 2>&1 &
-SW_PID=$!
-esw_wait_file "$WORK/ready" "$SW_PID" 30 || fail "eswitchd did not start"
+esw_start_eswitchd "$ESWITCHD" "$WORK/a.yaml"
 for _ in $(seq 50); do [[ -S "$SOCK" ]] && break; sleep 0.1; done
 
 drops() {  # drops VPORT REASON
@@ -103,9 +89,5 @@ ctl apply "$WORK/c.yaml" >/dev/null || fail "apply of the new MAC"
 reach || fail "still cut off after binding the new MAC"
 echo "ok: after eswitchctl apply with hw_addr 02:00:c6:12:00:11 it gets through again"
 
-kill -INT "$SW_PID"
-rc=0
-wait "$SW_PID" || rc=$?
-SW_PID=""
-[[ $rc -eq 0 ]] || fail "eswitchd exited with $rc"
+esw_stop_eswitchd
 echo "PASS: kernel tenants: binding enforced, follows the config"

@@ -11,21 +11,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../../scripts/lib/netns.sh
 source "$HERE/../../scripts/lib/netns.sh"
 
-[[ $(id -u) -eq 0 ]] || { echo "SKIP: needs root for network namespaces"; exit 77; }
-
+esw_e2e_begin e2e
 P="esw$(($$ % 10000))"
-WORK=$(mktemp -d /tmp/esw-e2e.XXXXXX)
-PREFIX="esw-e2e-$$"
-SW_PID=""
-cleanup() {
-  if [[ -n "$SW_PID" ]] && kill -0 "$SW_PID" 2>/dev/null; then kill -9 "$SW_PID" 2>/dev/null || true; fi
-  esw_topo_down
-  rm -rf "$WORK" "/var/run/dpdk/$PREFIX"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-fail() { echo "FAIL: $*" >&2; [[ -f "$WORK/eswitchd.log" ]] && sed 's/^/  eswitchd: /' "$WORK/eswitchd.log" >&2; exit 1; }
 
 esw_host_add "$P" t1 02:00:c6:12:00:01 198.18.0.1/24 2001:db8::1/64
 esw_host_add "$P" t2 02:00:c6:12:00:02 198.18.0.2/24 2001:db8::2/64
@@ -59,10 +46,7 @@ vports:
 representors: { kind: none }
 YAML
 
-"$ESWITCHD" --config "$WORK/esw.yaml" --ready-file "$WORK/ready" --stats-json "$WORK/stats.json" \
-  >"$WORK/eswitchd.log" 2>&1 &
-SW_PID=$!
-esw_wait_file "$WORK/ready" "$SW_PID" 30 || fail "eswitchd did not start"
+esw_start_eswitchd "$ESWITCHD" "$WORK/esw.yaml" --stats-json "$WORK/stats.json"
 
 ip netns exec "$P-t1" ping -c 3 -i 0.2 -W 2 198.18.0.2 >/dev/null || fail "ping vm1 -> vm2"
 ip netns exec "$P-t2" ping -c 3 -i 0.2 -W 2 198.18.0.1 >/dev/null || fail "ping vm2 -> vm1"
@@ -83,11 +67,7 @@ wait "$NC_PID" || fail "TCP receiver"
 cmp -s "$WORK/tx.bin" "$WORK/rx.bin" || fail "TCP stream corrupted or truncated ($(stat -c %s "$WORK/rx.bin") bytes)"
 echo "ok: TCP 8 MiB vm1 -> vm2 intact"
 
-kill -INT "$SW_PID"
-rc=0
-wait "$SW_PID" || rc=$?
-SW_PID=""
-[[ $rc -eq 0 ]] || fail "eswitchd exited with $rc after SIGINT"
+esw_stop_eswitchd
 grep -q "stopped cleanly; all .* mbufs back in the pool" "$WORK/eswitchd.log" || fail "no clean-stop report"
 [[ ! -e "/var/run/dpdk/$PREFIX" ]] || fail "runtime directory /var/run/dpdk/$PREFIX left behind"
 

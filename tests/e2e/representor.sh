@@ -9,24 +9,10 @@ ESWITCHD=${1:?usage: $0 eswitchd}
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../../scripts/lib/netns.sh
 source "$HERE/../../scripts/lib/netns.sh"
-[[ $(id -u) -eq 0 ]] || { echo "SKIP: needs root"; exit 77; }
-
+esw_e2e_begin rep
 P="esw$(($$ % 10000))"
 V1="r${P#esw}a"   # vport names: <= 11 characters, so rep-<name> fits in IFNAMSIZ
 V2="r${P#esw}b"
-WORK=$(mktemp -d /tmp/esw-rep.XXXXXX)
-PREFIX="esw-rep-$$"
-SW_PID=""
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  if [[ -n "$SW_PID" ]] && kill -0 "$SW_PID" 2>/dev/null; then kill -9 "$SW_PID" 2>/dev/null || true; fi
-  esw_topo_down
-  rm -rf "$WORK" "/var/run/dpdk/$PREFIX"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-fail() { echo "FAIL: $*" >&2; sed 's/^/  eswitchd: /' "$WORK/eswitchd.log" >&2 || true; exit 1; }
 
 esw_host_add "$P" t1 02:00:c6:12:00:01 198.18.0.1/24
 esw_host_add "$P" t2 02:00:c6:12:00:02 198.18.0.2/24
@@ -42,9 +28,7 @@ vports:
 representors: { kind: tap }
 YAML
 
-"$ESWITCHD" --config "$WORK/esw.yaml" --ready-file "$WORK/ready" --stats-json "$WORK/stats.json" >"$WORK/eswitchd.log" 2>&1 &
-SW_PID=$!
-esw_wait_file "$WORK/ready" "$SW_PID" 30 || fail "eswitchd did not start"
+esw_start_eswitchd "$ESWITCHD" "$WORK/esw.yaml"
 
 for v in "$V1" "$V2"; do
   ip link show "rep-$v" >/dev/null 2>&1 || fail "representor rep-$v does not exist"
@@ -56,7 +40,7 @@ echo "ok: representors exist; carrier follows the vport state"
 
 # 1. vport -> miss -> representor: tcpdump on rep-<vm1> sees the ping to an unknown neighbour.
 tcpdump -n -i "rep-$V1" -c 1 -w "$WORK/rep.pcap" icmp >/dev/null 2>&1 &
-PIDS+=($!)
+ESW_EXTRA_PIDS+=($!)
 TD=$!
 sleep 1
 ip netns exec "$P-t1" ip neigh replace 198.18.0.77 lladdr 02:00:c6:12:00:77 dev "${P}t1"
@@ -69,7 +53,7 @@ echo "ok: a miss from $V1 is seen by tcpdump on rep-$V1"
 
 # 2. representor -> vport: a frame the host writes to rep-<vm1> arrives in vm1's namespace.
 ip netns exec "$P-t1" tcpdump -n -i "${P}t1" -c 1 -w "$WORK/vm.pcap" udp port 4242 >/dev/null 2>&1 &
-PIDS+=($!)
+ESW_EXTRA_PIDS+=($!)
 TD=$!
 sleep 1
 /usr/bin/python3 - "rep-$V1" <<'PY'
@@ -83,10 +67,6 @@ kill -0 "$TD" 2>/dev/null && fail "nothing written to rep-$V1 reached $V1"
 tcpdump -n -r "$WORK/vm.pcap" -A 2>/dev/null | grep -q "from-the-host" || fail "payload not delivered"
 echo "ok: a frame written to rep-$V1 arrives at $V1"
 
-kill -INT "$SW_PID"
-rc=0
-wait "$SW_PID" || rc=$?
-SW_PID=""
-[[ $rc -eq 0 ]] || fail "eswitchd exited with $rc"
+esw_stop_eswitchd
 ip link show "rep-$V1" >/dev/null 2>&1 && fail "rep-$V1 left behind after shutdown"
 echo "PASS: representors"

@@ -7,19 +7,11 @@
 set -euo pipefail
 ESWITCHD=${1:?usage: $0 eswitchd eswitchctl}
 ESWITCHCTL=${2:?usage: $0 eswitchd eswitchctl}
-[[ $(id -u) -eq 0 ]] || { echo "SKIP: needs root"; exit 77; }
-WORK=$(mktemp -d /tmp/esw-rt.XXXXXX)
-PREFIX="esw-rt-$$"
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../../scripts/lib/netns.sh
+source "$HERE/../../scripts/lib/netns.sh"
+esw_e2e_begin rt
 SOCK="$WORK/api.sock"
-SW_PID=""
-cleanup() {
-  [[ -n "${KEEPWORK:-}" ]] && return
-  if [[ -n "$SW_PID" ]] && kill -0 "$SW_PID" 2>/dev/null; then kill -9 "$SW_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK" "/var/run/dpdk/$PREFIX"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-fail() { echo "FAIL: $*" >&2; sed 's/^/  eswitchd: /' "$WORK/eswitchd.log" >&2 || true; exit 1; }
 
 cat >"$WORK/a.yaml" <<YAML
 apiVersion: eswitch/v1
@@ -118,9 +110,5 @@ dt = time.monotonic() - t0
 print(f"churn: {2000 - 10} rule changes in {dt:.2f} s = {(2000 - 10) / dt:.0f} changes/s through the rules method")
 PY
 
-kill -INT "$SW_PID"
-rc=0
-wait "$SW_PID" || rc=$?
-SW_PID=""
-[[ $rc -eq 0 ]] || fail "eswitchd exited with $rc"
+esw_stop_eswitchd
 echo "PASS: runtime rules"
