@@ -167,6 +167,7 @@ TEST(Binding, AdversarialVportCannotSpoofAndLegitTrafficFlows) {
   };
 
   constexpr size_t kFrames = 110000;
+  static_assert(kFrames >= 100000, "the issue asks for at least 100,000 adversarial frames");
   std::map<std::string, size_t> sent;
   std::map<DropReason, uint64_t> expect;
   std::vector<Bytes> legit_sent;
@@ -214,7 +215,6 @@ TEST(Binding, AdversarialVportCannotSpoofAndLegitTrafficFlows) {
     }
   }
   if (::testing::Test::HasFailure()) sw.print_summary(stdout);
-  EXPECT_GE(kFrames, 100000u);
   EXPECT_EQ(sent.size(), kinds.size()) << "every kind was generated";
   sw.close();
   EXPECT_EQ(sw.mempool_report().in_use, 0u);
