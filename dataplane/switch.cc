@@ -522,7 +522,6 @@ bool Switch::execute_plan(Plan& p, ApplyResult& result) {
   pipeline_.publish(next.get());
   std::unique_ptr<Pipeline> old_pipeline = std::move(current_);
   current_ = std::move(next);
-  for (uint16_t i : p.to_close) slots_[i]->stop();  // nothing reaches it in the new snapshot
   std::vector<uint16_t> closing = p.to_close;
 
   // Representors and vports that go away must not be polled any more; new ones start being polled.
@@ -532,6 +531,8 @@ bool Switch::execute_plan(Plan& p, ApplyResult& result) {
     for (uint16_t i : closing) gone.push_back(std::move(slots_[i]));
     publish_poll_lists();
     wait_for_workers();
+    // Only now, with no worker polling or sending to them any more, may the ports stop (a stopped port's rx/tx
+    // must not be called).
     for (auto& port : gone) port->close();
     for (uint16_t i : closing) {
       for (auto& w : workers_) w->reset_port_counters(i);
