@@ -225,6 +225,16 @@ int cmd_apply(const Options& o, const std::string& file, bool dry_run, uint64_t 
   return kExitOk;
 }
 
+// "  vm1 drops: spoofed_ip=2 arp_spoof=1": only the reasons that happened, after a table of totals.
+static void print_nonzero_drops(const json& row, const char* key, const char* label) {
+  std::string reasons;
+  const json drops = row.value(key, json::object());  // a named value: items() must not outlive it
+  for (const auto& [reason, n] : drops.items()) {
+    if (n.get<uint64_t>() != 0) reasons += fmt::format(" {}={}", reason, n.get<uint64_t>());
+  }
+  if (!reasons.empty()) fmt::print("  {} {}:{}\n", to_str(row["name"]), label, reasons);
+}
+
 int cmd_show(const Options& o, const std::string& what, const ShowOptions& so) {
   json params = {{"what", what}};
   if (what == "rules") {
@@ -254,14 +264,7 @@ int cmd_show(const Options& o, const std::string& what, const ShowOptions& so) {
     }
     t.print(stdout);
     // Drops by reason, only the ones that happened: where a packet went is the first question after "how many".
-    for (const auto& p : r["ports"]) {
-      std::string reasons;
-      const json dropped = p.value("dropped", json::object());
-      for (const auto& [reason, n] : dropped.items()) {
-        if (n.get<uint64_t>() != 0) reasons += fmt::format(" {}={}", reason, n.get<uint64_t>());
-      }
-      if (!reasons.empty()) fmt::print("  {} dropped:{}\n", to_str(p["name"]), reasons);
-    }
+    for (const auto& p : r["ports"]) print_nonzero_drops(p, "dropped", "dropped");
   } else if (what == "vports") {
     Table t({{"VPORT"}, {"FLAVOUR"}, {"ID", true}, {"HW_ADDR"}, {"STATE"}, {"SPOOFCHK"}, {"IPV4"}, {"IPV6"},
              {"VLAN"}, {"REPRESENTOR"}, {"RX_PKTS", true}, {"TX_PKTS", true}, {"DROPS", true}});
@@ -271,14 +274,7 @@ int cmd_show(const Options& o, const std::string& what, const ShowOptions& so) {
              to_str(v["representor"]), to_str(v["rx_packets"]), to_str(v["tx_packets"]), to_str(v["drops_total"])});
     }
     t.print(stdout);
-    for (const auto& v : r["vports"]) {
-      std::string reasons;
-      const json drops = v.value("drops", json::object());
-      for (const auto& [reason, n] : drops.items()) {
-        if (n.get<uint64_t>() != 0) reasons += fmt::format(" {}={}", reason, n.get<uint64_t>());
-      }
-      if (!reasons.empty()) fmt::print("  {} drops:{}\n", to_str(v["name"]), reasons);
-    }
+    for (const auto& v : r["vports"]) print_nonzero_drops(v, "drops", "drops");
   } else if (what == "representors") {
     Table t({{"VPORT"}, {"REPRESENTOR"}, {"KIND"}, {"ACTIVE"}});
     for (const auto& v : r["representors"]) {
