@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "common/pkt_builder.h"
-#include "dataplane/parser.h"
+#include "dataplane/fastpath/parser.h"
 
 namespace {
 

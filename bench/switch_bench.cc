@@ -21,8 +21,8 @@
 
 #include <fmt/format.h>
 
-#include "dataplane/eal.h"
-#include "dataplane/switch.h"
+#include "dataplane/daemon/eal.h"
+#include "dataplane/daemon/switch.h"
 
 namespace {
 

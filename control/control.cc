@@ -17,7 +17,7 @@
 #include "control/commands.h"
 #include "control/progress.h"
 #include "control/render.h"
-#include "dataplane/ruleset.h"
+#include "dataplane/rules/ruleset.h"
 
 namespace esw::ctl {
 

@@ -23,8 +23,8 @@
 #include "control/api_client.h"
 #include "control/commands.h"
 #include "control/render.h"
-#include "dataplane/api_server.h"
-#include "dataplane/ruleset.h"
+#include "dataplane/daemon/api_server.h"
+#include "dataplane/rules/ruleset.h"
 
 namespace esw::ctl {
 namespace {

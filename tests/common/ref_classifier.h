@@ -13,7 +13,7 @@
 #include <set>
 #include <vector>
 
-#include "dataplane/classifier.h"
+#include "dataplane/fastpath/classifier.h"
 
 namespace esw::test {
 

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "config/config.h"
-#include "dataplane/eal.h"
+#include "dataplane/daemon/eal.h"
 
 namespace esw::test {
 

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "common/pkt_builder.h"
-#include "dataplane/parser.h"
+#include "dataplane/fastpath/parser.h"
 
 namespace {
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the packet parser: builds dataplane/parser.cc + tests/fuzz/parser_fuzz.cc with clang
+# Fuzzes the packet parser: builds dataplane/fastpath/parser.cc + tests/fuzz/parser_fuzz.cc with clang
 # (-fsanitize=fuzzer,address,undefined; no DPDK needed) into a temporary directory, seeds it with crafted packets
 # and runs libFuzzer for a fixed time.
 #
@@ -36,7 +36,7 @@ fi
 flags=(-std=c++20 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
        -Wall -Wextra -Wpedantic -Werror -Wno-missing-field-initializers -I"$root" -I"$root/tests")
 echo "run_fuzz.sh: building in $work" >&2
-"$cxx" "${flags[@]}" "$root/dataplane/parser.cc" "$root/tests/fuzz/parser_fuzz.cc" -o "$work/parser_fuzz"
+"$cxx" "${flags[@]}" "$root/dataplane/fastpath/parser.cc" "$root/tests/fuzz/parser_fuzz.cc" -o "$work/parser_fuzz"
 
 mkdir -p "$work/corpus" "$work/seeds"
 status=0

@@ -32,10 +32,10 @@
 #include "common/ring_harness.h"
 #include "config/config.h"
 #include "control/api_client.h"
-#include "dataplane/api_server.h"
-#include "dataplane/eal.h"
+#include "dataplane/daemon/api_server.h"
+#include "dataplane/daemon/eal.h"
 #include "dataplane/error.h"
-#include "dataplane/switch.h"
+#include "dataplane/daemon/switch.h"
 
 namespace {
 

@@ -13,7 +13,7 @@
 
 #include "common/pkt_builder.h"
 #include "common/ring_harness.h"
-#include "dataplane/switch.h"
+#include "dataplane/daemon/switch.h"
 
 namespace {
 

@@ -14,9 +14,9 @@
 #include <thread>
 #include <vector>
 
-#include "dataplane/eal.h"
+#include "dataplane/daemon/eal.h"
 #include "dataplane/error.h"
-#include "dataplane/switch.h"
+#include "dataplane/daemon/switch.h"
 #include "common/pkt_builder.h"
 #include "common/ring_harness.h"
 

@@ -13,9 +13,9 @@
 #include <thread>
 
 #include "common/ref_classifier.h"
-#include "dataplane/classifier.h"
-#include "dataplane/flow_cache.h"
-#include "dataplane/rcu.h"
+#include "dataplane/fastpath/classifier.h"
+#include "dataplane/fastpath/flow_cache.h"
+#include "dataplane/fastpath/rcu.h"
 
 namespace esw::dp {
 namespace {

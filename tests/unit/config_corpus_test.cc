@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "config/config.h"
-#include "dataplane/ruleset.h"
+#include "dataplane/rules/ruleset.h"
 
 #ifndef ESW_SOURCE_ROOT
 #error "build with -DESW_SOURCE_ROOT=\"<source root>\" (see tests/meson.build)"

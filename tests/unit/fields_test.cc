@@ -2,7 +2,7 @@
 // with its message, implied prerequisites and conflicts, set_field values, trace key descriptions, and packet
 // synthesis checked through the real parser on >= 10,000 random matches.
 
-#include "dataplane/fields.h"
+#include "dataplane/rules/fields.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "common/pkt_builder.h"
-#include "dataplane/packet_synth.h"
-#include "dataplane/parser.h"
+#include "dataplane/rules/packet_synth.h"
+#include "dataplane/fastpath/parser.h"
 
 namespace esw::dp {
 namespace {

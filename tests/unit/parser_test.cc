@@ -1,7 +1,7 @@
 // Parser tests: every packet kind with the whole key and all offsets asserted, every prefix of every packet
 // (exact-size heap copies, so the ASan build catches any overread), and inconsistent headers.
 
-#include "dataplane/parser.h"
+#include "dataplane/fastpath/parser.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>

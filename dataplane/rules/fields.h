@@ -36,7 +36,7 @@
 #include <string_view>
 #include <vector>
 
-#include "dataplane/flow_key.h"
+#include "dataplane/fastpath/flow_key.h"
 
 namespace esw::dp {
 

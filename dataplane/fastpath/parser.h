@@ -40,7 +40,7 @@
 
 #include <cstdint>
 
-#include "dataplane/flow_key.h"
+#include "dataplane/fastpath/flow_key.h"
 
 namespace esw::dp {
 

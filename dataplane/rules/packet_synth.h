@@ -25,7 +25,7 @@
 #include <string>
 #include <vector>
 
-#include "dataplane/fields.h"
+#include "dataplane/rules/fields.h"
 
 namespace esw::dp {
 

@@ -30,11 +30,11 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.h"
-#include "dataplane/api_server.h"
-#include "dataplane/eal.h"
+#include "dataplane/daemon/api_server.h"
+#include "dataplane/daemon/eal.h"
 #include "dataplane/error.h"
-#include "dataplane/switch.h"
-#include "dataplane/telemetry.h"
+#include "dataplane/daemon/switch.h"
+#include "dataplane/daemon/telemetry.h"
 
 namespace {
 

@@ -89,8 +89,8 @@
 #include <string>
 #include <vector>
 
-#include "dataplane/flow_key.h"
-#include "dataplane/rcu.h"
+#include "dataplane/fastpath/flow_key.h"
+#include "dataplane/fastpath/rcu.h"
 
 namespace esw::dp {
 

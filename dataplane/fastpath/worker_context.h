@@ -8,8 +8,8 @@
 #include <array>
 #include <cstdint>
 
-#include "dataplane/flow_cache.h"
-#include "dataplane/stats.h"
+#include "dataplane/fastpath/flow_cache.h"
+#include "dataplane/fastpath/stats.h"
 
 namespace esw::dp {
 

@@ -1,4 +1,4 @@
-#include "dataplane/telemetry.h"
+#include "dataplane/daemon/telemetry.h"
 
 #include <rte_telemetry.h>
 #include <unistd.h>
@@ -17,10 +17,10 @@
 
 #include <fmt/format.h>
 
-#include "dataplane/eal.h"
-#include "dataplane/port.h"
-#include "dataplane/stats.h"
-#include "dataplane/switch.h"
+#include "dataplane/daemon/eal.h"
+#include "dataplane/ports/port.h"
+#include "dataplane/fastpath/stats.h"
+#include "dataplane/daemon/switch.h"
 
 namespace esw::dp {
 namespace {

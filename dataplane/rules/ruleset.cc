@@ -1,4 +1,4 @@
-#include "dataplane/ruleset.h"
+#include "dataplane/rules/ruleset.h"
 
 #include <cstdio>
 #include <map>

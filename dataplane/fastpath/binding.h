@@ -28,8 +28,8 @@
 #include <vector>
 
 #include "config/config.h"
-#include "dataplane/flow_key.h"
-#include "dataplane/stats.h"
+#include "dataplane/fastpath/flow_key.h"
+#include "dataplane/fastpath/stats.h"
 
 namespace esw::dp {
 

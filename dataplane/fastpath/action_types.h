@@ -1,7 +1,7 @@
 #pragma once
-// Compiled actions and their execution on packets.
-//
-// SEMANTICS (documented for users in dataplane/README.md)
+// What the fast path executes: action types, compiled action lists, the port map of a pipeline snapshot and
+// meter profiles. Produced by the rule compiler (dataplane/rules/actions.h), read by the workers.
+// Semantics (documented for users in dataplane/README.md):
 //  - A packet's walk (classifier.h) hits one rule per table; the actions of every hit rule run in walk order.
 //  - Modifications (set_field, dec_ttl, push_vlan, pop_vlan) change the packet in place, in order. The key seen
 //    by later tables changes through the rule's KeyRewrite, compiled from the same actions.
@@ -23,16 +23,9 @@
 
 #include <array>
 #include <cstdint>
-#include <map>
-#include <memory>
-#include <string>
-#include <string_view>
 #include <vector>
 
-#include "dataplane/classifier.h"
-#include "dataplane/fields.h"
-#include "dataplane/flow_key.h"
-#include "dataplane/stats.h"
+#include "dataplane/fastpath/stats.h"
 
 namespace esw::dp {
 
@@ -123,49 +116,5 @@ struct MeterRuntime {
 // Builds the run-time state of one meter (control side or worker start); false if the profile is invalid.
 bool init_meter(const MeterProfile& p, MeterRuntime& rt) noexcept;
 
-
-// ---- control side: compiling action items ----
-
-// One action as written by a user: `output: uplink0` -> {"output", "uplink0"}; `set_field: eth_dst=...` ->
-// {"set_field", "eth_dst=..."}; `count` -> {"count", ""}.
-struct ActionItem {
-  std::string name;
-  std::string arg;
-};
-
-// "count,output:uplink0,set_field:eth_dst=02:00:00:00:00:01,goto_table:1" -> items (split on commas, then on
-// the first ':'). Returns false with an error naming the item on an empty item.
-bool parse_action_text(std::string_view text, std::vector<ActionItem>& out, std::string& error);
-
-// Identical action lists are stored once: 100k ACL rules usually share a handful of lists.
-class ActionInterner {
- public:
-  const ActionList* intern(ActionList list);
-  size_t size() const { return lists_.size(); }
-
- private:
-  std::map<std::string, std::unique_ptr<ActionList>> lists_;  // keyed by the lists' bytes
-};
-
-struct CompiledActions {
-  ActionList list;             // not yet interned
-  KeyRewrite rewrite{};        // what set_field/set_register/push/pop do to the key seen by later tables
-  bool has_rewrite = false;
-  uint8_t goto_table = kNoTable;
-};
-
-struct ActionContext {
-  const PortNames* ports = nullptr;
-  uint16_t nb_ports = 0;
-  uint32_t nb_meters = 0;
-};
-
-// Compiles items in order. On error returns false, `error` names the item: "actions[2] (output: vmx): unknown
-// port 'vmx'".
-bool compile_actions(const std::vector<ActionItem>& items, const ActionContext& ctx, CompiledActions& out,
-                     std::string& error);
-
-std::string format_actions(const ActionList& list, const PortNames& ports, uint8_t goto_table = kNoTable);
-std::string format_action(const Action& a, const PortNames& ports);
 
 }  // namespace esw::dp

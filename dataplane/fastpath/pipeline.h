@@ -11,14 +11,16 @@
 #include <memory>
 #include <vector>
 
-#include "dataplane/action_exec.h"
-#include "dataplane/actions.h"
-#include "dataplane/binding.h"
-#include "dataplane/classifier.h"
-#include "dataplane/stats.h"
-#include "dataplane/worker_context.h"
+#include "dataplane/fastpath/action_exec.h"
+#include "dataplane/fastpath/action_types.h"
+#include "dataplane/fastpath/binding.h"
+#include "dataplane/fastpath/classifier.h"
+#include "dataplane/fastpath/stats.h"
+#include "dataplane/fastpath/worker_context.h"
 
 namespace esw::dp {
+
+class ActionInterner;
 
 class Pipeline {
  public:

@@ -12,10 +12,10 @@
 #include <vector>
 
 #include "config/config.h"
-#include "dataplane/actions.h"
-#include "dataplane/classifier.h"
-#include "dataplane/fields.h"
-#include "dataplane/pipeline.h"
+#include "dataplane/rules/actions.h"
+#include "dataplane/fastpath/classifier.h"
+#include "dataplane/rules/fields.h"
+#include "dataplane/fastpath/pipeline.h"
 
 namespace esw::dp {
 

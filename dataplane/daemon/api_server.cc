@@ -1,4 +1,4 @@
-#include "dataplane/api_server.h"
+#include "dataplane/daemon/api_server.h"
 
 #include <grp.h>
 #include <poll.h>
@@ -21,11 +21,11 @@
 #include <fmt/format.h>
 
 #include "config/config.h"
-#include "dataplane/eal.h"
+#include "dataplane/daemon/eal.h"
 #include "dataplane/error.h"
-#include "dataplane/port.h"
-#include "dataplane/stats.h"
-#include "dataplane/switch.h"
+#include "dataplane/ports/port.h"
+#include "dataplane/fastpath/stats.h"
+#include "dataplane/daemon/switch.h"
 
 namespace esw::dp {
 namespace {

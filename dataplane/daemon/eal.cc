@@ -1,4 +1,4 @@
-#include "dataplane/eal.h"
+#include "dataplane/daemon/eal.h"
 
 #include <rte_eal.h>
 #include <rte_errno.h>

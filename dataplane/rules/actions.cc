@@ -1,4 +1,4 @@
-#include "dataplane/actions.h"
+#include "dataplane/rules/actions.h"
 
 #include <rte_byteorder.h>
 

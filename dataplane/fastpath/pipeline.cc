@@ -1,6 +1,6 @@
-#include "dataplane/pipeline.h"
+#include "dataplane/fastpath/pipeline.h"
 
-#include "dataplane/parser.h"
+#include "dataplane/fastpath/parser.h"
 
 namespace esw::dp {
 

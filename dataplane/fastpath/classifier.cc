@@ -1,5 +1,5 @@
 // Tuple-space classifier: fast-path lookups and the copy-on-write snapshot builder. Design notes: classifier.h.
-#include "dataplane/classifier.h"
+#include "dataplane/fastpath/classifier.h"
 
 #include <malloc.h>
 

@@ -1,4 +1,4 @@
-#include "dataplane/parser.h"
+#include "dataplane/fastpath/parser.h"
 
 #include <cstdint>
 #include <cstring>

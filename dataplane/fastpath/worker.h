@@ -8,13 +8,13 @@
 #include <memory>
 #include <vector>
 
-#include "dataplane/actions.h"
-#include "dataplane/classifier.h"
-#include "dataplane/flow_cache.h"
-#include "dataplane/pipeline.h"
-#include "dataplane/rcu.h"
-#include "dataplane/stats.h"
-#include "dataplane/worker_context.h"
+#include "dataplane/fastpath/action_types.h"
+#include "dataplane/fastpath/classifier.h"
+#include "dataplane/fastpath/flow_cache.h"
+#include "dataplane/fastpath/pipeline.h"
+#include "dataplane/fastpath/rcu.h"
+#include "dataplane/fastpath/stats.h"
+#include "dataplane/fastpath/worker_context.h"
 
 namespace esw::dp {
 

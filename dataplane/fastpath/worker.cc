@@ -1,4 +1,4 @@
-#include "dataplane/worker.h"
+#include "dataplane/fastpath/worker.h"
 
 #include <rte_ethdev.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "dataplane/packet_synth.h"
+#include "dataplane/rules/packet_synth.h"
 
 #include <arpa/inet.h>
 
@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <cstring>
 
-#include "dataplane/parser.h"
+#include "dataplane/fastpath/parser.h"
 
 namespace esw::dp {
 namespace {

@@ -1,4 +1,4 @@
-#include "dataplane/fields.h"
+#include "dataplane/rules/fields.h"
 
 #include <arpa/inet.h>
 

@@ -1,4 +1,4 @@
-#include "dataplane/switch.h"
+#include "dataplane/daemon/switch.h"
 
 #include <rte_eal.h>
 #include <rte_errno.h>
@@ -14,10 +14,10 @@
 
 #include <fmt/format.h>
 
-#include "dataplane/eal.h"
+#include "dataplane/daemon/eal.h"
 #include "dataplane/error.h"
-#include "dataplane/packet_synth.h"
-#include "dataplane/parser.h"
+#include "dataplane/rules/packet_synth.h"
+#include "dataplane/fastpath/parser.h"
 
 namespace esw::dp {
 

@@ -16,7 +16,7 @@
 #include <memory>
 #include <type_traits>
 
-#include "dataplane/flow_key.h"
+#include "dataplane/fastpath/flow_key.h"
 
 namespace esw::dp {
 

@@ -1,4 +1,4 @@
-#include "dataplane/binding.h"
+#include "dataplane/fastpath/binding.h"
 
 #include <arpa/inet.h>
 #include <rte_byteorder.h>

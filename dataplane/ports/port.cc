@@ -1,4 +1,4 @@
-#include "dataplane/port.h"
+#include "dataplane/ports/port.h"
 
 #include <rte_bus.h>
 #include <rte_dev.h>
@@ -10,7 +10,7 @@
 
 #include <fmt/format.h>
 
-#include "dataplane/eal.h"
+#include "dataplane/daemon/eal.h"
 #include "dataplane/error.h"
 
 namespace esw::dp {

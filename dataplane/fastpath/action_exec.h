@@ -12,11 +12,11 @@
 #include <string>
 #include <vector>
 
-#include "dataplane/actions.h"
-#include "dataplane/binding.h"
-#include "dataplane/classifier.h"
-#include "dataplane/flow_key.h"
-#include "dataplane/worker_context.h"
+#include "dataplane/fastpath/action_types.h"
+#include "dataplane/fastpath/binding.h"
+#include "dataplane/fastpath/classifier.h"
+#include "dataplane/fastpath/flow_key.h"
+#include "dataplane/fastpath/worker_context.h"
 
 namespace esw::dp {
 

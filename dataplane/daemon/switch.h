@@ -15,14 +15,14 @@
 #include <vector>
 
 #include "config/config.h"
-#include "dataplane/actions.h"
-#include "dataplane/classifier.h"
-#include "dataplane/pipeline.h"
-#include "dataplane/port.h"
-#include "dataplane/rcu.h"
-#include "dataplane/ruleset.h"
-#include "dataplane/stats.h"
-#include "dataplane/worker.h"
+#include "dataplane/rules/actions.h"
+#include "dataplane/fastpath/classifier.h"
+#include "dataplane/fastpath/pipeline.h"
+#include "dataplane/ports/port.h"
+#include "dataplane/fastpath/rcu.h"
+#include "dataplane/rules/ruleset.h"
+#include "dataplane/fastpath/stats.h"
+#include "dataplane/fastpath/worker.h"
 
 namespace esw::dp {
 
