@@ -203,10 +203,11 @@ int run(int argc, char** argv) {
       auto last_publish = start;
       while (g_signal.load() == 0) {
         if (api) {
-          api->poll(50);
+          api->poll(1);
         } else {
-          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
         }
+        sw.service_ports();  // interim until the event loop: representors served every millisecond
         sw.maintain();
         const auto now = Clock::now();
         const bool rules_wanted = esw::dp::Telemetry::rules_wanted();

@@ -18,22 +18,11 @@
 #include "dataplane/error.h"
 #include "dataplane/rules/packet_synth.h"
 #include "dataplane/fastpath/parser.h"
+#include "representors/representor.h"
 
 namespace esw::dp {
 
 namespace {
-
-std::string representor_name(const std::string& vport) { return "rep-" + vport; }
-
-// A representor is the host end of a vport's wire. Left alone, the host's IPv6 stack would start talking on it
-// (link-local address, DAD, router solicitations, MLD) and those frames would reach the guest unasked; the
-// operator can turn IPv6 back on (sysctl net.ipv6.conf.rep-<vport>.disable_ipv6=0).
-void quiet_host_end(const std::string& ifname) {
-  if (FILE* f = fopen(fmt::format("/proc/sys/net/ipv6/conf/{}/disable_ipv6", ifname).c_str(), "w")) {
-    fputs("1", f);
-    fclose(f);
-  }
-}
 
 // The binding-relevant part of a vport, for diffs.
 std::string binding_text(const cfg::VportConfig& v) {
@@ -79,6 +68,7 @@ struct Switch::Plan {
   struct Slot {
     std::string name;
     PortRole role = PortRole::kVport;
+    std::string kind = "ethdev";  // port backend
     cfg::Attachment attach;
     std::string vport;  // representors: their vport
     bool is_new = false;
@@ -107,6 +97,7 @@ struct Switch::Plan {
 
 Switch::Switch(const cfg::Config& config) {
   if (!Eal::initialised()) throw Error("switch: the EAL is not initialised");
+  rep::register_port_kinds();
   const cfg::DataplaneConfig& dp = config.dataplane;
   if (dp.worker_cores.empty()) throw Error("dataplane.worker_cores: at least one worker core is needed");
   const uint16_t nb_workers = static_cast<uint16_t>(dp.worker_cores.size());
@@ -201,15 +192,15 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
   std::vector<Plan::Slot> wanted;
   for (size_t i = 0; i < desired.uplinks.size(); ++i) {
     const auto& u = desired.uplinks[i];
-    wanted.push_back({u.name, PortRole::kUplink, u.attach, "", false, fmt::format("uplinks[{}]", i), u.line});
+    wanted.push_back({u.name, PortRole::kUplink, "ethdev", u.attach, "", false, fmt::format("uplinks[{}]", i), u.line});
   }
   for (size_t i = 0; i < desired.vports.size(); ++i) {
     const auto& v = desired.vports[i];
-    wanted.push_back({v.name, PortRole::kVport, v.attach, "", false, fmt::format("vports[{}]", i), v.line});
-    if (desired.representors.kind == cfg::RepresentorKind::kTap) {
+    wanted.push_back({v.name, PortRole::kVport, "ethdev", v.attach, "", false, fmt::format("vports[{}]", i), v.line});
+    if (auto rp = rep::plan_representor(desired.representors, v)) {
       cfg::Attachment a;
-      a.devargs = fmt::format("net_tap_rep_{},iface={}", v.name, representor_name(v.name));
-      wanted.push_back({representor_name(v.name), PortRole::kRepresentor, a, v.name, false,
+      a.devargs = rp->devargs;
+      wanted.push_back({rp->name, PortRole::kRepresentor, rp->kind, a, v.name, false,
                         fmt::format("vports[{}] (representor)", i), v.line});
     }
   }
@@ -220,7 +211,7 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
     auto it = current.find(w.name);
     if (it == current.end()) continue;
     const Port& port = *slots_[it->second];
-    if (port.spec().role != w.role || port.spec().devargs != w.attach.devargs ||
+    if (port.spec().role != w.role || port.spec().kind != w.kind || port.spec().devargs != w.attach.devargs ||
         port.spec().rx_queues != std::max<uint16_t>(w.attach.rx_queues, 1)) {
       error(w.where + ".attach", w.line,
             fmt::format("port {} is live on '{}'; changing its attachment or role in place is not supported: "
@@ -429,15 +420,16 @@ bool Switch::execute_plan(Plan& p, ApplyResult& result) {
     PortSpec spec;
     spec.name = s.name;
     spec.role = s.role;
+    spec.kind = s.kind;
     spec.devargs = s.attach.devargs;
     spec.rx_queues = std::max<uint16_t>(s.attach.rx_queues, 1);
     spec.tx_queues = std::max<uint16_t>(s.attach.tx_queues, nb_workers);
     spec.rx_desc = config_.dataplane.rx_queue_size;
     spec.tx_desc = config_.dataplane.tx_queue_size;
-    auto port = std::make_unique<Port>();
+    std::unique_ptr<Port> port;
     try {
-      port->open(spec, i, pool_);
-      if (s.role == PortRole::kRepresentor) quiet_host_end(representor_name(s.vport));
+      port = make_port(spec.kind);
+      port->open(spec, i, pool_, nb_workers);
       if (running_) port->start();
     } catch (const Error& e) {
       cfg::Error ce;
@@ -445,12 +437,13 @@ bool Switch::execute_plan(Plan& p, ApplyResult& result) {
       ce.line = s.line;
       ce.message = e.what();
       result.errors.push_back(std::move(ce));
-      port->close();
+      if (port) port->close();
       undo_ports();
       return false;
     }
     slots_[i] = std::move(port);
     opened.push_back(i);
+    watch_service(*slots_[i]);
   }
 
   // 2. Tables: one classifier batch (tables first, then rules, removals last), published whole.
@@ -492,22 +485,20 @@ bool Switch::execute_plan(Plan& p, ApplyResult& result) {
   std::map<std::string, uint16_t> index_of;
   for (uint16_t i = 0; i < p.nb_ports; ++i) {
     if (p.slots[i].name.empty()) continue;
-    next->ports.dpdk_port[i] = slots_[i]->port_id();
+    next->ports.io[i] = slots_[i]->io();
     index_of[p.slots[i].name] = i;
   }
   for (size_t v = 0; v < p.desired.vports.size(); ++v) {
     const auto& vc = p.desired.vports[v];
     const uint16_t vi = index_of[vc.name];
     next->ports.binding[vi] = p.bindings[v].get();
-    auto rep = index_of.find(representor_name(vc.name));
+    const auto rp = rep::plan_representor(p.desired.representors, vc);
+    auto rep = rp ? index_of.find(rp->name) : index_of.end();
     if (rep != index_of.end()) {
       next->ports.representor_of[vi] = rep->second;
       next->ports.rep_peer[rep->second] = vi;
       // The representor's carrier follows the vport's state.
-      if (slots_[rep->second]->is_started()) {
-        if (vc.state == cfg::VportState::kActive) rte_eth_dev_set_link_up(slots_[rep->second]->port_id());
-        else rte_eth_dev_set_link_down(slots_[rep->second]->port_id());
-      }
+      slots_[rep->second]->set_carrier(vc.state == cfg::VportState::kActive);
     }
   }
   next->bindings = std::move(p.bindings);
@@ -528,7 +519,10 @@ bool Switch::execute_plan(Plan& p, ApplyResult& result) {
   names_ = p.names;
   {
     std::vector<std::unique_ptr<Port>> gone;
-    for (uint16_t i : closing) gone.push_back(std::move(slots_[i]));
+    for (uint16_t i : closing) {
+      unwatch_service(*slots_[i]);
+      gone.push_back(std::move(slots_[i]));
+    }
     publish_poll_lists();
     wait_for_workers();
     // Only now, with no worker polling or sending to them any more, may the ports stop (a stopped port's rx/tx
@@ -663,7 +657,7 @@ void Switch::publish_poll_lists() {
   for (size_t w = 0; w < nw; ++w) {
     next[w] = std::make_unique<PollList>();
     for (const RxQueueRef& q : poll_cur_[w]->queues) {
-      if (q.port_index < kMaxPorts && slots_[q.port_index] != nullptr && slots_[q.port_index]->port_id() == q.port_id) {
+      if (q.port_index < kMaxPorts && slots_[q.port_index] != nullptr && q.owner == slots_[q.port_index].get()) {
         next[w]->queues.push_back(q);
         placed.insert({q.port_index, q.queue});
       }
@@ -677,7 +671,7 @@ void Switch::publish_poll_lists() {
       for (size_t w = 1; w < nw; ++w) {
         if (next[w]->queues.size() < next[best]->queues.size()) best = w;
       }
-      next[best]->queues.push_back({i, slots_[i]->port_id(), q});
+      next[best]->queues.push_back({i, q, slots_[i]->io(), slots_[i].get()});
     }
   }
   for (size_t w = 0; w < nw; ++w) {
@@ -699,11 +693,40 @@ void Switch::wait_for_workers() {
 
 void Switch::close_port(uint16_t index) noexcept {
   if (slots_[index] == nullptr) return;
+  unwatch_service(*slots_[index]);
   slots_[index]->close();
   slots_[index].reset();
 }
 
 void Switch::maintain() noexcept { classifier_->reclaim(); }
+
+void Switch::set_service_hooks(ServiceHooks hooks) {
+  for (auto& p : slots_) {
+    if (p) unwatch_service(*p);
+  }
+  hooks_ = std::move(hooks);
+  for (auto& p : slots_) {
+    if (p) watch_service(*p);
+  }
+}
+
+void Switch::watch_service(Port& port) {
+  const int fd = port.service_fd();
+  if (fd < 0 || !hooks_.watch) return;
+  hooks_.watch(fd, [&port] { port.service(); });
+}
+
+void Switch::unwatch_service(Port& port) noexcept {
+  const int fd = port.service_fd();
+  if (fd < 0 || !hooks_.unwatch) return;
+  hooks_.unwatch(fd);
+}
+
+void Switch::service_ports() noexcept {
+  for (auto& p : slots_) {
+    if (p && p->needs_service()) p->service();
+  }
+}
 
 std::string Switch::where_of(const InstalledRule& r) const {
   switch (r.origin) {
@@ -740,8 +763,7 @@ TraceResult Switch::trace(uint16_t in_port, const uint8_t* data, size_t len) {
   auto ctx = std::make_unique<WorkerContext>();  // scratch: trace transmits nothing and counts nothing live
   const TableSet* tables = classifier_->acquire();
   const Pipeline* p = pipeline_.acquire();
-  ctx->port_ids = p->ports.dpdk_port.data();
-  ctx->nb_ports = p->ports.nb_ports;
+  ctx->io = p->ports.io.data();
   p->process<true>(*ctx, *tables, in_port, &m, 1, &out.record);
 
   const TraceRecord& r = out.record;
@@ -800,8 +822,9 @@ void Switch::start() {
   }
   // Representors of inactive vports start with their carrier down.
   for (const auto& v : config_.vports) {
-    const int rep = port_index(representor_name(v.name));
-    if (rep >= 0 && v.state == cfg::VportState::kInactive) rte_eth_dev_set_link_down(slots_[rep]->port_id());
+    const auto rp = rep::plan_representor(config_.representors, v);
+    const int rep = rp ? port_index(rp->name) : -1;
+    if (rep >= 0) slots_[rep]->set_carrier(v.state == cfg::VportState::kActive);
   }
   stop_.store(false);
   for (auto& w : workers_) {
@@ -829,7 +852,10 @@ void Switch::stop() noexcept {
 void Switch::close() noexcept {
   stop();
   for (auto& p : slots_) {
-    if (p) p->close();
+    if (p) {
+      unwatch_service(*p);
+      p->close();
+    }
   }
 }
 
@@ -874,7 +900,9 @@ std::vector<VportStats> Switch::vport_stats() const {
     VportStats s;
     s.name = v.name;
     s.active = v.state == cfg::VportState::kActive;
-    if (port_index(representor_name(v.name)) >= 0) s.representor = representor_name(v.name);
+    if (const auto rp = rep::plan_representor(config_.representors, v); rp && port_index(rp->name) >= 0) {
+      s.representor = rp->name;
+    }
     PortCounters c;
     for (const auto& w : workers_) c += w->stats().ports[i];
     s.rx_packets = c.rx_packets;

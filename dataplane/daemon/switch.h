@@ -9,6 +9,7 @@
 #include <rte_mempool.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -122,6 +123,17 @@ class Switch {
   // Frees snapshots whose grace period has passed. Call from the main loop.
   void maintain() noexcept;
 
+  // The main lcore's share of port backends that need one (tap representors today, vhost later): every port
+  // with a service fd is registered through `watch` when it opens and `unwatch` before it closes (ports that
+  // are already open are registered by this call); service_ports() is the periodic tick (drains what workers
+  // queued for the host). The event loop in eswitchd provides the hooks; without them nothing is watched.
+  struct ServiceHooks {
+    std::function<void(int fd, std::function<void()> on_readable)> watch;
+    std::function<void(int fd)> unwatch;
+  };
+  void set_service_hooks(ServiceHooks hooks);
+  void service_ports() noexcept;
+
   std::vector<PortStats> port_stats() const;
   std::vector<VportStats> vport_stats() const;
   std::vector<RuleStats> rule_stats() const;
@@ -162,6 +174,8 @@ class Switch {
   void publish_poll_lists();
   void wait_for_workers();
   void close_port(uint16_t index) noexcept;
+  void watch_service(Port& port);
+  void unwatch_service(Port& port) noexcept;
 
   cfg::Config config_;
   rte_mempool* pool_ = nullptr;
@@ -197,6 +211,7 @@ class Switch {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<bool> stop_{false};
   bool running_ = false;
+  ServiceHooks hooks_;
 };
 
 }  // namespace esw::dp

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "dataplane/fastpath/port_io.h"
 #include "dataplane/fastpath/stats.h"
 
 namespace esw::dp {
@@ -83,12 +84,11 @@ struct Binding;
 struct PortMap {
   static constexpr uint16_t kNoPort = 0xffff;
   uint16_t nb_ports = 0;                             // highest port index in use + 1
-  std::array<uint16_t, kMaxPorts> dpdk_port{};       // switch port index -> DPDK port id (kNoPort: free slot)
+  std::array<PortIo, kMaxPorts> io{};                // switch port index -> how to reach it (kNone: free slot)
   std::array<uint16_t, kMaxPorts> representor_of{};  // vport -> its representor port, or kNoPort
   std::array<uint16_t, kMaxPorts> rep_peer{};        // representor -> its vport, or kNoPort
   std::array<const Binding*, kMaxPorts> binding{};   // vport -> its binding (nullptr: uplinks, representors)
   PortMap() {
-    dpdk_port.fill(kNoPort);
     representor_of.fill(kNoPort);
     rep_peer.fill(kNoPort);
     binding.fill(nullptr);

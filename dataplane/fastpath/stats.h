@@ -10,7 +10,7 @@
 
 namespace esw::dp {
 
-inline constexpr uint16_t kMaxPorts = 256;
+inline constexpr uint16_t kMaxPorts = 1024;  // switch port indexes (not DPDK port ids)
 inline constexpr uint16_t kMaxQueuesPerPort = 16;
 
 // Why the switch dropped a packet (not counting the port's own tx-full drops), counted per ingress port.

@@ -1,6 +1,5 @@
 #include "dataplane/fastpath/worker.h"
 
-#include <rte_ethdev.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -58,11 +57,10 @@ void Worker::run() noexcept {
     const TableSet* tables = params_.tables->acquire();
     const PollList* poll = params_.poll->acquire();
     if (pipeline->meter_generation != ctx_.meter_generation) [[unlikely]] refresh_meters(*pipeline);
-    ctx_.port_ids = pipeline->ports.dpdk_port.data();
-    ctx_.nb_ports = pipeline->ports.nb_ports;
+    ctx_.io = pipeline->ports.io.data();
     uint32_t received = 0;
     for (const RxQueueRef& q : poll->queues) {
-      const uint16_t n = rte_eth_rx_burst(q.port_id, q.queue, pkts, burst);
+      const uint16_t n = q.io.rx_burst(q.queue, pkts, burst);
       QueueCounters& qc = queue_counters_[size_t(q.port_index) * kMaxQueuesPerPort + q.queue];
       qc.polls++;
       if (n == 0) {

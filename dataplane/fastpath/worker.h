@@ -12,6 +12,7 @@
 #include "dataplane/fastpath/classifier.h"
 #include "dataplane/fastpath/flow_cache.h"
 #include "dataplane/fastpath/pipeline.h"
+#include "dataplane/fastpath/port_io.h"
 #include "dataplane/fastpath/rcu.h"
 #include "dataplane/fastpath/stats.h"
 #include "dataplane/fastpath/worker_context.h"
@@ -22,8 +23,9 @@ inline constexpr uint32_t kMaxMeters = 1024;
 
 struct RxQueueRef {
   uint16_t port_index;  // switch port index
-  uint16_t port_id;     // DPDK port id
   uint16_t queue;
+  PortIo io;            // the port's burst functions (a copy: one cache line with the queue)
+  const void* owner;    // the port object (control side: tells a reopened slot from the port it replaced)
 };
 
 // What one worker polls. Immutable once published; replaced (RCU) when ports come and go.

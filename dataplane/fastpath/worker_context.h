@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "dataplane/fastpath/flow_cache.h"
+#include "dataplane/fastpath/port_io.h"
 #include "dataplane/fastpath/stats.h"
 
 namespace esw::dp {
@@ -17,6 +18,7 @@ inline constexpr uint16_t kMaxRxBurst = 64;
 
 struct TxBuffer {
   uint16_t count = 0;
+  bool listed = false;  // in WorkerContext::pending
   std::array<rte_mbuf*, kMaxRxBurst> pkts{};
 };
 
@@ -32,27 +34,29 @@ struct CachedWalk {
 };
 
 struct WorkerContext {
-  uint16_t worker_index = 0;  // also the tx queue this worker uses on every port
+  uint16_t worker_index = 0;  // also picks this worker's tx queue of every port (PortIo::tx_burst)
   FlowCache<CachedWalk>* flow_cache = nullptr;
   RuleCounter* rule_counters = nullptr;  // [max_rules], indexed by rule id
   MeterRuntime* meters = nullptr;        // [nb_meters]
   uint32_t nb_meters = 0;
   uint64_t meter_generation = 0;
-  uint16_t nb_ports = 0;               // from the current pipeline snapshot, set every loop
-  const uint16_t* port_ids = nullptr;  // switch port index -> DPDK port id (the snapshot's PortMap)
+  const PortIo* io = nullptr;  // switch port index -> how to send there (the snapshot's PortMap), set every loop
+  uint16_t nb_pending = 0;     // ports with queued frames, in pending[0, nb_pending)
+  std::array<uint16_t, kMaxPorts> pending{};
   std::array<TxBuffer, kMaxPorts> tx{};
   WorkerStats stats;
 
   void flush(uint16_t port) noexcept {
     TxBuffer& b = tx[port];
     if (b.count == 0) return;
-    if (port_ids[port] == 0xffff) [[unlikely]] {  // the port went away while frames were queued for it
+    const PortIo& pio = io[port];
+    if (pio.kind == PortIo::Kind::kNone) [[unlikely]] {  // the port went away while frames were queued for it
       rte_pktmbuf_free_bulk(b.pkts.data(), b.count);
       stats.ports[port].tx_dropped += b.count;
       b.count = 0;
       return;
     }
-    const uint16_t sent = rte_eth_tx_burst(port_ids[port], worker_index, b.pkts.data(), b.count);
+    const uint16_t sent = pio.tx_burst(worker_index, b.pkts.data(), b.count);
     PortCounters& c = stats.ports[port];
     uint64_t bytes = 0;
     for (uint16_t i = 0; i < sent; ++i) bytes += b.pkts[i]->pkt_len;
@@ -65,13 +69,24 @@ struct WorkerContext {
     b.count = 0;
   }
 
+  // Sends what every port has queued: only the ports that got frames since the last flush are visited, so the
+  // cost does not grow with the number of ports.
   void flush_all() noexcept {
-    for (uint16_t p = 0; p < nb_ports; ++p) flush(p);
+    for (uint16_t i = 0; i < nb_pending; ++i) {
+      const uint16_t port = pending[i];
+      tx[port].listed = false;
+      flush(port);
+    }
+    nb_pending = 0;
   }
 
   // Queues m for transmission on `port`; sends a full buffer right away.
   void enqueue(uint16_t port, rte_mbuf* m) noexcept {
     TxBuffer& b = tx[port];
+    if (!b.listed) {
+      b.listed = true;
+      pending[nb_pending++] = port;
+    }
     b.pkts[b.count++] = m;
     if (b.count == kMaxRxBurst) flush(port);
   }

@@ -1,17 +1,11 @@
 #include "dataplane/ports/port.h"
 
-#include <rte_bus.h>
-#include <rte_dev.h>
-#include <rte_errno.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
+#include <map>
 
 #include <fmt/format.h>
 
-#include "dataplane/daemon/eal.h"
 #include "dataplane/error.h"
+#include "dataplane/ports/ethdev.h"
 
 namespace esw::dp {
 
@@ -24,122 +18,19 @@ const char* port_role_name(PortRole r) {
   return "?";
 }
 
-Port::~Port() { close(); }
-
-void Port::fail(const std::string& what, int err) const {
-  // The driver's own log line names the cause better than the errno the generic layers return.
-  const std::string cause = Eal::last_dpdk_error();
-  std::string msg = fmt::format("port {} ({}): {}", spec_.name, spec_.devargs, what);
-  if (!cause.empty()) msg += fmt::format(": {}", cause);
-  else if (err != 0) msg += fmt::format(": {}", rte_strerror(err < 0 ? -err : err));
-  if (geteuid() != 0) msg += " (eswitchd needs root)";
-  throw Error(msg);
+namespace {
+std::map<std::string, PortFactory>& kinds() {
+  static std::map<std::string, PortFactory> k{{"ethdev", [] { return std::unique_ptr<Port>(new EthdevPort); }}};
+  return k;
 }
+}  // namespace
 
-void Port::open(const PortSpec& spec, uint16_t index, rte_mempool* pool) {
-  spec_ = spec;
-  index_ = index;
-  Eal::clear_dpdk_errors();
-  if (spec.devargs.empty()) fail("no devargs", 0);
-  dev_name_ = spec.devargs.substr(0, spec.devargs.find(','));
+void register_port_kind(const std::string& kind, PortFactory factory) { kinds()[kind] = factory; }
 
-  uint16_t pid = RTE_MAX_ETHPORTS;
-  if (rte_eth_dev_get_port_by_name(dev_name_.c_str(), &pid) != 0) {
-    int rc = rte_dev_probe(spec.devargs.c_str());
-    if (rc < 0) {
-      fail("cannot open device", rc);
-    }
-    probed_by_us_ = true;
-    if (rte_eth_dev_get_port_by_name(dev_name_.c_str(), &pid) != 0) {
-      // PCI devices may register ports under a different name (e.g. with representors); take the first
-      // port of the probed device.
-      uint16_t p;
-      RTE_ETH_FOREACH_DEV(p) {
-        rte_eth_dev_info info{};
-        if (rte_eth_dev_info_get(p, &info) == 0 && info.device != nullptr &&
-            dev_name_ == rte_dev_name(info.device)) {
-          pid = p;
-          break;
-        }
-      }
-      if (pid == RTE_MAX_ETHPORTS) fail("device probed but no ethdev port appeared (not a network device?)", 0);
-    }
-  }
-  port_id_ = pid;
-  open_ = true;
-
-  rte_eth_dev_info info{};
-  int rc = rte_eth_dev_info_get(port_id_, &info);
-  if (rc != 0) fail("cannot read device info", rc);
-  driver_ = info.driver_name != nullptr ? info.driver_name : "?";
-  if (spec.rx_queues > info.max_rx_queues) {
-    fail(fmt::format("{} rx queues requested, device supports {}", spec.rx_queues, info.max_rx_queues), 0);
-  }
-  if (spec.tx_queues > info.max_tx_queues) {
-    fail(fmt::format("{} tx queues needed (one per worker), device supports {}{}", spec.tx_queues,
-                     info.max_tx_queues,
-                     driver_ == "net_af_packet" ? " (add qpairs=N to its devargs)" : ""),
-         0);
-  }
-
-  rte_eth_conf conf{};
-  if (spec.rx_queues > 1 && info.flow_type_rss_offloads != 0) {
-    conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
-    conf.rx_adv_conf.rss_conf.rss_hf = (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) &
-                                       info.flow_type_rss_offloads;
-  }
-  rc = rte_eth_dev_configure(port_id_, spec.rx_queues, spec.tx_queues, &conf);
-  if (rc != 0) fail("cannot configure", rc);
-
-  uint16_t nb_rxd = spec.rx_desc, nb_txd = spec.tx_desc;
-  rc = rte_eth_dev_adjust_nb_rx_tx_desc(port_id_, &nb_rxd, &nb_txd);
-  if (rc != 0) fail("cannot adjust descriptor counts", rc);
-  const int socket = rte_eth_dev_socket_id(port_id_);
-  const unsigned sock = socket < 0 ? SOCKET_ID_ANY : static_cast<unsigned>(socket);
-  for (uint16_t q = 0; q < spec.rx_queues; ++q) {
-    rc = rte_eth_rx_queue_setup(port_id_, q, nb_rxd, sock, nullptr, pool);
-    if (rc != 0) fail(fmt::format("cannot set up rx queue {}", q), rc);
-  }
-  for (uint16_t q = 0; q < spec.tx_queues; ++q) {
-    rc = rte_eth_tx_queue_setup(port_id_, q, nb_txd, sock, nullptr);
-    if (rc != 0) fail(fmt::format("cannot set up tx queue {}", q), rc);
-  }
-  rte_eth_macaddr_get(port_id_, &mac_);
-}
-
-void Port::start() {
-  Eal::clear_dpdk_errors();
-  int rc = rte_eth_dev_start(port_id_);
-  if (rc != 0) fail("cannot start", rc);
-  started_ = true;
-  // A switch port must see every frame, whatever its destination MAC.
-  rc = rte_eth_promiscuous_enable(port_id_);
-  if (rc != 0 && rc != -ENOTSUP) fail("cannot enable promiscuous mode", rc);
-}
-
-void Port::stop() noexcept {
-  if (started_) {
-    rte_eth_dev_stop(port_id_);
-    started_ = false;
-  }
-}
-
-void Port::close() noexcept {
-  if (!open_) return;
-  stop();
-  // Remember the device before close: close releases the ethdev, the bus device stays until removed.
-  rte_eth_dev_info info{};
-  rte_device* dev = rte_eth_dev_info_get(port_id_, &info) == 0 ? info.device : nullptr;
-  rte_eth_dev_close(port_id_);
-  if (probed_by_us_ && dev != nullptr) rte_dev_remove(dev);
-  probed_by_us_ = false;
-  open_ = false;
-}
-
-bool Port::link_up() const {
-  rte_eth_link link{};
-  if (rte_eth_link_get_nowait(port_id_, &link) != 0) return false;
-  return link.link_status == RTE_ETH_LINK_UP;
+std::unique_ptr<Port> make_port(const std::string& kind) {
+  auto it = kinds().find(kind);
+  if (it == kinds().end()) throw Error(fmt::format("unknown port kind '{}'", kind));
+  return it->second();
 }
 
 }  // namespace esw::dp

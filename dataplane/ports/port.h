@@ -1,16 +1,30 @@
 #pragma once
-// The port layer: opens any ethdev from devargs (vdev: net_tap, net_af_xdp, net_af_packet, net_vhost,
-// net_memif, net_pcap, net_ring, net_null, ...) or a PCI address, or attaches to an ethdev that already exists
-// under that name (created by an embedding program or test, e.g. with rte_eth_from_rings), configures its
-// queues and starts it. Every failure is an Error naming the port and the cause.
+// The port seam: everything the switch can burst packets from and to is a Port, whatever is behind it: an
+// ethdev (NIC, af_packet, af_xdp, tap, memif, pcap, ring; ports/ethdev.h), a tap file descriptor served on the
+// main lcore (representors/), later a vhost-user device served by rte_vhost directly (vdpa/).
 //
-// Threading: main lcore only. Workers use only port_id() and the queue numbers they were assigned.
+// Two faces:
+//  - Control (main lcore): open/start/stop/close, link state, driver counters, and `service()`, the backend's
+//    share of the main lcore's event loop (a file descriptor to watch and work to do when it is readable or on
+//    the periodic service tick). Failures throw esw::dp::Error naming the port and the cause.
+//  - Fast path: `io()` describes how workers reach the port — a burst rx and a burst tx function per queue
+//    (PortIo, fastpath/port_io.h). Workers call it once per burst, never per packet; ethdevs are called directly.
+//
+// The switch owns the port index space (FlowKey::in_port, up to kMaxPorts), independent of DPDK port ids: a
+// port that is not an ethdev costs no ethdev (Debian's DPDK has RTE_MAX_ETHPORTS = 32).
+//
+// Threading: main lcore only, except what io() hands to the workers. A port is closed only after a grace
+// period in which no worker can still reach it.
 
-#include <rte_ethdev.h>
+#include <rte_ether.h>
 #include <rte_mempool.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
+
+#include "dataplane/fastpath/port_io.h"
 
 namespace esw::dp {
 
@@ -18,13 +32,24 @@ enum class PortRole : uint8_t { kUplink, kVport, kRepresentor };
 const char* port_role_name(PortRole r);
 
 struct PortSpec {
-  std::string name;     // switch-level name (uplink0, vm1)
+  std::string name;     // switch-level name (uplink0, vm1, rep-vm1)
   PortRole role = PortRole::kVport;
-  std::string devargs;  // "net_tap0,iface=eswup0" or "0000:03:00.0"
+  std::string kind = "ethdev";  // backend: "ethdev", "tap" (representors/)
+  std::string devargs;  // ethdev: "net_tap0,iface=eswup0" or "0000:03:00.0"; tap: the interface name
   uint16_t rx_queues = 1;
-  uint16_t tx_queues = 1;  // at least the number of workers that may send on it
+  uint16_t tx_queues = 1;  // wanted: one per worker; a backend may offer fewer (then workers share them)
   uint16_t rx_desc = 1024;
   uint16_t tx_desc = 1024;
+};
+
+// What the driver counts below the switch (loss before a packet reaches a worker). valid=false: the backend
+// cannot tell.
+struct DriverCounters {
+  bool valid = false;
+  uint64_t ipackets = 0, opackets = 0;
+  uint64_t imissed = 0;    // dropped by the device/host side before the rx queue (ring full, ...)
+  uint64_t ierrors = 0, oerrors = 0;
+  uint64_t rx_nombuf = 0;  // no mbuf for a received frame
 };
 
 class Port {
@@ -32,38 +57,56 @@ class Port {
   Port() = default;
   Port(const Port&) = delete;
   Port& operator=(const Port&) = delete;
-  ~Port();
+  virtual ~Port() = default;
 
-  // Probes (or attaches) and configures the device; does not start it.
-  void open(const PortSpec& spec, uint16_t index, rte_mempool* pool);
-  void start();
-  void stop() noexcept;
-  // Stops, closes and (if we probed it) detaches the device. Queued mbufs return to their pool.
-  void close() noexcept;
+  // Opens the backend and sets up its queues; does not start it. `nb_workers` is how many workers may send.
+  virtual void open(const PortSpec& spec, uint16_t index, rte_mempool* pool, uint16_t nb_workers) = 0;
+  virtual void start() = 0;
+  virtual void stop() noexcept = 0;
+  // Stops and releases everything; queued mbufs return to their pool. Idempotent.
+  virtual void close() noexcept = 0;
+
+  virtual bool link_up() const = 0;
+  // Administrative carrier (a representor follows its vport's state). Backends without one ignore it.
+  virtual void set_carrier(bool /*up*/) noexcept {}
+  virtual DriverCounters driver_counters() const { return {}; }
+
+  // How workers reach this port; valid from open() to close().
+  virtual PortIo io() const noexcept = 0;
+
+  // Main-lcore service: a file descriptor the event loop watches (-1: none), and the work to do when it is
+  // readable or on the service tick (moving frames between the fd and the port's rings, ...). Never blocks.
+  virtual int service_fd() const noexcept { return -1; }
+  virtual bool needs_service() const noexcept { return false; }
+  virtual void service() noexcept {}
 
   const PortSpec& spec() const { return spec_; }
   const std::string& name() const { return spec_.name; }
   uint16_t index() const { return index_; }  // switch port index = FlowKey::in_port
-  uint16_t port_id() const { return port_id_; }
+  // The DPDK port id when the backend is an ethdev, kNoEthdev otherwise (dpdk-dumpcap, telemetry).
+  static constexpr uint16_t kNoEthdev = 0xffff;
+  virtual uint16_t port_id() const { return kNoEthdev; }
   const std::string& device_name() const { return dev_name_; }
   const std::string& driver_name() const { return driver_; }
   const rte_ether_addr& mac() const { return mac_; }
   bool is_open() const { return open_; }
   bool is_started() const { return started_; }
-  bool link_up() const;
 
- private:
-  [[noreturn]] void fail(const std::string& what, int err) const;
-
+ protected:
   PortSpec spec_;
   uint16_t index_ = 0;
-  uint16_t port_id_ = RTE_MAX_ETHPORTS;
   std::string dev_name_;
   std::string driver_;
   rte_ether_addr mac_{};
   bool open_ = false;
   bool started_ = false;
-  bool probed_by_us_ = false;
 };
+
+// Backends by kind ("ethdev" is built in; representors/ and vdpa/ register theirs at start-up, so the core
+// depends on no backend and no backend on the daemon).
+using PortFactory = std::unique_ptr<Port> (*)();
+void register_port_kind(const std::string& kind, PortFactory factory);
+// Throws Error when the kind is unknown.
+std::unique_ptr<Port> make_port(const std::string& kind);
 
 }  // namespace esw::dp

@@ -1,0 +1,43 @@
+#pragma once
+// The ethdev backend: opens any ethdev from devargs (vdev: net_tap, net_af_xdp, net_af_packet, net_vhost,
+// net_memif, net_pcap, net_ring, net_null, ...) or a PCI address, or attaches to an ethdev that already exists
+// under that name (created by an embedding program or test, e.g. with rte_eth_from_rings), configures its
+// queues and starts it. Workers call rte_eth_rx_burst/rte_eth_tx_burst directly (PortIo::Kind::kEthdev).
+//
+// Tx queues: one per worker when the device has that many; otherwise as many as it has, shared by workers
+// with one lock per queue (taken once per burst).
+//
+// Threading: main lcore only.
+
+#include <rte_ethdev.h>
+#include <rte_spinlock.h>
+
+#include <memory>
+
+#include "dataplane/ports/port.h"
+
+namespace esw::dp {
+
+class EthdevPort final : public Port {
+ public:
+  ~EthdevPort() override;
+  void open(const PortSpec& spec, uint16_t index, rte_mempool* pool, uint16_t nb_workers) override;
+  void start() override;
+  void stop() noexcept override;
+  void close() noexcept override;
+  bool link_up() const override;
+  void set_carrier(bool up) noexcept override;
+  DriverCounters driver_counters() const override;
+  PortIo io() const noexcept override;
+  uint16_t port_id() const override { return port_id_; }
+
+ private:
+  [[noreturn]] void fail(const std::string& what, int err) const;
+
+  uint16_t port_id_ = RTE_MAX_ETHPORTS;
+  uint16_t nb_txq_ = 0;
+  std::unique_ptr<rte_spinlock_t[]> txq_locks_;  // when workers share tx queues
+  bool probed_by_us_ = false;
+};
+
+}  // namespace esw::dp
