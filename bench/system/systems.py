@@ -433,7 +433,7 @@ class Testpmd(System):
             self.sink_is_sources = False
         args = ["stdbuf", "-oL", TESTPMD] + eal + [a for v in vdevs for a in ("--vdev", v)] + ["--"] + app
         self.nports = len(vdevs)
-        self.child = Child(self.ctx.reg, "testpmd", args, self.ctx.log_path(f"{self.name}-{n}"), stdin=True,
+        self.child = Child(self.ctx.reg, self.name, args, self.ctx.log_path(f"{self.name}-{n}"), stdin=True,
                            exe=TESTPMD)
         got = self.child.wait_for(lambda t: "Checking link statuses" in t or "EAL: Error" in t or
                                   "Fail" in t or "EXIT" in t, timeout=120)
