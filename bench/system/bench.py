@@ -9,11 +9,13 @@ minutes. Each run starts the system, waits until its rate is steady, measures th
 sent to its sink (tx) over a window, and stops it. A point's figure is the median over the runs, with min and max.
 
   bench.py [--short] [--runs N] [--window S] [--systems a,b] [--scenarios a,b,...] [--workers N] [--out DIR]
+           [--eswitchd PATH] [--eswitch-baseline PATH]
   bench.py --cleanup RUN_DIR      remove what an interrupted run left (processes, DPDK dirs, netns)
 """
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -36,6 +38,9 @@ import systems  # noqa: E402
 from procs import Registry, cleanup_run  # noqa: E402
 
 ALL_SYSTEMS = ["eswitch", "testpmd-io", "testpmd-macswap", "ovs"]
+# --eswitch-baseline PATH: a second eswitchd (the build before a change) measured as one more system, interleaved
+# with the others wherever eswitch runs.
+BASELINE = "eswitch-base"
 ALL_SCENARIOS = ["a", "b", "c", "d", "e", "f", "flows"]
 
 
@@ -223,17 +228,20 @@ def measure_restart(system, point, ctx, opts):
 # The whole run
 
 
-def make_systems(ctx, names):
+def make_systems(ctx, names, baseline=None):
     out = {}
     for n in names:
         if n == "eswitch":
             out[n] = systems.Eswitch(ctx)
+        elif n == BASELINE and baseline:
+            out[n] = systems.Eswitch(ctx, name=BASELINE, binary=baseline)
         elif n.startswith("testpmd-"):
             out[n] = systems.Testpmd(ctx, n.split("-", 1)[1])
         elif n == "ovs":
             out[n] = systems.Ovs(ctx)
         else:
-            raise SystemExit(f"unknown system {n}; known: {', '.join(ALL_SYSTEMS)}")
+            raise SystemExit(f"unknown system {n}; known: {', '.join(ALL_SYSTEMS)} "
+                             f"({BASELINE} with --eswitch-baseline PATH)")
     return out
 
 
@@ -264,6 +272,14 @@ def summarise(entry, expected_fwd, checks_verdicts):
                                     f"{want:.3f}: its rules do not do what the scenario says")
 
 
+def point_systems(point, sysmap) -> list:
+    """The systems a point runs, in order: the baseline eswitch (if any) right after eswitch, wherever it runs."""
+    names = list(point.systems)
+    if BASELINE in sysmap and "eswitch" in names and BASELINE not in names:
+        names.insert(names.index("eswitch") + 1, BASELINE)
+    return names
+
+
 def run_all(points, sysmap, ctx, opts, results):
     cache = {}  # (setup key, system, churn) -> entry already measured for another point
     for pi, point in enumerate(points):
@@ -271,7 +287,7 @@ def run_all(points, sysmap, ctx, opts, results):
                 "setup": point.setup.key, "expected_fwd_fraction": point.setup.expected_fwd, "systems": {}}
         results["points"].append(pres)
         active = []
-        for name in point.systems:
+        for name in point_systems(point, sysmap):
             if name not in sysmap:
                 continue
             sysobj = sysmap[name]
@@ -376,6 +392,21 @@ def run_all(points, sysmap, ctx, opts, results):
             cache[(point.setup.key, name, point.churn)] = (point.id, entry)
 
 
+def binary_info(path: str) -> dict:
+    """What identifies an eswitchd build: its path, content hash, and the commit of the tree it sits in."""
+    info = {"path": path}
+    try:
+        with open(path, "rb") as f:
+            info["sha256"] = hashlib.sha256(f.read()).hexdigest()[:16]
+    except OSError:
+        pass
+    git = subprocess.run(["git", "-C", os.path.dirname(path), "describe", "--always", "--dirty"],
+                         capture_output=True, text=True)
+    if git.returncode == 0:
+        info["commit"] = git.stdout.strip()
+    return info
+
+
 def machine_info():
     info = {"host": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count()}
     try:
@@ -432,6 +463,9 @@ def main():
     ap.add_argument("--scenarios", default=",".join(ALL_SCENARIOS))
     ap.add_argument("--workers", type=int, default=1, help="forwarding cores per system (cores 1..N; default 1)")
     ap.add_argument("--eswitchd", default=os.path.join(ROOT, "build", "dataplane", "eswitchd"))
+    ap.add_argument("--eswitch-baseline", metavar="PATH", help=f"a second eswitchd (e.g. the build before a "
+                    f"change), run as system '{BASELINE}' wherever eswitch runs, interleaved with the others, with "
+                    f"the same generated config; the table adds its ratios and new/baseline")
     ap.add_argument("--out", help="results directory (default results/<timestamp> in the repository)")
     ap.add_argument("--restart-each-run", action="store_true", help="start and stop every system for every run "
                     "(default: start once per point, freeze it with SIGSTOP while the others run)")
@@ -461,6 +495,18 @@ def main():
               file=sys.stderr)
         return 2
 
+    names = [s for s in opts.systems.split(",") if s]
+    if opts.eswitch_baseline:
+        opts.eswitch_baseline = os.path.abspath(opts.eswitch_baseline)
+        if not os.access(opts.eswitch_baseline, os.X_OK):
+            print(f"bench: --eswitch-baseline {opts.eswitch_baseline} is not an executable eswitchd", file=sys.stderr)
+            return 2
+        if BASELINE not in names:
+            names.insert(names.index("eswitch") + 1 if "eswitch" in names else len(names), BASELINE)
+    elif BASELINE in names:
+        print(f"bench: system {BASELINE} needs --eswitch-baseline PATH", file=sys.stderr)
+        return 2
+
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = opts.out or os.path.join(ROOT, "results", stamp + ("-short" if opts.short else ""))
     os.makedirs(out_dir, exist_ok=True)
@@ -481,24 +527,35 @@ def main():
     t_begin = time.time()
     results = {"meta": {}, "points": []}
     try:
-        sysmap = make_systems(ctx, [s for s in opts.systems.split(",") if s])
+        sysmap = make_systems(ctx, names, opts.eswitch_baseline)
         opts.unavailable = {}
         for name, s in sysmap.items():
             why = s.unavailable()
             if why:
                 opts.unavailable[name] = why
                 log(f"{name}: not available: {why}")
-        if "eswitch" in sysmap and "eswitch" not in opts.unavailable:
-            f = sysmap["eswitch"].features()
-            log("eswitchd features: " + ", ".join(f"{k}={v}" for k, v in f.items() if k != "probe_errors"))
+        features = {}
+        for name in ("eswitch", BASELINE):
+            if name in sysmap and name not in opts.unavailable:
+                features[name] = sysmap[name].features()
+                log(f"{name} ({sysmap[name].binary}) features: " +
+                    ", ".join(f"{k}={v}" for k, v in features[name].items() if k != "probe_errors"))
+        if len(features) == 2:
+            same = all(features["eswitch"][k] == features[BASELINE][k] for k in features["eswitch"]
+                       if k != "probe_errors")
+            # Each binary gets the config generated from its own probe: identical YAML when the probes agree.
+            log(f"{BASELINE}: " + ("same config features as eswitch: both get the same generated YAML" if same else
+                                    "config features differ from eswitch: each gets the YAML its loader takes"))
         log("generating traffic")
         points = scenarios.plan(os.path.join(run_dir, "traffic"),
                                 scenarios.PlanOptions(short=opts.short,
                                                       scenarios=tuple(s for s in opts.scenarios.split(",") if s)))
         results["meta"] = {"timestamp": stamp, "short": opts.short, "runs": opts.runs, "window_s": opts.window,
                            "workers": opts.workers, "systems": list(sysmap), "unavailable": opts.unavailable,
-                           "eswitch_features": sysmap["eswitch"].features() if "eswitch" in sysmap and
-                           "eswitch" not in opts.unavailable else None,
+                           "eswitch_features": features.get("eswitch"),
+                           **({"eswitch_base_features": features[BASELINE]} if BASELINE in features else {}),
+                           "eswitch_binaries": {n: binary_info(sysmap[n].binary) for n in ("eswitch", BASELINE)
+                                                if n in sysmap},
                            "frame_size_convention": "wire size with FCS; pcap/mbuf frames are 4 bytes shorter",
                            "mpps_convention": "packets received from the source ports per second (forwarded + "
                                               "dropped by policy); fwd_fraction = sent to the sink / received",

@@ -2,10 +2,19 @@
 
 import os
 import shutil
+import statistics
 import subprocess
 
 COLS = [("eswitch", "eswitch"), ("testpmd-io", "testpmd io"), ("testpmd-macswap", "testpmd macswap"),
         ("ovs", "OVS")]
+BASELINE = "eswitch-base"  # a second eswitchd build (bench.py --eswitch-baseline)
+
+
+def _cols(meta) -> list:
+    """The system columns: the baseline eswitch, when the run had one, right after eswitch."""
+    if BASELINE in meta.get("systems", []):
+        return COLS[:1] + [(BASELINE, "eswitch base")] + COLS[1:]
+    return COLS
 
 
 def _cell(e) -> str:
@@ -28,8 +37,8 @@ def _med(p, name):
     return e.get("median_mpps") if e and e.get("status") == "ok" else None
 
 
-def _ratio(a, b) -> str:
-    return f"{a / b:.2f}" if a and b else ""
+def _ratio(a, b, digits=2) -> str:
+    return f"{a / b:.{digits}f}" if a and b else ""
 
 
 def _cycles(p, meta):
@@ -38,7 +47,7 @@ def _cycles(p, meta):
     mhz = meta.get("cpu_mhz")
     workers = meta.get("workers", 1)
     out = []
-    for name, label in COLS:
+    for name, label in _cols(meta):
         e = p["systems"].get(name)
         if not e or e.get("status") != "ok":
             continue
@@ -60,16 +69,21 @@ def table_md(results) -> str:
                  f"systems interleaved run by run, {meta.get('workers', 1)} forwarding core(s) each. "
                  f"Frame sizes include the FCS (pcap frames are 4 bytes shorter). "
                  f"Cycles/packet: reported by the system, or ~ = derived as core clock / rate.")
+    cols = _cols(meta)
+    has_base = len(cols) > len(COLS)
     lines.append("")
-    lines.append("| point | " + " | ".join(label for _, label in COLS) +
-                 " | esw/testpmd-io | esw/OVS | cycles/packet | what |")
-    lines.append("|" + "---|" * (len(COLS) + 5))
+    lines.append("| point | " + " | ".join(label for _, label in cols) +
+                 " | esw/testpmd-io |" + (" base/testpmd-io | new/base |" if has_base else "") +
+                 " esw/OVS | cycles/packet | what |")
+    lines.append("|" + "---|" * (len(cols) + 5 + (2 if has_base else 0)))
     notes = []
     for p in results.get("points", []):
-        cells = [_cell(p["systems"].get(name)) for name, _ in COLS]
+        cells = [_cell(p["systems"].get(name)) for name, _ in cols]
         esw = _med(p, "eswitch")
+        tpio = _med(p, "testpmd-io")
+        base = (f" {_ratio(_med(p, BASELINE), tpio)} | {_ratio(esw, _med(p, BASELINE))} |" if has_base else "")
         lines.append(f"| {p['id']} | " + " | ".join(cells) +
-                     f" | {_ratio(esw, _med(p, 'testpmd-io'))} | {_ratio(esw, _med(p, 'ovs'))} | "
+                     f" | {_ratio(esw, tpio)} |{base} {_ratio(esw, _med(p, 'ovs'))} | "
                      f"{_cycles(p, meta)} | {p['title']} |")
         for name, e in p["systems"].items():
             if e.get("status") in ("skipped", "failed"):
@@ -81,6 +95,8 @@ def table_md(results) -> str:
             bad_runs = [r for r in e.get("runs", []) if r.get("status") == "failed"]
             if bad_runs and e.get("status") == "ok":
                 notes.append(f"- {p['id']} {name}: {len(bad_runs)} run(s) failed: {bad_runs[0].get('error')}")
+    if has_base:
+        lines += _baseline_section(results)
     churn = [p for p in results.get("points", []) if p["scenario"] == "e"]
     if churn:
         lines += ["", "## Rule churn (e)", "",
@@ -101,6 +117,48 @@ def table_md(results) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _paired(p, a, b) -> list:
+    """a/b per run number: run k of every system is measured in round k (interleaved, order rotated)."""
+    ea, eb = p["systems"].get(a) or {}, p["systems"].get(b) or {}
+    rb = {r["run"]: r["rx_mpps"] for r in eb.get("runs", []) if r.get("status") == "ok"}
+    return [r["rx_mpps"] / rb[r["run"]] for r in ea.get("runs", [])
+            if r.get("status") == "ok" and rb.get(r["run"])]
+
+
+def _spread(vals) -> str:
+    if not vals:
+        return ""
+    return f"{statistics.median(vals):.3f} [{min(vals):.3f}–{max(vals):.3f}]"
+
+
+def _baseline_section(results) -> list:
+    """Old build against new build, each against testpmd io measured in the same run."""
+    meta = results.get("meta", {})
+    bins = meta.get("eswitch_binaries", {})
+
+    def ident(name):
+        b = bins.get(name, {})
+        return f"`{b.get('path', '?')}` ({b.get('commit', 'commit unknown')}, sha256 {b.get('sha256', '?')})"
+
+    out = ["", f"## New build against baseline (eswitch vs {BASELINE})", "",
+           f"eswitch = {ident('eswitch')}; {BASELINE} = {ident(BASELINE)}. Both ran interleaved with testpmd in "
+           f"this run, on the same traffic and the same generated config. Ratios of medians; new/base = "
+           f"(eswitch/testpmd-io) / (base/testpmd-io) = eswitch / base. Paired = median [min–max] over the rounds "
+           f"of the ratio of the two systems' runs in the same round (run k of each; rounds take seconds, the "
+           f"drift on these VMs takes minutes).", "",
+           "| point | eswitch/testpmd-io | base/testpmd-io | new/base | new/base paired | eswitch/testpmd-io paired "
+           "| base/testpmd-io paired |",
+           "|---|---|---|---|---|---|---|"]
+    for p in results.get("points", []):
+        if BASELINE not in p["systems"]:
+            continue
+        esw, base, tpio = _med(p, "eswitch"), _med(p, BASELINE), _med(p, "testpmd-io")
+        out.append(f"| {p['id']} | {_ratio(esw, tpio, 3)} | {_ratio(base, tpio, 3)} | {_ratio(esw, base, 3)} | "
+                   f"{_spread(_paired(p, 'eswitch', BASELINE))} | {_spread(_paired(p, 'eswitch', 'testpmd-io'))} | "
+                   f"{_spread(_paired(p, BASELINE, 'testpmd-io'))} |")
+    return out
+
+
 def _series(points, scenario, xkey, name, filt=None):
     rows = []
     for p in points:
@@ -118,7 +176,8 @@ def _write_dat(path, rows):
             f.write(" ".join(str(x) for x in r) + "\n")
 
 
-STYLE = {"eswitch": "lc rgb '#d62728' lw 2 pt 7", "ovs": "lc rgb '#1f77b4' lw 2 pt 5",
+STYLE = {"eswitch": "lc rgb '#d62728' lw 2 pt 7", BASELINE: "lc rgb '#ff9896' lw 2 pt 6 dt 3",
+         "ovs": "lc rgb '#1f77b4' lw 2 pt 5",
          "testpmd-io": "lc rgb '#7f7f7f' lw 2 pt 9 dt 2"}
 
 
@@ -145,7 +204,7 @@ def plots(results, out_dir) -> list:
              f"set xrange [{rule_counts[0] / 2}:{rule_counts[-1] * 2}]", "set yrange [0:*]"]
         for m in masks:
             plots_m = []
-            for name in ("eswitch", "ovs"):
+            for name in ("eswitch", BASELINE, "ovs"):
                 rows = _series(pts, "c", "rules", name, lambda p, m=m: p["params"].get("masks") == m)
                 if rows:
                     dat = os.path.join(data_dir, f"rules-m{m}-{name}.dat")
@@ -167,7 +226,7 @@ def plots(results, out_dir) -> list:
              "set logscale x", "set xlabel 'distinct flows'", "set ylabel 'Mpps'", "set grid", "set key outside bottom center horizontal",
              f"set xrange [{max(flow_counts[0] / 2, 0.5)}:{flow_counts[-1] * 2}]", "set yrange [0:*]"]
         series = []
-        for name in ("eswitch", "ovs", "testpmd-io"):
+        for name in ("eswitch", BASELINE, "ovs", "testpmd-io"):
             rows = []
             for p in pts:
                 if p["scenario"] != "flows":

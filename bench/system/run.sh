@@ -3,9 +3,12 @@
 #
 #   sudo bench/system/run.sh [--short] [--no-build] [--no-install] [bench.py options...]
 #
+#   sudo bench/system/run.sh --scenarios a,b --eswitch-baseline /path/to/old/eswitchd   (old vs new build)
+#
 # Builds eswitchd (only that target) unless --no-build, installs the peers from Debian unless --no-install
 # (bench/system/install_peers.sh; with --short, missing peers are skipped instead), then runs bench.py pinned to
-# core 0. Results: results/<timestamp>/{results.json,table.md,mpps_vs_rules.png,mpps_vs_flows.png}.
+# core 0. --eswitch-baseline PATH adds a second, already built eswitchd as system "eswitch-base" (not built here).
+# Results: results/<timestamp>/{results.json,table.md,mpps_vs_rules.png,mpps_vs_flows.png}.
 # Every process, DPDK runtime directory, socket and network namespace it creates is removed at the end, also on
 # Ctrl-C or SIGTERM; after a SIGKILL, `bench/system/bench.py --cleanup /tmp/eswb<pid>` does it.
 set -euo pipefail

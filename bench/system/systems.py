@@ -142,11 +142,18 @@ def _rule_yaml(r: scenarios.Rule) -> str:
 
 
 class Eswitch(System):
-    name = "eswitch"
+    """eswitchd. A second instance with another binary (--eswitch-baseline: the build before a change) runs as
+    its own system, e.g. "eswitch-base": its own config probe, pid record, EAL prefixes, config file and logs, so
+    the two can be started, frozen and measured side by side."""
+
     STATS_INTERVAL = 0.25
 
-    def __init__(self, ctx: Ctx):
+    def __init__(self, ctx: Ctx, name: str = "eswitch", binary: Optional[str] = None):
         super().__init__(ctx)
+        self.name = name
+        self.binary = binary or ctx.eswitchd
+        # Process/pid-file/log tag: "eswitchd" for the default instance (unchanged), "eswitchd-base" for a baseline.
+        self.tag = "eswitchd" + name[len("eswitch"):]
         self.child = None
         self._features = None
         self._yaml_cache = {}
@@ -154,8 +161,10 @@ class Eswitch(System):
         self._churn_rules = []
 
     def unavailable(self):
-        if not os.access(self.ctx.eswitchd, os.X_OK):
-            return f"{self.ctx.eswitchd} is not built (bench/system/run.sh builds it)"
+        if not os.access(self.binary, os.X_OK):
+            if self.binary != self.ctx.eswitchd:
+                return f"{self.binary} is not an executable (build the baseline first; bench/README.md)"
+            return f"{self.binary} is not built (bench/system/run.sh builds it)"
         return None
 
     # Which config keys and options this eswitchd understands: the harness generates only those, and skips
@@ -163,10 +172,10 @@ class Eswitch(System):
     def features(self) -> dict:
         if self._features is not None:
             return self._features
-        help_text = subprocess.run([self.ctx.eswitchd, "--help"], capture_output=True, text=True).stdout
+        help_text = subprocess.run([self.binary, "--help"], capture_output=True, text=True).stdout
         f = {"api_socket_option": "--api-socket" in help_text}
-        probe = os.path.join(self.ctx.run_dir, "eswitch-probe.yaml")
-        prefix = f"{self.ctx.sid}-probe"
+        probe = os.path.join(self.ctx.run_dir, f"{self.name}-probe.yaml")
+        prefix = f"{self.ctx.sid}-probe" + self.name[len("eswitch"):]
         self.ctx.reg.add("prefixes", prefix)
         with open(probe, "w") as out:
             out.write("apiVersion: eswitch/v1\n"
@@ -185,7 +194,7 @@ class Eswitch(System):
                       "      - {priority: 1, match: {ipv4_dst: 198.18.16.0, ip_proto: 17}, actions: [drop]}\n")
         # A config error ends eswitchd before the EAL starts; a config it takes is built for real (ports, rules)
         # and one packet traced through it, then it exits.
-        args = [self.ctx.eswitchd, "--config", probe, "--trace", "in_port=vm1,ipv4_dst=198.18.16.0,udp"]
+        args = [self.binary, "--config", probe, "--trace", "in_port=vm1,ipv4_dst=198.18.16.0,udp"]
         r = subprocess.run(args, capture_output=True, text=True, timeout=60)
         shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
         unknown = set(re.findall(r'unknown key "([^"]+)"', r.stderr))
@@ -263,12 +272,12 @@ class Eswitch(System):
             self.vhost_socket = os.path.join(self.ctx.run_dir, f"vhost-esw{n}.sock")
             text = text.replace("__VHOST__", self.vhost_socket)
         self.running_yaml = text
-        cfg = os.path.join(self.ctx.run_dir, "eswitch.yaml")
+        cfg = os.path.join(self.ctx.run_dir, f"{self.name}.yaml")
         with open(cfg, "w") as out:
             out.write(text)
         self.nports = 1 + len(s.sources)
         self.source_names = {src.name for src in s.sources}
-        args = [self.ctx.eswitchd, "--config", cfg, "--stats-interval", str(self.STATS_INTERVAL)]
+        args = [self.binary, "--config", cfg, "--stats-interval", str(self.STATS_INTERVAL)]
         self.api_path = None
         if self.features()["api_socket_option"]:
             if point.churn:
@@ -277,7 +286,7 @@ class Eswitch(System):
             else:
                 args += ["--api-socket", "none"]
         self._churn_rules = []
-        self.child = Child(self.ctx.reg, "eswitchd", args, self.ctx.log_path(f"eswitchd-{n}"))
+        self.child = Child(self.ctx.reg, self.tag, args, self.ctx.log_path(f"{self.tag}-{n}"))
         got = self.child.wait_for(lambda t: t.startswith("eswitchd: forwarding on"), timeout=180)
         if got is None:
             self.child.stop()
@@ -424,7 +433,7 @@ class Testpmd(System):
             self.sink_is_sources = False
         args = ["stdbuf", "-oL", TESTPMD] + eal + [a for v in vdevs for a in ("--vdev", v)] + ["--"] + app
         self.nports = len(vdevs)
-        self.child = Child(self.ctx.reg, "testpmd", args, self.ctx.log_path(f"{self.name}-{n}"), stdin=True,
+        self.child = Child(self.ctx.reg, self.name, args, self.ctx.log_path(f"{self.name}-{n}"), stdin=True,
                            exe=TESTPMD)
         got = self.child.wait_for(lambda t: "Checking link statuses" in t or "EAL: Error" in t or
                                   "Fail" in t or "EXIT" in t, timeout=120)
