@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "dataplane/rules/actions.h"
 #include "dataplane/fastpath/classifier.h"
+#include "dataplane/daemon/rule_book.h"
 #include "dataplane/fastpath/pipeline.h"
 #include "dataplane/ports/port.h"
 #include "dataplane/fastpath/rcu.h"
@@ -151,19 +152,7 @@ class Switch {
   void print_summary(FILE* out) const;
 
  private:
-  // What the switch remembers of an installed rule besides the classifier's copy: 56 bytes. Match, actions,
-  // table and priority are read back from the classifier when show/trace need them.
-  struct InstalledRule {
-    uint32_t id;
-    RuleDef::Origin origin;
-    uint32_t origin_a;
-    uint32_t origin_b;
-    uint64_t identity[2];  // two independent hashes of table|priority|match|actions (compiled, canonical)
-    uint64_t source[2];    // hashes of the rule as written (rule_source_hash); 0 for generated rules
-    uint8_t table;
-  };
-  std::string where_of(const InstalledRule& r) const;
-  struct Plan;  // what one apply does (switch.cc)
+  struct Plan;  // what one apply does (switch_plan.h, reconcile.cc)
 
   // keep_config_rules: the config's rules stay exactly as installed (runtime-rule changes; the running config
   // does not keep rule bodies, so they could not be compiled again from it).
@@ -195,17 +184,12 @@ class Switch {
   std::vector<Retired> retired_;
   std::vector<std::unique_ptr<Published<PollList>>> poll_pub_;  // per worker
   std::vector<std::unique_ptr<PollList>> poll_cur_;             // per worker
-  std::vector<InstalledRule> rules_;                            // installed rules, any order
-  std::vector<uint32_t> free_ids_;
-  uint32_t next_id_ = 0;
   uint32_t max_rules_ = 0;
-  std::vector<RuleCounter> baseline_;  // by rule id: counters when the id was (re)assigned
+  RuleBook book_;  // installed rules: ids, origins, counter baselines
   // User rules installed through set_rules() rather than the config (kept across applies of the same config).
   std::vector<TableDef> extra_tables_;
   std::vector<RuleDef> extra_rules_;
   std::vector<MeterProfile> extra_meters_;
-  std::vector<std::string> generated_where_;  // where-strings of the generated rules of the running config
-  std::unordered_map<uint64_t, std::string> rule_names_;  // (table index << 32 | rule index) -> name, named rules only
   uint64_t context_[2] = {0, 0};  // hash of what compiled rules depend on besides their source (ports, meters)
   uint64_t meter_generation_ = 0;
   std::vector<std::unique_ptr<Worker>> workers_;

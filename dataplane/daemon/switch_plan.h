@@ -1,0 +1,42 @@
+#pragma once
+// What one apply does, computed before anything changes (reconcile.cc). Internal to the switch.
+
+#include <array>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dataplane/daemon/switch.h"
+
+namespace esw::dp {
+
+// What one apply will do, computed before anything changes.
+struct Switch::Plan {
+  cfg::Config desired;
+  struct Slot {
+    std::string name;
+    PortRole role = PortRole::kVport;
+    std::string kind = "ethdev";  // port backend
+    cfg::Attachment attach;
+    std::string vport;  // representors: their vport
+    bool is_new = false;
+    std::string where;  // config path, for errors
+    int line = 0;
+  };
+  std::array<Slot, kMaxPorts> slots;  // planned ports by index (name "" = free)
+  std::vector<uint16_t> to_close;     // current ports that go away
+  uint16_t nb_ports = 0;
+  PortNames names;
+  CompiledRuleSet compiled;
+  std::vector<std::unique_ptr<Binding>> bindings;  // parallel to desired.vports
+  std::vector<MeterProfile> meters;                // user meters, then vport rate meters
+  using Keep = RuleBook::Moved;
+  std::vector<Keep> keep;                          // installed rules that stay, with their (new) origin
+  std::vector<uint32_t> keep_by_source;            // installed ids reused without compiling (subset of keep)
+  uint64_t context[2] = {0, 0};
+  std::vector<size_t> add;                         // compiled rules that need an id
+  std::vector<uint32_t> remove_ids;
+  std::vector<unsigned> add_tables, remove_tables;
+};
+
+}  // namespace esw::dp

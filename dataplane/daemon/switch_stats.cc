@@ -1,0 +1,126 @@
+#include "dataplane/daemon/switch.h"
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "dataplane/daemon/eal.h"
+#include "dataplane/error.h"
+#include "dataplane/rules/packet_synth.h"
+#include "dataplane/fastpath/parser.h"
+#include "representors/representor.h"
+
+namespace esw::dp {
+
+std::vector<PortStats> Switch::port_stats() const {
+  std::vector<PortStats> out;
+  for (uint16_t i = 0; i < kMaxPorts; ++i) {
+    const Port* p = slots_[i].get();
+    if (p == nullptr) continue;
+    PortStats s;
+    s.name = p->name();
+    s.role = p->spec().role;
+    s.driver = p->driver_name();
+    s.link_up = p->is_started() && p->link_up();
+    s.rx_queues.resize(p->spec().rx_queues);
+    for (const auto& w : workers_) {
+      s.counters += w->stats().ports[i];
+      for (uint16_t q = 0; q < p->spec().rx_queues; ++q) {
+        const QueueCounters& c = w->queue_counters(i, q);
+        s.rx_queues[q].packets += c.packets;
+        s.rx_queues[q].bytes += c.bytes;
+        s.rx_queues[q].polls += c.polls;
+        s.rx_queues[q].empty_polls += c.empty_polls;
+      }
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::vector<VportStats> Switch::vport_stats() const {
+  std::vector<VportStats> out;
+  for (const auto& v : config_.vports) {
+    const int i = port_index(v.name);
+    if (i < 0) continue;
+    VportStats s;
+    s.name = v.name;
+    s.active = v.state == cfg::VportState::kActive;
+    if (const auto rp = rep::plan_representor(config_.representors, v); rp && port_index(rp->name) >= 0) {
+      s.representor = rp->name;
+    }
+    PortCounters c;
+    for (const auto& w : workers_) c += w->stats().ports[i];
+    s.rx_packets = c.rx_packets;
+    s.tx_packets = c.tx_packets;
+    for (size_t r = 0; r < c.dropped.size(); ++r) {
+      s.drops.emplace_back(drop_reason_name(static_cast<DropReason>(r)), c.dropped[r]);
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::vector<RuleStats> Switch::rule_stats() const {
+  std::vector<RuleStats> out;
+  out.reserve(book_.size());
+  for (const RuleBook::Installed& r : book_.installed()) {
+    const std::optional<RuleInfo> info = classifier_->find(r.id);
+    if (!info) continue;
+    const RuleSpec& spec = info->spec;
+    RuleStats s{r.id, spec.table, spec.priority, book_.where_of(r, extra_rules_), format_match(MaskedKey{spec.value, spec.mask, 0}, names_),
+                format_actions(*static_cast<const ActionList*>(spec.actions), names_, spec.goto_table), 0, 0};
+    for (const auto& w : workers_) {
+      s.packets += w->rule_counters()[r.id].packets;
+      s.bytes += w->rule_counters()[r.id].bytes;
+    }
+    s.packets -= book_.baseline(r.id).packets;
+    s.bytes -= book_.baseline(r.id).bytes;
+    out.push_back(std::move(s));
+  }
+  std::sort(out.begin(), out.end(), [](const RuleStats& a, const RuleStats& b) {
+    return a.table != b.table ? a.table < b.table : a.priority != b.priority ? a.priority > b.priority : a.id < b.id;
+  });
+  return out;
+}
+
+MempoolReport Switch::mempool_report() const {
+  MempoolReport r;
+  if (pool_ == nullptr) return r;
+  r.size = pool_->size;
+  r.in_use = rte_mempool_in_use_count(pool_);
+  return r;
+}
+
+void Switch::print_summary(FILE* out) const {
+  fmt::print(out, "{:<12} {:<11} {:<14} {:>10} {:>12} {:>10} {:>12} {:>8} {:>8}\n", "port", "role", "driver",
+             "rx_pkts", "rx_bytes", "tx_pkts", "tx_bytes", "tx_drop", "dropped");
+  for (const PortStats& s : port_stats()) {
+    const PortCounters& c = s.counters;
+    fmt::print(out, "{:<12} {:<11} {:<14} {:>10} {:>12} {:>10} {:>12} {:>8} {:>8}\n", s.name,
+               port_role_name(s.role), s.driver, c.rx_packets, c.rx_bytes, c.tx_packets, c.tx_bytes, c.tx_dropped,
+               c.dropped_total());
+  }
+  for (const VportStats& v : vport_stats()) {
+    std::string drops;
+    for (const auto& [reason, n] : v.drops) {
+      if (n != 0) drops += fmt::format(" {}={}", reason, n);
+    }
+    if (!drops.empty()) fmt::print(out, "vport {} drops:{}\n", v.name, drops);
+  }
+  for (const RuleStats& r : rule_stats()) {
+    if (r.packets != 0) fmt::print(out, "rule {} [{}]: {} packets, {} bytes\n", r.id, r.where, r.packets, r.bytes);
+  }
+}
+
+}  // namespace esw::dp
