@@ -33,7 +33,9 @@ struct PortStats {
   PortRole role;
   std::string driver;
   bool link_up;
+  std::string kind;                      // port backend: ethdev, tap, vhost_user
   PortCounters counters;                 // summed over workers
+  DriverCounters device;                 // below the switch: what the device/host side counted (loss before rx)
   std::vector<QueueCounters> rx_queues;  // per rx queue, summed over workers
 };
 

@@ -31,6 +31,8 @@ std::vector<PortStats> Switch::port_stats() const {
     s.name = p->name();
     s.role = p->spec().role;
     s.driver = p->driver_name();
+    s.kind = p->spec().kind;
+    s.device = p->driver_counters();
     s.link_up = p->is_started() && p->link_up();
     s.rx_queues.resize(p->spec().rx_queues);
     for (const auto& w : workers_) {
