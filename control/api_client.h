@@ -1,6 +1,6 @@
 #pragma once
-// Client side of eswitchd's management API (dataplane/api_server.h): one request per connection, sent as one
-// JSON line; the connection is half-closed after the request so the server sees a complete request even
+// Client side of eswitchd's management API (dataplane/daemon/api_server.h): one request per connection, sent as
+// one JSON line; the connection is half-closed after the request so the server sees a complete request even
 // without reading the newline. Progress lines the server sends (params.progress = true) and periodic ticks go
 // to a callback so a terminal can show what is happening during a long apply.
 //
@@ -12,10 +12,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "control/api_protocol.h"
+
 namespace esw::ctl {
 
-inline constexpr int kApiVersion = 1;
-inline constexpr const char* kDefaultSocket = "/run/eswitch/eswitchd.sock";
+// Both from control/api_protocol.h, the one place the server takes them from too.
+inline constexpr int kApiVersion = api::kApiVersion;
+inline constexpr const char* kDefaultSocket = api::kDefaultSocketPath;
 
 // eswitchd cannot be reached (no socket, refused, permission) or the connection broke before a reply came.
 class ConnectError : public std::runtime_error {

@@ -8,20 +8,24 @@
 //
 // A connection may carry any number of requests, one per line; a request that ends at end-of-file instead of a
 // newline (the peer half-closed) is accepted if it is one complete JSON value. Methods: ping, config, apply,
-// diff, show, stats, trace (see dataplane/README.md or control/README.md for their params and results).
+// diff, show, stats, trace, rules (see control/README.md for their params and results); the method table and
+// which of them read or write is dataplane/daemon/api_methods.h. The version and the default socket path are
+// control/api_protocol.h's.
 //
 // Guarantees:
 //  - Requests are transactions. `apply` carries the whole desired YAML text, so a request is either received
 //    completely and applied as one Switch::apply (all or nothing), or rejected. A peer that disconnects before
 //    its request is complete, sends garbage, a truncated or oversized request, changes nothing.
-//  - Requests are serialised: the server runs on eswitchd's main thread, polled from its main loop, and handles
-//    one request at a time. Workers keep forwarding throughout; nothing here touches the fast path except
-//    through Switch's control methods.
+//  - Requests are serialised: the server runs on eswitchd's main thread as handlers of its event loop
+//    (dataplane/daemon/event_loop.h: the listening socket, one handler per connection, a notifier the YAML
+//    parse thread fires, a timer for stalled requests) and handles one request at a time. Reads are answered at
+//    once; writes (and diffs) commit one after another in arrival order. Workers keep forwarding throughout;
+//    nothing here touches the fast path except through Switch's control methods.
 //  - The socket is created mode 0660 (group from the config, else the process's), its parent directory is
 //    created if missing, a stale socket left by a dead eswitchd is replaced, a live one is refused, and the
 //    socket is removed when the server is destroyed (if it is still ours).
 //
-// Threading: main thread only.
+// Threading: the event loop's thread only (the parse helper thread touches only its own job).
 
 #include <sys/types.h>
 
@@ -35,11 +39,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dataplane/daemon/event_loop.h"
+
 namespace esw::dp {
 
 class Switch;
-
-inline constexpr int kApiVersion = 1;
+struct ApiMethod;
 
 struct ApiServerOptions {
   std::string socket_path;
@@ -60,23 +65,21 @@ struct RunningSource {
 
 class ApiServer {
  public:
-  // Creates and listens on the socket. Throws esw::dp::Error naming the socket and the cause.
-  ApiServer(Switch& sw, ApiServerOptions options, RunningSource initial);
+  // Creates and listens on the socket and registers with `loop`, which must outlive the server. Throws
+  // esw::dp::Error naming the socket and the cause.
+  ApiServer(Switch& sw, EventLoop& loop, ApiServerOptions options, RunningSource initial);
   ApiServer(const ApiServer&) = delete;
   ApiServer& operator=(const ApiServer&) = delete;
-  ~ApiServer();  // waits for a config being parsed, closes every connection, removes the socket
+  // Waits for a config being parsed, unregisters from the loop, closes every connection, removes the socket.
+  ~ApiServer();
 
   // Throws esw::dp::Error when `path` cannot become this server's socket: a live server answers on it, or it is
   // not a socket. eswitchd checks before it initialises the EAL and opens ports.
   static void check_socket_path(const std::string& path);
 
-  // Waits up to `timeout_ms` for socket activity and handles whatever arrived: new connections, request bytes,
-  // complete requests, a finished config parse (then commits that apply), pending replies.
-  void poll(int timeout_ms);
-
   // Handles one complete request line synchronously (an apply parses its YAML on the calling thread) and
   // returns the reply line (without the newline); `progress` receives progress lines when the request asked
-  // for them. For tests and in-process use; the socket path goes through poll().
+  // for them. For tests and in-process use; the socket path goes through the event loop.
   std::string handle(std::string_view request, const std::function<void(const std::string&)>& progress = {});
 
   const std::string& socket_path() const { return options_.socket_path; }
@@ -90,10 +93,14 @@ class ApiServer {
 
  private:
   struct Client;
-  struct ApplyJob;
+  struct Job;
   struct Envelope;
 
-  void accept_clients();
+  void on_listen_ready();
+  void on_client_event(uint64_t serial, uint32_t events);
+  void settle(Client& c);  // after any change to a client: close when done, update its loop interest
+  void reap();             // unregisters and closes the clients marked dead
+  void sweep_stalled();
   void read_client(Client& c);
   void write_client(Client& c);
   void handle_complete_requests(Client& c);
@@ -101,33 +108,31 @@ class ApiServer {
   void send_line(Client& c, const std::string& line, bool flush_now);
   Client* find_client(uint64_t serial);
 
-  // apply/diff: the YAML is parsed on a helper thread (it touches no switch state and a 100k-rule file takes
-  // seconds), one request at a time in arrival order; the commit (Switch::apply) runs on this thread.
-  std::unique_ptr<ApplyJob> make_job(const Envelope& env);
+  // Writes and YAML-parsing methods wait in one queue, in arrival order. A YAML parse runs on a helper thread
+  // (it touches no switch state; a 100k-rule file takes seconds); every handler runs on the loop thread.
+  std::unique_ptr<Job> make_job(const ApiMethod& method, Envelope env);
   void start_next_job();
+  void on_parse_done();
   void finish_job();
-  std::string commit(ApplyJob& job, const std::function<void(nlohmann::json)>& progress);
+  nlohmann::json run_method(const ApiMethod& m, Job* job, const nlohmann::json& params,
+                            const std::function<void(nlohmann::json)>& progress);
 
   Envelope parse_envelope(std::string_view request, nlohmann::json& id);
-  nlohmann::json dispatch_read(const Envelope& env);
-  nlohmann::json do_ping();
-  nlohmann::json do_config();
-  nlohmann::json do_show(const nlohmann::json& params);
-  nlohmann::json do_stats(const nlohmann::json& params);
-  nlohmann::json do_trace(const nlohmann::json& params);
-  nlohmann::json do_rules(const nlohmann::json& params);
 
   Switch& sw_;
+  EventLoop& loop_;
   ApiServerOptions options_;
   RunningSource running_;
   int listen_fd_ = -1;
-  int event_fd_ = -1;  // the parse thread signals completion here
+  EventLoop::Id listen_id_ = 0;
+  EventLoop::Id sweep_id_ = 0;
+  std::shared_ptr<EventLoop::Notifier> parse_done_;  // the parse thread signals completion here
   dev_t sock_dev_ = 0;
   ino_t sock_ino_ = 0;
   std::vector<std::unique_ptr<Client>> clients_;
   uint64_t next_serial_ = 1;
-  std::unique_ptr<ApplyJob> job_;               // being parsed
-  std::vector<std::unique_ptr<ApplyJob>> queue_;  // waiting for job_, in arrival order
+  std::unique_ptr<Job> job_;                 // being parsed
+  std::vector<std::unique_ptr<Job>> queue_;  // waiting for job_, in arrival order
   uint64_t requests_ = 0;
   std::chrono::steady_clock::time_point started_;
   std::function<void()> on_applied_;

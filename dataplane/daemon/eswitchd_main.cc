@@ -7,23 +7,24 @@
 // stop, 1 on a config or start-up error (one line on stderr naming the cause), 3 when mbufs were missing from
 // the pool after shutdown.
 //
-// The main thread is the control thread: its loop polls the management API socket (dataplane/api_server.h,
-// 50 ms at a time, so requests are served one after another), lets the switch free retired snapshots, and
-// publishes the telemetry snapshot (dataplane/telemetry.h) that /eswitch/... commands read. rte_pdump is
-// initialised so dpdk-dumpcap can capture on eswitch ports (it needs hugepages: a --no-huge primary's memory
-// cannot be shared with a secondary process).
+// The main thread is the control thread and runs one event loop (dataplane/daemon/event_loop.h) that everything
+// on the main lcore registers with: the management API (dataplane/daemon/api_server.h: its socket, connections
+// and the config-parse notifier), the telemetry snapshot timer and rule-refresh notifier
+// (dataplane/daemon/telemetry.h), the switch maintenance timer (frees retired snapshots), --stats-interval
+// printing, --duration, and SIGINT/SIGTERM. Nothing registered may block. rte_pdump is initialised so
+// dpdk-dumpcap can capture on eswitch ports (it needs hugepages: a --no-huge primary's memory cannot be shared
+// with a secondary process).
 
 #include <rte_pdump.h>
 #include <signal.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <memory>
 #include <sstream>
-#include <thread>
+#include <unordered_map>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -32,24 +33,17 @@
 #include "config/config.h"
 #include "dataplane/daemon/api_server.h"
 #include "dataplane/daemon/eal.h"
+#include "dataplane/daemon/event_loop.h"
 #include "dataplane/error.h"
 #include "dataplane/daemon/switch.h"
 #include "dataplane/daemon/telemetry.h"
 
 namespace {
 
-std::atomic<int> g_signal{0};
-
-void on_signal(int sig) { g_signal.store(sig); }
-
-void install_signal_handlers() {
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-}
+// How often the switch frees retired snapshots (Switch::maintain).
+constexpr auto kMaintainPeriod = std::chrono::milliseconds(50);
+// Representor tx rings are drained this often (workers do not wake the main lcore; see representors/README.md).
+constexpr auto kPortServicePeriod = std::chrono::milliseconds(1);
 
 nlohmann::json stats_json(const esw::dp::Switch& sw) {
   nlohmann::json ports = nlohmann::json::array();
@@ -82,8 +76,6 @@ bool read_text(const std::string& path, std::string& out) {
   out = ss.str();
   return true;
 }
-
-constexpr auto kTelemetryPeriod = std::chrono::milliseconds(200);
 
 int run(int argc, char** argv) {
   CLI::App app{"eswitchd: eswitch dataplane (userspace SmartNIC embedded switch on DPDK)"};
@@ -133,10 +125,20 @@ int run(int argc, char** argv) {
   std::string api_socket = config.dataplane.api_socket;
   if (!api_socket_override.empty()) api_socket = api_socket_override == "none" ? "" : api_socket_override;
 
-  install_signal_handlers();
+  signal(SIGPIPE, SIG_IGN);
   int status = 0;
   bool pdump = false;
   try {
+    // The main lcore's one event loop. Signals are routed into it first: one during start-up stops the switch as
+    // soon as the loop runs.
+    esw::dp::EventLoop loop;
+    int stop_signal = 0;
+    for (int sig : {SIGINT, SIGTERM}) {
+      loop.add_signal(sig, [&](int s) {
+        stop_signal = s;
+        loop.stop();
+      }, "eswitchd: stop on SIGINT/SIGTERM");
+    }
     // Another eswitchd on this socket stops here, before it touches the EAL or a single port.
     if (traces.empty() && !api_socket.empty()) esw::dp::ApiServer::check_socket_path(api_socket);
     esw::dp::Eal::init(config);
@@ -165,7 +167,7 @@ int run(int argc, char** argv) {
         esw::dp::Eal::cleanup();
         return status;
       }
-      // Listening before forwarding starts; requests are served by the main loop below, one at a time.
+      // Listening before forwarding starts; requests are served by the event loop, one at a time.
       std::unique_ptr<esw::dp::ApiServer> api;
       if (!api_socket.empty()) {
         esw::dp::ApiServerOptions opts;
@@ -174,19 +176,8 @@ int run(int argc, char** argv) {
         esw::dp::RunningSource running;
         running.yaml = config_text;
         running.source = config_path.empty() ? "default.yaml (embedded)" : config_path;
-        api = std::make_unique<esw::dp::ApiServer>(sw, opts, running);
+        api = std::make_unique<esw::dp::ApiServer>(sw, loop, opts, running);
       }
-      bool applied = false;
-      if (api) api->on_applied([&] { applied = true; });
-      auto publish = [&](bool with_rules) {
-        esw::dp::TelemetryInfo info;
-        info.api_socket = api_socket;
-        if (api) {
-          info.generation = api->running().generation;
-          info.config_hash = api->running().hash;
-        }
-        esw::dp::Telemetry::publish(sw, info, with_rules);
-      };
 
       sw.start();
       fmt::print("eswitchd: forwarding on {} ports with {} worker(s){}\n", sw.port_count(),
@@ -194,37 +185,56 @@ int run(int argc, char** argv) {
                  esw::dp::Eal::using_hugepages() ? "" : " (no hugepages: --no-huge)");
       if (api) fmt::print("eswitchd: management API on {}\n", api->socket_path());
       fflush(stdout);
-      publish(false);
+
+      // Everything else the main lcore does is a loop handler. Subsystems that need the main lcore (the
+      // representors' tap fds and pump, later vhost and SMC-D events) register with `loop` here, before run().
+      auto telemetry = std::make_unique<esw::dp::TelemetryPublisher>(loop, sw, [&] {
+        esw::dp::TelemetryInfo info;
+        info.api_socket = api_socket;
+        if (api) {
+          info.generation = api->running().generation;
+          info.config_hash = api->running().hash;
+        }
+        return info;
+      });
+      // After an apply, once the request that made it has been answered.
+      if (api) api->on_applied([&] { loop.post([&] { telemetry->publish_now(); }); });
+      loop.add_timer(kMaintainPeriod, [&] { sw.maintain(); }, "switch maintenance (snapshot reclaim)");
+      if (stats_interval > 0) {
+        using Ns = std::chrono::nanoseconds;
+        loop.add_timer(std::chrono::duration_cast<Ns>(std::chrono::duration<double>(stats_interval)),
+                       [&] {
+                         sw.print_summary(stdout);
+                         fflush(stdout);
+                       },
+                       "--stats-interval printing");
+      }
+      if (duration > 0) {
+        using Ns = std::chrono::nanoseconds;
+        loop.add_oneshot(std::chrono::duration_cast<Ns>(std::chrono::duration<double>(duration)), [&] { loop.stop(); },
+                         "--duration");
+      }
+      // Port backends with a main-lcore share (tap representors today, vhost-user later): their fd is watched
+      // while the port exists, and the service tick drains what the workers queued for the host.
+      std::unordered_map<int, esw::dp::EventLoop::Id> port_fds;
+      sw.set_service_hooks({[&](int fd, std::function<void()> on_readable) {
+                              port_fds[fd] = loop.add_fd(
+                                  fd, esw::dp::EventLoop::kRead, [cb = std::move(on_readable)](uint32_t) { cb(); },
+                                  fmt::format("port service fd {}", fd));
+                            },
+                            [&](int fd) {
+                              auto it = port_fds.find(fd);
+                              if (it == port_fds.end()) return;
+                              loop.remove(it->second);
+                              port_fds.erase(it);
+                            }});
+      loop.add_timer(kPortServicePeriod, [&] { sw.service_ports(); }, "port service tick (representor tx rings)");
       if (!ready_file.empty()) std::ofstream(ready_file) << getpid() << "\n";
 
-      using Clock = std::chrono::steady_clock;
-      const auto start = Clock::now();
-      auto last_stats = start;
-      auto last_publish = start;
-      while (g_signal.load() == 0) {
-        if (api) {
-          api->poll(1);
-        } else {
-          std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        }
-        sw.service_ports();  // interim until the event loop: representors served every millisecond
-        sw.maintain();
-        const auto now = Clock::now();
-        const bool rules_wanted = esw::dp::Telemetry::rules_wanted();
-        if (applied || rules_wanted || now - last_publish >= kTelemetryPeriod) {
-          publish(rules_wanted);
-          last_publish = now;
-          applied = false;
-        }
-        if (duration > 0 && std::chrono::duration<double>(now - start).count() >= duration) break;
-        if (stats_interval > 0 && std::chrono::duration<double>(now - last_stats).count() >= stats_interval) {
-          sw.print_summary(stdout);
-          fflush(stdout);
-          last_stats = now;
-        }
-      }
-      if (g_signal.load() != 0) fmt::print("eswitchd: signal {} received, stopping\n", g_signal.load());
-      esw::dp::Telemetry::clear();
+      loop.run();
+
+      if (stop_signal != 0) fmt::print("eswitchd: signal {} received, stopping\n", stop_signal);
+      telemetry.reset();  // clears the snapshots
       api.reset();  // removes the socket: nobody can ask a stopping switch for anything
       sw.close();
       sw.print_summary(stdout);

@@ -83,6 +83,7 @@ struct State {
   uint64_t rules_served = 0;     // the request number the current rule snapshot answers
   bool registered = false;
   Clock::time_point started = Clock::now();
+  std::shared_ptr<EventLoop::Notifier> waker;  // the main loop's: a rule refresh is wanted
 };
 
 State& state() {
@@ -103,6 +104,7 @@ std::shared_ptr<const RuleSnapshot> current_rules() {
   if (s.snap == nullptr) return s.rules;  // not running: nobody would answer
   if (s.rules != nullptr && Clock::now() - s.rules->at <= kRulesMaxAge) return s.rules;
   const uint64_t ticket = ++s.rules_requested;
+  if (s.waker != nullptr) s.waker->notify();  // non-blocking: a flag and an eventfd write
   s.cv.wait_for(lock, kRulesWait, [&] { return s.rules_served >= ticket || s.snap == nullptr; });
   return s.rules;
 }
@@ -460,5 +462,29 @@ void Telemetry::clear() {
   }
   s.cv.notify_all();
 }
+
+void Telemetry::set_rules_waker(std::shared_ptr<EventLoop::Notifier> waker) {
+  State& s = state();
+  std::lock_guard lock(s.mu);
+  s.waker = std::move(waker);
+}
+
+TelemetryPublisher::TelemetryPublisher(EventLoop& loop, const Switch& sw, std::function<TelemetryInfo()> info,
+                                       std::chrono::milliseconds period)
+    : loop_(loop), sw_(sw), info_(std::move(info)) {
+  timer_ = loop_.add_timer(period, [this] { publish_now(); }, "telemetry snapshot");
+  rules_wanted_ = loop_.add_notifier([this] { publish_now(); }, "telemetry: a client waits for rules");
+  Telemetry::set_rules_waker(rules_wanted_);
+  publish_now();
+}
+
+TelemetryPublisher::~TelemetryPublisher() {
+  Telemetry::set_rules_waker(nullptr);
+  loop_.remove(rules_wanted_->id());
+  loop_.remove(timer_);
+  Telemetry::clear();
+}
+
+void TelemetryPublisher::publish_now() { Telemetry::publish(sw_, info_(), Telemetry::rules_wanted()); }
 
 }  // namespace esw::dp

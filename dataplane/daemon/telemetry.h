@@ -11,13 +11,18 @@
 //   /eswitch/counters              switch-wide totals: packets in/out, drops by reason, count-action totals
 //
 // Threading: the callbacks run in DPDK's telemetry threads and never touch the Switch. eswitchd's main thread
-// publishes snapshots (plain data under a mutex): the cheap parts every ~200 ms and after each apply; the rule
-// list (whose cost grows with the rule count) only when a telemetry client asked for rules, tables or counters:
-// such a callback waits up to a second for the main loop to refresh it, then answers with what it has and says
-// how old it is ("age_ms").
+// publishes snapshots (plain data under a mutex) from its event loop (TelemetryPublisher): the cheap parts on a
+// 200 ms timer and after each apply; the rule list (whose cost grows with the rule count) only when a telemetry
+// client asked for rules, tables or counters: such a callback wakes the loop through a notifier and waits up to
+// a second for the refresh, then answers with what it has and says how old it is ("age_ms").
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
+
+#include "dataplane/daemon/event_loop.h"
 
 namespace esw::dp {
 
@@ -42,6 +47,30 @@ class Telemetry {
 
   // Drops the snapshots (before the Switch goes away); the commands then answer with "running": 0.
   static void clear();
+
+  // Any thread: a callback wants fresher rules; wakes whoever set_rules_waker() registered (nobody: no-op).
+  static void set_rules_waker(std::shared_ptr<EventLoop::Notifier> waker);
+};
+
+// Publishes the snapshots from `loop`: the cheap parts every `period` (with the rules too when a client waits for
+// them), and the rules at once when a telemetry callback asks for them. Main (loop) thread only; one at a time.
+class TelemetryPublisher {
+ public:
+  TelemetryPublisher(EventLoop& loop, const Switch& sw, std::function<TelemetryInfo()> info,
+                     std::chrono::milliseconds period = std::chrono::milliseconds(200));
+  TelemetryPublisher(const TelemetryPublisher&) = delete;
+  TelemetryPublisher& operator=(const TelemetryPublisher&) = delete;
+  ~TelemetryPublisher();  // unregisters from the loop and clears the snapshots
+
+  // Publishes now (eswitchd calls it after each apply that changed something).
+  void publish_now();
+
+ private:
+  EventLoop& loop_;
+  const Switch& sw_;
+  std::function<TelemetryInfo()> info_;
+  EventLoop::Id timer_ = 0;
+  std::shared_ptr<EventLoop::Notifier> rules_wanted_;
 };
 
 }  // namespace esw::dp

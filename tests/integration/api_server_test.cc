@@ -1,7 +1,7 @@
 // In-process integration test of eswitchd's management API: a real EAL (--no-huge), a real Switch forwarding
 // on net_null ports (uplink0 generates frames, vm1 sinks them), the real ApiServer on a unix socket, and clients
 // on other threads (raw sockets for the misbehaving ones, control/api_client.h for the well-behaved ones) while
-// this thread polls the server, as eswitchd's main loop does.
+// this thread runs the event loop the server is registered with, as eswitchd's main thread does.
 //
 // What it pins down: socket mode/group/stale/in-use handling; versioned envelopes and error codes; garbage,
 // truncated, oversized, stalled and disconnected requests change nothing and do not disturb forwarding;
@@ -10,6 +10,7 @@
 // is dropped; progress lines; the connection limit.
 
 #include <grp.h>
+#include <poll.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -32,14 +33,17 @@
 #include "common/ring_harness.h"
 #include "config/config.h"
 #include "control/api_client.h"
+#include "control/api_protocol.h"
 #include "dataplane/daemon/api_server.h"
 #include "dataplane/daemon/eal.h"
+#include "dataplane/daemon/event_loop.h"
 #include "dataplane/error.h"
 #include "dataplane/daemon/switch.h"
 
 namespace {
 
 using json = nlohmann::json;
+using namespace std::chrono_literals;
 using esw::dp::ApiServer;
 using esw::dp::ApiServerOptions;
 using esw::dp::RunningSource;
@@ -140,6 +144,7 @@ class ApiServerTest : public ::testing::Test {
     ASSERT_TRUE(loaded.config) << (loaded.errors.empty() ? "" : loaded.errors[0].to_string());
     sw_ = std::make_unique<Switch>(*loaded.config);
     sw_->start();
+    loop_ = std::make_unique<esw::dp::EventLoop>();
   }
   void TearDown() override {
     server_.reset();
@@ -153,7 +158,7 @@ class ApiServerTest : public ::testing::Test {
     RunningSource rs;
     rs.yaml = start_yaml_;
     rs.source = "start.yaml";
-    server_ = std::make_unique<ApiServer>(*sw_, opts, rs);
+    server_ = std::make_unique<ApiServer>(*sw_, *loop_, opts, rs);
   }
 
   // Runs `client` on another thread while this thread serves the API, as eswitchd's main loop does.
@@ -165,12 +170,12 @@ class ApiServerTest : public ::testing::Test {
     });
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
     while (!done.load() && std::chrono::steady_clock::now() < deadline) {
-      server_->poll(5);
+      loop_->run_once(5ms);
       sw_->maintain();
     }
     t.join();
     ASSERT_TRUE(done.load()) << "client did not finish";
-    for (int i = 0; i < 20; ++i) server_->poll(1);  // let the server notice closed connections
+    for (int i = 0; i < 20; ++i) loop_->run_once(1ms);  // let the server notice closed connections
   }
 
   json call(const std::string& method, json params = json::object()) {
@@ -194,6 +199,7 @@ class ApiServerTest : public ::testing::Test {
 
   std::string dir_, sock_, start_yaml_;
   std::unique_ptr<Switch> sw_;
+  std::unique_ptr<esw::dp::EventLoop> loop_;  // eswitchd's main loop; the server registers with it
   std::unique_ptr<ApiServer> server_;
 };
 
@@ -241,7 +247,7 @@ TEST_F(ApiServerTest, StaleSocketIsReplacedLiveOneAndNonSocketAreRefused) {
   ApiServerOptions opts;
   opts.socket_path = sock_;
   try {
-    ApiServer second(*sw_, opts, RunningSource{});
+    ApiServer second(*sw_, *loop_, opts, RunningSource{});
     FAIL() << "a second server took over a live socket";
   } catch (const esw::dp::Error& e) {
     EXPECT_NE(std::string(e.what()).find("in use"), std::string::npos) << e.what();
@@ -477,10 +483,63 @@ TEST_F(ApiServerTest, ApplyWhoseClientDisconnectsBeforeTheCommitIsDropped) {
   EXPECT_TRUE(server_->apply_in_progress()) << "the parse ended before the client left: make the config bigger";
   // The parse finishes later: keep serving until the server has dropped it.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (server_->apply_in_progress() && std::chrono::steady_clock::now() < deadline) server_->poll(10);
+  while (server_->apply_in_progress() && std::chrono::steady_clock::now() < deadline) loop_->run_once(10ms);
   EXPECT_FALSE(server_->apply_in_progress());
   EXPECT_EQ(server_->running().generation, 1u);
   EXPECT_EQ(server_->running().yaml, start_yaml_);
+}
+
+TEST_F(ApiServerTest, WritesCommitInArrivalOrderWhileReadsAreAnsweredAtOnce) {
+  start_server();
+  json ping;
+  std::string apply_in, rules_in;
+  bool rules_overtook = false;
+  serve_while([&] {
+    const int fa = connect_to(sock_);
+    send_all(fa, request("apply", {{"yaml", config_yaml(4, 20000)}, {"progress", true}}));
+    shutdown(fa, SHUT_WR);
+    char c;
+    while (recv(fa, &c, 1, 0) == 1 && c != '\n') {
+    }  // "received": its parse has started
+    // A read is answered while the apply is still being parsed.
+    ping = esw::ctl::ApiClient(sock_, 60).call("ping", json::object()).raw;
+    // A write received now must wait for the apply. The server writes the apply's reply before it runs the
+    // rules request, so whenever the rules reply is readable the apply's reply is too.
+    const int fr = connect_to(sock_);
+    send_all(fr, request("rules", {{"add", {"priority=100,name=late,in_port=vm1,ipv4,tcp_dst=22 actions=drop"}}}));
+    shutdown(fr, SHUT_WR);
+    auto has_reply = [](const std::string& in) { return in.find("\"ok\"") != std::string::npos; };
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (!(has_reply(apply_in) && has_reply(rules_in)) && std::chrono::steady_clock::now() < deadline) {
+      pollfd p[2] = {{fa, POLLIN, 0}, {fr, POLLIN, 0}};
+      if (::poll(p, 2, 1000) <= 0) continue;
+      char buf[65536];
+      ssize_t n;
+      while ((n = recv(fa, buf, sizeof(buf), MSG_DONTWAIT)) > 0) apply_in.append(buf, static_cast<size_t>(n));
+      while ((n = recv(fr, buf, sizeof(buf), MSG_DONTWAIT)) > 0) rules_in.append(buf, static_cast<size_t>(n));
+      if (has_reply(rules_in) && !has_reply(apply_in)) rules_overtook = true;
+    }
+    ::close(fa);
+    ::close(fr);
+  });
+  ASSERT_TRUE(ping["ok"] == true) << ping;
+  ASSERT_TRUE(ping["result"]["apply_in_progress"] == true) << "the parse ended too soon: make the config bigger";
+  ASSERT_NE(apply_in.find("\"ok\":true"), std::string::npos) << apply_in.substr(0, 2000);
+  ASSERT_NE(rules_in.find("\"ok\":true"), std::string::npos) << rules_in;
+  EXPECT_FALSE(rules_overtook) << "a write received later committed before an earlier one";
+  EXPECT_NE(rules_in.find("\"runtime_rules\":1"), std::string::npos) << rules_in;
+  EXPECT_EQ(server_->running().generation, 2u);
+}
+
+TEST_F(ApiServerTest, ServerAndClientShareTheProtocolConstants) {
+  EXPECT_EQ(esw::ctl::kApiVersion, esw::api::kApiVersion);
+  EXPECT_STREQ(esw::ctl::kDefaultSocket, esw::api::kDefaultSocketPath);
+  // config/config.h keeps its own default (that file is not this change's to edit): it must agree.
+  EXPECT_EQ(esw::cfg::DataplaneConfig{}.api_socket, esw::api::kDefaultSocketPath);
+  start_server();
+  const json pong = call("ping");
+  EXPECT_EQ(pong["api"], esw::api::kApiVersion);
+  EXPECT_EQ(pong["result"]["api"], esw::api::kApiVersion);
 }
 
 TEST_F(ApiServerTest, ProgressLinesPrecedeTheReply) {

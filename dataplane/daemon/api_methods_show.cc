@@ -1,0 +1,290 @@
+// The show family of the management API, all reads answered at once: ping, show, stats, trace.
+
+#include <unistd.h>
+
+#include <cctype>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "config/config.h"
+#include "control/api_protocol.h"
+#include "dataplane/daemon/api_methods.h"
+#include "dataplane/daemon/eal.h"
+#include "dataplane/daemon/switch.h"
+#include "dataplane/fastpath/stats.h"
+#include "dataplane/ports/port.h"
+
+namespace esw::dp {
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+json drops_json(const PortCounters& c) {
+  json d = json::object();
+  for (size_t i = 0; i < c.dropped.size(); ++i) d[drop_reason_name(static_cast<DropReason>(i))] = c.dropped[i];
+  return d;
+}
+
+const cfg::Attachment* attachment_of(const cfg::Config& c, const std::string& name) {
+  for (const auto& u : c.uplinks) {
+    if (u.name == name) return &u.attach;
+  }
+  for (const auto& v : c.vports) {
+    if (v.name == name) return &v.attach;
+  }
+  return nullptr;
+}
+
+std::string action_text(const std::vector<cfg::ActionConfig>& actions) {
+  std::string out;
+  for (const auto& a : actions) {
+    if (!out.empty()) out += ",";
+    out += a.arg.empty() ? a.name : fmt::format("{}:{}", a.name, a.arg);
+  }
+  return out;
+}
+
+json run_ping(ApiContext& ctx, const ApiCall&) {
+  return {{"api", api::kApiVersion},
+          {"pid", getpid()},
+          {"uptime_s", ms_since(ctx.started) / 1000.0},
+          {"generation", ctx.running.generation},
+          {"config_hash", ctx.running.hash},
+          {"file_prefix", Eal::file_prefix()},
+          {"clients", ctx.clients},
+          {"apply_in_progress", ctx.apply_in_progress},
+          {"requests", ctx.requests}};
+}
+
+json run_show(ApiContext& ctx, const ApiCall& call) {
+  const json& params = call.params;
+  const std::string what = api_param_string(params, "what", true);
+  const cfg::Config& config = ctx.sw.config();
+  json out = json::object();
+  if (what == "ports") {
+    // The DPDK device name and port id are what dpdk-dumpcap and dpdk-telemetry.py's /ethdev/ commands take.
+    std::map<std::string, const Port*> by_name;
+    for (const auto& p : ctx.sw.ports()) {
+      if (p != nullptr) by_name[p->name()] = p.get();
+    }
+    json ports = json::array();
+    for (const PortStats& s : ctx.sw.port_stats()) {
+      const PortCounters& c = s.counters;
+      const cfg::Attachment* a = attachment_of(config, s.name);
+      const Port* port = by_name.count(s.name) ? by_name[s.name] : nullptr;
+      json queues = json::array();
+      for (size_t q = 0; q < s.rx_queues.size(); ++q) {
+        const QueueCounters& qc = s.rx_queues[q];
+        queues.push_back({{"queue", q},
+                          {"packets", qc.packets},
+                          {"bytes", qc.bytes},
+                          {"polls", qc.polls},
+                          {"empty_polls", qc.empty_polls}});
+      }
+      ports.push_back({{"name", s.name},
+                       {"role", port_role_name(s.role)},
+                       {"driver", s.driver},
+                       {"devargs", a != nullptr ? a->devargs : ""},
+                       {"device", port != nullptr ? port->device_name() : ""},
+                       {"port_id", port != nullptr ? json(port->port_id()) : json(nullptr)},
+                       {"link_up", s.link_up},
+                       {"rx_packets", c.rx_packets},
+                       {"rx_bytes", c.rx_bytes},
+                       {"tx_packets", c.tx_packets},
+                       {"tx_bytes", c.tx_bytes},
+                       {"tx_dropped", c.tx_dropped},
+                       {"dropped_total", c.dropped_total()},
+                       {"dropped", drops_json(c)},
+                       {"rx_queues", std::move(queues)}});
+    }
+    out["ports"] = std::move(ports);
+  } else if (what == "vports" || what == "representors") {
+    const std::vector<VportStats> stats = ctx.sw.vport_stats();
+    json list = json::array();
+    for (const auto& v : config.vports) {
+      const VportStats* s = nullptr;
+      for (const auto& x : stats) {
+        if (x.name == v.name) s = &x;
+      }
+      json drops = json::object();
+      uint64_t drops_total = 0;
+      if (s != nullptr) {
+        for (const auto& [reason, n] : s->drops) {
+          drops[reason] = n;
+          drops_total += n;
+        }
+      }
+      if (what == "representors") {
+        list.push_back({{"vport", v.name},
+                        {"representor", s != nullptr ? s->representor : ""},
+                        {"kind", config.representors.kind == cfg::RepresentorKind::kTap ? "tap" : "none"},
+                        {"active", s != nullptr ? s->active : v.state == cfg::VportState::kActive}});
+        continue;
+      }
+      list.push_back({{"name", v.name},
+                      {"flavour", v.flavour == cfg::Flavour::kVf ? "vf" : "sf"},
+                      {"id", v.id},
+                      {"devargs", v.attach.devargs},
+                      {"hw_addr", v.hw_addr.value_or("")},
+                      {"ipv4", v.ipv4},
+                      {"ipv6", v.ipv6},
+                      {"vlan", v.vlan ? json(*v.vlan) : json(nullptr)},
+                      {"state", v.state == cfg::VportState::kActive ? "active" : "inactive"},
+                      {"spoofchk", v.spoofchk},
+                      {"trust", v.trust},
+                      {"roce", v.roce},
+                      {"smc", v.smc == cfg::SmcPolicy::kAllow ? "allow" : "deny"},
+                      {"representor", s != nullptr ? s->representor : ""},
+                      {"active", s != nullptr ? s->active : v.state == cfg::VportState::kActive},
+                      {"rx_packets", s != nullptr ? s->rx_packets : 0},
+                      {"tx_packets", s != nullptr ? s->tx_packets : 0},
+                      {"drops_total", drops_total},
+                      {"drops", std::move(drops)}});
+    }
+    out[what] = std::move(list);
+  } else if (what == "tables") {
+    struct Agg {
+      size_t rules = 0;
+      uint64_t packets = 0;
+      uint64_t bytes = 0;
+    };
+    std::map<unsigned, Agg> agg;
+    for (const RuleStats& r : ctx.sw.rule_stats()) {
+      Agg& a = agg[r.table];
+      ++a.rules;
+      a.packets += r.packets;
+      a.bytes += r.bytes;
+    }
+    std::map<unsigned, const cfg::TableConfig*> declared;
+    for (const auto& t : config.tables) declared[t.id] = &t;
+    for (const auto& [id, t] : declared) agg.try_emplace(id);
+    json tables = json::array();
+    for (const auto& [id, a] : agg) {
+      const cfg::TableConfig* t = declared.count(id) ? declared[id] : nullptr;
+      tables.push_back({{"id", id},
+                        {"name", t != nullptr ? t->name : ""},
+                        {"declared", t != nullptr},
+                        {"configured_rules", t != nullptr ? t->rules.size() : 0},
+                        {"rules", a.rules},
+                        {"packets", a.packets},
+                        {"bytes", a.bytes},
+                        {"miss", t != nullptr && !t->miss.empty() ? action_text(t->miss) : "to_representor"}});
+    }
+    const ClassifierStats cs = ctx.sw.classifier_stats();
+    out["tables"] = std::move(tables);
+    out["classifier"] = {{"version", cs.version},
+                         {"rules", cs.rules},
+                         {"tables", cs.tables},
+                         {"subtables", cs.subtables},
+                         {"snapshot_bytes", cs.snapshot_bytes},
+                         {"index_bytes", cs.index_bytes},
+                         {"published", cs.published},
+                         {"freed", cs.freed},
+                         {"pending_reclaim", cs.pending_reclaim}};
+  } else if (what == "rules") {
+    const json* table = api_param(params, "table");
+    if (table != nullptr && !table->is_number_unsigned()) {
+      throw ApiError{"bad_request", "params.table must be a table id (0..254)"};
+    }
+    const uint64_t offset = api_param_uint(params, "offset", 0);
+    const uint64_t limit = api_param_uint(params, "limit", 0);  // 0: all
+    json rules = json::array();
+    uint64_t matched = 0;
+    for (const RuleStats& r : ctx.sw.rule_stats()) {
+      if (table != nullptr && r.table != table->get<uint64_t>()) continue;
+      const uint64_t idx = matched++;
+      if (idx < offset || (limit != 0 && idx >= offset + limit)) continue;
+      rules.push_back({{"id", r.id},
+                       {"table", r.table},
+                       {"priority", r.priority},
+                       {"where", r.where},
+                       {"match", r.match},
+                       {"actions", r.actions},
+                       {"packets", r.packets},
+                       {"bytes", r.bytes}});
+    }
+    out["rules"] = std::move(rules);
+    out["total"] = matched;
+  } else {
+    throw ApiError{"bad_request",
+                   fmt::format("show: unknown \"{}\"; one of ports, vports, tables, rules, representors", what)};
+  }
+  return out;
+}
+
+json run_stats(ApiContext& ctx, const ApiCall& call) {
+  const json& params = call.params;
+  const bool with_rules = api_param_bool(params, "rules", false);
+  json ports = json::array();
+  uint64_t rx = 0, tx = 0, drops = 0;
+  for (const PortStats& s : ctx.sw.port_stats()) {
+    const PortCounters& c = s.counters;
+    rx += c.rx_packets;
+    tx += c.tx_packets;
+    drops += c.dropped_total() + c.tx_dropped;
+    ports.push_back({{"name", s.name},
+                     {"rx_packets", c.rx_packets},
+                     {"rx_bytes", c.rx_bytes},
+                     {"tx_packets", c.tx_packets},
+                     {"tx_bytes", c.tx_bytes},
+                     {"tx_dropped", c.tx_dropped},
+                     {"dropped", c.dropped_total()}});
+  }
+  json out = {{"time", std::chrono::duration<double>(Clock::now().time_since_epoch()).count()},
+              {"ports", std::move(ports)},
+              {"totals", {{"rx_packets", rx}, {"tx_packets", tx}, {"dropped", drops}}}};
+  if (with_rules) {
+    json rules = json::array();
+    for (const RuleStats& r : ctx.sw.rule_stats()) {
+      if (r.packets == 0 && r.bytes == 0) continue;
+      rules.push_back({{"id", r.id}, {"where", r.where}, {"packets", r.packets}, {"bytes", r.bytes}});
+    }
+    out["rules"] = std::move(rules);
+  }
+  return out;
+}
+
+json run_trace(ApiContext& ctx, const ApiCall& call) {
+  const json& params = call.params;
+  TraceResult tr;
+  const std::string hex = api_param_string(params, "hex", false);
+  if (!hex.empty()) {
+    const std::string in_port = api_param_string(params, "in_port", true);
+    const int port = ctx.sw.port_index(in_port);
+    if (port < 0) throw ApiError{"not_found", fmt::format("trace: no port named \"{}\"", in_port)};
+    std::vector<uint8_t> bytes;
+    std::string digits;
+    for (char ch : hex) {
+      if (std::isxdigit(static_cast<unsigned char>(ch))) digits += ch;
+      else if (ch != ' ' && ch != ':' && ch != '\n' && ch != '\t') {
+        throw ApiError{"bad_request", fmt::format("trace: params.hex: '{}' is not a hex digit", ch)};
+      }
+    }
+    if (digits.size() % 2 != 0) throw ApiError{"bad_request", "trace: params.hex has an odd number of digits"};
+    for (size_t i = 0; i < digits.size(); i += 2) {
+      bytes.push_back(static_cast<uint8_t>(std::stoi(digits.substr(i, 2), nullptr, 16)));
+    }
+    if (bytes.size() < 14 || bytes.size() > 9000) {
+      throw ApiError{"bad_request", fmt::format("trace: a frame has 14..9000 bytes, got {}", bytes.size())};
+    }
+    tr = ctx.sw.trace(static_cast<uint16_t>(port), bytes.data(), bytes.size());
+  } else {
+    const std::string packet = api_param_string(params, "packet", true);
+    std::string error;
+    if (!ctx.sw.trace(packet, tr, error)) throw ApiError{"bad_request", fmt::format("trace: {}", error)};
+  }
+  return {{"packet", tr.packet}, {"lines", tr.lines}, {"verdict", tr.verdict}};
+}
+
+}  // namespace
+
+void add_show_methods(ApiMethodTable& table) {
+  table.push_back({"ping", ApiAccess::kRead, false, nullptr, run_ping});
+  table.push_back({"show", ApiAccess::kRead, false, nullptr, run_show});
+  table.push_back({"stats", ApiAccess::kRead, false, nullptr, run_stats});
+  table.push_back({"trace", ApiAccess::kRead, false, nullptr, run_trace});
+}
+
+}  // namespace esw::dp
