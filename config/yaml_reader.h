@@ -25,19 +25,17 @@
 
 #include "config/config.h"
 #include "config/schema_limits.h"
+#include "config/suggest.h"
 
 namespace esw::cfg::detail {
 
 // ---- locations, paths, diagnostics ----
 
 Loc to_loc(const YAML::Mark& mark);
-
-bool before(Loc a, Loc b);
-
+bool before(Loc a, Loc b);  // in file order
 std::string child_path(std::string_view parent, std::string_view key);
-
 std::string index_path(std::string_view parent, size_t index);
-
+// User text in a message: quoted and escaped, cut after kMaxShownLen characters.
 std::string quoted(std::string_view text);
 
 // Every error found, plus where each YAML path was read, so that checks on the finished model can point at the
@@ -107,8 +105,7 @@ struct Value {
   }
 };
 
-bool is_plain(const YAML::Node& node);
-
+bool is_plain(const YAML::Node& node);  // unquoted and untagged
 bool looks_like_integer(std::string_view text);
 
 // What the user wrote, for "expected X, got Y".
@@ -344,8 +341,6 @@ template <typename T>
 struct IsOptional : std::false_type {};
 template <typename T>
 struct IsOptional<std::optional<T>> : std::true_type {};
-
-size_t edit_distance(std::string_view a, std::string_view b);
 
 // Reads one YAML mapping. Each optional()/required() call names a valid key and reads its value with a parser;
 // finish() then rejects every key no call asked for, listing the valid ones. A missing or null mapping reads as

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "config/net_text.h"
+#include "config/suggest.h"
 #include "dataplane/fastpath/proto.h"
 
 namespace esw::dp {
@@ -462,20 +463,7 @@ int tcp_flag_bit(std::string_view name) {
   return 0;
 }
 
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
+using cfg::edit_distance;
 
 std::string suggestion(std::string_view name) {
   std::string_view best;
