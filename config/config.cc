@@ -4,6 +4,15 @@
 
 namespace esw::cfg {
 
+std::string text_hash(std::string_view text) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return fmt::format("{:016x}", h);
+}
+
 std::string Error::to_string() const {
   std::string out = path.empty() ? message : fmt::format("{}: {}", path, message);
   if (line > 0) out += fmt::format(" (line {}, col {})", line, column);

@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace esw::cfg {
@@ -191,6 +192,11 @@ LoadResult load_config_file(const std::string& path);
 
 // The default config embedded in the binary (config/default.yaml).
 const char* default_config_yaml();
+
+// The hash of a config text that eswitchd reports as config_hash (FNV-1a over 64 bits with the offset basis
+// eswitchd has always used, 16 hex digits): eswitchctl compares it with a file's to see whether the file is what
+// runs.
+std::string text_hash(std::string_view text);
 
 // The spelling of each enum value in YAML ("auto", "l2", ...). The loader accepts exactly these.
 const char* to_string(HugepageMode mode);

@@ -23,7 +23,6 @@
 #include "control/api_client.h"
 #include "control/commands.h"
 #include "control/render.h"
-#include "dataplane/daemon/api_server.h"
 #include "dataplane/rules/ruleset.h"
 
 namespace esw::ctl {
@@ -65,7 +64,7 @@ class Watcher {
       ss << in.rdbuf();
       text = ss.str();
     }
-    const std::string hash = dp::text_hash(text);
+    const std::string hash = cfg::text_hash(text);
     if (!force && hash == seen_hash_) return;  // touched, or saved without a change
     seen_hash_ = hash;
 

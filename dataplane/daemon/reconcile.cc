@@ -17,6 +17,7 @@
 
 #include "dataplane/daemon/eal.h"
 #include "dataplane/error.h"
+#include "dataplane/rules/binding_build.h"
 #include "dataplane/rules/packet_synth.h"
 #include "dataplane/fastpath/parser.h"
 #include "representors/representor.h"
@@ -368,7 +369,10 @@ bool Switch::execute_plan(Plan& p, ApplyResult& result) {
   }
 
   // 3. The pipeline snapshot: port map, bindings, representors, meters.
-  std::unique_ptr<Pipeline> next = std::move(p.compiled.pipeline);
+  auto next = std::make_unique<Pipeline>();
+  next->interner = &interner_;
+  next->miss_actions = p.compiled.miss_actions;
+  next->meters = std::move(p.compiled.meters);
   next->max_rules = max_rules_;
   next->generation = ++generation_;
   next->ports.nb_ports = p.nb_ports;

@@ -21,13 +21,14 @@
 //  - RoCEv2 (UDP 4791) dropped when roce is off; when on it passes the same IP checks as everything else.
 //  - SMC (TCP segments carrying the SMC option) dropped when smc is deny.
 // Inactive vports: everything from and to them is dropped (kInactive) - their representor stays.
+//
+// A Binding is built from a vport's config by the rule compiler (dataplane/rules/binding_build.h); the fast path
+// only reads it (it is part of the pipeline snapshot).
 
 #include <array>
 #include <cstdint>
-#include <string>
 #include <vector>
 
-#include "config/config.h"
 #include "dataplane/fastpath/flow_key.h"
 #include "dataplane/fastpath/stats.h"
 
@@ -57,9 +58,6 @@ struct Binding {
   std::vector<Prefix6> ipv6;
   uint32_t rate_meter = UINT32_MAX;  // meter index for tx_max, UINT32_MAX = none
 };
-
-// Builds a vport's binding; false + error (naming the field) on a malformed address.
-bool make_binding(const cfg::VportConfig& v, Binding& out, std::string& error);
 
 // kCount = allowed. Pure function of the binding and the parsed key.
 DropReason check_ingress(const Binding& b, const FlowKey& key) noexcept;

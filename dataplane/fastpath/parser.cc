@@ -3,29 +3,10 @@
 #include <cstdint>
 #include <cstring>
 
+#include "dataplane/fastpath/proto.h"
+
 namespace esw::dp {
 namespace {
-
-constexpr uint16_t kEthTypeIpv4 = 0x0800;
-constexpr uint16_t kEthTypeArp = 0x0806;
-constexpr uint16_t kEthTypeVlan = 0x8100;
-constexpr uint16_t kEthTypeQinQ = 0x88a8;
-constexpr uint16_t kEthTypeIpv6 = 0x86dd;
-constexpr uint16_t kEthTypeTeb = 0x6558;  // Geneve protocol type: inner Ethernet
-
-constexpr uint8_t kProtoIcmp = 1;
-constexpr uint8_t kProtoTcp = 6;
-constexpr uint8_t kProtoUdp = 17;
-constexpr uint8_t kProtoIcmpv6 = 58;
-constexpr uint8_t kIpv6HopByHop = 0;
-constexpr uint8_t kIpv6Routing = 43;
-constexpr uint8_t kIpv6Fragment = 44;
-constexpr uint8_t kIpv6Ah = 51;
-constexpr uint8_t kIpv6DestOpts = 60;
-
-constexpr uint16_t kPortVxlan = 4789;
-constexpr uint16_t kPortGeneve = 6081;
-constexpr uint16_t kPortRoce = 4791;
 
 constexpr uint32_t kEthHdrLen = 14;
 constexpr uint32_t kVlanTagLen = 4;
@@ -41,20 +22,7 @@ constexpr uint32_t kVxlanLen = 8;
 constexpr uint32_t kGeneveMinLen = 8;
 constexpr uint32_t kBthLen = 12;
 
-constexpr uint8_t kTcpOptEol = 0;
-constexpr uint8_t kTcpOptNop = 1;
-constexpr uint8_t kTcpOptExp = 254;
-constexpr uint8_t kSmcExId[4] = {0xe2, 0xd4, 0xc3, 0xd9};
-
-constexpr uint8_t kNdRouterSolicit = 133;
-constexpr uint8_t kNdRouterAdvert = 134;
-constexpr uint8_t kNdNeighborSolicit = 135;
-constexpr uint8_t kNdNeighborAdvert = 136;
-constexpr uint8_t kNdOptSourceLl = 1;
-constexpr uint8_t kNdOptTargetLl = 2;
 constexpr uint32_t kNdOptLlLen = 8;  // Ethernet link-layer address option
-
-constexpr uint8_t kVxlanFlagI = 0x08;
 
 // Host-order value of a big-endian field; only for fields we branch on or convert to host order.
 inline uint16_t rd16(const uint8_t* p) noexcept { return static_cast<uint16_t>(p[0] << 8 | p[1]); }

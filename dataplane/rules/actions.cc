@@ -1,72 +1,15 @@
 #include "dataplane/rules/actions.h"
 
-#include <rte_byteorder.h>
-
 #include <bit>
 #include <charconv>
 #include <cstring>
 
 #include <fmt/format.h>
 
+#include "config/net_text.h"
+#include "dataplane/fastpath/proto.h"
+
 namespace esw::dp {
-
-const char* action_name(ActionType t) noexcept {
-  switch (t) {
-    case ActionType::kOutput: return "output";
-    case ActionType::kToRepresentor: return "to_representor";
-    case ActionType::kDrop: return "drop";
-    case ActionType::kMirror: return "mirror";
-    case ActionType::kCount: return "count";
-    case ActionType::kMeter: return "meter";
-    case ActionType::kSetEthSrc: return "set_field:eth_src";
-    case ActionType::kSetEthDst: return "set_field:eth_dst";
-    case ActionType::kSetIpv4Src: return "set_field:ipv4_src";
-    case ActionType::kSetIpv4Dst: return "set_field:ipv4_dst";
-    case ActionType::kSetIpv6Src: return "set_field:ipv6_src";
-    case ActionType::kSetIpv6Dst: return "set_field:ipv6_dst";
-    case ActionType::kSetTpSrc: return "set_field:tp_src";
-    case ActionType::kSetTpDst: return "set_field:tp_dst";
-    case ActionType::kSetVlanVid: return "set_field:vlan_vid";
-    case ActionType::kSetVlanPcp: return "set_field:vlan_pcp";
-    case ActionType::kSetDscp: return "set_field:dscp";
-    case ActionType::kSetEcn: return "set_field:ecn";
-    case ActionType::kSetTtl: return "set_field:ttl";
-    case ActionType::kDecTtl: return "dec_ttl";
-    case ActionType::kPushVlan: return "push_vlan";
-    case ActionType::kPopVlan: return "pop_vlan";
-    case ActionType::kSetRegister: return "set_register";
-  }
-  return "?";
-}
-
-bool action_modifies_packet(ActionType t) noexcept {
-  switch (t) {
-    case ActionType::kOutput:
-    case ActionType::kToRepresentor:
-    case ActionType::kDrop:
-    case ActionType::kMirror:
-    case ActionType::kCount:
-    case ActionType::kMeter:
-    case ActionType::kSetRegister: return false;
-    default: return true;
-  }
-}
-
-bool init_meter(const MeterProfile& p, MeterRuntime& rt) noexcept {
-  rt.tr_tcm = p.tr_tcm;
-  rt.configured = false;
-  if (p.tr_tcm) {
-    rte_meter_trtcm_params params{p.cir, p.pir, p.cbs, p.ebs_or_pbs};
-    if (rte_meter_trtcm_profile_config(&rt.tr_profile, &params) != 0) return false;
-    if (rte_meter_trtcm_config(&rt.tr, &rt.tr_profile) != 0) return false;
-  } else {
-    rte_meter_srtcm_params params{p.cir, p.cbs, p.ebs_or_pbs};
-    if (rte_meter_srtcm_profile_config(&rt.sr_profile, &params) != 0) return false;
-    if (rte_meter_srtcm_config(&rt.sr, &rt.sr_profile) != 0) return false;
-  }
-  rt.configured = true;
-  return true;
-}
 
 bool parse_action_text(std::string_view text, std::vector<ActionItem>& out, std::string& error) {
   out.clear();
@@ -130,7 +73,7 @@ void merge_rewrite(KeyRewrite& rw, const MaskedKey& exact) {
 }
 
 void set_tci_rewrite(KeyRewrite& rw, uint16_t tci_host) {
-  rw.value.vlan_tci[0] = rte_cpu_to_be_16(tci_host);
+  rw.value.vlan_tci[0] = to_be16(tci_host);
   rw.mask.vlan_tci[0] = 0xffff;
 }
 
@@ -237,7 +180,7 @@ bool compile_actions(const std::vector<ActionItem>& items, const ActionContext& 
         return fail("expected VID (0..4095) or VID/PCP (PCP 0..7)");
       }
       a.type = ActionType::kPushVlan;
-      a.arg = uint32_t(0x8100) << 16 | uint32_t(pcp << 13 | vid);
+      a.arg = uint32_t(kEthTypeVlan) << 16 | uint32_t(pcp << 13 | vid);
       list.modifies = true;
       set_tci_rewrite(out.rewrite, static_cast<uint16_t>(pcp << 13 | vid | kVlanPresentHost));
       out.has_rewrite = true;
@@ -314,17 +257,12 @@ std::string format_action(const Action& a, const PortNames& ports) {
     case ActionType::kPushVlan: return fmt::format("push_vlan:{}/{}", a.arg & 0xfff, (a.arg >> 13) & 7);
     case ActionType::kSetEthSrc:
     case ActionType::kSetEthDst:
-      return fmt::format("{}={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", action_name(a.type), a.bytes[0],
-                         a.bytes[1], a.bytes[2], a.bytes[3], a.bytes[4], a.bytes[5]);
+      return fmt::format("{}={}", action_name(a.type), cfg::mac_text(a.bytes));
     case ActionType::kSetIpv4Src:
     case ActionType::kSetIpv4Dst:
-      return fmt::format("{}={}.{}.{}.{}", action_name(a.type), a.bytes[0], a.bytes[1], a.bytes[2], a.bytes[3]);
+      return fmt::format("{}={}", action_name(a.type), cfg::ipv4_text(a.bytes));
     case ActionType::kSetIpv6Src:
-    case ActionType::kSetIpv6Dst: {
-      std::string s = std::string(action_name(a.type)) + "=";
-      for (int i = 0; i < 16; i += 2) s += fmt::format("{}{:x}", i ? ":" : "", a.bytes[i] << 8 | a.bytes[i + 1]);
-      return s;
-    }
+    case ActionType::kSetIpv6Dst: return fmt::format("{}={}", action_name(a.type), cfg::ipv6_text(a.bytes));
     case ActionType::kSetRegister: return fmt::format("set_register:reg{}={}", a.reg, a.arg);
     default: return fmt::format("{}={}", action_name(a.type), a.arg);
   }

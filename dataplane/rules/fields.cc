@@ -1,7 +1,5 @@
 #include "dataplane/rules/fields.h"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
 #include <bit>
 #include <charconv>
@@ -13,19 +11,13 @@
 #include <memory>
 #include <utility>
 
+#include "config/net_text.h"
+#include "config/suggest.h"
+#include "dataplane/fastpath/proto.h"
+
 namespace esw::dp {
 namespace {
 
-constexpr uint16_t kEthIpv4 = 0x0800;
-constexpr uint16_t kEthIpv6 = 0x86dd;
-constexpr uint16_t kEthArp = 0x0806;
-constexpr uint8_t kProtoIcmp = 1;
-constexpr uint8_t kProtoTcp = 6;
-constexpr uint8_t kProtoUdp = 17;
-constexpr uint8_t kProtoIcmpv6 = 58;
-constexpr uint16_t kUdpPortRoce = 4791;
-constexpr uint8_t kNdNeighborSolicit = 135;
-constexpr uint8_t kNdNeighborAdvert = 136;
 constexpr uint32_t kTciPresent = kVlanPresentHost;
 constexpr uint32_t kTcpFlagNames = 0x1ff;  // the 9 named flags; 0xe00 are reserved bits
 
@@ -191,15 +183,15 @@ struct KeywordEffect {
 };
 constexpr KeywordEffect kKeywordEffects[] = {
     {0, -1, -1},                  // eth
-    {kEthIpv4, -1, -1},           // ip
-    {kEthIpv6, -1, -1},           // ipv6
-    {kEthArp, -1, -1},            // arp
-    {kEthIpv4, kProtoTcp, -1},    // tcp
-    {kEthIpv4, kProtoUdp, -1},    // udp
-    {kEthIpv4, kProtoIcmp, -1},   // icmp
-    {kEthIpv6, kProtoTcp, -1},    // tcp6
-    {kEthIpv6, kProtoUdp, -1},    // udp6
-    {kEthIpv6, kProtoIcmpv6, -1}, // icmp6
+    {kEthTypeIpv4, -1, -1},           // ip
+    {kEthTypeIpv6, -1, -1},           // ipv6
+    {kEthTypeArp, -1, -1},            // arp
+    {kEthTypeIpv4, kProtoTcp, -1},    // tcp
+    {kEthTypeIpv4, kProtoUdp, -1},    // udp
+    {kEthTypeIpv4, kProtoIcmp, -1},   // icmp
+    {kEthTypeIpv6, kProtoTcp, -1},    // tcp6
+    {kEthTypeIpv6, kProtoUdp, -1},    // udp6
+    {kEthTypeIpv6, kProtoIcmpv6, -1}, // icmp6
     {0, -1, 1},                   // vlan
     {0, -1, 0},                   // novlan
 };
@@ -427,64 +419,24 @@ bool all_digits(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-bool parse_mac(std::string_view s, uint8_t out[6]) {
-  for (int i = 0; i < 6; ++i) {
-    size_t n = 0;
-    unsigned v = 0;
-    while (n < s.size() && n < 3 && s[n] != ':') {
-      const char c = s[n];
-      unsigned d;
-      if (c >= '0' && c <= '9') {
-        d = static_cast<unsigned>(c - '0');
-      } else if (c >= 'a' && c <= 'f') {
-        d = static_cast<unsigned>(c - 'a' + 10);
-      } else if (c >= 'A' && c <= 'F') {
-        d = static_cast<unsigned>(c - 'A' + 10);
-      } else {
-        return false;
-      }
-      v = v * 16 + d;
-      ++n;
-    }
-    if (n == 0 || n > 2) return false;
-    out[i] = static_cast<uint8_t>(v);
-    s.remove_prefix(n);
-    if (i < 5) {
-      if (s.empty() || s[0] != ':') return false;
-      s.remove_prefix(1);
-    }
-  }
-  return s.empty();
-}
-
-std::string mac_text(const uint8_t* m) {
-  return sprintf_string("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
-}
+// Addresses in text: config/net_text.h, here with IPv4 as a host-order integer.
+using cfg::ipv6_text;
+using cfg::mac_text;
+using cfg::parse_ipv6;
+using cfg::parse_mac;
 
 bool parse_ipv4(std::string_view s, uint32_t& host) {
-  if (s.size() > 15) return false;
-  const std::string str(s);
   uint8_t b[4];
-  if (inet_pton(AF_INET, str.c_str(), b) != 1) return false;
+  if (!cfg::parse_ipv4(s, b)) return false;
   host = static_cast<uint32_t>(b[0]) << 24 | static_cast<uint32_t>(b[1]) << 16 | static_cast<uint32_t>(b[2]) << 8 |
          b[3];
   return true;
 }
 
 std::string ipv4_text(uint32_t host) {
-  return sprintf_string("%u.%u.%u.%u", host >> 24, (host >> 16) & 0xff, (host >> 8) & 0xff, host & 0xff);
-}
-
-bool parse_ipv6(std::string_view s, uint8_t out[16]) {
-  if (s.size() > 45) return false;
-  const std::string str(s);
-  return inet_pton(AF_INET6, str.c_str(), out) == 1;
-}
-
-std::string ipv6_text(const uint8_t* a) {
-  char buf[INET6_ADDRSTRLEN];
-  inet_ntop(AF_INET6, a, buf, sizeof buf);
-  return buf;
+  const uint8_t b[4] = {static_cast<uint8_t>(host >> 24), static_cast<uint8_t>(host >> 16),
+                        static_cast<uint8_t>(host >> 8), static_cast<uint8_t>(host)};
+  return cfg::ipv4_text(b);
 }
 
 // Prefix length of a contiguous mask, or -1.
@@ -511,20 +463,7 @@ int tcp_flag_bit(std::string_view name) {
   return 0;
 }
 
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
+using cfg::edit_distance;
 
 std::string suggestion(std::string_view name) {
   std::string_view best;
@@ -989,8 +928,10 @@ struct Finisher {
     if ((mk & (v ^ want)) != 0) {
       std::string_view hint;
       const auto is = [who](F a, F b) { return who == static_cast<int>(a) || who == static_cast<int>(b); };
-      if (s == kSlotEth && v == kEthArp && is(F::kIpv4Src, F::kIpv4Dst)) hint = " (ARP addresses are arp_spa/arp_tpa)";
-      if (s == kSlotEth && v == kEthIpv6 && is(F::kArpSha, F::kArpTha))
+      if (s == kSlotEth && v == kEthTypeArp && is(F::kIpv4Src, F::kIpv4Dst)) {
+        hint = " (ARP addresses are arp_spa/arp_tpa)";
+      }
+      if (s == kSlotEth && v == kEthTypeIpv6 && is(F::kArpSha, F::kArpTha))
         hint = " (ND link-layer addresses are nd_sll/nd_tll)";
       return conflict(who, owner_of(s, who), hint);
     }
@@ -1027,29 +968,29 @@ struct Finisher {
       case P::kOuterVlan:
         return require(kSlotOuterVlan, kTciPresent, who);
       case P::kIpv4:
-        return require(kSlotEth, kEthIpv4, who);
+        return require(kSlotEth, kEthTypeIpv4, who);
       case P::kIpv6:
-        return require(kSlotEth, kEthIpv6, who);
+        return require(kSlotEth, kEthTypeIpv6, who);
       case P::kArp:
-        return require(kSlotEth, kEthArp, who);
+        return require(kSlotEth, kEthTypeArp, who);
       case P::kTcp:
         return require(kSlotProto, kProtoTcp, who);
       case P::kUdp:
         return require(kSlotProto, kProtoUdp, who);
       case P::kIcmp:
-        return require(kSlotEth, kEthIpv4, who) && require(kSlotProto, kProtoIcmp, who);
+        return require(kSlotEth, kEthTypeIpv4, who) && require(kSlotProto, kProtoIcmp, who);
       case P::kIcmpv6:
-        return require(kSlotEth, kEthIpv6, who) && require(kSlotProto, kProtoIcmpv6, who);
+        return require(kSlotEth, kEthTypeIpv6, who) && require(kSlotProto, kProtoIcmpv6, who);
       case P::kNd:
-        return require(kSlotEth, kEthIpv6, who) && require(kSlotProto, kProtoIcmpv6, who) &&
+        return require(kSlotEth, kEthTypeIpv6, who) && require(kSlotProto, kProtoIcmpv6, who) &&
                require(kSlotIcmpCode, 0, who);
       case P::kNdNs:
       case P::kNdNa:
-        return require(kSlotEth, kEthIpv6, who) && require(kSlotProto, kProtoIcmpv6, who) &&
+        return require(kSlotEth, kEthTypeIpv6, who) && require(kSlotProto, kProtoIcmpv6, who) &&
                require(kSlotIcmpType, f.prereq == P::kNdNs ? kNdNeighborSolicit : kNdNeighborAdvert, who) &&
                require(kSlotIcmpCode, 0, who);
       case P::kRoce:
-        return require(kSlotProto, kProtoUdp, who) && require(kSlotTpDst, kUdpPortRoce, who);
+        return require(kSlotProto, kProtoUdp, who) && require(kSlotTpDst, kPortRoce, who);
     }
     return true;
   }
@@ -1063,9 +1004,9 @@ struct Finisher {
       case P::kTcp:
       case P::kUdp:
       case P::kRoce:
-        return need(kSlotEth, {kEthIpv4, kEthIpv6}, who, kVersion);
+        return need(kSlotEth, {kEthTypeIpv4, kEthTypeIpv6}, who, kVersion);
       case P::kTcpOrUdp:
-        return need(kSlotEth, {kEthIpv4, kEthIpv6}, who, kVersion) &&
+        return need(kSlotEth, {kEthTypeIpv4, kEthTypeIpv6}, who, kVersion) &&
                need(kSlotProto, {kProtoTcp, kProtoUdp}, who,
                     "a transport protocol: add tcp/udp/tcp6/udp6 or ip_proto=6/17");
       case P::kNd:
@@ -1319,9 +1260,9 @@ std::string format_match(const MaskedKey& m, const PortNames& ports) {
   const uint32_t eth = eth_known ? load(m.value, kLocEthType) : 0;
   const bool proto_known = load(m.mask, kLocProto) == 0xff;
   const uint32_t proto = proto_known ? load(m.value, kLocProto) : 0x100;
-  const bool v4 = eth_known && eth == kEthIpv4;
-  const bool v6 = eth_known && eth == kEthIpv6;
-  const bool arp = eth_known && eth == kEthArp;
+  const bool v4 = eth_known && eth == kEthTypeIpv4;
+  const bool v6 = eth_known && eth == kEthTypeIpv6;
+  const bool arp = eth_known && eth == kEthTypeArp;
 
   // Protocol shorthand.
   bool eth_done = false, proto_done = false;
@@ -1426,14 +1367,14 @@ std::string format_key(const FlowKey& key, const PortNames& ports) {
   if (key.vlan_tci[0] != 0) full(F::kVlanTci);
   if (key.vlan_tci[1] != 0) full(F::kInnerVlanTci);
   const uint32_t eth = load(key, kLocEthType);
-  if (eth == kEthArp) {
+  if (eth == kEthTypeArp) {
     full(F::kArpOp);
     full(F::kArpSpa);
     full(F::kArpTpa);
     full(F::kArpSha);
     full(F::kArpTha);
-  } else if (eth == kEthIpv4 || eth == kEthIpv6) {
-    const bool v4 = eth == kEthIpv4;
+  } else if (eth == kEthTypeIpv4 || eth == kEthTypeIpv6) {
+    const bool v4 = eth == kEthTypeIpv4;
     full(v4 ? F::kIpv4Src : F::kIpv6Src);
     full(v4 ? F::kIpv4Dst : F::kIpv6Dst);
     full(F::kIpProto);

@@ -8,37 +8,11 @@
 #include <cstring>
 
 #include "dataplane/fastpath/parser.h"
+#include "dataplane/fastpath/proto.h"
 
 namespace esw::dp {
 namespace {
 
-constexpr uint16_t kEthIpv4 = 0x0800;
-constexpr uint16_t kEthIpv6 = 0x86dd;
-constexpr uint16_t kEthArp = 0x0806;
-constexpr uint16_t kTpidVlan = 0x8100;
-constexpr uint16_t kTpidQinQ = 0x88a8;
-constexpr uint16_t kEthTeb = 0x6558;
-constexpr uint8_t kProtoIcmp = 1;
-constexpr uint8_t kProtoTcp = 6;
-constexpr uint8_t kProtoUdp = 17;
-constexpr uint8_t kProtoIpv6Frag = 44;
-constexpr uint8_t kProtoIcmpv6 = 58;
-constexpr uint16_t kPortVxlan = 4789;
-constexpr uint16_t kPortGeneve = 6081;
-constexpr uint16_t kPortRoce = 4791;
-constexpr uint16_t kTcpAck = 0x010;
-constexpr uint16_t kTcpSyn = 0x002;
-constexpr uint8_t kIcmpEchoRequest = 8;
-constexpr uint8_t kIcmpEchoReply = 0;
-constexpr uint8_t kIcmpv6EchoRequest = 128;
-constexpr uint8_t kIcmpv6EchoReply = 129;
-constexpr uint8_t kNdRs = 133;
-constexpr uint8_t kNdRa = 134;
-constexpr uint8_t kNdNs = 135;
-constexpr uint8_t kNdNa = 136;
-constexpr uint8_t kNdOptSll = 1;
-constexpr uint8_t kNdOptTll = 2;
-constexpr uint8_t kNdOptNonce = 14;
 constexpr uint16_t kLaterFragOffset = 185;  // 1480 bytes: the second fragment of a 1500-byte MTU datagram
 constexpr size_t kMinFrame = 64;
 
@@ -54,7 +28,8 @@ constexpr uint32_t kIp4Src = 0xc6120001;  // 198.18.0.1
 constexpr uint32_t kIp4Dst = 0xc6120002;  // 198.18.0.2
 // What a Linux SYN carries: MSS 1460, NOP NOP SACK-permitted, NOP window scale 7.
 constexpr uint8_t kSynOptions[12] = {2, 4, 0x05, 0xb4, 1, 1, 4, 2, 1, 3, 3, 7};
-constexpr uint8_t kSmcOption[8] = {1, 1, 254, 6, 0xe2, 0xd4, 0xc3, 0xd9};  // NOP NOP kind len ExID
+constexpr uint8_t kSmcOption[8] = {kTcpOptNop, kTcpOptNop, kTcpOptExp, 6,  // NOP NOP kind len ExID
+                                   kSmcExId[0], kSmcExId[1], kSmcExId[2], kSmcExId[3]};
 
 const uint8_t* bytes_of(const FlowKey& k) { return reinterpret_cast<const uint8_t*>(&k); }
 uint8_t* bytes_of(FlowKey& k) { return reinterpret_cast<uint8_t*>(&k); }
@@ -95,9 +70,9 @@ FlowKey choose_key(const MaskedKey& m) {
   const bool v6_hint = ESW_MASKED(ipv6_src) || ESW_MASKED(ipv6_dst) || ESW_MASKED(nd_target) ||
                        (proto_masked && m.value.ip_proto == kProtoIcmpv6);
   const bool arp_hint = ESW_MASKED(arp_sha) || ESW_MASKED(arp_tha);
-  ESW_CHOOSE(eth_type, htons(v6_hint ? kEthIpv6 : arp_hint ? kEthArp : kEthIpv4));
+  ESW_CHOOSE(eth_type, htons(v6_hint ? kEthTypeIpv6 : arp_hint ? kEthTypeArp : kEthTypeIpv4));
   const uint16_t eth = host16(k.eth_type);
-  const bool v4 = eth == kEthIpv4, v6 = eth == kEthIpv6, arp = eth == kEthArp, ip = v4 || v6;
+  const bool v4 = eth == kEthTypeIpv4, v6 = eth == kEthTypeIpv6, arp = eth == kEthTypeArp, ip = v4 || v6;
 
   const bool tunnel = (m.value.tun_id & m.mask.tun_id) != 0;
   const bool roce = (m.value.roce_dqp & m.mask.roce_dqp) != 0;
@@ -128,15 +103,16 @@ FlowKey choose_key(const MaskedKey& m) {
   if (l4 && k.ip_proto == kProtoTcp) {
     sport = 1024;
     dport = 80;
-    flags = kTcpSyn;
+    flags = kTcpFlagSyn;
   } else if (l4 && k.ip_proto == kProtoUdp) {
     sport = 1024;
     dport = tunnel ? kPortVxlan : roce ? kPortRoce : 80;
   } else if (l4 && v4 && k.ip_proto == kProtoIcmp) {
     sport = kIcmpEchoRequest;
   } else if (l4 && v6 && k.ip_proto == kProtoIcmpv6) {
-    sport = ESW_MASKED(arp_tha) ? kNdNa : (ESW_MASKED(nd_target) || ESW_MASKED(arp_sha)) ? kNdNs
-                                                                                          : kIcmpv6EchoRequest;
+    sport = ESW_MASKED(arp_tha)                                 ? kNdNeighborAdvert
+            : (ESW_MASKED(nd_target) || ESW_MASKED(arp_sha)) ? kNdNeighborSolicit
+                                                             : kIcmpv6EchoRequest;
   }
   ESW_CHOOSE(tp_src, htons(sport));
   ESW_CHOOSE(tp_dst, htons(dport));
@@ -145,8 +121,8 @@ FlowKey choose_key(const MaskedKey& m) {
 
   const uint16_t type = host16(k.tp_src), code = host16(k.tp_dst);
   const bool icmp6 = l4 && v6 && k.ip_proto == kProtoIcmpv6;
-  const bool nd_msg = icmp6 && code == 0 && type >= kNdRs && type <= kNdNa;
-  const bool nd_target = nd_msg && (type == kNdNs || type == kNdNa) && k.ip_frag == 0;
+  const bool nd_msg = icmp6 && code == 0 && type >= kNdRouterSolicit && type <= kNdNeighborAdvert;
+  const bool nd_target = nd_msg && (type == kNdNeighborSolicit || type == kNdNeighborAdvert) && k.ip_frag == 0;
   ESW_CHOOSE(ip_ttl, uint8_t{nd_msg ? uint8_t{255} : uint8_t{64}});
   ESW_CHOOSE(nd_target, nd_target ? kIp6Dst : Ip6{});
   Mac sha{};
@@ -227,12 +203,12 @@ struct Segment {
 Segment build_tcp(const FlowKey& k, size_t min_len) {
   Segment s;
   const uint16_t flags = host16(k.tcp_flags) & 0x0fff;
-  const bool syn = (flags & kTcpSyn) != 0;
+  const bool syn = (flags & kTcpFlagSyn) != 0;
   const size_t hdr = 20 + (syn ? sizeof kSynOptions : 0) + (k.smc_option ? sizeof kSmcOption : 0);
   raw(s.b, &k.tp_src, 2);
   raw(s.b, &k.tp_dst, 2);
   u32(s.b, 1);                       // sequence number
-  u32(s.b, flags & kTcpAck ? 1 : 0);  // acknowledgment number
+  u32(s.b, flags & kTcpFlagAck ? 1 : 0);  // acknowledgment number
   u8(s.b, static_cast<uint8_t>((hdr / 4) << 4 | (flags >> 8)));
   u8(s.b, static_cast<uint8_t>(flags));
   u16(s.b, 0xffff);  // window
@@ -257,7 +233,7 @@ Segment build_udp(const FlowKey& k, size_t min_len) {
     if (dport == kPortVxlan) {
       u32(s.b, 0x08000000);  // I flag
     } else {
-      u32(s.b, kEthTeb);  // version 0, no options, protocol: Ethernet
+      u32(s.b, kEthTypeTeb);  // version 0, no options, protocol: Ethernet
     }
     u24(s.b, k.tun_id);
     u8(s.b, 0);
@@ -309,7 +285,7 @@ Segment build_icmpv6(const FlowKey& k, size_t min_len) {
   u8(s.b, type);
   u8(s.b, code);
   u16(s.b, 0);
-  const bool nd = code == 0 && k.ip_frag == 0 && type >= kNdRs && type <= kNdNa;
+  const bool nd = code == 0 && k.ip_frag == 0 && type >= kNdRouterSolicit && type <= kNdNeighborAdvert;
   if (!nd) {
     const bool echo = type == kIcmpv6EchoRequest || type == kIcmpv6EchoReply;
     u16(s.b, echo ? 0x4553 : 0);
@@ -318,17 +294,17 @@ Segment build_icmpv6(const FlowKey& k, size_t min_len) {
     return s;
   }
   switch (type) {
-    case kNdRs:
+    case kNdRouterSolicit:
       u32(s.b, 0);
       break;
-    case kNdRa:
+    case kNdRouterAdvert:
       u8(s.b, 64);       // current hop limit
       u8(s.b, 0);        // flags
       u16(s.b, 1800);    // router lifetime
       u32(s.b, 0);       // reachable time
       u32(s.b, 0);       // retrans timer
       break;
-    case kNdNs:
+    case kNdNeighborSolicit:
       u32(s.b, 0);
       raw(s.b, k.nd_target, 16);
       break;
@@ -339,12 +315,12 @@ Segment build_icmpv6(const FlowKey& k, size_t min_len) {
   }
   static constexpr uint8_t kZero[6] = {};
   if (std::memcmp(k.arp_sha, kZero, 6) != 0) {
-    u8(s.b, kNdOptSll);
+    u8(s.b, kNdOptSourceLl);
     u8(s.b, 1);
     raw(s.b, k.arp_sha, 6);
   }
   if (std::memcmp(k.arp_tha, kZero, 6) != 0) {
-    u8(s.b, kNdOptTll);
+    u8(s.b, kNdOptTargetLl);
     u8(s.b, 1);
     raw(s.b, k.arp_tha, 6);
   }
@@ -463,7 +439,7 @@ void build_ipv6(const FlowKey& k, Bytes& pkt) {
   const Segment s = build_l4(k, true, min_len);
   u32(pkt, 6u << 28 | static_cast<uint32_t>(k.ip_tos) << 20);
   u16(pkt, static_cast<uint16_t>(hdrs - 40 + s.b.size()));
-  u8(pkt, frag ? kProtoIpv6Frag : k.ip_proto);
+  u8(pkt, frag ? kIpv6Fragment : k.ip_proto);
   u8(pkt, k.ip_ttl);
   raw(pkt, k.ipv6_src, 16);
   raw(pkt, k.ipv6_dst, 16);
@@ -481,7 +457,7 @@ void build_ipv6(const FlowKey& k, Bytes& pkt) {
 
 void build_arp(const FlowKey& k, Bytes& pkt) {
   u16(pkt, 1);       // Ethernet
-  u16(pkt, kEthIpv4);
+  u16(pkt, kEthTypeIpv4);
   u8(pkt, 6);
   u8(pkt, 4);
   u16(pkt, k.ip_proto);  // opcode (the key holds its low byte)
@@ -500,22 +476,22 @@ Bytes build_frame(const FlowKey& k) {
   const uint16_t inner = host16(k.vlan_tci[1]);
   const bool two = inner != 0;
   if (outer != 0 || two) {
-    u16(pkt, two ? kTpidQinQ : kTpidVlan);
+    u16(pkt, two ? kEthTypeQinQ : kEthTypeVlan);
     u16(pkt, static_cast<uint16_t>(outer & ~kVlanPresentHost));
   }
   if (two) {
-    u16(pkt, kTpidVlan);
+    u16(pkt, kEthTypeVlan);
     u16(pkt, static_cast<uint16_t>(inner & ~kVlanPresentHost));
   }
   raw(pkt, &k.eth_type, 2);
   switch (host16(k.eth_type)) {
-    case kEthIpv4:
+    case kEthTypeIpv4:
       build_ipv4(k, pkt);
       break;
-    case kEthIpv6:
+    case kEthTypeIpv6:
       build_ipv6(k, pkt);
       break;
-    case kEthArp:
+    case kEthTypeArp:
       build_arp(k, pkt);
       break;
     default:

@@ -187,17 +187,14 @@ bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, Compiled
   const PortNames& pn = *in.ports;
   const ActionContext actx{&pn, in.nb_ports, static_cast<uint32_t>(in.meters.size())};
 
-  auto pipeline = std::make_unique<Pipeline>();
-  pipeline->interner = &interner;
   for (size_t i = 0; i < in.meters.size(); ++i) {
-    MeterRuntime probe;
-    if (!init_meter(in.meters[i], probe)) {
+    if (!meter_profile_valid(in.meters[i])) {
       const cfg::Loc loc = i < in.config->meters.size() ? in.config->meters[i].loc : cfg::Loc{};
       errors.push_back(located(fmt::format("meters[{}]", i), loc,
                                "invalid meter parameters: rates and bursts must be > 0 and pir >= cir"));
     }
   }
-  pipeline->meters = in.meters;
+  out.meters = in.meters;
 
   // Tables: 0 always exists; others as declared or used by rules.
   std::set<unsigned> tables{0};
@@ -226,7 +223,7 @@ bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, Compiled
   const ActionList* default_miss = interner.intern(std::move(dm.list));
   for (unsigned t : tables) {
     auto it = declared.find(t);
-    pipeline->miss_actions[t] = default_miss;
+    out.miss_actions[t] = default_miss;
     if (it == declared.end() || it->second->miss.empty()) continue;
     CompiledActions ca;
     if (!compile_actions(it->second->miss, actx, ca, e)) {
@@ -234,7 +231,7 @@ bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, Compiled
     } else if (ca.goto_table != kNoTable || ca.has_rewrite) {
       errors.push_back(located(it->second->where + ".miss", it->second->loc, "a miss action cannot goto or set fields"));
     } else {
-      pipeline->miss_actions[t] = interner.intern(std::move(ca.list));
+      out.miss_actions[t] = interner.intern(std::move(ca.list));
     }
   }
   out.tables.assign(tables.begin(), tables.end());
@@ -299,9 +296,12 @@ bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, Compiled
     if (r.origin != RuleDef::Origin::kGenerated) rule_source_hash(r, cr.source);
     out.rules.push_back(std::move(cr));
   }
-  if (errors.size() != errors_before) return false;
-  out.pipeline = std::move(pipeline);
-  return true;
+  return errors.size() == errors_before;
+}
+
+bool meter_profile_valid(const MeterProfile& p) noexcept {
+  if (p.tr_tcm) return p.cir != 0 && p.pir != 0 && p.pir >= p.cir && p.cbs != 0 && p.ebs_or_pbs != 0;
+  return p.cir != 0 && (p.cbs != 0 || p.ebs_or_pbs != 0);
 }
 
 void rule_source_hash(const RuleDef& r, uint64_t out[2]) {

@@ -1,9 +1,12 @@
 #pragma once
 // Compiles the user's view of the switch (tables, rules with field matches and action items, meters, plus the
-// rules the foundation modes generate) into what the fast path runs: classifier rule specs and a Pipeline
-// snapshot. Control path only (main lcore or an offline tool); needs no EAL. Every error names the rule and,
-// for rules from YAML, its line and column; a failed set changes nothing.
+// rules the foundation modes generate) into what the fast path runs: classifier rule specs, per-table miss
+// action lists and meter profiles, as plain data. The daemon puts them into a Pipeline snapshot
+// (dataplane/daemon/switch.cc); the offline validator (check_config, eswitchctl) needs no runtime pipeline.
+// Control path only (main lcore or an offline tool); needs no EAL and links no DPDK library. Every error names
+// the rule and, for rules from YAML, its line and column; a failed set changes nothing.
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -15,7 +18,6 @@
 #include "dataplane/rules/actions.h"
 #include "dataplane/fastpath/classifier.h"
 #include "dataplane/rules/fields.h"
-#include "dataplane/fastpath/pipeline.h"
 
 namespace esw::dp {
 
@@ -71,7 +73,10 @@ struct CompiledRuleSet {
   std::vector<unsigned> tables;    // every table the rules need (0 always)
   std::vector<CompiledRule> rules;
   std::deque<KeyRewrite> rewrites;  // stable addresses
-  std::unique_ptr<Pipeline> pipeline;  // miss actions and meters filled in; ports left to the caller
+  // What the Pipeline snapshot takes (Pipeline::miss_actions, Pipeline::meters): per table, what a miss does
+  // (interned; null for tables that do not exist), and the meter profiles (meter:N is meters[N]).
+  std::array<const ActionList*, kMaxTables> miss_actions{};
+  std::vector<MeterProfile> meters;
 };
 
 struct RuleSetInput {
@@ -91,6 +96,10 @@ void rule_source_hash(const RuleDef& r, uint64_t out[2]);
 // Compiles everything; on failure `errors` holds every problem found (located) and the result is unusable.
 bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, CompiledRuleSet& out,
                       std::vector<cfg::Error>& errors);
+
+// Whether rte_meter accepts the profile (rte_meter_*_profile_config's checks, without DPDK): srTCM needs cir > 0
+// and cbs or ebs > 0; trTCM needs cir, pir, cbs, pbs > 0 and pir >= cir.
+bool meter_profile_valid(const MeterProfile& p) noexcept;
 
 // Offline validation of a config's rules (eswitchctl validate): ports are numbered as the switch would
 // (uplinks, vports). Returns every error, located.

@@ -17,6 +17,7 @@
 #include "common/ring_harness.h"
 #include "dataplane/error.h"
 #include "dataplane/daemon/switch.h"
+#include "dataplane/rules/ruleset.h"
 
 namespace {
 
@@ -283,6 +284,34 @@ TEST_F(ActionsTest, MeterDropsWhatExceedsTheRate) {
   EXPECT_GE(got.size(), 25u);
   EXPECT_LE(got.size(), 35u);
   EXPECT_EQ(wait_dropped(1, DropReason::kMeter, 60 - got.size()), 60 - got.size());
+}
+
+// The rule compiler checks meter profiles without DPDK (meter_profile_valid); the workers build them with
+// rte_meter (init_meter). Both must accept the same profiles.
+TEST(MeterProfile, CompilerCheckAgreesWithRteMeter) {
+  const uint64_t values[] = {0, 1, 1000, 125000, 1250000};
+  int checked = 0;
+  for (bool tr : {false, true}) {
+    for (uint64_t cir : values) {
+      for (uint64_t pir : values) {
+        for (uint64_t cbs : values) {
+          for (uint64_t ebs : values) {
+            esw::dp::MeterProfile p;
+            p.tr_tcm = tr;
+            p.cir = cir;
+            p.pir = tr ? pir : 0;
+            p.cbs = cbs;
+            p.ebs_or_pbs = ebs;
+            esw::dp::MeterRuntime rt;
+            EXPECT_EQ(esw::dp::meter_profile_valid(p), esw::dp::init_meter(p, rt))
+                << "tr_tcm=" << tr << " cir=" << cir << " pir=" << p.pir << " cbs=" << cbs << " ebs/pbs=" << ebs;
+            ++checked;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 2 * 5 * 5 * 5 * 5);
 }
 
 TEST_F(ActionsTest, TableMissActions) {

@@ -273,6 +273,8 @@ TEST_F(ApiServerTest, EnvelopeIsVersionedAndErrorsHaveCodes) {
   EXPECT_EQ(r["api"], 1);
   EXPECT_EQ(r["result"]["generation"], 1);
   EXPECT_EQ(r["result"]["config_hash"], esw::dp::text_hash(start_yaml_));
+  // eswitchctl (watch) compares this hash with its own: both must be the same function.
+  EXPECT_EQ(esw::cfg::text_hash(start_yaml_), esw::dp::text_hash(start_yaml_));
 
   std::vector<json> replies;
   serve_while([&] {
