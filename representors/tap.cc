@@ -4,6 +4,7 @@
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <rte_errno.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -81,6 +82,8 @@ void TapRepresentor::open(const dp::PortSpec& spec, uint16_t index, rte_mempool*
       if (ioctl(s, SIOCGIFHWADDR, &hw) == 0) std::memcpy(mac_.addr_bytes, hw.ifr_hwaddr.sa_data, 6);
       ::close(s);
     }
+    wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_fd_ < 0) fail("cannot create its wake-up eventfd", errno);
     rx_ring_ = make_ring("r", index, 0);
     if (rx_ring_ == nullptr) fail("cannot create its rx ring", rte_errno);
     for (uint16_t w = 0; w < std::max<uint16_t>(nb_workers, 1); ++w) {
@@ -147,6 +150,8 @@ void TapRepresentor::close() noexcept {
   tx_rings_.clear();
   if (fd_ >= 0) ::close(fd_);  // the netdev goes with its last fd
   fd_ = -1;
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+  wake_fd_ = -1;
   open_ = false;
 }
 
@@ -179,14 +184,29 @@ uint16_t TapRepresentor::rx_burst(void* dev, uint16_t, rte_mbuf** pkts, uint16_t
 
 uint16_t TapRepresentor::tx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uint16_t n) noexcept {
   auto* self = static_cast<TapRepresentor*>(dev);
-  return static_cast<uint16_t>(
+  const auto sent = static_cast<uint16_t>(
       rte_ring_sp_enqueue_burst(self->tx_rings_[queue], reinterpret_cast<void**>(pkts), n, nullptr));
+  // Dekker with service(): our enqueue before our read of wake_armed_, its store of wake_armed_ before its
+  // drain - so either it sees the frames or we see it armed and wake it. One fence per burst to a representor.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (sent != 0 && self->wake_armed_.load(std::memory_order_relaxed) &&
+      self->wake_armed_.exchange(false, std::memory_order_acq_rel)) {
+    const uint64_t one = 1;
+    [[maybe_unused]] const ssize_t w = write(self->wake_fd_, &one, sizeof one);
+  }
+  return sent;
 }
 
 void TapRepresentor::service() noexcept {
   if (!open_) return;
+  uint64_t v;
+  [[maybe_unused]] const ssize_t r = read(wake_fd_, &v, sizeof v);  // clear it (non-blocking)
+  wake_armed_.store(true, std::memory_order_seq_cst);                 // then drain: see tx_burst
   from_host();
-  to_host();
+  if (to_host()) {  // over budget: come back through the loop rather than starve the other handlers
+    const uint64_t one = 1;
+    [[maybe_unused]] const ssize_t w = write(wake_fd_, &one, sizeof one);
+  }
 }
 
 void TapRepresentor::from_host() noexcept {
@@ -214,8 +234,9 @@ void TapRepresentor::from_host() noexcept {
   }
 }
 
-void TapRepresentor::to_host() noexcept {
+bool TapRepresentor::to_host() noexcept {
   rte_mbuf* pkts[64];
+  bool more = false;
   for (rte_ring* r : tx_rings_) {
     unsigned budget = kServiceBudget;
     while (budget != 0) {
@@ -235,7 +256,9 @@ void TapRepresentor::to_host() noexcept {
       }
       rte_pktmbuf_free_bulk(pkts, n);
     }
+    more = more || rte_ring_count(r) != 0;
   }
+  return more;
 }
 
 }  // namespace esw::rep

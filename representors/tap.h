@@ -6,8 +6,9 @@
 //   host --> rep-<vport> --> main lcore service(): read() into an mbuf --(rx ring, SP/SC)--> the worker polling it
 //
 // The rings are the port's queues (PortIo burst functions): tx queue w belongs to worker w (no sharing, no
-// lock); the rx queue is polled like any port's. service() runs when the fd is readable (level-triggered: a
-// budget per call, the rest on the next) and on the service tick, which drains the tx rings. Frames that do not
+// lock); the rx queue is polled like any port's. service() runs when the tap fd is readable (level-triggered:
+// a budget per call, the rest on the next), when a worker signalled queued frames through the wake eventfd (one
+// write per main-lcore pass at most: the grout control-output pattern), and on the slow safety tick. Frames that do not
 // fit (rx ring full, no mbuf, the kernel refusing a write) are counted in driver_counters(), never waited for.
 // The netdev disappears when the port closes (the fd is its only owner).
 //
@@ -16,6 +17,7 @@
 #include <rte_mempool.h>
 #include <rte_ring.h>
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -34,7 +36,7 @@ class TapRepresentor final : public dp::Port {
   void set_carrier(bool up) noexcept override;
   dp::DriverCounters driver_counters() const override;
   dp::PortIo io() const noexcept override;
-  int service_fd() const noexcept override { return fd_; }
+  std::vector<int> service_fds() const override { return {fd_, wake_fd_}; }
   bool needs_service() const noexcept override { return open_; }
   void service() noexcept override;
 
@@ -44,10 +46,14 @@ class TapRepresentor final : public dp::Port {
   [[noreturn]] void fail(const std::string& what, int err) const;
   void set_flags_up(bool up) noexcept;
   void from_host() noexcept;
-  void to_host() noexcept;
+  bool to_host() noexcept;  // true: frames are left for the next pass
   void free_ring(rte_ring*& r) noexcept;
 
   int fd_ = -1;
+  // Workers wake the main lcore through wake_fd_ (an eventfd) when they queue frames for the host and the main
+  // lcore asked to be woken (wake_armed_): at most one write per main-lcore pass, none while it is draining.
+  int wake_fd_ = -1;
+  alignas(64) std::atomic<bool> wake_armed_{true};
   rte_mempool* pool_ = nullptr;
   rte_ring* rx_ring_ = nullptr;         // host -> the worker that polls this port
   std::vector<rte_ring*> tx_rings_;     // per worker -> host

@@ -205,15 +205,13 @@ void Switch::set_service_hooks(ServiceHooks hooks) {
 }
 
 void Switch::watch_service(Port& port) {
-  const int fd = port.service_fd();
-  if (fd < 0 || !hooks_.watch) return;
-  hooks_.watch(fd, [&port] { port.service(); });
+  if (!hooks_.watch) return;
+  for (int fd : port.service_fds()) hooks_.watch(fd, [&port] { port.service(); });
 }
 
 void Switch::unwatch_service(Port& port) noexcept {
-  const int fd = port.service_fd();
-  if (fd < 0 || !hooks_.unwatch) return;
-  hooks_.unwatch(fd);
+  if (!hooks_.unwatch) return;
+  for (int fd : port.service_fds()) hooks_.unwatch(fd);
 }
 
 void Switch::service_ports() noexcept {

@@ -74,9 +74,10 @@ class Port {
   // How workers reach this port; valid from open() to close().
   virtual PortIo io() const noexcept = 0;
 
-  // Main-lcore service: a file descriptor the event loop watches (-1: none), and the work to do when it is
-  // readable or on the service tick (moving frames between the fd and the port's rings, ...). Never blocks.
-  virtual int service_fd() const noexcept { return -1; }
+  // Main-lcore service: file descriptors the event loop watches (e.g. a tap fd, an eventfd a worker writes when
+  // it queued frames for the main lcore), and the work to do when one is readable or on the service tick
+  // (moving frames between the host and the port's rings, ...). Never blocks.
+  virtual std::vector<int> service_fds() const { return {}; }
   virtual bool needs_service() const noexcept { return false; }
   virtual void service() noexcept {}
 
