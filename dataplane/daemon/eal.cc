@@ -19,62 +19,21 @@
 #include <fmt/format.h>
 
 #include "dataplane/error.h"
+#include "dataplane/ports/dpdk_log.h"
 
 namespace esw::dp {
 namespace {
-
-constexpr size_t kKeptLogLines = 8;
 
 struct EalState {
   bool initialised = false;
   bool hugepages = false;
   std::string file_prefix;
   std::string runtime_dir;  // removed at cleanup
-  FILE* log_stream = nullptr;
-  std::mutex log_mu;
-  std::deque<std::string> errors;  // WARNING or worse, most recent last
-  std::string partial;             // a line written in pieces
-  int echo_level = RTE_LOG_CRIT;   // forwarded to stderr at this level or worse (errors are folded into our messages)
 };
 
 EalState& state() {
   static EalState s;
   return s;
-}
-
-// DPDK writes every log message through this cookie stream. We keep the recent warnings and errors so a failed
-// operation can name its cause, and echo only real errors to stderr so normal start-up stays quiet.
-ssize_t log_write(void*, const char* buf, size_t size) {
-  EalState& s = state();
-  const uint32_t level = rte_log_cur_msg_loglevel();
-  std::lock_guard lock(s.log_mu);
-  if (level <= static_cast<uint32_t>(s.echo_level)) {
-    (void)!fwrite(buf, 1, size, stderr);
-  }
-  if (level <= RTE_LOG_WARNING) {
-    s.partial.append(buf, size);
-    size_t nl;
-    while ((nl = s.partial.find('\n')) != std::string::npos) {
-      std::string line = s.partial.substr(0, nl);
-      s.partial.erase(0, nl + 1);
-      if (line.empty()) continue;
-      s.errors.push_back(std::move(line));
-      if (s.errors.size() > kKeptLogLines) s.errors.pop_front();
-    }
-  }
-  return static_cast<ssize_t>(size);
-}
-
-void install_log_capture() {
-  EalState& s = state();
-  if (s.log_stream != nullptr) return;
-  cookie_io_functions_t io{};
-  io.write = log_write;
-  s.log_stream = fopencookie(nullptr, "w", io);
-  if (s.log_stream != nullptr) {
-    setvbuf(s.log_stream, nullptr, _IONBF, 0);
-    rte_openlog_stream(s.log_stream);
-  }
 }
 
 std::string runtime_dir_for(const std::string& prefix) {
@@ -190,7 +149,7 @@ void Eal::init(const cfg::Config& config, const std::vector<std::string>& extra_
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
 
-  install_log_capture();
+  install_dpdk_log_capture();
   clear_dpdk_errors();
   const bool existed = std::filesystem::exists(s.runtime_dir);
   int rc = rte_eal_init(static_cast<int>(argv.size() - 1), argv.data());
@@ -223,28 +182,7 @@ bool Eal::initialised() { return state().initialised; }
 bool Eal::using_hugepages() { return state().hugepages; }
 const std::string& Eal::file_prefix() { return state().file_prefix; }
 
-std::string Eal::last_dpdk_error() {
-  EalState& s = state();
-  std::lock_guard lock(s.log_mu);
-  if (s.errors.empty()) return {};
-  // A driver's own line ("net_af_packet0: ioctl failed (SIOCGIFINDEX): No such device") says more than the
-  // generic EAL lines that follow it ("EAL: Failed to attach device on primary process").
-  std::string line = s.errors.back();
-  for (const auto& l : s.errors) {
-    if (l.rfind("EAL:", 0) != 0) {
-      line = l;
-      break;
-    }
-  }
-  while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
-  return line;
-}
-
-void Eal::clear_dpdk_errors() {
-  EalState& s = state();
-  std::lock_guard lock(s.log_mu);
-  s.errors.clear();
-  s.partial.clear();
-}
+std::string Eal::last_dpdk_error() { return dp::last_dpdk_error(); }
+void Eal::clear_dpdk_errors() { dp::clear_dpdk_errors(); }
 
 }  // namespace esw::dp

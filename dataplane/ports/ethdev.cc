@@ -11,7 +11,7 @@
 
 #include <fmt/format.h>
 
-#include "dataplane/daemon/eal.h"
+#include "dataplane/ports/dpdk_log.h"
 #include "dataplane/error.h"
 
 namespace esw::dp {
@@ -20,7 +20,7 @@ EthdevPort::~EthdevPort() { close(); }
 
 void EthdevPort::fail(const std::string& what, int err) const {
   // The driver's own log line names the cause better than the errno the generic layers return.
-  const std::string cause = Eal::last_dpdk_error();
+  const std::string cause = last_dpdk_error();
   std::string msg = fmt::format("port {} ({}): {}", spec_.name, spec_.devargs, what);
   if (!cause.empty()) msg += fmt::format(": {}", cause);
   else if (err != 0) msg += fmt::format(": {}", rte_strerror(err < 0 ? -err : err));
@@ -31,7 +31,7 @@ void EthdevPort::fail(const std::string& what, int err) const {
 void EthdevPort::open(const PortSpec& spec, uint16_t index, rte_mempool* pool, uint16_t nb_workers) {
   spec_ = spec;
   index_ = index;
-  Eal::clear_dpdk_errors();
+  clear_dpdk_errors();
   if (spec.devargs.empty()) fail("no devargs", 0);
   dev_name_ = spec.devargs.substr(0, spec.devargs.find(','));
 
@@ -101,7 +101,7 @@ void EthdevPort::open(const PortSpec& spec, uint16_t index, rte_mempool* pool, u
 }
 
 void EthdevPort::start() {
-  Eal::clear_dpdk_errors();
+  clear_dpdk_errors();
   int rc = rte_eth_dev_start(port_id_);
   if (rc != 0) fail("cannot start", rc);
   started_ = true;

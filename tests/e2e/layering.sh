@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The dependency direction the folders promise (dataplane/README.md): the fast path includes nothing of the
+# control side; the rule compiler nothing of the daemon; backends (ports/, representors/, vdpa/) nothing of the
+# daemon; control/ and config/ nothing of the daemon or the fast path's runtime. Fails naming each offending
+# include.
+#
+# usage: layering.sh SOURCE_ROOT
+set -euo pipefail
+ROOT=${1:?usage: $0 source-root}
+cd "$ROOT"
+bad=0
+check() {  # check DIR FORBIDDEN-PREFIX...
+  local dir=$1
+  shift
+  local f p
+  for p in "$@"; do
+    while IFS= read -r f; do
+      echo "layering: $f includes \"$p...\" (not allowed from $dir)"
+      bad=1
+    done < <(grep -lE "^#include \"$p" "$dir"/*.h "$dir"/*.cc 2>/dev/null || true)
+  done
+}
+check dataplane/fastpath dataplane/rules/ dataplane/daemon/ dataplane/ports/ config/ control/ representors/ vdpa/
+check dataplane/rules dataplane/daemon/ dataplane/ports/ control/ representors/ vdpa/
+check dataplane/ports dataplane/daemon/ dataplane/rules/ control/ representors/ vdpa/
+check representors dataplane/daemon/ control/ vdpa/
+check vdpa dataplane/daemon/ control/ representors/
+check config dataplane/ control/ representors/ vdpa/
+check control dataplane/daemon/ dataplane/ports/ representors/ vdpa/
+[[ $bad -eq 0 ]] || exit 1
+echo "ok: fastpath <- rules <- daemon; ports <- representors, vdpa <- daemon; control and config free of the daemon"
