@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "control/api_protocol.h"
+
 namespace esw::cfg {
 
 inline constexpr const char* kApiVersion = "eswitch/v1";
@@ -47,8 +49,12 @@ struct DataplaneConfig {
   uint32_t max_rules = 262144;       // rule ids per switch (per-core counter arrays are sized by it)
   uint32_t flow_cache_entries = 8192;  // per worker
   uint32_t flow_cache_insert_inv_prob = 10;  // a live cache entry is replaced by 1 in N misses
-  std::string api_socket = "/run/eswitch/eswitchd.sock";  // management API; "" = none
+  std::string api_socket = esw::api::kDefaultSocketPath;  // management API; "" = none
   std::string api_socket_group;     // group owning the socket (mode 0660); "" = the process's group
+
+  // Every field, so a field added above is compared without anyone remembering to (reconcile: a dataplane
+  // change needs a restart).
+  bool operator==(const DataplaneConfig&) const = default;
 };
 
 // How a port reaches DPDK: an ethdev from vdev devargs ("net_tap0,iface=eswup0") or a PCI address.

@@ -14,6 +14,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "control/api_protocol.h"
 #include "control/commands.h"
 #include "control/progress.h"
 
@@ -28,8 +29,8 @@ int main(int argc, char** argv) {
   bool no_progress = false;
   double timeout = 0;
   app.add_option("-s,--socket", socket,
-                 "eswitchd API socket (default: $ESWITCH_SOCKET, dataplane.api_socket of the config file, or "
-                 "/run/eswitch/eswitchd.sock)");
+                 std::string("eswitchd API socket (default: $ESWITCH_SOCKET, dataplane.api_socket of the config "
+                             "file, or ") + esw::api::kDefaultSocketPath + ")");
   app.add_option("-c,--config", config_file, "config file to take dataplane.api_socket from (read commands)");
   app.add_flag("-j,--json", json, "print results as JSON (for scripts)");
   app.add_flag("--no-progress", no_progress, "no progress line on stderr even on a terminal");

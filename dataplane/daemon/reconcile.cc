@@ -52,16 +52,6 @@ struct PairHash {
   size_t operator()(const std::pair<uint64_t, uint64_t>& p) const { return p.first ^ (p.second * 0x9e3779b97f4a7c15ull); }
 };
 
-bool same_dataplane(const cfg::DataplaneConfig& a, const cfg::DataplaneConfig& b) {
-  return a.main_core == b.main_core && a.worker_cores == b.worker_cores && a.memory_mb == b.memory_mb &&
-         a.hugepages == b.hugepages && a.mbufs == b.mbufs && a.mbuf_cache == b.mbuf_cache &&
-         a.rx_queue_size == b.rx_queue_size && a.tx_queue_size == b.tx_queue_size && a.burst == b.burst &&
-         a.idle_sleep_us == b.idle_sleep_us && a.file_prefix == b.file_prefix && a.eal_extra == b.eal_extra &&
-         a.max_rules == b.max_rules && a.flow_cache_entries == b.flow_cache_entries &&
-         a.flow_cache_insert_inv_prob == b.flow_cache_insert_inv_prob && a.api_socket == b.api_socket &&
-         a.api_socket_group == b.api_socket_group;
-}
-
 }  // namespace
 
 bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra_tables,
@@ -76,7 +66,7 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
     result.errors.push_back(std::move(e));
   };
 
-  if (current_ != nullptr && !same_dataplane(config_.dataplane, desired.dataplane)) {
+  if (current_ != nullptr && config_.dataplane != desired.dataplane) {
     result.restart_required = true;
     result.diff.push_back({'~', "dataplane", "dataplane", "changed; takes effect when eswitchd restarts"});
     p.desired.dataplane = config_.dataplane;  // the running process keeps what it started with

@@ -25,7 +25,14 @@ check dataplane/rules dataplane/daemon/ dataplane/ports/ control/ representors/ 
 check dataplane/ports dataplane/daemon/ dataplane/rules/ control/ representors/ vdpa/
 check representors dataplane/daemon/ control/ vdpa/
 check vdpa dataplane/daemon/ control/ representors/
-check config dataplane/ control/ representors/ vdpa/
+check config dataplane/ representors/ vdpa/
+# config/ may include the API's protocol constants (header-only), nothing else of control/.
+for f in $(grep -lE '^#include "control/' config/*.h config/*.cc 2>/dev/null || true); do
+  if grep -E '^#include "control/' "$f" | grep -vq '"control/api_protocol.h"'; then
+    echo "layering: $f includes control/ beyond control/api_protocol.h"
+    bad=1
+  fi
+done
 check control dataplane/daemon/ dataplane/ports/ representors/ vdpa/
 [[ $bad -eq 0 ]] || exit 1
 echo "ok: fastpath <- rules <- daemon; ports <- representors, vdpa <- daemon; control and config free of the daemon"
