@@ -257,7 +257,9 @@ int cmd_show(const Options& o, const std::string& what, const ShowOptions& so) {
     for (const auto& p : r["ports"]) {
       const std::string device = p.value("device", "");
       t.row({to_str(p["name"]), to_str(p["role"]), to_str(p["driver"]),
-             device.empty() ? "-" : fmt::format("{} ({})", device, to_str(p["port_id"])),
+             device.empty()                                   ? "-"
+             : !p.contains("port_id") || p["port_id"].is_null() ? device  // not an ethdev (tap representor, vhost)
+                                                                : fmt::format("{} ({})", device, to_str(p["port_id"])),
              p.value("link_up", false) ? "up" : "down",
              to_str(p["rx_packets"]), to_str(p["rx_bytes"]), to_str(p["tx_packets"]), to_str(p["tx_bytes"]),
              to_str(p["tx_dropped"]), to_str(p["dropped_total"]), to_str(p["devargs"])});
@@ -265,6 +267,16 @@ int cmd_show(const Options& o, const std::string& what, const ShowOptions& so) {
     t.print(stdout);
     // Drops by reason, only the ones that happened: where a packet went is the first question after "how many".
     for (const auto& p : r["ports"]) print_nonzero_drops(p, "dropped", "dropped");
+    // Loss below the switch (the device or the host side of a representor), only where it happened.
+    for (const auto& p : r["ports"]) {
+      const json& d = p.value("device_counters", json());
+      if (!d.is_object()) continue;
+      std::string lost;
+      for (const char* k : {"imissed", "ierrors", "oerrors", "rx_nombuf"}) {
+        if (d.value(k, uint64_t{0}) != 0) lost += fmt::format(" {}={}", k, d.value(k, uint64_t{0}));
+      }
+      if (!lost.empty()) fmt::print("port {} device:{}\n", to_str(p["name"]), lost);
+    }
   } else if (what == "vports") {
     Table t({{"VPORT"}, {"FLAVOUR"}, {"ID", true}, {"HW_ADDR"}, {"STATE"}, {"SPOOFCHK"}, {"IPV4"}, {"IPV6"},
              {"VLAN"}, {"REPRESENTOR"}, {"RX_PKTS", true}, {"TX_PKTS", true}, {"DROPS", true}});

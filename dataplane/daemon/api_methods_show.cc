@@ -88,7 +88,9 @@ json run_show(ApiContext& ctx, const ApiCall& call) {
                        {"driver", s.driver},
                        {"devargs", a != nullptr ? a->devargs : ""},
                        {"device", port != nullptr ? port->device_name() : ""},
-                       {"port_id", port != nullptr ? json(port->port_id()) : json(nullptr)},
+                       {"kind", s.kind},
+                       {"port_id", port != nullptr && port->port_id() != Port::kNoEthdev ? json(port->port_id())
+                                                                                           : json(nullptr)},
                        {"link_up", s.link_up},
                        {"rx_packets", c.rx_packets},
                        {"rx_bytes", c.rx_bytes},
@@ -97,7 +99,16 @@ json run_show(ApiContext& ctx, const ApiCall& call) {
                        {"tx_dropped", c.tx_dropped},
                        {"dropped_total", c.dropped_total()},
                        {"dropped", drops_json(c)},
-                       {"rx_queues", std::move(queues)}});
+                       {"rx_queues", std::move(queues)},
+                       // What the device (or the host side of a tap representor) counted below the switch:
+                       // loss before a worker saw the frame. null when the backend cannot tell.
+                       {"device_counters", s.device.valid ? json{{"ipackets", s.device.ipackets},
+                                                                 {"opackets", s.device.opackets},
+                                                                 {"imissed", s.device.imissed},
+                                                                 {"ierrors", s.device.ierrors},
+                                                                 {"oerrors", s.device.oerrors},
+                                                                 {"rx_nombuf", s.device.rx_nombuf}}
+                                                          : json(nullptr)}});
     }
     out["ports"] = std::move(ports);
   } else if (what == "vports" || what == "representors") {

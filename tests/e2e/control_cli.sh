@@ -64,6 +64,13 @@ ctl show ports | grep -q "^vm2 " || fail "show ports rows"
 [[ $(ctl_json '",".join(p["name"] for p in j["ports"])' ctl show ports --json) == "uplink0,vm1,vm2" ]] ||
   fail "show ports --json"
 (( $(ctl_vm2_tx) > 0 )) || fail "no traffic forwarded to vm2"
+# The port seam: each port says its backend kind; an ethdev has a DPDK port id and the device's own counters
+# (read at another instant than the switch's, so only their presence and direction are checked).
+[[ $(ctl_json '",".join(p["kind"] for p in j["ports"])' ctl show ports --json) == "ethdev,ethdev,ethdev" ]] ||
+  fail "show ports --json: kind"
+ports_dev='{p["name"]: (p["port_id"], p["device_counters"]) for p in j["ports"]}'
+[[ $(ctl_json "all(isinstance(v[0], int) for v in ($ports_dev).values()) and ($ports_dev)['uplink0'][1]['ipackets'] > 0 and ($ports_dev)['vm2'][1]['opackets'] > 0" ctl show ports --json) == True ]] ||
+  fail "show ports --json: device counters: $(ctl_json "$ports_dev" ctl show ports --json)"
 ctl show vports | grep -q "^vm1 .*02:00:c6:12:00:01" || fail "show vports"
 [[ $(ctl_json 'len(j["vports"])' ctl show vports --json) == 2 ]] || fail "show vports --json"
 ctl show representors | grep -q "^vm1 .*none" || fail "show representors"
