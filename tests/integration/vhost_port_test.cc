@@ -68,9 +68,10 @@ struct Guest {
   std::string name;
   uint16_t queues = 1;
 
-  Guest(const std::string& n, const std::string& socket, uint16_t q, bool packed) : name(n), queues(q) {
+  Guest(const std::string& n, const std::string& socket, uint16_t q, bool packed, bool server = false)
+      : name(n), queues(q) {
     const std::string args = "net_virtio_user_" + n + ",path=" + socket + ",queues=" + std::to_string(q) +
-                             ",queue_size=256" + (packed ? ",packed_vq=1" : "");
+                             ",queue_size=256" + (packed ? ",packed_vq=1" : "") + (server ? ",server=1" : "");
     if (rte_dev_probe(args.c_str()) != 0) throw std::runtime_error("rte_dev_probe " + args);
     if (rte_eth_dev_get_port_by_name(("net_virtio_user_" + n).c_str(), &port) != 0) {
       throw std::runtime_error("no port " + n);
@@ -315,6 +316,51 @@ TEST(VhostPortClose, WhileTheGuestIsConnectedAndSending) {
   sw.reset();
   struct stat st{};
   EXPECT_NE(::stat(sock.c_str(), &st), 0);
+}
+
+// Client mode: the VM (here virtio_user in server mode) owns the socket; eswitchd connects, and keeps trying
+// until the socket is there (rte_vhost's reconnect).
+TEST(VhostPortClient, ConnectsToTheGuestsSocketWhenItAppears) {
+  const std::string sock = socket_dir() + "/vm-client.sock";
+  RingPort ring("vhclient");
+  esw::cfg::Config c = base_config();
+  c.uplinks.push_back(esw::test::uplink("up", ring.devname));
+  c.vports.push_back(vhost_vport("vm1", sock, 1));
+  c.vports.back().attach.vhost_user->client = true;
+  c.pipeline.mode = esw::cfg::PipelineMode::kCrossConnect;
+  c.pipeline.cross_connect = {{"up", "vm1"}, {"vm1", "up"}};
+  esw::dp::Switch sw(c);
+  sw.start();
+  VhostUserPort* vp = vhost_port(sw, "vm1");
+  ASSERT_NE(vp, nullptr);
+  serve_until(sw, [] { return false; }, 300ms);
+  EXPECT_FALSE(vp->device_ready());
+  {
+    Guest g("client", sock, 1, false, /*server=*/true);
+    ASSERT_TRUE(serve_until(sw, [&] { return vp->device_ready() && vp->enabled_queue_pairs() == 1; }, 10000ms))
+        << "eswitchd (client) never connected to the guest's socket";
+    ASSERT_EQ(g.send(0, {frame(11)}), 1);
+    std::vector<std::vector<uint8_t>> got;
+    serve_until(sw, [&] {
+      auto more = ring.take_bytes(1, 0ms);
+      got.insert(got.end(), more.begin(), more.end());
+      return !got.empty();
+    });
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_TRUE(got[0] == frame(11));
+    ring.inject(sw.pool(), frame(12));
+    std::vector<std::vector<uint8_t>> rx;
+    serve_until(sw, [&] {
+      auto more = g.receive(1, 1ms);
+      rx.insert(rx.end(), more.begin(), more.end());
+      return !rx.empty();
+    });
+    ASSERT_EQ(rx.size(), 1u);
+    EXPECT_TRUE(rx[0] == frame(12));
+  }
+  serve_until(sw, [&] { return !vp->device_ready(); });
+  sw.close();
+  EXPECT_EQ(sw.mempool_report().in_use, 0u);
 }
 
 TEST(VhostPortErrors, PathThatIsNotASocketIsRefused) {
