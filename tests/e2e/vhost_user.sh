@@ -16,6 +16,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/../../scripts/lib/netns.sh"
 command -v dpdk-testpmd >/dev/null || { echo "SKIP: dpdk-testpmd not installed (package dpdk)"; exit 77; }
 esw_e2e_begin vhost
+# The guests' DPDK runtime directories too (esw_e2e_cleanup removes eswitchd's).
+trap 'esw_e2e_cleanup; rm -rf "/var/run/dpdk/$PREFIX-"*' EXIT
 P="esw$(($$ % 10000))"
 SOCK="$WORK/api.sock"
 ctl() { "$ESWITCHCTL" --socket "$SOCK" --no-progress "$@"; }
