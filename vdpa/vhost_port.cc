@@ -190,10 +190,11 @@ void VhostUserPort::open(const dp::PortSpec& spec, uint16_t index, rte_mempool* 
     if (rte_vhost_driver_disable_features(args_.socket.c_str(), kDisabledFeatures) != 0) {
       fail("cannot disable the offload features");
     }
-    uint64_t features = 0;
-    rte_vhost_driver_get_features(args_.socket.c_str(), &features);
+    rte_vhost_driver_get_features(args_.socket.c_str(), &offered_);
     const uint64_t wanted = bit(kFVersion1) | bit(kFMrgRxbuf) | bit(kFMq);
-    if ((features & wanted) != wanted) fail(fmt::format("rte_vhost does not offer VERSION_1, MRG_RXBUF and MQ (0x{:x})", features));
+    if ((offered_ & wanted) != wanted) {
+      fail(fmt::format("rte_vhost does not offer VERSION_1, MRG_RXBUF and MQ (0x{:x})", offered_));
+    }
     if (rte_vhost_driver_callback_register(args_.socket.c_str(), &kOps) != 0) fail("cannot register the callbacks");
     // Listening (server) or connecting (client) starts here so that a bad socket is an error of this port's
     // open; the guest's device is not used by the workers before the port is started and polled.

@@ -64,8 +64,9 @@ class VhostUserPort final : public dp::Port {
   bool needs_service() const noexcept override { return open_; }
   void service() noexcept override;
 
-  // What the guest negotiated (0 while no device), for tests and `show`.
+  // What the guest negotiated (0 while no device) and what this port offers, for tests and `show`.
   uint64_t negotiated_features() const { return features_; }
+  uint64_t offered_features() const { return offered_; }
   bool device_ready() const { return vid_.load(std::memory_order_acquire) >= 0; }
   uint16_t enabled_queue_pairs() const;
 
@@ -115,6 +116,7 @@ class VhostUserPort final : public dp::Port {
   bool vring_on_[2 * kMaxQueues] = {};  // as rte_vhost reported them for device vring_vid_
   int vring_vid_ = -1;
   uint64_t features_ = 0;
+  uint64_t offered_ = 0;
   uint64_t connects_ = 0, disconnects_ = 0;
 
   // Shared with rte_vhost's thread.

@@ -184,6 +184,13 @@ TEST_P(VhostPort, GuestAndRingExchangeFramesUnchanged) {
   VhostUserPort* vp = vhost_port(sw, "vm1");
   ASSERT_NE(vp, nullptr);
   EXPECT_FALSE(vp->device_ready());
+  {
+    // Offered: VERSION_1 32, MRG_RXBUF 15, MQ 22, CTRL_VQ 17, EVENT_IDX 29, RING_PACKED 34, IN_ORDER 35; none of
+    // CSUM 0, GUEST_CSUM 1, GUEST_TSO4/6 7/8, HOST_TSO4/6 11/12, GUEST/HOST_UFO 10/14.
+    const uint64_t o = vp->offered_features();
+    for (unsigned b : {32u, 15u, 22u, 17u, 29u, 34u, 35u}) EXPECT_TRUE(o >> b & 1) << "feature bit " << b << " not offered";
+    for (unsigned b : {0u, 1u, 7u, 8u, 10u, 11u, 12u, 14u}) EXPECT_FALSE(o >> b & 1) << "offload bit " << b << " offered";
+  }
   struct stat st{};
   ASSERT_EQ(::stat(sock.c_str(), &st), 0);
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
