@@ -153,22 +153,6 @@ void VhostUserPort::open(const dp::PortSpec& spec, uint16_t index, rte_mempool* 
   dev_name_ = args_.socket;
   driver_ = "vhost_user";
 
-  struct stat st{};
-  if (::stat(args_.socket.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) fail("the path exists and is not a socket");
-    if (!args_.client) {
-      // A socket file nobody listens on is left over from an earlier run: rte_vhost could not bind over it.
-      if (is_socket_in_use(args_.socket)) fail("another process is listening on it");
-      ::unlink(args_.socket.c_str());
-    }
-  } else if (errno != ENOENT) {
-    fail(fmt::format("cannot stat it: {}", strerror(errno)));
-  } else {
-    const size_t slash = args_.socket.rfind('/');
-    const std::string dir = slash == 0 ? "/" : args_.socket.substr(0, slash);
-    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) fail(fmt::format("directory {} does not exist", dir));
-  }
-
   {
     std::lock_guard<std::mutex> lock(g_registry_mu);
     if (registry().count(args_.socket)) fail("already used by another vport");
@@ -176,6 +160,21 @@ void VhostUserPort::open(const dp::PortSpec& spec, uint16_t index, rte_mempool* 
   }
   open_ = true;  // from here on close() undoes what was done
   try {
+    struct stat st{};
+    if (::stat(args_.socket.c_str(), &st) == 0) {
+      if (!S_ISSOCK(st.st_mode)) fail("the path exists and is not a socket");
+      if (!args_.client) {
+        // A socket file nobody listens on is left over from an earlier run: rte_vhost could not bind over it.
+        if (is_socket_in_use(args_.socket)) fail("another process is listening on it");
+        ::unlink(args_.socket.c_str());
+      }
+    } else if (errno != ENOENT) {
+      fail(fmt::format("cannot stat it: {}", strerror(errno)));
+    } else {
+      const size_t slash = args_.socket.rfind('/');
+      const std::string dir = slash == 0 ? "/" : args_.socket.substr(0, slash);
+      if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) fail(fmt::format("directory {} does not exist", dir));
+    }
     event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (event_fd_ < 0) fail(fmt::format("eventfd: {}", strerror(errno)));
     if (nb_workers_ > args_.queues) {
@@ -228,13 +227,14 @@ void VhostUserPort::unregister_driver() noexcept {
 void VhostUserPort::close() noexcept {
   if (!open_) return;
   stop();
+  const bool created_socket = driver_started_ && !args_.client;  // never remove a socket someone else listens on
   unregister_driver();  // disconnects the guest: destroy_device runs (here or on the vhost thread) before return
   {
     std::lock_guard<std::mutex> lock(g_registry_mu);
     auto it = registry().find(args_.socket);
     if (it != registry().end() && it->second == this) registry().erase(it);
   }
-  if (!args_.client) {
+  if (created_socket) {
     struct stat st{};
     if (::stat(args_.socket.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(args_.socket.c_str());
   }

@@ -9,7 +9,9 @@
 #include <rte_dev.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <csignal>
 #include <unistd.h>
 
@@ -382,6 +384,30 @@ TEST(VhostPortErrors, PathThatIsNotASocketIsRefused) {
     EXPECT_NE(std::string(e.what()).find("exists and is not a socket"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("vm1"), std::string::npos) << e.what();
   }
+  std::filesystem::remove(path);
+}
+
+// Server mode over a socket another process listens on: refused, and that socket is left alone.
+TEST(VhostPortErrors, SocketInUseIsRefusedAndKept) {
+  const std::string path = socket_dir() + "/in-use.sock";
+  const int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(l, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
+  ASSERT_EQ(bind(l, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(listen(l, 4), 0);
+  esw::cfg::Config c = base_config();
+  c.vports.push_back(vhost_vport("vm1", path, 1));
+  try {
+    esw::dp::Switch sw(c);
+    ADD_FAILURE() << "a socket in use was taken over";
+  } catch (const esw::dp::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("another process is listening on it"), std::string::npos) << e.what();
+  }
+  struct stat st{};
+  EXPECT_EQ(::stat(path.c_str(), &st), 0) << "the other process's socket was removed";
+  ::close(l);
   std::filesystem::remove(path);
 }
 
