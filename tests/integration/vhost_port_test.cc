@@ -145,7 +145,7 @@ VhostUserPort* vhost_port(esw::dp::Switch& sw, const std::string& name) {
   return dynamic_cast<VhostUserPort*>(sw.ports()[static_cast<size_t>(i)].get());
 }
 
-// The main lcore's share: what eswitchd's loop does every millisecond.
+// The main lcore's share: what eswitchd's event loop does when the port's eventfd is readable (here: polled).
 bool serve_until(esw::dp::Switch& sw, const std::function<bool()>& done, std::chrono::milliseconds timeout = 5000ms) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
