@@ -75,7 +75,11 @@ void check_ports(const Config& config, Diagnostics& diag) {
   std::vector<Site> names, devices, macs;
   auto add_port = [&](const std::string& base, const std::string& name, const Attachment& attach) {
     add_site(names, diag, name, base + ".name");
-    add_site(devices, diag, device_key(attach.devargs), base + ".attach.devargs");
+    if (attach.vhost_user) {
+      add_site(devices, diag, "vhost-user:" + attach.vhost_user->socket, base + ".attach.vhost_user.socket");
+    } else {
+      add_site(devices, diag, device_key(attach.devargs), base + ".attach.devargs");
+    }
   };
   for (size_t i = 0; i < config.uplinks.size(); ++i) {
     add_port(index_path("uplinks", i), config.uplinks[i].name, config.uplinks[i].attach);

@@ -57,11 +57,20 @@ struct DataplaneConfig {
   bool operator==(const DataplaneConfig&) const = default;
 };
 
-// How a port reaches DPDK: an ethdev from vdev devargs ("net_tap0,iface=eswup0") or a PCI address.
+// A vport served over vhost-user by rte_vhost directly (vdpa/vhost_port.h), not by an ethdev.
+struct VhostUserAttachment {
+  std::string socket;   // absolute path of the unix socket
+  bool client = false;  // server: eswitchd listens; client: eswitchd connects (and reconnects)
+  uint16_t queues = 1;  // queue pairs, 1..8
+};
+
+// How a port reaches DPDK: an ethdev from vdev devargs ("net_tap0,iface=eswup0") or a PCI address; a vport may
+// instead be a vhost-user socket.
 struct Attachment {
   std::string devargs;  // vdev devargs or PCI address with optional ",key=val" args
   uint16_t rx_queues = 1;
   uint16_t tx_queues = 1;
+  std::optional<VhostUserAttachment> vhost_user;  // set: devargs is unused
 };
 
 struct UplinkConfig {

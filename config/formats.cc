@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <iterator>
 #include <limits>
+#include <sys/stat.h>
 
 #include "config/schema_limits.h"
 #include "config/net_text.h"
@@ -96,6 +97,20 @@ std::optional<std::string> check_api_socket(std::string& text) {
   return fmt::format("{} is not a valid socket path; expected an absolute file path of at most {} bytes (a Unix "
                      "socket address), or \"\" for no API socket",
                      quoted(text), kMaxUnixPathLen);
+}
+
+std::optional<std::string> check_vhost_socket(std::string& text) {
+  if (text.empty() || text.front() != '/' || text.back() == '/' || text.size() > kMaxUnixPathLen ||
+      text.find('\0') != std::string::npos || text.find(',') != std::string::npos) {
+    return fmt::format("{} is not a valid vhost-user socket path; expected an absolute file path of at most {} "
+                       "bytes without ','",
+                       quoted(text), kMaxUnixPathLen);
+  }
+  struct stat st {};
+  if (::stat(text.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode)) {
+    return fmt::format("{} exists and is not a socket; eswitchd will not replace it", quoted(text));
+  }
+  return std::nullopt;
 }
 
 std::optional<std::string> check_group(std::string& text) {

@@ -26,6 +26,8 @@ std::optional<std::string> check_unicast_mac(std::string& text);
 std::optional<std::string> check_file_prefix(std::string& text);
 std::optional<std::string> check_api_socket(std::string& text);
 std::optional<std::string> check_group(std::string& text);
+// A vhost-user socket: an absolute path; a path that exists and is not a socket is refused (never replaced).
+std::optional<std::string> check_vhost_socket(std::string& text);
 
 // An address or prefix bound to a vport; puts it in canonical form (RFC 5952, no /32 or /128).
 std::optional<std::string> check_ipv4_binding(std::string& text);

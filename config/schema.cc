@@ -45,6 +45,48 @@ bool read_attachment(const Value& v, Attachment& out) {
   });
 }
 
+bool read_vhost_mode(const Value& v, bool& client) {
+  std::string text;
+  if (!Text{}(v, text)) return false;
+  if (text != "server" && text != "client") {
+    v.error(fmt::format("expected \"server\" or \"client\", got {}", quoted(text)));
+    return false;
+  }
+  client = text == "client";
+  return true;
+}
+
+// `vhost_user: { socket, mode, queues }`: a vport served over vhost-user by rte_vhost (vdpa/).
+bool read_vhost_user(const Value& v, VhostUserAttachment& out) {
+  return read_map(v, [&](MapReader& m) {
+    m.required("socket", out.socket, checked_text(check_vhost_socket));
+    m.optional("mode", out.client, read_vhost_mode);
+    m.optional("queues", out.queues, Integer<uint16_t>{.min = 1, .max = kMaxVhostQueues});
+  });
+}
+
+// A vport reaches DPDK through devargs (an ethdev) or a vhost-user socket: exactly one of them.
+bool read_vport_attachment(const Value& v, Attachment& out) {
+  const bool ok = read_map(v, [&](MapReader& m) {
+    m.optional("devargs", out.devargs, Text{.non_empty = true});
+    m.optional("rx_queues", out.rx_queues, kQueueCount);
+    m.optional("tx_queues", out.tx_queues, kQueueCount);
+    m.optional("vhost_user", out.vhost_user, read_vhost_user);
+  });
+  if (!v.node.IsMap()) return ok;
+  const bool has_devargs = v.node["devargs"].IsDefined(), has_vhost = v.node["vhost_user"].IsDefined();
+  if (has_devargs == has_vhost) {
+    v.error(has_vhost ? "devargs and vhost_user exclude each other; give one of them"
+                      : "required key is missing: devargs (an ethdev) or vhost_user (a vhost-user socket)");
+    return false;
+  }
+  if (has_vhost && (v.node["rx_queues"].IsDefined() || v.node["tx_queues"].IsDefined())) {
+    v.error("a vhost_user attachment sets its queue pairs with vhost_user.queues, not rx_queues/tx_queues");
+    return false;
+  }
+  return ok;
+}
+
 bool read_uplink(const Value& v, UplinkConfig& out) {
   out.line = v.loc.line;
   return read_map(v, [&](MapReader& m) {
@@ -67,7 +109,7 @@ bool read_vport(const Value& v, VportConfig& out) {
     m.required("name", out.name, checked_text(check_vport_name));
     m.optional("flavour", out.flavour, one_of({Flavour::kVf, Flavour::kSf}));
     m.optional("id", out.id, Integer<uint32_t>{});
-    m.required("attach", out.attach, read_attachment);
+    m.required("attach", out.attach, read_vport_attachment);
     m.optional("hw_addr", out.hw_addr, checked_text(check_unicast_mac));
     m.optional("ipv4", out.ipv4, list_of(checked_text(check_ipv4_binding)));
     m.optional("ipv6", out.ipv6, list_of(checked_text(check_ipv6_binding)));

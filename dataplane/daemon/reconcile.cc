@@ -21,6 +21,7 @@
 #include "dataplane/rules/packet_synth.h"
 #include "dataplane/fastpath/parser.h"
 #include "representors/representor.h"
+#include "vdpa/vdpa.h"
 
 namespace esw::dp {
 
@@ -86,6 +87,11 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
   for (size_t i = 0; i < desired.vports.size(); ++i) {
     const auto& v = desired.vports[i];
     wanted.push_back({v.name, PortRole::kVport, "ethdev", v.attach, "", false, fmt::format("vports[{}]", i), v.line});
+    if (const auto& vu = v.attach.vhost_user) {  // served by rte_vhost directly (vdpa/), not an ethdev
+      wanted.back().kind = "vhost_user";
+      wanted.back().attach.devargs = vdpa::vhost_user_devargs(*vu);
+      wanted.back().attach.rx_queues = wanted.back().attach.tx_queues = vu->queues;
+    }
     if (auto rp = rep::plan_representor(desired.representors, v)) {
       cfg::Attachment a;
       a.devargs = rp->devargs;

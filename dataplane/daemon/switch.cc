@@ -19,12 +19,14 @@
 #include "dataplane/rules/packet_synth.h"
 #include "dataplane/fastpath/parser.h"
 #include "representors/representor.h"
+#include "vdpa/vdpa.h"
 
 namespace esw::dp {
 
 Switch::Switch(const cfg::Config& config) {
   if (!Eal::initialised()) throw Error("switch: the EAL is not initialised");
   rep::register_port_kinds();
+  vdpa::register_port_kinds();
   const cfg::DataplaneConfig& dp = config.dataplane;
   if (dp.worker_cores.empty()) throw Error("dataplane.worker_cores: at least one worker core is needed");
   const uint16_t nb_workers = static_cast<uint16_t>(dp.worker_cores.size());

@@ -1,0 +1,446 @@
+// In-process integration test of the vhost-user vport (vdpa/vhost_port.h): a real EAL (--no-huge, memfd-backed
+// so that a virtio front-end can share it), the real Switch with its worker lcore, and DPDK's virtio_user driver
+// as the guest, speaking vhost-user over the vport's unix socket to rte_vhost. The switch cross-connects the
+// vhost-user vport with a net_ring port the test owns. Frames must cross both ways byte-for-byte, on split and
+// packed rings and with two queue pairs; a guest that goes away must not stop the switch, and every mbuf must be
+// back in the switch's pool after close.
+
+#include <gtest/gtest.h>
+#include <rte_dev.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <csignal>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/pkt_builder.h"
+#include "common/ring_harness.h"
+#include "dataplane/daemon/eal.h"
+#include "dataplane/daemon/switch.h"
+#include "dataplane/error.h"
+#include "vdpa/vhost_port.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using esw::test::RingPort;
+using esw::vdpa::VhostUserPort;
+
+const std::string& socket_dir() {
+  static const std::string d = "/tmp/esw-vhost-test-" + std::to_string(getpid());
+  return d;
+}
+
+esw::cfg::Config base_config() {
+  esw::cfg::Config c = esw::test::ring_test_config("vhosttest");
+  c.dataplane.eal_extra = {"--single-file-segments"};  // virtio_user shares the EAL memory with rte_vhost
+  return c;
+}
+
+std::vector<uint8_t> frame(uint32_t seq, size_t len = 128) {
+  using namespace esw::test;
+  const size_t headers = 14 + 20 + 8;
+  Bytes payload(len - headers);
+  for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<uint8_t>((i * 7 + seq) & 0xff);
+  std::memcpy(payload.data(), &seq, 4);
+  return PacketBuilder()
+      .eth({.dst = mac("02:00:c6:12:00:02"), .src = mac("02:00:c6:12:00:01")})
+      .ipv4({.src = ip4("198.18.0.1"), .dst = ip4("198.18.0.2")})
+      .udp({.sport = static_cast<uint16_t>(4000 + (seq % 64)), .dport = 5000})
+      .payload(payload)
+      .build();
+}
+
+// The guest: a virtio_user ethdev in this process, connected to the vport's socket.
+struct Guest {
+  uint16_t port = 0;
+  rte_mempool* pool = nullptr;
+  std::string name;
+  uint16_t queues = 1;
+
+  Guest(const std::string& n, const std::string& socket, uint16_t q, bool packed, bool server = false)
+      : name(n), queues(q) {
+    const std::string args = "net_virtio_user_" + n + ",path=" + socket + ",queues=" + std::to_string(q) +
+                             ",queue_size=256" + (packed ? ",packed_vq=1" : "") + (server ? ",server=1" : "");
+    if (rte_dev_probe(args.c_str()) != 0) throw std::runtime_error("rte_dev_probe " + args);
+    if (rte_eth_dev_get_port_by_name(("net_virtio_user_" + n).c_str(), &port) != 0) {
+      throw std::runtime_error("no port " + n);
+    }
+    pool = rte_pktmbuf_pool_create(("gp_" + n).c_str(), 2048, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+    if (pool == nullptr) throw std::runtime_error("guest pool");
+    rte_eth_conf conf{};
+    if (rte_eth_dev_configure(port, q, q, &conf) != 0) throw std::runtime_error("configure");
+    for (uint16_t i = 0; i < q; ++i) {
+      if (rte_eth_rx_queue_setup(port, i, 256, SOCKET_ID_ANY, nullptr, pool) != 0) throw std::runtime_error("rxq");
+      if (rte_eth_tx_queue_setup(port, i, 256, SOCKET_ID_ANY, nullptr) != 0) throw std::runtime_error("txq");
+    }
+    if (rte_eth_dev_start(port) != 0) throw std::runtime_error("start");
+  }
+  Guest(const Guest&) = delete;
+  Guest& operator=(const Guest&) = delete;
+  ~Guest() { gone(); }
+
+  void gone() {
+    if (pool == nullptr) return;
+    rte_eth_dev_info info{};
+    rte_eth_dev_info_get(port, &info);
+    rte_eth_dev_stop(port);
+    if (info.device != nullptr) rte_dev_remove(info.device);  // closes the ethdev and the vhost-user connection
+    rte_mempool_free(pool);
+    pool = nullptr;
+  }
+
+  uint16_t send(uint16_t q, const std::vector<std::vector<uint8_t>>& frames) {
+    std::vector<rte_mbuf*> ms;
+    for (const auto& f : frames) {
+      rte_mbuf* m = rte_pktmbuf_alloc(pool);
+      std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(f.size())), f.data(), f.size());
+      ms.push_back(m);
+    }
+    uint16_t sent = 0;
+    const auto deadline = std::chrono::steady_clock::now() + 2s;
+    while (sent < ms.size() && std::chrono::steady_clock::now() < deadline) {
+      sent = static_cast<uint16_t>(sent + rte_eth_tx_burst(port, q, ms.data() + sent, static_cast<uint16_t>(ms.size() - sent)));
+    }
+    for (size_t i = sent; i < ms.size(); ++i) rte_pktmbuf_free(ms[i]);
+    return sent;
+  }
+
+  std::vector<std::vector<uint8_t>> receive(size_t want, std::chrono::milliseconds timeout = 3000ms) {
+    std::vector<std::vector<uint8_t>> out;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (out.size() < want && std::chrono::steady_clock::now() < deadline) {
+      for (uint16_t q = 0; q < queues; ++q) {
+        rte_mbuf* ms[32];
+        const uint16_t n = rte_eth_rx_burst(port, q, ms, 32);
+        for (uint16_t i = 0; i < n; ++i) {
+          std::vector<uint8_t> b(ms[i]->pkt_len);
+          const auto* d = static_cast<const uint8_t*>(rte_pktmbuf_read(ms[i], 0, ms[i]->pkt_len, b.data()));
+          if (d != b.data()) std::memcpy(b.data(), d, b.size());
+          out.push_back(std::move(b));
+          rte_pktmbuf_free(ms[i]);
+        }
+      }
+      if (out.size() < want) std::this_thread::sleep_for(100us);
+    }
+    return out;
+  }
+};
+
+VhostUserPort* vhost_port(esw::dp::Switch& sw, const std::string& name) {
+  const int i = sw.port_index(name);
+  if (i < 0) return nullptr;
+  return dynamic_cast<VhostUserPort*>(sw.ports()[static_cast<size_t>(i)].get());
+}
+
+// The main lcore's share: what eswitchd's event loop does when the port's eventfd is readable (here: polled).
+bool serve_until(esw::dp::Switch& sw, const std::function<bool()>& done, std::chrono::milliseconds timeout = 5000ms) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    sw.service_ports();
+    if (done()) return true;
+    std::this_thread::sleep_for(1ms);
+  }
+  return false;
+}
+
+esw::cfg::VportConfig vhost_vport(const std::string& name, const std::string& socket, uint16_t queues) {
+  esw::cfg::VportConfig v;
+  v.name = name;
+  v.attach.vhost_user = esw::cfg::VhostUserAttachment{socket, false, queues};
+  v.spoofchk = false;
+  return v;
+}
+
+struct Case {
+  bool packed;
+  uint16_t queues;
+};
+
+class VhostPort : public ::testing::TestWithParam<Case> {};
+
+TEST_P(VhostPort, GuestAndRingExchangeFramesUnchanged) {
+  const Case k = GetParam();
+  const std::string sock = socket_dir() + "/vm1.sock";
+  RingPort ring(std::string(k.packed ? "vhp" : "vhs") + std::to_string(k.queues));
+  esw::cfg::Config c = base_config();
+  c.uplinks.push_back(esw::test::uplink("up", ring.devname));
+  c.vports.push_back(vhost_vport("vm1", sock, k.queues));
+  c.pipeline.mode = esw::cfg::PipelineMode::kCrossConnect;
+  c.pipeline.cross_connect = {{"up", "vm1"}, {"vm1", "up"}};
+
+  esw::dp::Switch sw(c);
+  sw.start();
+  VhostUserPort* vp = vhost_port(sw, "vm1");
+  ASSERT_NE(vp, nullptr);
+  EXPECT_FALSE(vp->device_ready());
+  {
+    // Offered: VERSION_1 32, MRG_RXBUF 15, MQ 22, CTRL_VQ 17, EVENT_IDX 29, RING_PACKED 34, IN_ORDER 35; none of
+    // CSUM 0, GUEST_CSUM 1, GUEST_TSO4/6 7/8, HOST_TSO4/6 11/12, GUEST/HOST_UFO 10/14.
+    const uint64_t o = vp->offered_features();
+    for (unsigned b : {32u, 15u, 22u, 17u, 29u, 34u, 35u}) EXPECT_TRUE(o >> b & 1) << "feature bit " << b << " not offered";
+    for (unsigned b : {0u, 1u, 7u, 8u, 10u, 11u, 12u, 14u}) EXPECT_FALSE(o >> b & 1) << "offload bit " << b << " offered";
+  }
+  struct stat st{};
+  ASSERT_EQ(::stat(sock.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+
+  {
+    Guest g(k.packed ? "p" : "s", sock, k.queues, k.packed);
+    ASSERT_TRUE(serve_until(sw, [&] { return vp->device_ready() && vp->enabled_queue_pairs() == k.queues; }))
+        << "the guest's device never became ready";
+    EXPECT_TRUE(vp->link_up());
+    const uint64_t f = vp->negotiated_features();
+    EXPECT_TRUE(f & (1ULL << 32)) << "VERSION_1";
+    EXPECT_EQ((f >> 34) & 1, k.packed ? 1u : 0u) << "RING_PACKED";
+    EXPECT_EQ(f & 1ULL, 0u) << "CSUM must not be negotiated";
+
+    // Guest -> switch -> ring, on every queue pair.
+    constexpr uint32_t kPerQueue = 200;
+    std::vector<std::vector<uint8_t>> sent;
+    for (uint16_t q = 0; q < k.queues; ++q) {
+      std::vector<std::vector<uint8_t>> fs;
+      for (uint32_t i = 0; i < kPerQueue; ++i) fs.push_back(frame(q * 1000 + i, 64 + (i % 1400)));
+      ASSERT_EQ(g.send(q, fs), fs.size());
+      sent.insert(sent.end(), fs.begin(), fs.end());
+    }
+    std::vector<std::vector<uint8_t>> got;
+    serve_until(sw, [&] {
+      auto more = ring.take_bytes(sent.size() - got.size(), 0ms);
+      got.insert(got.end(), more.begin(), more.end());
+      return got.size() == sent.size();
+    });
+    if (got.size() != sent.size()) {
+      for (const auto& ps : sw.port_stats()) {
+        ADD_FAILURE() << ps.name << " rx " << ps.counters.rx_packets << " tx " << ps.counters.tx_packets
+                      << " tx_dropped " << ps.counters.tx_dropped << " dropped " << ps.counters.dropped_total();
+      }
+      ADD_FAILURE() << "driver ipackets " << vp->driver_counters().ipackets;
+    }
+    ASSERT_EQ(got.size(), sent.size());
+    std::sort(got.begin(), got.end());
+    std::sort(sent.begin(), sent.end());
+    EXPECT_TRUE(got == sent) << "frames changed on the way from the guest";
+
+    // Ring -> switch -> guest (mergeable buffers for the big ones).
+    std::vector<std::vector<uint8_t>> back;
+    for (uint32_t i = 0; i < 300; ++i) back.push_back(frame(50000 + i, 64 + (i * 5) % 1450));
+    // In batches smaller than the guest's RX ring (256): the switch never waits for a guest, what does not fit
+    // is dropped (tx_dropped), and this guest only refills its ring when the test polls it.
+    std::vector<std::vector<uint8_t>> rx;
+    for (size_t first = 0; first < back.size(); first += 100) {
+      const size_t last = std::min(back.size(), first + 100);
+      for (size_t i = first; i < last; ++i) ring.inject(sw.pool(), back[i]);
+      serve_until(sw, [&] {
+        auto more = g.receive(last - rx.size(), 1ms);
+        rx.insert(rx.end(), more.begin(), more.end());
+        return rx.size() == last;
+      });
+    }
+    ASSERT_EQ(rx.size(), back.size());
+    std::sort(rx.begin(), rx.end());
+    std::sort(back.begin(), back.end());
+    EXPECT_TRUE(rx == back) << "frames changed on the way to the guest";
+
+    const esw::dp::DriverCounters dc = vp->driver_counters();
+    EXPECT_EQ(dc.ipackets, sent.size());
+    EXPECT_EQ(dc.opackets, back.size());
+  }  // the guest goes away
+
+  ASSERT_TRUE(serve_until(sw, [&] { return !vp->device_ready(); })) << "destroy_device not seen";
+  // Frames towards a vport whose guest is gone are dropped and counted, never waited for.
+  for (uint32_t i = 0; i < 50; ++i) ring.inject(sw.pool(), frame(90000 + i));
+  serve_until(sw, [&] { return false; }, 200ms);
+  uint64_t tx_dropped = 0;
+  for (const auto& s : sw.port_stats()) {
+    if (s.name == "vm1") tx_dropped = s.counters.tx_dropped;
+  }
+  EXPECT_EQ(tx_dropped, 50u);
+
+  // A guest that comes back is served again.
+  {
+    Guest g(k.packed ? "p2" : "s2", sock, k.queues, k.packed);
+    ASSERT_TRUE(serve_until(sw, [&] { return vp->device_ready(); })) << "reconnect not seen";
+    ASSERT_EQ(g.send(0, {frame(7)}), 1);
+    std::vector<std::vector<uint8_t>> got;
+    serve_until(sw, [&] {
+      auto more = ring.take_bytes(1, 0ms);
+      got.insert(got.end(), more.begin(), more.end());
+      return !got.empty();
+    });
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_TRUE(got[0] == frame(7));
+  }
+  serve_until(sw, [&] { return !vp->device_ready(); });
+  sw.close();
+  EXPECT_EQ(sw.mempool_report().in_use, 0u);
+  EXPECT_NE(::stat(sock.c_str(), &st), 0) << "the server socket is removed on close";
+}
+
+INSTANTIATE_TEST_SUITE_P(Rings, VhostPort,
+                         ::testing::Values(Case{false, 1}, Case{true, 1}, Case{false, 2}, Case{true, 2}),
+                         [](const auto& info) {
+                           return std::string(info.param.packed ? "Packed" : "Split") + std::to_string(info.param.queues) + "Q";
+                         });
+
+// eswitchd stopping (or the vport removed) while the guest is connected and sending: close() unregisters the
+// socket, rte_vhost destroys the device under the workers' feet only after they are out of it, and every mbuf is
+// back in the pool; the guest sees a disconnect, nothing worse.
+TEST(VhostPortClose, WhileTheGuestIsConnectedAndSending) {
+  const std::string sock = socket_dir() + "/vm-close.sock";
+  RingPort ring("vhclose");
+  esw::cfg::Config c = base_config();
+  c.uplinks.push_back(esw::test::uplink("up", ring.devname));
+  c.vports.push_back(vhost_vport("vm1", sock, 1));
+  c.pipeline.mode = esw::cfg::PipelineMode::kCrossConnect;
+  c.pipeline.cross_connect = {{"up", "vm1"}, {"vm1", "up"}};
+  auto sw = std::make_unique<esw::dp::Switch>(c);
+  sw->start();
+  VhostUserPort* vp = vhost_port(*sw, "vm1");
+  ASSERT_NE(vp, nullptr);
+  Guest g("close", sock, 1, false);
+  ASSERT_TRUE(serve_until(*sw, [&] { return vp->device_ready(); }));
+  std::vector<std::vector<uint8_t>> fs;
+  for (uint32_t i = 0; i < 64; ++i) fs.push_back(frame(i));
+  for (int round = 0; round < 20; ++round) {
+    g.send(0, fs);
+    for (const auto& f : fs) ring.inject(sw->pool(), f);
+    sw->service_ports();
+  }
+  sw->close();
+  ring.drain();  // what the switch sent to the ring port is the test's to free
+  EXPECT_EQ(sw->mempool_report().in_use, 0u);
+  sw.reset();
+  struct stat st{};
+  EXPECT_NE(::stat(sock.c_str(), &st), 0);
+}
+
+// Client mode: the VM (here virtio_user in server mode) owns the socket; eswitchd connects, and keeps trying
+// until the socket is there (rte_vhost's reconnect).
+TEST(VhostPortClient, ConnectsToTheGuestsSocketWhenItAppears) {
+  const std::string sock = socket_dir() + "/vm-client.sock";
+  RingPort ring("vhclient");
+  esw::cfg::Config c = base_config();
+  c.uplinks.push_back(esw::test::uplink("up", ring.devname));
+  c.vports.push_back(vhost_vport("vm1", sock, 1));
+  c.vports.back().attach.vhost_user->client = true;
+  c.pipeline.mode = esw::cfg::PipelineMode::kCrossConnect;
+  c.pipeline.cross_connect = {{"up", "vm1"}, {"vm1", "up"}};
+  esw::dp::Switch sw(c);
+  sw.start();
+  VhostUserPort* vp = vhost_port(sw, "vm1");
+  ASSERT_NE(vp, nullptr);
+  serve_until(sw, [] { return false; }, 300ms);
+  EXPECT_FALSE(vp->device_ready());
+  {
+    Guest g("client", sock, 1, false, /*server=*/true);
+    ASSERT_TRUE(serve_until(sw, [&] { return vp->device_ready() && vp->enabled_queue_pairs() == 1; }, 10000ms))
+        << "eswitchd (client) never connected to the guest's socket";
+    ASSERT_EQ(g.send(0, {frame(11)}), 1);
+    std::vector<std::vector<uint8_t>> got;
+    serve_until(sw, [&] {
+      auto more = ring.take_bytes(1, 0ms);
+      got.insert(got.end(), more.begin(), more.end());
+      return !got.empty();
+    });
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_TRUE(got[0] == frame(11));
+    ring.inject(sw.pool(), frame(12));
+    std::vector<std::vector<uint8_t>> rx;
+    serve_until(sw, [&] {
+      auto more = g.receive(1, 1ms);
+      rx.insert(rx.end(), more.begin(), more.end());
+      return !rx.empty();
+    });
+    ASSERT_EQ(rx.size(), 1u);
+    EXPECT_TRUE(rx[0] == frame(12));
+  }
+  serve_until(sw, [&] { return !vp->device_ready(); });
+  sw.close();
+  EXPECT_EQ(sw.mempool_report().in_use, 0u);
+}
+
+TEST(VhostPortErrors, PathThatIsNotASocketIsRefused) {
+  const std::string path = socket_dir() + "/not-a-socket";
+  std::ofstream(path) << "x";
+  esw::cfg::Config c = base_config();
+  c.vports.push_back(vhost_vport("vm1", path, 1));
+  try {
+    esw::dp::Switch sw(c);
+    FAIL() << "a regular file was accepted as a vhost-user socket";
+  } catch (const esw::dp::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("exists and is not a socket"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("vm1"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(path);
+}
+
+// Server mode over a socket another process listens on: refused, and that socket is left alone.
+TEST(VhostPortErrors, SocketInUseIsRefusedAndKept) {
+  const std::string path = socket_dir() + "/in-use.sock";
+  const int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(l, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
+  ASSERT_EQ(bind(l, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(listen(l, 4), 0);
+  esw::cfg::Config c = base_config();
+  c.vports.push_back(vhost_vport("vm1", path, 1));
+  try {
+    esw::dp::Switch sw(c);
+    ADD_FAILURE() << "a socket in use was taken over";
+  } catch (const esw::dp::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("another process is listening on it"), std::string::npos) << e.what();
+  }
+  struct stat st{};
+  EXPECT_EQ(::stat(path.c_str(), &st), 0) << "the other process's socket was removed";
+  ::close(l);
+  std::filesystem::remove(path);
+}
+
+TEST(VhostPortErrors, DevargsAreChecked) {
+  EXPECT_THROW(esw::vdpa::parse_vhost_user_args("socket=relative.sock"), esw::dp::Error);
+  EXPECT_THROW(esw::vdpa::parse_vhost_user_args("socket=/a.sock,queues=9"), esw::dp::Error);
+  EXPECT_THROW(esw::vdpa::parse_vhost_user_args("socket=/a.sock,mode=both"), esw::dp::Error);
+  const auto a = esw::vdpa::parse_vhost_user_args("socket=/a.sock,mode=client,queues=4");
+  EXPECT_EQ(a.socket, "/a.sock");
+  EXPECT_TRUE(a.client);
+  EXPECT_EQ(a.queues, 4);
+  EXPECT_EQ(esw::vdpa::format_vhost_user_args(a), "socket=/a.sock,mode=client,queues=4");
+}
+
+class Env : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    std::filesystem::create_directories(socket_dir());
+    esw::dp::Eal::init(base_config());
+  }
+  void TearDown() override {
+    esw::dp::Eal::cleanup();
+    std::filesystem::remove_all(socket_dir());
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // As in eswitchd (and any VMM): a peer that closed its socket is an error return, not a signal. Here the
+  // in-process guest (virtio_user) writes to the socket the switch has just closed.
+  signal(SIGPIPE, SIG_IGN);
+  ::testing::InitGoogleTest(&argc, argv);
+  ::testing::AddGlobalTestEnvironment(new Env);
+  return RUN_ALL_TESTS();
+}

@@ -1,0 +1,422 @@
+#include "vdpa/vhost_port.h"
+
+#include <rte_pause.h>
+#include <rte_vhost.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "dataplane/error.h"
+
+namespace esw::vdpa {
+
+namespace {
+
+constexpr uint16_t kNoVring = 0xffff;
+constexpr uint16_t kVhostBurst = 32;  // rte_vhost's MAX_PKT_BURST: it takes at most this many per call
+
+// Offloads the switch does not honour yet: a guest must not hand us partial checksums or TSO frames, nor expect
+// them from us.
+// (virtio spec feature bits; <linux/virtio_net.h> does not compile as C++.)
+constexpr uint64_t bit(unsigned b) { return 1ULL << b; }
+constexpr unsigned kFCsum = 0, kFGuestCsum = 1, kFGuestTso4 = 7, kFGuestTso6 = 8, kFGuestEcn = 9, kFGuestUfo = 10,
+                   kFHostTso4 = 11, kFHostTso6 = 12, kFHostEcn = 13, kFHostUfo = 14, kFMrgRxbuf = 15, kFMq = 22,
+                   kFVersion1 = 32;
+constexpr uint64_t kDisabledFeatures = bit(kFCsum) | bit(kFGuestCsum) | bit(kFHostTso4) | bit(kFHostTso6) |
+                                       bit(kFGuestTso4) | bit(kFGuestTso6) | bit(kFHostEcn) | bit(kFGuestEcn) |
+                                       bit(kFHostUfo) | bit(kFGuestUfo);
+
+// rte_vhost calls back with a vid; the socket path names the port that registered it.
+std::mutex g_registry_mu;
+std::map<std::string, VhostUserPort*>& registry() {
+  static std::map<std::string, VhostUserPort*> m;
+  return m;
+}
+
+template <typename F>
+void with_port(int vid, F&& f) noexcept {
+  char path[PATH_MAX];
+  if (rte_vhost_get_ifname(vid, path, sizeof(path)) != 0) return;
+  std::lock_guard<std::mutex> lock(g_registry_mu);  // the port stays registered (alive) during the callback
+  auto it = registry().find(path);
+  if (it != registry().end()) f(*it->second);
+}
+
+int cb_new_device(int vid) {
+  with_port(vid, [vid](VhostUserPort& p) { p.on_new_device(vid); });
+  return 0;
+}
+void cb_destroy_device(int vid) {
+  with_port(vid, [vid](VhostUserPort& p) { p.on_destroy_device(vid); });
+}
+int cb_vring_state(int vid, uint16_t vring, int enable) {
+  with_port(vid, [&](VhostUserPort& p) { p.on_vring_state(vid, vring, enable != 0); });
+  return 0;
+}
+
+const rte_vhost_device_ops kOps = {
+    .new_device = cb_new_device,
+    .destroy_device = cb_destroy_device,
+    .vring_state_changed = cb_vring_state,
+    .features_changed = nullptr,
+    .new_connection = nullptr,
+    .destroy_connection = nullptr,
+    .guest_notified = nullptr,
+    .reserved = {nullptr},
+};
+
+bool is_socket_in_use(const std::string& path) {
+  const int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return false;
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
+  const bool in_use = connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+  ::close(s);
+  return in_use;
+}
+
+}  // namespace
+
+VhostUserArgs parse_vhost_user_args(const std::string& devargs) {
+  VhostUserArgs a;
+  bool have_socket = false;
+  size_t pos = 0;
+  while (pos <= devargs.size()) {
+    const size_t end = std::min(devargs.find(',', pos), devargs.size());
+    const std::string kv = devargs.substr(pos, end - pos);
+    pos = end + 1;
+    if (kv.empty()) continue;
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos) throw dp::Error(fmt::format("vhost_user: '{}' is not key=value", kv));
+    const std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
+    if (k == "socket") {
+      a.socket = v;
+      have_socket = true;
+    } else if (k == "mode") {
+      if (v == "server") a.client = false;
+      else if (v == "client") a.client = true;
+      else throw dp::Error(fmt::format("vhost_user: mode '{}' is not server or client", v));
+    } else if (k == "queues") {
+      char* e = nullptr;
+      const long n = std::strtol(v.c_str(), &e, 10);
+      if (v.empty() || *e != '\0' || n < 1 || n > kMaxQueues) {
+        throw dp::Error(fmt::format("vhost_user: queues '{}' is not in 1..{}", v, kMaxQueues));
+      }
+      a.queues = static_cast<uint16_t>(n);
+    } else {
+      throw dp::Error(fmt::format("vhost_user: unknown key '{}'", k));
+    }
+  }
+  if (!have_socket || a.socket.empty() || a.socket[0] != '/') {
+    throw dp::Error(fmt::format("vhost_user: socket '{}' must be an absolute path", a.socket));
+  }
+  if (a.socket.size() >= sizeof(sockaddr_un::sun_path)) {
+    throw dp::Error(fmt::format("vhost_user: socket path '{}' is longer than {} characters", a.socket,
+                                sizeof(sockaddr_un::sun_path) - 1));
+  }
+  return a;
+}
+
+std::string format_vhost_user_args(const VhostUserArgs& a) {
+  return fmt::format("socket={},mode={},queues={}", a.socket, a.client ? "client" : "server", a.queues);
+}
+
+VhostUserPort::~VhostUserPort() { close(); }
+
+void VhostUserPort::fail(const std::string& what) const {
+  throw dp::Error(fmt::format("vport {}: vhost-user socket {}: {}", spec_.name, args_.socket, what));
+}
+
+void VhostUserPort::open(const dp::PortSpec& spec, uint16_t index, rte_mempool* pool, uint16_t nb_workers) {
+  spec_ = spec;
+  index_ = index;
+  pool_ = pool;
+  nb_workers_ = std::max<uint16_t>(nb_workers, 1);
+  try {
+    args_ = parse_vhost_user_args(spec.devargs);
+  } catch (const dp::Error& e) {
+    throw dp::Error(fmt::format("vport {}: {}", spec.name, e.what()));
+  }
+  spec_.rx_queues = args_.queues;  // the switch polls one rx queue per queue pair
+  spec_.tx_queues = args_.queues;
+  dev_name_ = args_.socket;
+  driver_ = "vhost_user";
+
+  {
+    std::lock_guard<std::mutex> lock(g_registry_mu);
+    if (registry().count(args_.socket)) fail("already used by another vport");
+    registry()[args_.socket] = this;
+  }
+  open_ = true;  // from here on close() undoes what was done
+  try {
+    struct stat st{};
+    if (::stat(args_.socket.c_str(), &st) == 0) {
+      if (!S_ISSOCK(st.st_mode)) fail("the path exists and is not a socket");
+      if (!args_.client) {
+        // A socket file nobody listens on is left over from an earlier run: rte_vhost could not bind over it.
+        if (is_socket_in_use(args_.socket)) fail("another process is listening on it");
+        ::unlink(args_.socket.c_str());
+      }
+    } else if (errno != ENOENT) {
+      fail(fmt::format("cannot stat it: {}", strerror(errno)));
+    } else {
+      const size_t slash = args_.socket.rfind('/');
+      const std::string dir = slash == 0 ? "/" : args_.socket.substr(0, slash);
+      if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) fail(fmt::format("directory {} does not exist", dir));
+    }
+    event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (event_fd_ < 0) fail(fmt::format("eventfd: {}", strerror(errno)));
+    if (nb_workers_ > args_.queues) {
+      txq_locks_.resize(args_.queues);
+      for (auto& l : txq_locks_) rte_spinlock_init(&l);
+    }
+    for (uint16_t q = 0; q < kMaxQueues; ++q) tx_vring_[q].store(kNoVring, std::memory_order_relaxed);
+
+    const uint64_t flags = args_.client ? RTE_VHOST_USER_CLIENT : 0;  // client mode reconnects by default
+    if (rte_vhost_driver_register(args_.socket.c_str(), flags) != 0) fail("rte_vhost_driver_register failed");
+    registered_ = true;
+    if (rte_vhost_driver_disable_features(args_.socket.c_str(), kDisabledFeatures) != 0) {
+      fail("cannot disable the offload features");
+    }
+    rte_vhost_driver_get_features(args_.socket.c_str(), &offered_);
+    const uint64_t wanted = bit(kFVersion1) | bit(kFMrgRxbuf) | bit(kFMq);
+    if ((offered_ & wanted) != wanted) {
+      fail(fmt::format("rte_vhost does not offer VERSION_1, MRG_RXBUF and MQ (0x{:x})", offered_));
+    }
+    if (rte_vhost_driver_callback_register(args_.socket.c_str(), &kOps) != 0) fail("cannot register the callbacks");
+    // Listening (server) or connecting (client) starts here so that a bad socket is an error of this port's
+    // open; the guest's device is not used by the workers before the port is started and polled.
+    if (rte_vhost_driver_start(args_.socket.c_str()) != 0) fail("rte_vhost_driver_start failed (bind/connect)");
+    driver_started_ = true;
+  } catch (...) {
+    close();
+    throw;
+  }
+}
+
+void VhostUserPort::start() {
+  if (!open_) fail("not open");
+  started_ = true;
+}
+
+void VhostUserPort::stop() noexcept { started_ = false; }
+
+void VhostUserPort::unregister_driver() noexcept {
+  if (!registered_) return;
+  // rte_vhost refuses while one of its callbacks for this socket runs; it is short (destroy_device waits only
+  // for workers' bursts), so retry for a while.
+  for (int attempt = 0; attempt < 500; ++attempt) {
+    if (rte_vhost_driver_unregister(args_.socket.c_str()) == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  registered_ = false;
+  driver_started_ = false;
+}
+
+void VhostUserPort::close() noexcept {
+  if (!open_) return;
+  stop();
+  const bool created_socket = driver_started_ && !args_.client;  // never remove a socket someone else listens on
+  unregister_driver();  // disconnects the guest: destroy_device runs (here or on the vhost thread) before return
+  {
+    std::lock_guard<std::mutex> lock(g_registry_mu);
+    auto it = registry().find(args_.socket);
+    if (it != registry().end() && it->second == this) registry().erase(it);
+  }
+  if (created_socket) {
+    struct stat st{};
+    if (::stat(args_.socket.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(args_.socket.c_str());
+  }
+  vid_.store(-1, std::memory_order_seq_cst);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    events_.clear();
+    live_vid_ = -1;
+  }
+  if (event_fd_ >= 0) ::close(event_fd_);
+  event_fd_ = -1;
+  txq_locks_.clear();
+  open_ = false;
+}
+
+// --- rte_vhost's thread -------------------------------------------------------------------------------------
+
+void VhostUserPort::post(const Event& e) noexcept {
+  events_.push_back(e);
+  const uint64_t one = 1;
+  if (event_fd_ >= 0) [[maybe_unused]] auto r = ::write(event_fd_, &one, sizeof(one));
+}
+
+void VhostUserPort::on_new_device(int vid) noexcept {
+  uint64_t features = 0;
+  rte_vhost_get_negotiated_features(vid, &features);
+  std::lock_guard<std::mutex> lock(mu_);
+  live_vid_ = vid;
+  post({EventKind::kNew, vid, 0, true, features});
+}
+
+void VhostUserPort::on_destroy_device(int vid) noexcept {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (live_vid_ == vid) live_vid_ = -1;
+    vid_.store(-1, std::memory_order_seq_cst);
+    post({EventKind::kDestroy, vid, 0, false, 0});
+  }
+  // rte_vhost frees the device when this returns: wait until no worker is inside a burst that read the vid.
+  for (const Queue* qs : {rxq_, txq_}) {
+    for (uint16_t q = 0; q < kMaxQueues; ++q) {
+      while (qs[q].busy.load(std::memory_order_seq_cst) != 0) rte_pause();
+    }
+  }
+}
+
+void VhostUserPort::on_vring_state(int vid, uint16_t vring, bool enable) noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  post({EventKind::kVring, vid, vring, enable, 0});
+}
+
+// --- main lcore ---------------------------------------------------------------------------------------------
+
+void VhostUserPort::recompute_tx_map() noexcept {
+  uint16_t on[kMaxQueues];
+  uint16_t n = 0;
+  for (uint16_t q = 0; q < args_.queues; ++q) {
+    if (vring_on_[2 * q]) on[n++] = static_cast<uint16_t>(2 * q);
+  }
+  for (uint16_t q = 0; q < kMaxQueues; ++q) {
+    tx_vring_[q].store(n == 0 ? kNoVring : on[q % n], std::memory_order_release);
+  }
+  for (uint16_t q = 0; q < kMaxQueues; ++q) {
+    rx_on_[q].store(q < args_.queues && vring_on_[2 * q + 1], std::memory_order_release);
+  }
+}
+
+void VhostUserPort::service() noexcept {
+  if (!open_) return;
+  uint64_t counter;
+  [[maybe_unused]] auto r = ::read(event_fd_, &counter, sizeof(counter));
+  std::lock_guard<std::mutex> lock(mu_);  // held briefly: the vhost thread only appends
+  if (events_.empty()) return;
+  bool vrings_changed = false;
+  int publish = -2;  // -2: leave vid_ alone
+  for (const Event& e : events_) {
+    switch (e.kind) {
+      case EventKind::kNew:
+        if (e.vid != vring_vid_) {
+          std::fill(std::begin(vring_on_), std::end(vring_on_), false);
+          vring_vid_ = e.vid;
+          vrings_changed = true;
+        }
+        features_ = e.features;
+        ++connects_;
+        publish = e.vid;
+        break;
+      case EventKind::kDestroy:
+        ++disconnects_;
+        publish = -2;
+        break;
+      case EventKind::kVring:
+        if (e.vid != vring_vid_) {
+          std::fill(std::begin(vring_on_), std::end(vring_on_), false);
+          vring_vid_ = e.vid;
+        }
+        if (e.vring < 2 * kMaxQueues) vring_on_[e.vring] = e.enable;
+        vrings_changed = true;
+        break;
+    }
+  }
+  events_.clear();
+  if (vrings_changed) recompute_tx_map();
+  // Only the device rte_vhost still has (a destroy may have followed the new_device event): destroy_device
+  // takes mu_ too, so it cannot slip between this check and the store.
+  if (publish >= 0 && publish == live_vid_) {
+    vid_.store(publish, std::memory_order_seq_cst);
+    fmt::print("eswitchd: vport {}: vhost-user guest connected on {} (features 0x{:x}, {} of {} queue pairs on)\n",
+               spec_.name, args_.socket, features_, enabled_queue_pairs(), args_.queues);
+    fflush(stdout);
+  }
+}
+
+uint16_t VhostUserPort::enabled_queue_pairs() const {
+  uint16_t n = 0;
+  for (uint16_t q = 0; q < args_.queues; ++q) n += rx_on_[q].load(std::memory_order_relaxed) ? 1 : 0;
+  return n;
+}
+
+dp::DriverCounters VhostUserPort::driver_counters() const {
+  dp::DriverCounters c;
+  c.valid = true;
+  for (uint16_t q = 0; q < kMaxQueues; ++q) {
+    c.ipackets += rxq_[q].packets;
+    c.opackets += txq_[q].packets;
+    c.oerrors += txq_[q].dropped;
+  }
+  return c;
+}
+
+dp::PortIo VhostUserPort::io() const noexcept {
+  dp::PortIo io;
+  io.kind = dp::PortIo::Kind::kBurstFn;
+  io.rx = &VhostUserPort::rx_burst;
+  io.tx = &VhostUserPort::tx_burst;
+  io.dev = const_cast<VhostUserPort*>(this);
+  io.nb_txq = args_.queues;
+  io.txq_locks = txq_locks_.empty() ? nullptr : const_cast<rte_spinlock_t*>(txq_locks_.data());
+  return io;
+}
+
+// --- workers ------------------------------------------------------------------------------------------------
+
+uint16_t VhostUserPort::rx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uint16_t n) noexcept {
+  auto* self = static_cast<VhostUserPort*>(dev);
+  if (queue >= kMaxQueues || !self->rx_on_[queue].load(std::memory_order_acquire)) return 0;
+  Queue& rq = self->rxq_[queue];
+  rq.busy.fetch_add(1, std::memory_order_seq_cst);
+  const int vid = self->vid_.load(std::memory_order_seq_cst);
+  uint16_t got = 0;
+  if (vid >= 0) {
+    got = rte_vhost_dequeue_burst(vid, static_cast<uint16_t>(2 * queue + 1), self->pool_, pkts, n);
+  }
+  rq.busy.fetch_sub(1, std::memory_order_release);
+  rq.packets += got;
+  return got;
+}
+
+uint16_t VhostUserPort::tx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uint16_t n) noexcept {
+  auto* self = static_cast<VhostUserPort*>(dev);
+  if (queue >= kMaxQueues) return 0;
+  const uint16_t vring = self->tx_vring_[queue].load(std::memory_order_acquire);
+  if (vring == kNoVring) return 0;
+  Queue& tq = self->txq_[queue];
+  tq.busy.fetch_add(1, std::memory_order_seq_cst);
+  const int vid = self->vid_.load(std::memory_order_seq_cst);
+  uint16_t sent = 0;
+  if (vid >= 0) {
+    while (sent < n) {
+      const uint16_t chunk = std::min<uint16_t>(static_cast<uint16_t>(n - sent), kVhostBurst);
+      const uint16_t k = rte_vhost_enqueue_burst(vid, vring, pkts + sent, chunk);
+      sent = static_cast<uint16_t>(sent + k);
+      if (k < chunk) break;
+    }
+  }
+  tq.busy.fetch_sub(1, std::memory_order_release);
+  if (vid < 0) return 0;
+  // rte_vhost copied the frames into the guest's buffers: the mbufs are still ours.
+  rte_pktmbuf_free_bulk(pkts, sent);
+  tq.packets += sent;
+  tq.dropped += n - sent;
+  return sent;
+}
+
+}  // namespace esw::vdpa

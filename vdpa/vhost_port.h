@@ -1,0 +1,128 @@
+#pragma once
+// A vhost-user vport served by rte_vhost directly: no net_vhost ethdev between the switch and the guest's
+// virtqueues, so a vhost-user vport costs no ethdev (Debian's DPDK has RTE_MAX_ETHPORTS = 32).
+//
+//   guest TX vring 2q+1 --rte_vhost_dequeue_burst (worker polling rx queue q)--> switch
+//   switch --rte_vhost_enqueue_burst (worker w on tx queue w % queues)--> guest RX vring 2q
+//
+// Threading, three parties:
+//  - rte_vhost's own thread runs the device callbacks (new_device, destroy_device, vring_state_changed). They
+//    never touch switch state: they record an event in a small mutex-protected queue and write an eventfd.
+//  - The main lcore (service(), when that eventfd is readable or on the service tick) applies the events: the
+//    device becomes usable by the workers (its vid published), vrings are enabled or disabled.
+//  - Workers call the two burst functions (PortIo kBurstFn). They read the published vid and per-vring flags;
+//    while the device is not usable rx returns 0 and tx returns 0 (the switch counts tx_dropped and frees).
+//  One exception to "events go through the main lcore": destroy_device must not return while a worker can still
+//  be inside rte_vhost with that vid (rte_vhost frees the device once the callback returns). The callback
+//  withdraws the vid itself and waits for the per-queue busy marks of the workers to clear (a Dekker handshake:
+//  a worker marks its queue busy, then reads the vid; the callback clears the vid, then reads the marks).
+//
+// devargs (canonical, written by the switch's plan from the config's `attach.vhost_user`):
+//   "socket=/abs/path,mode=server|client,queues=N"   (N in 1..kMaxQueues)
+//
+// Features: VERSION_1, MRG_RXBUF, MQ, CTRL_VQ (processed by the front-end: QEMU / virtio_user), EVENT_IDX,
+// RING_PACKED, IN_ORDER, INDIRECT_DESC, as rte_vhost offers them; checksum and TSO offloads are disabled in this
+// slice (the switch would have to honour them on every other port).
+
+#include <rte_mempool.h>
+#include <rte_spinlock.h>
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "dataplane/ports/port.h"
+
+namespace esw::vdpa {
+
+inline constexpr uint16_t kMaxQueues = 8;  // queue pairs per vport
+
+struct VhostUserArgs {
+  std::string socket;
+  bool client = false;  // false: eswitchd listens (server), true: eswitchd connects (and reconnects)
+  uint16_t queues = 1;
+};
+
+// Parses the canonical devargs; throws dp::Error naming what is wrong.
+VhostUserArgs parse_vhost_user_args(const std::string& devargs);
+std::string format_vhost_user_args(const VhostUserArgs& args);
+
+class VhostUserPort final : public dp::Port {
+ public:
+  VhostUserPort() = default;
+  ~VhostUserPort() override;
+  void open(const dp::PortSpec& spec, uint16_t index, rte_mempool* pool, uint16_t nb_workers) override;
+  void start() override;
+  void stop() noexcept override;
+  void close() noexcept override;
+  bool link_up() const override { return started_ && vid_.load(std::memory_order_acquire) >= 0; }
+  dp::DriverCounters driver_counters() const override;
+  dp::PortIo io() const noexcept override;
+  std::vector<int> service_fds() const override { return {event_fd_}; }
+  bool needs_service() const noexcept override { return open_; }
+  void service() noexcept override;
+
+  // What the guest negotiated (0 while no device) and what this port offers, for tests and `show`.
+  uint64_t negotiated_features() const { return features_; }
+  uint64_t offered_features() const { return offered_; }
+  bool device_ready() const { return vid_.load(std::memory_order_acquire) >= 0; }
+  uint16_t enabled_queue_pairs() const;
+
+  // rte_vhost callbacks (its thread), dispatched by socket path to the port that registered it.
+  void on_new_device(int vid) noexcept;
+  void on_destroy_device(int vid) noexcept;
+  void on_vring_state(int vid, uint16_t vring, bool enable) noexcept;
+
+ private:
+  struct alignas(64) Queue {
+    std::atomic<uint32_t> busy{0};  // > 0 while a worker is inside rte_vhost for this queue
+    uint64_t packets = 0;           // written by the one worker (rx) / the lock holder (tx)
+    uint64_t dropped = 0;           // tx: not taken by the guest (ring full) while the device was usable
+  };
+  enum class EventKind : uint8_t { kNew, kDestroy, kVring };
+  struct Event {
+    EventKind kind;
+    int vid;
+    uint16_t vring;
+    bool enable;
+    uint64_t features;  // kNew: what the guest negotiated
+  };
+
+  static uint16_t rx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uint16_t n) noexcept;
+  static uint16_t tx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uint16_t n) noexcept;
+  [[noreturn]] void fail(const std::string& what) const;
+  void post(const Event& e) noexcept;
+  void recompute_tx_map() noexcept;
+  void unregister_driver() noexcept;
+
+  VhostUserArgs args_;
+  rte_mempool* pool_ = nullptr;
+  uint16_t nb_workers_ = 1;
+  int event_fd_ = -1;
+  bool registered_ = false;
+  bool driver_started_ = false;
+
+  // Worker-visible state, written on the main lcore (vid_ also cleared by destroy_device, see above).
+  std::atomic<int> vid_{-1};
+  std::atomic<bool> rx_on_[kMaxQueues] = {};         // guest TX vring 2q+1 enabled
+  std::atomic<uint16_t> tx_vring_[kMaxQueues] = {};  // our tx queue -> guest RX vring (0xffff: none enabled)
+  Queue rxq_[kMaxQueues];
+  Queue txq_[kMaxQueues];
+  std::vector<rte_spinlock_t> txq_locks_;
+
+  // Main lcore state.
+  bool vring_on_[2 * kMaxQueues] = {};  // as rte_vhost reported them for device vring_vid_
+  int vring_vid_ = -1;
+  uint64_t features_ = 0;
+  uint64_t offered_ = 0;
+  uint64_t connects_ = 0, disconnects_ = 0;
+
+  // Shared with rte_vhost's thread.
+  std::mutex mu_;
+  std::vector<Event> events_;
+  int live_vid_ = -1;  // the device rte_vhost currently has for this socket (-1: none)
+};
+
+}  // namespace esw::vdpa
