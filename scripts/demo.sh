@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The eswitch demo: builds if needed, then runs eswitchd on the embedded default config (config/default.yaml)
-# with two tenant network namespaces (vm1, vm2) and an uplink namespace wired to it through veth pairs, shows
-# kernel ping and a TCP transfer crossing the switch, and prints the per-port counters. Cleans up everything it
+# with two tenant network namespaces (vm1, vm2) and an uplink namespace wired to it through veth pairs and a
+# virtio guest on the vhost-user vport vm3 (dpdk-testpmd's virtio_user), shows kernel ping and a TCP transfer
+# crossing the switch, vm1 pinging the guest, forged frames dropped, and prints the per-port counters. Cleans up everything it
 # created, also when interrupted.
 #
 #   sudo scripts/demo.sh            run the demo and stop
@@ -25,7 +26,12 @@ ESWITCHD="$ROOT/build/dataplane/eswitchd"
 
 WORK=$(mktemp -d /tmp/esw-demo.XXXXXX)
 SW_PID=""
+GUEST=""
 cleanup() {
+  if [[ -n "$GUEST" ]]; then
+    kill -9 "$GUEST" 2>/dev/null || true
+    rm -rf "/var/run/dpdk/esw-demo-vm3-$$"
+  fi
   if [[ -n "$SW_PID" ]] && kill -0 "$SW_PID" 2>/dev/null; then
     kill -INT "$SW_PID" 2>/dev/null || true
     wait "$SW_PID" 2>/dev/null || true
@@ -79,6 +85,29 @@ else
   echo "demo: TCP transfer corrupted" >&2
   exit 1
 fi
+
+step "A VM on a vhost-user vport: vm3 (198.18.0.3) is dpdk-testpmd's virtio_user guest on /run/eswitch/vm3.sock"
+# The guest answers ARP and ping itself (testpmd icmpecho); eswitchd turns its virtio descriptors into packets
+# of vm3's tunnel, with vm3's binding enforced like any vport's.
+dpdk-testpmd --no-huge -m 1024 --single-file-segments --no-pci --file-prefix "esw-demo-vm3-$$" --lcores "0@0,1@0" \
+  --vdev "net_virtio_user0,path=/run/eswitch/vm3.sock,mac=02:00:c6:12:00:03,queues=1,queue_size=256" -- \
+  --total-num-mbufs=8192 --nb-cores=1 --rxq=1 --txq=1 --no-lsc-interrupt --forward-mode=icmpecho --stats-period 5 \
+  >"$WORK/vm3.log" 2>&1 </dev/null &
+GUEST=$!
+for _ in $(seq 100); do  # connected to eswitchd, and forwarding
+  grep -q "vhost-user guest connected on /run/eswitch/vm3.sock" "$WORK/eswitchd.log" &&
+    grep -q "Checking link statuses" "$WORK/vm3.log" && break
+  kill -0 "$GUEST" 2>/dev/null || { sed 's/^/  vm3: /' "$WORK/vm3.log" >&2; echo "demo: the vm3 guest died" >&2; exit 1; }
+  sleep 0.1
+done
+grep -q "vhost-user guest connected" "$WORK/eswitchd.log" || { echo "demo: vm3's guest never connected" >&2; exit 1; }
+ip netns exec esw-t1 ping -c 3 -i 0.3 -W 2 198.18.0.3 || { echo "demo: vm1 cannot ping the VM on vm3" >&2; exit 1; }
+kill -INT "$GUEST" 2>/dev/null || true
+for _ in $(seq 50); do kill -0 "$GUEST" 2>/dev/null || break; sleep 0.1; done
+kill -9 "$GUEST" 2>/dev/null || true
+wait "$GUEST" 2>/dev/null || true
+GUEST=""
+rm -rf "/var/run/dpdk/esw-demo-vm3-$$"
 
 step "Representors: the host end of each vport (misses go here; what the host sends here goes to the vport)"
 ip -br link show rep-vm1

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <filesystem>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -173,7 +174,13 @@ void VhostUserPort::open(const dp::PortSpec& spec, uint16_t index, rte_mempool* 
     } else {
       const size_t slash = args_.socket.rfind('/');
       const std::string dir = slash == 0 ? "/" : args_.socket.substr(0, slash);
-      if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) fail(fmt::format("directory {} does not exist", dir));
+      // A server socket's directory is made as the API socket's is (e.g. /run/eswitch on a fresh boot); a client
+      // connects to where the guest listens, which must exist.
+      std::error_code ec;
+      if (!args_.client && ::stat(dir.c_str(), &st) != 0) std::filesystem::create_directories(dir, ec);
+      if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fail(fmt::format("directory {} does not exist{}", dir, ec ? fmt::format(" and cannot be made: {}", ec.message()) : ""));
+      }
     }
     event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (event_fd_ < 0) fail(fmt::format("eventfd: {}", strerror(errno)));

@@ -72,13 +72,17 @@ TEST(ConfigLoader, DefaultConfigLoads) {
   ASSERT_EQ(c.uplinks.size(), 1u);
   EXPECT_EQ(c.uplinks[0].name, "uplink0");
   EXPECT_EQ(c.uplinks[0].attach.devargs, "net_af_packet0,iface=eswup0p");
-  ASSERT_EQ(c.vports.size(), 2u);
+  ASSERT_EQ(c.vports.size(), 3u);
   EXPECT_EQ(c.vports[0].name, "vm1");
   EXPECT_EQ(c.vports[0].hw_addr, "02:00:c6:12:00:01");
   EXPECT_EQ(c.vports[0].attach.devargs, "net_af_packet1,iface=eswt1p");
   EXPECT_EQ(c.vports[1].name, "vm2");
   EXPECT_EQ(c.vports[1].hw_addr, "02:00:c6:12:00:02");
   EXPECT_EQ(c.vports[1].attach.devargs, "net_af_packet2,iface=eswt2p");
+  // vm3: a VM's virtio-net device over vhost-user (the demo's testpmd guest).
+  EXPECT_EQ(c.vports[2].name, "vm3");
+  ASSERT_TRUE(c.vports[2].attach.vhost_user.has_value());
+  EXPECT_EQ(c.vports[2].attach.vhost_user->socket, "/run/eswitch/vm3.sock");
   EXPECT_EQ(c.pipeline.mode, PipelineMode::kL2);
   EXPECT_TRUE(c.pipeline.cross_connect.empty());
   // The demo's bindings (the e2e test and the README use these addresses).
@@ -1163,7 +1167,7 @@ TEST_F(ConfigFile, LoadsFile) {
   const std::string path = write("ok.yaml", default_config_yaml());
   const LoadResult r = load_config_file(path);
   ASSERT_TRUE(r.config.has_value()) << dump(r);
-  EXPECT_EQ(r.config->vports.size(), 2u);
+  EXPECT_EQ(r.config->vports.size(), 3u);
 }
 
 TEST_F(ConfigFile, ErrorsNameTheFileForDocumentProblems) {
