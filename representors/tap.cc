@@ -168,13 +168,8 @@ dp::DriverCounters TapRepresentor::driver_counters() const {
 }
 
 dp::PortIo TapRepresentor::io() const noexcept {
-  dp::PortIo io;
-  io.kind = dp::PortIo::Kind::kBurstFn;
-  io.rx = &TapRepresentor::rx_burst;
-  io.tx = &TapRepresentor::tx_burst;
-  io.dev = const_cast<TapRepresentor*>(this);
-  io.nb_txq = static_cast<uint16_t>(tx_rings_.size());
-  return io;
+  return dp::PortIo::burst_fns(&TapRepresentor::rx_burst, &TapRepresentor::tx_burst,
+                               const_cast<TapRepresentor*>(this), static_cast<uint16_t>(tx_rings_.size()));
 }
 
 uint16_t TapRepresentor::rx_burst(void* dev, uint16_t, rte_mbuf** pkts, uint16_t n) noexcept {

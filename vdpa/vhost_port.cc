@@ -373,14 +373,9 @@ dp::DriverCounters VhostUserPort::driver_counters() const {
 }
 
 dp::PortIo VhostUserPort::io() const noexcept {
-  dp::PortIo io;
-  io.kind = dp::PortIo::Kind::kBurstFn;
-  io.rx = &VhostUserPort::rx_burst;
-  io.tx = &VhostUserPort::tx_burst;
-  io.dev = const_cast<VhostUserPort*>(this);
-  io.nb_txq = args_.queues;
-  io.txq_locks = txq_locks_.empty() ? nullptr : const_cast<rte_spinlock_t*>(txq_locks_.data());
-  return io;
+  return dp::PortIo::burst_fns(&VhostUserPort::rx_burst, &VhostUserPort::tx_burst, const_cast<VhostUserPort*>(this),
+                               args_.queues,
+                               txq_locks_.empty() ? nullptr : const_cast<rte_spinlock_t*>(txq_locks_.data()));
 }
 
 // --- workers ------------------------------------------------------------------------------------------------

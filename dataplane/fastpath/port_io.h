@@ -28,6 +28,19 @@ struct PortIo {
   void* dev = nullptr;
   rte_spinlock_t* txq_locks = nullptr;  // [nb_txq] when queues are shared by workers; else nullptr
 
+  // A backend reached through its two burst functions (everything but an ethdev).
+  static PortIo burst_fns(BurstFn rx_fn, BurstFn tx_fn, void* dev_ctx, uint16_t txqs,
+                          rte_spinlock_t* locks = nullptr) noexcept {
+    PortIo io;
+    io.kind = Kind::kBurstFn;
+    io.rx = rx_fn;
+    io.tx = tx_fn;
+    io.dev = dev_ctx;
+    io.nb_txq = txqs;
+    io.txq_locks = locks;
+    return io;
+  }
+
   uint16_t rx_burst(uint16_t q, rte_mbuf** pkts, uint16_t n) const noexcept {
     if (kind == Kind::kEthdev) return rte_eth_rx_burst(ethdev, q, pkts, n);
     return rx(dev, q, pkts, n);
