@@ -181,10 +181,11 @@ uint16_t TapRepresentor::tx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, ui
   auto* self = static_cast<TapRepresentor*>(dev);
   const auto sent = static_cast<uint16_t>(
       rte_ring_sp_enqueue_burst(self->tx_rings_[queue], reinterpret_cast<void**>(pkts), n, nullptr));
+  if (sent == 0) return 0;
   // Dekker with service(): our enqueue before our read of wake_armed_, its store of wake_armed_ before its
   // drain - so either it sees the frames or we see it armed and wake it. One fence per burst to a representor.
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (sent != 0 && self->wake_armed_.load(std::memory_order_relaxed) &&
+  if (self->wake_armed_.load(std::memory_order_relaxed) &&
       self->wake_armed_.exchange(false, std::memory_order_acq_rel)) {
     const uint64_t one = 1;
     [[maybe_unused]] const ssize_t w = write(self->wake_fd_, &one, sizeof one);

@@ -40,15 +40,6 @@ constexpr int kMaxGarbageLines = 8;
 
 std::string errno_text(int err) { return std::strerror(err); }
 
-uint64_t fnv1a64(std::string_view s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
 }  // namespace
 
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
@@ -117,7 +108,8 @@ const ApiMethod* find_api_method(std::string_view name) {
   return nullptr;
 }
 
-std::string text_hash(std::string_view text) { return fmt::format("{:016x}", fnv1a64(text)); }
+// The same hash eswitchctl computes of the file it applies (one implementation, in config/).
+std::string text_hash(std::string_view text) { return cfg::text_hash(text); }
 
 json error_json(const ApiError& e) {
   json j = {{"code", e.code}, {"message", e.message}};
