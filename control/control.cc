@@ -277,6 +277,24 @@ int cmd_show(const Options& o, const std::string& what, const ShowOptions& so) {
       }
       if (!lost.empty()) fmt::print("port {} device:{}\n", to_str(p["name"]), lost);
     }
+    // A backend's peer session (vhost-user guest): connected?, queue pairs on, what was negotiated.
+    for (const auto& p : r["ports"]) {
+      const json& g = p.value("peer", json());
+      if (!g.is_object()) continue;
+      size_t on = 0, all = 0;
+      std::string per_queue;
+      for (const auto& q : g.value("queues", json::array())) {
+        ++all;
+        if (q.value("rx_enabled", false)) ++on;
+        per_queue += fmt::format(" q{}:rx={},tx={},drop={}", to_str(q["queue_pair"]), to_str(q["rx_packets"]),
+                                 to_str(q["tx_packets"]), to_str(q["tx_dropped"]));
+      }
+      std::string names;
+      for (const auto& n : g.value("feature_names", json::array())) names += (names.empty() ? "" : ",") + to_str(n);
+      fmt::print("port {} peer: {}, {} of {} queue pairs on, connects={} disconnects={}{}{}\n", to_str(p["name"]),
+                 g.value("connected", false) ? "connected" : "not connected", on, all, to_str(g["connects"]),
+                 to_str(g["disconnects"]), per_queue, names.empty() ? "" : ", features " + names);
+    }
   } else if (what == "vports") {
     Table t({{"VPORT"}, {"FLAVOUR"}, {"ID", true}, {"HW_ADDR"}, {"STATE"}, {"SPOOFCHK"}, {"IPV4"}, {"IPV6"},
              {"VLAN"}, {"REPRESENTOR"}, {"RX_PKTS", true}, {"TX_PKTS", true}, {"DROPS", true}});

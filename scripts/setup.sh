@@ -12,6 +12,8 @@ PKGS=(
   libclang-rt-14-dev
   # tests and demo
   iproute2 ethtool iputils-ping netcat-openbsd tcpdump tshark python3 python3-scapy procps psmisc
+  # a real Linux virtio_net guest under QEMU (TCG) for the vhost-user tests; its kernel is downloaded, not installed
+  qemu-system-x86 busybox-static
 )
 
 missing=()

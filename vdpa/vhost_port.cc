@@ -345,10 +345,18 @@ void VhostUserPort::service() noexcept {
   }
   events_.clear();
   if (vrings_changed) recompute_tx_map();
+  // A guest enables its queue pairs after the device is up (Linux virtio_net: one per vCPU): say when that changes.
+  if (vrings_changed && publish < 0 && vid_.load(std::memory_order_relaxed) >= 0 &&
+      enabled_queue_pairs() != reported_pairs_) {
+    reported_pairs_ = enabled_queue_pairs();
+    fmt::print("eswitchd: vport {}: {} of {} queue pairs on\n", spec_.name, reported_pairs_, args_.queues);
+    fflush(stdout);
+  }
   // Only the device rte_vhost still has (a destroy may have followed the new_device event): destroy_device
   // takes mu_ too, so it cannot slip between this check and the store.
   if (publish >= 0 && publish == live_vid_) {
     vid_.store(publish, std::memory_order_seq_cst);
+    reported_pairs_ = enabled_queue_pairs();
     fmt::print("eswitchd: vport {}: vhost-user guest connected on {} (features 0x{:x}, {} of {} queue pairs on)\n",
                spec_.name, args_.socket, features_, enabled_queue_pairs(), args_.queues);
     fflush(stdout);
@@ -370,6 +378,40 @@ dp::DriverCounters VhostUserPort::driver_counters() const {
     c.oerrors += txq_[q].dropped;
   }
   return c;
+}
+
+namespace {
+// virtio 1.2 feature bits by name (the ones rte_vhost can negotiate for virtio-net).
+constexpr std::pair<unsigned, const char*> kFeatureNames[] = {
+    {0, "CSUM"},          {1, "GUEST_CSUM"},   {3, "MTU"},           {5, "MAC"},          {7, "GUEST_TSO4"},
+    {8, "GUEST_TSO6"},    {9, "GUEST_ECN"},    {10, "GUEST_UFO"},    {11, "HOST_TSO4"},   {12, "HOST_TSO6"},
+    {13, "HOST_ECN"},     {14, "HOST_UFO"},    {15, "MRG_RXBUF"},    {16, "STATUS"},      {17, "CTRL_VQ"},
+    {18, "CTRL_RX"},      {19, "CTRL_VLAN"},   {21, "GUEST_ANNOUNCE"}, {22, "MQ"},        {23, "CTRL_MAC_ADDR"},
+    {24, "NOTIFY_ON_EMPTY"}, {26, "LOG_ALL"},  {27, "ANY_LAYOUT"},   {28, "INDIRECT_DESC"}, {29, "EVENT_IDX"},
+    {30, "PROTOCOL_FEATURES"}, {32, "VERSION_1"}, {33, "ACCESS_PLATFORM"}, {34, "RING_PACKED"},
+    {35, "IN_ORDER"},     {36, "ORDER_PLATFORM"}, {37, "SR_IOV"},    {38, "NOTIFICATION_DATA"}};
+}  // namespace
+
+dp::PeerStatus VhostUserPort::peer_status() const {
+  dp::PeerStatus s;
+  s.present = true;
+  s.connected = vid_.load(std::memory_order_acquire) >= 0;
+  s.features = s.connected ? features_ : 0;
+  for (const auto& [b, name] : kFeatureNames) {
+    if (s.features & bit(b)) s.feature_names.emplace_back(name);
+  }
+  s.connects = connects_;
+  s.disconnects = disconnects_;
+  s.queues.resize(args_.queues);
+  for (uint16_t q = 0; q < args_.queues; ++q) {
+    dp::PeerQueue& pq = s.queues[q];
+    pq.rx_enabled = s.connected && rx_on_[q].load(std::memory_order_relaxed);
+    pq.tx_enabled = s.connected && vring_on_[2 * q];
+    pq.rx_packets = rxq_[q].packets;
+    pq.tx_packets = txq_[q].packets;
+    pq.tx_dropped = txq_[q].dropped;
+  }
+  return s;
 }
 
 dp::PortIo VhostUserPort::io() const noexcept {

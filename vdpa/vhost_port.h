@@ -59,6 +59,7 @@ class VhostUserPort final : public dp::Port {
   void close() noexcept override;
   bool link_up() const override { return started_ && vid_.load(std::memory_order_acquire) >= 0; }
   dp::DriverCounters driver_counters() const override;
+  dp::PeerStatus peer_status() const override;
   dp::PortIo io() const noexcept override;
   std::vector<int> service_fds() const override { return {event_fd_}; }
   bool needs_service() const noexcept override { return open_; }
@@ -118,6 +119,7 @@ class VhostUserPort final : public dp::Port {
   uint64_t features_ = 0;
   uint64_t offered_ = 0;
   uint64_t connects_ = 0, disconnects_ = 0;
+  uint16_t reported_pairs_ = 0;  // queue pairs on when last logged
 
   // Shared with rte_vhost's thread.
   std::mutex mu_;

@@ -83,6 +83,28 @@ json run_show(ApiContext& ctx, const ApiCall& call) {
                           {"polls", qc.polls},
                           {"empty_polls", qc.empty_polls}});
       }
+      json peer = nullptr;  // the backend's session with its peer (vhost-user guest), when it has one
+      if (port != nullptr) {
+        const PeerStatus ps = port->peer_status();
+        if (ps.present) {
+          json pq = json::array();
+          for (size_t q = 0; q < ps.queues.size(); ++q) {
+            const PeerQueue& x = ps.queues[q];
+            pq.push_back({{"queue_pair", q},
+                          {"rx_enabled", x.rx_enabled},
+                          {"tx_enabled", x.tx_enabled},
+                          {"rx_packets", x.rx_packets},
+                          {"tx_packets", x.tx_packets},
+                          {"tx_dropped", x.tx_dropped}});
+          }
+          peer = {{"connected", ps.connected},
+                  {"features", fmt::format("0x{:x}", ps.features)},
+                  {"feature_names", ps.feature_names},
+                  {"connects", ps.connects},
+                  {"disconnects", ps.disconnects},
+                  {"queues", std::move(pq)}};
+        }
+      }
       ports.push_back({{"name", s.name},
                        {"role", port_role_name(s.role)},
                        {"driver", s.driver},
@@ -108,7 +130,8 @@ json run_show(ApiContext& ctx, const ApiCall& call) {
                                                                  {"ierrors", s.device.ierrors},
                                                                  {"oerrors", s.device.oerrors},
                                                                  {"rx_nombuf", s.device.rx_nombuf}}
-                                                          : json(nullptr)}});
+                                                          : json(nullptr)},
+                       {"peer", std::move(peer)}});
     }
     out["ports"] = std::move(ports);
   } else if (what == "vports" || what == "representors") {

@@ -52,6 +52,21 @@ struct DriverCounters {
   uint64_t rx_nombuf = 0;  // no mbuf for a received frame
 };
 
+// A backend's session with its peer (a vhost-user guest, ...): connection, what was negotiated, per-queue
+// traffic as the backend itself counted it. present=false: the backend has no peer session to report.
+struct PeerQueue {
+  bool rx_enabled = false, tx_enabled = false;  // the peer's send ring (our rx) / receive ring (our tx) is on
+  uint64_t rx_packets = 0, tx_packets = 0, tx_dropped = 0;
+};
+struct PeerStatus {
+  bool present = false;
+  bool connected = false;
+  uint64_t features = 0;                   // negotiated (0 while not connected)
+  std::vector<std::string> feature_names;  // the negotiated features by name
+  uint64_t connects = 0, disconnects = 0;
+  std::vector<PeerQueue> queues;           // one per configured queue pair
+};
+
 class Port {
  public:
   Port() = default;
@@ -70,6 +85,7 @@ class Port {
   // Administrative carrier (a representor follows its vport's state). Backends without one ignore it.
   virtual void set_carrier(bool /*up*/) noexcept {}
   virtual DriverCounters driver_counters() const { return {}; }
+  virtual PeerStatus peer_status() const { return {}; }
 
   // How workers reach this port; valid from open() to close().
   virtual PortIo io() const noexcept = 0;

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# A real Linux guest on a vhost-user vport: Debian's stock kernel and its virtio_net driver under QEMU (TCG, no
+# KVM), interrupt-driven (INTx: vectors=0), attached to eswitchd's rte_vhost engine (server mode). Two boots:
+#   split ring, 1 queue pair; packed ring, 2 queue pairs (2 vCPUs, the guest enables both pairs).
+# In each boot the guest itself, through the switch to a kernel tenant in a namespace (af_packet vport):
+#   resolves the tenant with ARP and IPv6 ND, pings it (IPv4, IPv6), sends it 8 MiB over TCP and receives 8 MiB
+#   back (byte counts checked on both ends); then moves to a foreign IPv4 address, then to a foreign MAC: both are
+#   cut off by the binding (no reply; eswitchd counts spoofed_ip / spoofed_mac on the vport).
+# eswitchd stops cleanly at the end (exit 0: every mbuf back).
+#
+# usage: vhost_linux_guest.sh PATH/TO/eswitchd PATH/TO/eswitchctl
+set -euo pipefail
+ESWITCHD=${1:?usage: $0 eswitchd eswitchctl}
+ESWITCHCTL=${2:?usage: $0 eswitchd eswitchctl}
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../../scripts/lib/netns.sh
+source "$HERE/../../scripts/lib/netns.sh"
+# shellcheck source=../../scripts/lib/guest.sh
+source "$HERE/../../scripts/lib/guest.sh"
+command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: qemu-system-x86_64 not installed (scripts/setup.sh)"; exit 77; }
+[[ -x /bin/busybox ]] || { echo "SKIP: busybox-static not installed (scripts/setup.sh)"; exit 77; }
+esw_e2e_begin vguest
+P="esw$(($$ % 10000))"
+SOCK="$WORK/api.sock"
+ctl() { "$ESWITCHCTL" --socket "$SOCK" --no-progress "$@"; }
+esw_guest_kernel || fail "no guest kernel"
+
+MAC1=02:00:c6:12:00:01 MAC3=02:00:c6:12:00:03
+esw_host_add "$P" t1 "$MAC1" 198.18.0.1/24 2001:db8::1/64
+cat >"$WORK/esw.yaml" <<YAML
+apiVersion: eswitch/v1
+dataplane: { main_core: 0, worker_cores: [1], memory_mb: 256, mbufs: 8192, idle_sleep_us: 50, file_prefix: $PREFIX, api_socket: "$SOCK" }
+representors: { kind: none }
+vports:
+  - { name: vm1, hw_addr: "$MAC1", ipv4: [198.18.0.1], ipv6: ["2001:db8::1"], attach: { devargs: "net_af_packet0,iface=${P}t1p" } }
+  - { name: vm3, hw_addr: "$MAC3", ipv4: [198.18.0.3], ipv6: ["2001:db8::3"], attach: { vhost_user: { socket: "$WORK/vm3.sock", mode: server, queues: 2 } } }
+YAML
+esw_start_eswitchd "$ESWITCHD" "$WORK/esw.yaml"
+for _ in $(seq 50); do [[ -S "$WORK/vm3.sock" ]] && break; sleep 0.1; done
+[[ -S "$WORK/vm3.sock" ]] || fail "eswitchd did not create the vhost-user socket"
+
+drops() {
+  ctl --json show vports | /usr/bin/python3 -c '
+import json, sys
+data = json.load(sys.stdin)
+rows = data["vports"] if isinstance(data, dict) and "vports" in data else data
+print(next((v["drops"].get(sys.argv[2], 0) for v in rows if v["name"] == sys.argv[1]), 0))' "$1" "$2"
+}
+
+# The guest's part: everything it prints with "GUEST:" is read back from the serial console.
+cat >"$WORK/test.sh" <<'GUEST'
+ip link set lo up
+ip link set eth0 up
+ip addr add 198.18.0.3/24 dev eth0
+echo 0 > /proc/sys/net/ipv6/conf/eth0/accept_dad
+ip -6 addr add 2001:db8::3/64 dev eth0
+echo "GUEST: queues $(ls -d /sys/class/net/eth0/queues/rx-* | wc -l)"
+ok=0
+for i in 1 2 3 4 5 6 7 8 9 10; do ping -c 1 -W 1 198.18.0.1 >/dev/null 2>&1 && { ok=1; break; }; done
+[ $ok = 1 ] && ping -c 3 -W 2 198.18.0.1 >/dev/null && echo "GUEST: ping4 ok"
+ping -6 -c 3 -W 2 2001:db8::1 >/dev/null && echo "GUEST: ping6 ok"
+# Linux picks the tx queue by CPU (XPS): a ping from each vCPU uses each queue pair.
+for c in 0 1; do [ -d /sys/class/net/eth0/queues/tx-$c ] && taskset $((1 << c)) ping -c 3 -W 2 198.18.0.1 >/dev/null && echo "GUEST: ping from cpu$c ok"; done
+echo "GUEST: neigh $(ip neigh show 198.18.0.1 | cut -d' ' -f5) $(ip -6 neigh show 2001:db8::1 | cut -d' ' -f5)"
+dd if=/dev/zero bs=65536 count=128 2>/dev/null | nc -w 10 198.18.0.1 5001 && echo "GUEST: tcp sent"
+n=$(nc -w 10 198.18.0.1 5002 </dev/null | wc -c); echo "GUEST: tcp received $n"
+ip addr del 198.18.0.3/24 dev eth0; ip addr add 198.18.0.99/24 dev eth0
+ping -c 3 -W 1 198.18.0.1 >/dev/null 2>&1 && echo "GUEST: foreign ip answered" || echo "GUEST: foreign ip cut off"
+ip addr del 198.18.0.99/24 dev eth0; ip addr add 198.18.0.3/24 dev eth0
+ip link set eth0 down; ip link set eth0 address 02:00:c6:12:00:99; ip link set eth0 up
+ip neigh flush dev eth0
+ping -c 3 -W 1 198.18.0.1 >/dev/null 2>&1 && echo "GUEST: foreign mac answered" || echo "GUEST: foreign mac cut off"
+GUEST
+esw_guest_initramfs "$WORK/initrd.gz" "$WORK/test.sh"
+
+# The tenant's TCP ends: 5001 counts what the guest sends, 5002 sends the guest 8 MiB.
+tenant_servers() {
+  ip netns exec "$P-t1" /usr/bin/python3 - "$WORK" <<'PY' &
+import socket, sys, threading
+work = sys.argv[1]
+def sink():
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("198.18.0.1", 5001)); s.listen(1)
+    c, _ = s.accept(); n = 0
+    while True:
+        b = c.recv(65536)
+        if not b: break
+        n += len(b)
+    open(work + "/sink.count", "w").write(str(n))
+def source():
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("198.18.0.1", 5002)); s.listen(1)
+    c, _ = s.accept(); c.sendall(bytes(8 << 20)); c.close()
+t = [threading.Thread(target=sink), threading.Thread(target=source)]
+for x in t: x.start()
+for x in t: x.join()
+PY
+  TENANT_PID=$!
+  ESW_EXTRA_PIDS+=("$TENANT_PID")
+}
+
+boot() {
+  local name=$1 queues=$2 ring=$3 extra=${4:-}
+  local log="$WORK/$name.console"
+  rm -f "$WORK/sink.count"
+  tenant_servers
+  local ip0 mac0 t0=$SECONDS
+  ip0=$(( $(drops vm3 spoofed_ip) + $(drops vm3 arp_spoof) )) mac0=$(drops vm3 spoofed_mac)
+  # shellcheck disable=SC2086
+  esw_guest_boot "$log" "$WORK/initrd.gz" "$WORK/vm3.sock" "$MAC3" "$queues" $extra
+  ESW_EXTRA_PIDS+=("$ESW_GUEST_PID")
+  local i
+  for ((i = 0; i < 1800; i++)); do
+    kill -0 "$ESW_GUEST_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$ESW_GUEST_PID" 2>/dev/null; then
+    kill -9 "$ESW_GUEST_PID"; sed 's/^/  guest: /' "$log" >&2; fail "$name: the guest did not finish in 180 s"
+  fi
+  wait "$ESW_GUEST_PID" 2>/dev/null || true
+  kill "$TENANT_PID" 2>/dev/null || true; wait "$TENANT_PID" 2>/dev/null || true
+  ctl show ports | grep '^port vm3 peer' | sed 's/^/  /'
+  # What was negotiated, from eswitchd's log of this session: the ring layout asked for, event index (the
+  # Linux driver's notification suppression) and, with 2 queue pairs, both enabled by the guest.
+  local line feat
+  line=$(grep "vm3: vhost-user guest connected on $WORK/vm3.sock" "$WORK/eswitchd.log" | tail -1)
+  feat=${line#*features 0x}; feat=$((16#${feat%%,*}))
+  (( ((feat >> 34) & 1) == ($([[ $ring == packed ]] && echo 1 || echo 0)) )) || fail "$name: RING_PACKED is $(((feat >> 34) & 1)) in '$line'"
+  (( (feat >> 29) & 1 )) || fail "$name: EVENT_IDX not negotiated ('$line')"
+  if ((queues > 1)); then
+    tail -n +"$(grep -n "vm3: vhost-user guest connected" "$WORK/eswitchd.log" | tail -1 | cut -d: -f1)" "$WORK/eswitchd.log" |
+      grep -Eq "vm3: ($queues of 2 queue pairs on|.*$queues of 2 queue pairs on\))" || fail "$name: eswitchd never saw $queues queue pairs on"
+  fi
+  # eswitchd's own view of the session: connected, the queue pairs the guest enabled, traffic on each, the ring.
+  ctl --json show ports >"$WORK/ports.json"
+  /usr/bin/python3 - "$WORK/ports.json" "$queues" "$ring" <<'PY' || fail "$name: eswitchd's view of the guest session is wrong"
+import json, sys
+ports = json.load(open(sys.argv[1]))["ports"]
+want, ring = int(sys.argv[2]), sys.argv[3]
+p = next(p for p in ports if p["name"] == "vm3")
+peer, errs = p["peer"], []
+# The guest powered off: the session is over, and it was had once.
+if peer["connects"] < 1 or peer["disconnects"] < 1: errs.append(f"connects/disconnects {peer['connects']}/{peer['disconnects']}")
+names = set(peer["feature_names"])
+for q in range(want):
+    qp = peer["queues"][q]
+    if qp["rx_packets"] == 0: errs.append(f"queue pair {q}: nothing received from the guest")
+rxq = p["rx_queues"]
+for q in range(want):
+    if rxq[q]["packets"] == 0: errs.append(f"switch rx queue {q}: no packets")
+for e in errs: print("  peer check:", e)
+sys.exit(1 if errs else 0)
+PY
+  local ipd=$(( $(drops vm3 spoofed_ip) + $(drops vm3 arp_spoof) - ip0 )) macd=$(( $(drops vm3 spoofed_mac) - mac0 ))
+  sed -n 's/^GUEST: /  guest: /p' "$log"
+  echo "  $name: $((SECONDS - t0)) s; eswitchd: vm3 spoofed_ip+arp_spoof +$ipd spoofed_mac +$macd; tenant received $(cat "$WORK/sink.count" 2>/dev/null || echo none) bytes"
+  g() { grep -q "^GUEST: $1" "$log" || { sed 's/^/  guest: /' "$log" "$log.qemu" >&2; fail "$name: $2"; }; }
+  g "queues $queues" "the guest does not see $queues queue pairs"
+  g "ping4 ok" "the guest could not ping the tenant over IPv4"
+  g "ping6 ok" "the guest could not ping the tenant over IPv6"
+  g "neigh 02:00:c6:12:00:01 02:00:c6:12:00:01" "the guest did not resolve the tenant by ARP and ND"
+  g "tcp sent" "the guest's TCP send failed"
+  [[ $(cat "$WORK/sink.count" 2>/dev/null) == $((8 << 20)) ]] || fail "$name: the tenant received $(cat "$WORK/sink.count" 2>/dev/null) of $((8 << 20)) bytes"
+  g "tcp received $((8 << 20))" "the guest did not receive 8 MiB from the tenant"
+  g "foreign ip cut off" "a foreign source IPv4 address got through the binding"
+  g "foreign mac cut off" "a foreign source MAC got through the binding"
+  local q
+  for ((q = 0; q < queues; q++)); do g "ping from cpu$q ok" "the guest could not ping from vCPU $q"; done
+  ((ipd >= 3)) || fail "$name: spoofed_ip + arp_spoof rose by $ipd, expected >= 3 (the guest's ARP/pings from 198.18.0.99)"
+  ((macd >= 3)) || fail "$name: spoofed_mac rose by $macd, expected >= 3"
+  echo "ok: $name"
+}
+
+boot "split-1q" 1 split
+boot "packed-2q" 2 packed packed=on
+
+esw_stop_eswitchd
+echo "PASS: a Linux virtio_net guest (QEMU TCG) on a vhost-user vport: ARP/ND, ping v4/v6, TCP both ways, binding, split 1q and packed 2q"
