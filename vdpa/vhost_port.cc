@@ -60,6 +60,13 @@ int cb_new_device(int vid) {
 void cb_destroy_device(int vid) {
   with_port(vid, [vid](VhostUserPort& p) { p.on_destroy_device(vid); });
 }
+int cb_new_connection(int vid) {
+  with_port(vid, [vid](VhostUserPort& p) { p.on_connection(vid, true); });
+  return 0;
+}
+void cb_destroy_connection(int vid) {
+  with_port(vid, [vid](VhostUserPort& p) { p.on_connection(vid, false); });
+}
 int cb_vring_state(int vid, uint16_t vring, int enable) {
   with_port(vid, [&](VhostUserPort& p) { p.on_vring_state(vid, vring, enable != 0); });
   return 0;
@@ -70,8 +77,8 @@ const rte_vhost_device_ops kOps = {
     .destroy_device = cb_destroy_device,
     .vring_state_changed = cb_vring_state,
     .features_changed = nullptr,
-    .new_connection = nullptr,
-    .destroy_connection = nullptr,
+    .new_connection = cb_new_connection,
+    .destroy_connection = cb_destroy_connection,
     .guest_notified = nullptr,
     .reserved = {nullptr},
 };
@@ -273,6 +280,11 @@ void VhostUserPort::on_new_device(int vid) noexcept {
   post({EventKind::kNew, vid, 0, true, features});
 }
 
+void VhostUserPort::on_connection(int vid, bool up) noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  post({EventKind::kConnection, vid, 0, up, 0});
+}
+
 void VhostUserPort::on_destroy_device(int vid) noexcept {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -332,6 +344,12 @@ void VhostUserPort::service() noexcept {
       case EventKind::kDestroy:
         ++disconnects_;
         publish = -2;
+        break;
+      case EventKind::kConnection:
+        // The vhost-user socket session (before the guest's driver makes the device ready, and after it is gone).
+        fmt::print("eswitchd: vport {}: vhost-user session {} on {}\n", spec_.name, e.enable ? "opened" : "closed",
+                   args_.socket);
+        fflush(stdout);
         break;
       case EventKind::kVring:
         if (e.vid != vring_vid_) {

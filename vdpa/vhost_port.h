@@ -74,6 +74,7 @@ class VhostUserPort final : public dp::Port {
   // rte_vhost callbacks (its thread), dispatched by socket path to the port that registered it.
   void on_new_device(int vid) noexcept;
   void on_destroy_device(int vid) noexcept;
+  void on_connection(int vid, bool up) noexcept;
   void on_vring_state(int vid, uint16_t vring, bool enable) noexcept;
 
  private:
@@ -82,7 +83,7 @@ class VhostUserPort final : public dp::Port {
     uint64_t packets = 0;           // written by the one worker (rx) / the lock holder (tx)
     uint64_t dropped = 0;           // tx: not taken by the guest (ring full) while the device was usable
   };
-  enum class EventKind : uint8_t { kNew, kDestroy, kVring };
+  enum class EventKind : uint8_t { kNew, kDestroy, kVring, kConnection };
   struct Event {
     EventKind kind;
     int vid;

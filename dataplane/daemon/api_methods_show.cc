@@ -134,6 +134,10 @@ json run_show(ApiContext& ctx, const ApiCall& call) {
                        {"peer", std::move(peer)}});
     }
     out["ports"] = std::move(ports);
+    // The packet pool: what is held anywhere (queues, rings, workers' bursts) right now. At rest it returns to
+    // its value before traffic; a backend that kept frames of a vanished peer would show here.
+    const MempoolReport pool = ctx.sw.mempool_report();
+    out["mbufs"] = {{"size", pool.size}, {"in_use", pool.in_use}};
   } else if (what == "vports" || what == "representors") {
     const std::vector<VportStats> stats = ctx.sw.vport_stats();
     json list = json::array();

@@ -9,7 +9,9 @@
 #                              packs busybox, the virtio_net modules (in load order) and SCRIPT as the test
 #   esw_guest_boot LOG INITRD SOCKET MAC QUEUES EXTRA_DEVICE_OPTS...
 #                              boots QEMU in the background (ESW_GUEST_PID), serial console to LOG; the guest's
-#                              net device is a virtio-net-pci on a vhost-user chardev (QEMU is the client).
+#                              net device is a virtio-net-pci on a vhost-user chardev: QEMU is the client, or
+#                              what ESW_GUEST_CHARDEV_OPTS says (",reconnect=1": client that reconnects every
+#                              second; ",server=on,wait=off": QEMU listens, eswitchd in client mode connects).
 ESW_GUEST_CACHE=${ESW_GUEST_CACHE:-/var/cache/eswitch/guest-kernel}
 # The virtio_net stack in the order the modules depend on each other (modinfo -F depends; the package has no
 # modules.dep, depmod writes it at install time).
@@ -67,7 +69,7 @@ esw_guest_boot() {
     -object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem \
     -kernel "$ESW_GUEST_KERNEL" -initrd "$initrd" \
     -append "console=ttyS0 quiet panic=-1 loglevel=3" \
-    -chardev "socket,id=vu0,path=$sock" \
+    -chardev "socket,id=vu0,path=$sock${ESW_GUEST_CHARDEV_OPTS:-}" \
     -netdev "vhost-user,id=n0,chardev=vu0,queues=$queues" \
     -device "virtio-net-pci,netdev=n0,mac=$mac,vectors=0$devopts" \
     -serial "file:$log" -monitor none -display none </dev/null >"$log.qemu" 2>&1 &
