@@ -20,7 +20,10 @@
 
 namespace esw::dp {
 
-inline constexpr unsigned kMaxOutputs = 16;
+// Outputs of one packet: as many as there are ports, so flooding reaches every port (it was 16, and a broadcast
+// from a tenant reached only the first 16 of 64 vports). More output actions than that can only repeat a port;
+// the extra copies are not sent. The array is on the stack and never initialised: its size costs nothing.
+inline constexpr unsigned kMaxOutputs = kMaxPorts;
 inline constexpr unsigned kMaxMirrors = 4;
 
 // The rules one packet hit (from the classifier walk or the flow cache).
