@@ -543,7 +543,7 @@ Result parse(std::span<const uint8_t> in, Message& out) noexcept {
   h.version = p[7] >> 4;
   h.typev1 = static_cast<Path>(p[7] & 0x03);
   if (h.type == MsgType::kProposal) {
-    h.typev2 = static_cast<Path>(p[7] >> 2 & 0x03);
+    if (h.version >= 2) h.typev2 = static_cast<Path>(p[7] >> 2 & 0x03);  // reserved in v1
   } else {
     h.flag = (p[7] & 0x08) != 0;
   }

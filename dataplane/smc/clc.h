@@ -149,16 +149,19 @@ struct Header {
   bool flag = false;          // byte 7 bit 3: first contact (Accept/Confirm), out of sync (Decline)
   bool smcd_eyecatcher = false;          // parse: the header said "SMCD"; build: ignored (chosen by path)
   bool smcd_trailer = false;             // parse: the trailer said "SMCD"; build: ignored
+  bool operator==(const Header&) const = default;
 };
 
 struct GidChid {
   uint64_t gid = 0;
   uint16_t chid = 0;
+  bool operator==(const GidChid&) const = default;
 };
 
 struct Ipv6Prefix {
   uint8_t prefix[16] = {};
   uint8_t len = 0;
+  bool operator==(const Ipv6Prefix&) const = default;
 };
 
 // The Proposal's IP area: the IPv4 subnet of the interface, or (IPv6 connections) up to 8 IPv6 prefixes.
@@ -167,6 +170,7 @@ struct IpArea {
   uint8_t ipv4_prefix_len = 0;
   uint8_t ipv6_count = 0;
   Ipv6Prefix ipv6[kMaxIpv6Prefixes];
+  bool operator==(const IpArea&) const = default;
 };
 
 struct ProposalV2Ext {
@@ -179,11 +183,13 @@ struct ProposalV2Ext {
   uint8_t max_links = 0;
   uint16_t feature_mask = 0;  // bit 0: emulated ISM supported
   uint8_t ueids[kMaxUeids][kEidLen] = {};
+  bool operator==(const ProposalV2Ext&) const = default;
 };
 
 struct ProposalSmcdV2Ext {
   uint8_t seid[kEidLen] = {};
   GidChid ism[kMaxIsmEntries];  // ProposalV2Ext::ism_count entries; emulated ISM uses two (gid, then gid_ext)
+  bool operator==(const ProposalSmcdV2Ext&) const = default;
 };
 
 struct Proposal {
@@ -201,6 +207,7 @@ struct Proposal {
   ProposalV2Ext v2;
   bool has_smcd_v2_ext = false;  // v2 and typev2 in {D, B}
   ProposalSmcdV2Ext smcd_v2;
+  bool operator==(const Proposal&) const = default;
 };
 
 // First-contact extension of a v2 Accept/Confirm (hdr.flag set).
@@ -217,6 +224,7 @@ struct FirstContactExt {
   uint32_t vendor_exp = 0;     // v2x
   uint8_t gid_count = 0;       // SMC-Rv2 Confirm: RoCEv2 GIDs of the client's link group (<= 8)
   uint8_t gids[kMaxFceGids][16] = {};
+  bool operator==(const FirstContactExt&) const = default;
 };
 
 struct SmcrAcceptConfirm {
@@ -231,6 +239,7 @@ struct SmcrAcceptConfirm {
   uint8_t qp_mtu = 0;        // 4 bits
   uint64_t rmb_va = 0;
   uint32_t psn = 0;          // 24 bits
+  bool operator==(const SmcrAcceptConfirm&) const = default;
 };
 
 struct SmcdAcceptConfirm {
@@ -241,6 +250,7 @@ struct SmcdAcceptConfirm {
   uint32_t link_id = 0;
   uint16_t chid = 0;         // v2
   uint64_t gid_ext = 0;      // v2 (emulated ISM: the GID's second half)
+  bool operator==(const SmcdAcceptConfirm&) const = default;
 };
 
 struct AcceptConfirm {
@@ -248,6 +258,7 @@ struct AcceptConfirm {
   SmcdAcceptConfirm d;       // hdr.typev1 == D
   uint8_t eid[kEidLen] = {}; // v2: the negotiated EID
   FirstContactExt fce;       // v2 with hdr.flag
+  bool operator==(const AcceptConfirm&) const = default;
 };
 
 struct Decline {
@@ -255,6 +266,7 @@ struct Decline {
   uint32_t diag = 0;         // the Decline code (kDecl*)
   uint8_t os_type = 0;       // high nibble of byte 20
   uint32_t extra[kMaxDeclineExtra] = {};  // v2 only
+  bool operator==(const Decline&) const = default;
 };
 
 // One CLC message. Only the member for hdr.type is meaningful (accept_confirm for Accept and Confirm).
@@ -263,6 +275,7 @@ struct Message {
   Proposal proposal;
   AcceptConfirm accept_confirm;
   Decline decline;
+  bool operator==(const Message&) const = default;
 };
 
 // ---- results ------------------------------------------------------------------------------------------------
@@ -301,6 +314,7 @@ struct IsmGid {
   uint64_t gid_ext = 0;  // emulated ISM only
   uint16_t chid = 0;
   bool emulated = false;
+  bool operator==(const IsmGid&) const = default;
 };
 
 // The identity fields a decoded message claims, in one flat POD (copyable into an event record).
