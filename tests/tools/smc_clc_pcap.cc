@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/smc_clc_cases.h"
@@ -299,14 +300,25 @@ int main(int argc, char** argv) {
   }
   std::fprintf(json, "[\n");
   const Bytes smc_opt = {1, 1, kTcpOptKind, kTcpOptLen, 0xe2, 0xd4, 0xc3, 0xd9};
+  if (argc == 5) {  // TCP options areas for find_smc_option: Linux's SYN, and the bpf_store_hdr_opt form
+    const Bytes linux_syn = {2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+                             1, 1, kTcpOptKind, kTcpOptLen, 0xe2, 0xd4, 0xc3, 0xd9};
+    const Bytes bpf = {kTcpOptKind, kTcpOptLen, 0xe2, 0xd4, 0xc3, 0xd9, 1, 1};
+    for (const auto& [name, b] : {std::pair{"tcpopt_linux_syn", linux_syn}, std::pair{"tcpopt_bpf", bpf}}) {
+      const std::string path = std::string(argv[4]) + "/" + name + ".bin";
+      FILE* f = std::fopen(path.c_str(), "wb");
+      if (f == nullptr || std::fwrite(b.data(), 1, b.size(), f) != b.size()) {
+        std::perror(path.c_str());
+        return 2;
+      }
+      std::fclose(f);
+    }
+  }
   std::vector<cases::Case> all = cases::all_cases();
   uint16_t cport = 40000;
   bool first = true;
   int split_done = 0;
   for (const cases::Case& c : all) {
-    // The legacy 52-byte v1 Proposal (no SMC-D area) is parse-only compatibility: tshark 4.0 expects the SMC-D
-    // area and shows no IP area for it.
-    if (c.name == "proposal_v1_R_legacy") continue;
     Bytes msg(kMaxMsgLen);
     const Result r = build(c.msg, msg);
     if (!r.ok()) {
@@ -329,6 +341,9 @@ int main(int argc, char** argv) {
       }
       std::fclose(f);
     }
+    // The legacy 52-byte v1 Proposal (no SMC-D area) is parse-only compatibility: tshark 4.0 expects the SMC-D
+    // area and shows no IP area for it.
+    if (c.name == "proposal_v1_R_legacy") continue;
     // Accept comes from the server; Proposal, Confirm and Decline from the client.
     const bool from_client = c.msg.hdr.type != MsgType::kAccept;
     ++cport;
