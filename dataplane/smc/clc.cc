@@ -224,9 +224,16 @@ Result parse_accept_confirm(const uint8_t* p, uint32_t end, Message& out) noexce
   f.os_type = e[1] >> 4;
   f.release = e[1] & 0x0f;
   std::memcpy(f.hostname, e + 4, kHostnameLen);
-  f.v2x = r || f.release >= 1;
-  if (!f.v2x) return Result{};
-  if (fixed_end + kFceV2xLen > end) return invalid(fixed_end, "first_contact_ext: v2.x form shorter than 52 bytes");
+  // Release >= 1 needs the 52-byte v2.x form. At release 0 SMC-D sends 36 bytes; SMC-R 52 (Linux >= 6.5) or 36
+  // (earlier kernels, whose SMC-R Confirm then has 16 reserved bytes before the GID list count: same offset).
+  if (f.release >= 1 && fixed_end + kFceV2xLen > end)
+    return invalid(fixed_end, "first_contact_ext: v2.x form (release >= 1) shorter than 52 bytes");
+  f.v2x = f.release >= 1 || (r && fixed_end + kFceV2xLen <= end);
+  if (!f.v2x) {
+    if (r && h.type == MsgType::kConfirm)
+      return invalid(fixed_end + kFceLen, "first_contact_ext.gid_list: missing in an SMC-Rv2 confirm");
+    return Result{};
+  }
   f.max_conns = e[36];
   f.max_links = e[37];
   f.feature_mask = rd16(e + 38);
@@ -319,6 +326,12 @@ Result proposal_layout(const Message& msg, PropLayout& l) noexcept {
   return Result{};
 }
 
+// Whether build() writes the 52-byte first-contact form: from release 1, when asked (v2x), and always for an
+// SMC-R Confirm (its GID list sits 52 bytes into the extension).
+bool fce_v2x_form(bool r, MsgType t, const FirstContactExt& f) noexcept {
+  return f.release >= 1 || f.v2x || (r && t == MsgType::kConfirm);
+}
+
 uint32_t accept_confirm_len(const Message& msg) noexcept {
   const Header& h = msg.hdr;
   const bool r = h.typev1 == Path::kR;
@@ -326,7 +339,7 @@ uint32_t accept_confirm_len(const Message& msg) noexcept {
   uint32_t len = r ? kSmcrAcceptV2MinLen : kSmcdAcceptV2MinLen;
   if (h.flag) {
     const FirstContactExt& f = msg.accept_confirm.fce;
-    len += (r || f.release >= 1) ? kFceV2xLen : kFceLen;
+    len += fce_v2x_form(r, h.type, f) ? kFceV2xLen : kFceLen;
     if (r && h.type == MsgType::kConfirm) len += kFceGidListHdr + f.gid_count * 16u;
   }
   return len;
@@ -440,7 +453,7 @@ void build_accept_confirm(const Message& msg, uint8_t* p) noexcept {
   e[0] = f.v2_direct ? 0x80 : 0;
   e[1] = static_cast<uint8_t>((f.os_type & 0x0f) << 4 | (f.release & 0x0f));
   std::memcpy(e + 4, f.hostname, kHostnameLen);
-  if (!(r || f.release >= 1)) return;
+  if (!fce_v2x_form(r, h.type, f)) return;
   e[36] = f.max_conns;
   e[37] = f.max_links;
   wr16(e + 38, f.feature_mask);

@@ -101,6 +101,7 @@ inline Message accept_confirm(MsgType t, uint8_t version, Path path, bool first_
     f.v2_direct = path == Path::kR;
     f.os_type = kOsLinux;
     f.release = 1;
+    f.v2x = true;
     std::memset(f.hostname, ' ', kHostnameLen);
     std::memcpy(f.hostname, "esw-host", 8);
     if (path == Path::kR) {
@@ -190,6 +191,7 @@ inline std::vector<Case> all_cases() {
     {
       Message m = accept_confirm(t, 2, Path::kD, true);
       m.accept_confirm.fce.release = 0;  // SMC-D release 0: the 36-byte first-contact extension
+      m.accept_confirm.fce.v2x = false;
       m.accept_confirm.fce.feature_mask = 0;
       c.push_back({n + "_v2_D_fc_rel0", m, 78 + 36});
     }

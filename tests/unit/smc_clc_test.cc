@@ -60,7 +60,8 @@ Message expected_after_parse(Message m, uint16_t len) {
     if (m.hdr.type != MsgType::kDecline) {
       FirstContactExt& f = m.accept_confirm.fce;
       f.present = m.hdr.version == 2 && m.hdr.flag;
-      f.v2x = f.present && (m.hdr.typev1 == Path::kR || f.release >= 1);
+      const bool r = m.hdr.typev1 == Path::kR;
+      f.v2x = f.present && (f.release >= 1 || (r && (f.v2x || m.hdr.type == MsgType::kConfirm)));
     }
   }
   return m;
@@ -324,9 +325,11 @@ TEST(SmcClc, BadAcceptConfirmLengths) {
   // SMC-D release 1 needs the 52-byte form: cut to 36.
   Message m = accept_confirm(MsgType::kAccept, 2, Path::kD, true);
   m.accept_confirm.fce.release = 0;
+  m.accept_confirm.fce.v2x = false;
   b = encode(m);
+  ASSERT_EQ(b.size(), 78u + 36);
   b[74 + 1] = static_cast<uint8_t>(kOsLinux << 4 | 1);
-  expect_invalid(decode(b, out), 74, "v2.x form shorter than 52");
+  expect_invalid(decode(b, out), 74, "v2.x form (release >= 1) shorter than 52");
   // SMC-Rv2 Confirm: GID list count over 8, and GIDs past the trailer.
   b = encode(accept_confirm(MsgType::kConfirm, 2, Path::kR, true));
   const size_t gl = 104 + 52;
@@ -404,6 +407,40 @@ TEST(SmcClc, BadProposalOffsetsAndCounts) {
   r2.proposal.smcd_v2 = {};
   b = encode(r2);
   expect_invalid(mutated(b, 80 + 8 + 1, 1, out), 80 + 8 + 1, "nonzero but typev2 offers no SMC-D");
+}
+
+// Kernels before the v2.x first-contact form (Linux < 6.5) send SMC-R v2 release 0 with the 36-byte extension;
+// their Confirm puts 16 reserved bytes before the GID list, whose count lands at the same offset as today's.
+TEST(SmcClc, OldSmcrFirstContactLayout) {
+  Message m = accept_confirm(MsgType::kAccept, 2, Path::kR, true);
+  m.accept_confirm.fce.release = 0;
+  m.accept_confirm.fce.v2x = false;
+  Bytes b = encode(m);
+  ASSERT_EQ(b.size(), 108u + 36);  // 36-byte extension: 144 bytes
+  Message out;
+  Result r = decode(b, out);
+  ASSERT_TRUE(r.ok()) << r.reason;
+  EXPECT_TRUE(out.accept_confirm.fce.present);
+  EXPECT_FALSE(out.accept_confirm.fce.v2x);
+  EXPECT_EQ(0, std::memcmp(out.accept_confirm.fce.hostname, "esw-host", 8));
+  // Confirm: 36-byte extension + 16 reserved + count + 3 reserved + GIDs.
+  Message c = accept_confirm(MsgType::kConfirm, 2, Path::kR, true);
+  c.accept_confirm.fce.release = 0;
+  c.accept_confirm.fce.v2x = false;  // a Confirm still gets 52 bytes (the GID list's offset)
+  c.accept_confirm.fce.max_conns = c.accept_confirm.fce.max_links = 0;
+  c.accept_confirm.fce.feature_mask = 0;
+  b = encode(c);
+  Message old_out;
+  ASSERT_EQ(b.size(), 108u + 52 + 4 + 32);
+  r = decode(b, old_out);
+  ASSERT_TRUE(r.ok()) << r.reason;
+  EXPECT_EQ(old_out.accept_confirm.fce.gid_count, 2);
+  EXPECT_EQ(0, std::memcmp(old_out.accept_confirm.fce.gids[1], c.accept_confirm.fce.gids[1], 16));
+  // Release 0 Confirm with only the 36-byte extension: the GID list is missing.
+  b.resize(104 + 36);
+  b.insert(b.end(), kEyecatcherR, kEyecatcherR + 4);
+  b[6] = static_cast<uint8_t>(b.size());
+  expect_invalid(decode(b, out), 104 + 36, "gid_list: missing");
 }
 
 TEST(SmcClc, GapsBetweenAreasAreSkipped) {
