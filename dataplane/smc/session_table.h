@@ -19,11 +19,13 @@
 // Bounded: at most Config::capacity sessions; a SYN beyond that is counted (Counters::overflow) and not tracked.
 //
 // Threading: not thread-safe; one owner (the main lcore). No allocation after construction (the slot array and
-// the index are sized once); nothing throws after construction.
+// the index are sized once: about 3 KiB per session of capacity, most of it the two reassembly buffers);
+// nothing throws after construction.
 
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "dataplane/smc/clc.h"
@@ -67,6 +69,8 @@ struct Event {
   uint16_t copied = 0;           // bytes of it in clc[] (<= kEventClcBytes)
   uint8_t clc[kEventClcBytes];   // the first `copied` payload bytes (kClc only)
 };
+// Fixed layout for the worker -> main lcore ring (copied by value, no pointers).
+static_assert(std::is_trivially_copyable_v<Event> && sizeof(Event) == 308, "Event is a fixed-size record");
 
 // ---- sessions -----------------------------------------------------------------------------------------------
 
