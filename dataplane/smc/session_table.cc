@@ -181,9 +181,20 @@ void SessionTable::apply(const Event& ev, uint64_t now_ns) noexcept {
       ses.last_ns = now_ns;
       return;
     }
-    // A retransmitted SYN; a SYN on a tuple we track in the other direction is a new connection attempt the
-    // other way round (simultaneous open is not SMC): keep the first.
-    slots_[s].last_ns = now_ns;
+    Session& ses = slots_[s];
+    if (is_client && ses.state != State::kSyn && ses.state != State::kSynAck) {
+      // The tuple is reused by a new connection (the old one ended without a FIN/RST we saw): start over.
+      const FiveTuple client = ses.client;
+      ses.~Session();
+      new (&ses) Session();
+      ses.client = client;
+      ses.client_vport = ev.in_vport;
+      ses.first_ns = now_ns;
+      ++counters_.created;
+    }
+    // Otherwise a retransmitted SYN, or a SYN the other way on a tracked tuple (simultaneous open is not
+    // SMC): keep the session.
+    ses.last_ns = now_ns;
     return;
   }
   if (s == kNone) {

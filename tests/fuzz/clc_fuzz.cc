@@ -1,5 +1,7 @@
 // libFuzzer target for the SMC CLC codec (dataplane/smc/clc.h): parse, probe, find_smc_option, identity and
-// build. Built and run by run_clc_fuzz.sh (clang, -fsanitize=fuzzer,address,undefined) from the seed corpus in
+// build; and the session table's reassembly (dataplane/smc/session_table.h): the input is sent as a client's
+// first data on a fresh connection, cut into two segments at a point the input chooses, and must end in the
+// same state as the codec says (Proposal -> proposal, Decline -> declined, anything else no progress). Built and run by run_clc_fuzz.sh (clang, -fsanitize=fuzzer,address,undefined) from the seed corpus in
 // tests/fuzz/clc_corpus (one file per message kind, written by tests/tools/smc_clc_pcap --corpus). ASan catches
 // any read outside the input (libFuzzer passes an exactly sized heap copy); the checks below catch results that
 // break the codec's documented guarantees.
@@ -11,6 +13,7 @@
 #include <span>
 
 #include "dataplane/smc/clc.h"
+#include "dataplane/smc/session_table.h"
 
 namespace {
 
@@ -28,6 +31,44 @@ Message b;
 Message c;
 uint8_t out[kMaxMsgLen];
 uint8_t again[kMaxMsgLen];
+
+// The input as the client's first bytes on a fresh connection, in two segments cut at `cut`.
+const Session* feed_session(const uint8_t* data, size_t size, size_t cut) {
+  static SessionTable table({.capacity = 2});
+  static Event ev;
+  FiveTuple c;
+  c.src[0] = 198;
+  c.src[1] = 18;
+  c.src[3] = 1;
+  c.dst[0] = 198;
+  c.dst[1] = 18;
+  c.dst[3] = 2;
+  c.sport = 40000;
+  c.dport = 5000;
+  ev.tuple = c;
+  ev.kind = EventKind::kRst;
+  table.apply(ev, 0);
+  check(table.size() == 0, "RST ends the session");
+  ev.kind = EventKind::kSynOption;
+  table.apply(ev, 0);
+  ev.tuple = c.reversed();
+  ev.kind = EventKind::kSynAckOption;
+  table.apply(ev, 0);
+  ev.tuple = c;
+  ev.kind = EventKind::kClc;
+  const size_t parts[2][2] = {{0, cut}, {cut, size}};
+  for (const auto& part : parts) {
+    const size_t n = part[1] - part[0];
+    if (n == 0) continue;
+    ev.seq = 1000 + static_cast<uint32_t>(part[0]);
+    ev.payload_len = static_cast<uint16_t>(n);
+    ev.copied = static_cast<uint16_t>(n < kEventClcBytes ? n : kEventClcBytes);
+    std::memcpy(ev.clc, data + part[0], ev.copied);
+    table.apply(ev, 1);
+  }
+  check(table.size() == 1, "one session");
+  return table.find(c);
+}
 
 }  // namespace
 
@@ -73,12 +114,38 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           "identity survives re-encoding");
   }
 
-  const TcpOptScan s = find_smc_option(in);
-  if (s.smc) {
-    check(s.offset + 6u <= size && data[s.offset] == kTcpOptKind && data[s.offset + 1] == kTcpOptLen &&
-              std::memcmp(data + s.offset + 2, kEyecatcherR, 4) == 0,
+  if (size <= 0xffff) {
+    const size_t cut = size == 0 ? 0 : (size * 7919 + (size > 0 ? data[size - 1] : 0)) % (size + 1);
+    const Session* ses = feed_session(data, size, cut);
+    check(ses != nullptr, "session tracked");
+    // A single valid message that fits in the copies: the table reaches the state the codec implies.
+    const bool fits = cut <= kEventClcBytes && size - cut <= kEventClcBytes;
+    if (ra.ok() && fits) {
+      check(ses->clc_messages == 1, "one message parsed");
+      switch (a.hdr.type) {
+        case MsgType::kProposal:
+          check(ses->state == State::kProposal, "proposal -> proposal state");
+          check(ses->version == a.hdr.version, "version");
+          check(ses->client_id.has_roce == identity(a).has_roce, "client identity");
+          break;
+        case MsgType::kDecline:
+          check(ses->state == State::kDeclined && ses->decline_code == a.decline.diag, "decline -> declined");
+          break;
+        default:
+          check(ses->state == State::kSynAck, "an accept/confirm from the client changes nothing");
+      }
+    }
+    // One invalid message filling the input (no second message after it): the table must not progress.
+    if (ra.status == Status::kInvalid && pr.kind == ProbeKind::kClc && pr.msg_len == size && fits)
+      check(ses->state == State::kSynAck || ses->state == State::kFallback, "invalid message: no progress");
+  }
+
+  const TcpOptScan o = find_smc_option(in);
+  if (o.smc) {
+    check(o.offset + 6u <= size && data[o.offset] == kTcpOptKind && data[o.offset + 1] == kTcpOptLen &&
+              std::memcmp(data + o.offset + 2, kEyecatcherR, 4) == 0,
           "SMC option where reported");
-    check(!s.malformed, "found means not malformed");
+    check(!o.malformed, "found means not malformed");
   }
   return 0;
 }

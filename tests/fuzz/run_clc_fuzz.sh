@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the SMC CLC codec: builds dataplane/smc/clc.cc + tests/fuzz/clc_fuzz.cc with clang
+# Fuzzes the SMC CLC codec and the session table's reassembly: builds dataplane/smc/{clc,session_table}.cc +
+# tests/fuzz/clc_fuzz.cc with clang
 # (-fsanitize=fuzzer,address,undefined; no DPDK) into a temporary directory and runs libFuzzer for a fixed time
 # from the seed corpus tests/fuzz/clc_corpus (copied: the repository is not written).
 #
@@ -42,7 +43,8 @@ fi
 flags=(-std=c++20 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
        -Wall -Wextra -Wpedantic -Werror -Wno-missing-field-initializers -I"$root")
 echo "run_clc_fuzz.sh: building in $work" >&2
-"$cxx" "${flags[@]}" "$root/dataplane/smc/clc.cc" "$root/tests/fuzz/clc_fuzz.cc" -o "$work/clc_fuzz"
+"$cxx" "${flags[@]}" "$root/dataplane/smc/clc.cc" "$root/dataplane/smc/session_table.cc" \
+  "$root/tests/fuzz/clc_fuzz.cc" -o "$work/clc_fuzz"
 
 mkdir -p "$work/corpus"
 cp "$seeds"/*.bin "$work/corpus/"

@@ -354,6 +354,28 @@ TEST(SmcSession, BoundedWithOverflowAndChurn) {
   EXPECT_EQ(n, 6u);
 }
 
+TEST(SmcSession, TupleReuseStartsOver) {
+  SessionTable t({.capacity = 4});
+  Conn c(40070);
+  open(t, c, 1);
+  t.apply(c.ev(EventKind::kSynOption, true), 2);  // a retransmitted SYN changes nothing
+  EXPECT_EQ(t.find(c.c)->state, State::kSynAck);
+  EXPECT_EQ(t.counters().created, 1u);
+  t.apply(c.data(true, encode(proposal(1, Path::kR))), 3);
+  t.apply(c.data(false, encode(decline(1, Path::kR, kDeclNoSmcDev))), 4);
+  EXPECT_EQ(t.find(c.c)->state, State::kDeclined);
+  // The same tuple opens again (no FIN/RST seen for the first connection): a fresh session.
+  t.apply(c.ev(EventKind::kSynOption, true), 10);
+  const Session* s = t.find(c.c);
+  EXPECT_EQ(s->state, State::kSyn);
+  EXPECT_EQ(s->decline_code, 0u);
+  EXPECT_EQ(s->clc_messages, 0u);
+  EXPECT_EQ(s->first_ns, 10u);
+  EXPECT_FALSE(s->stream[0].started);
+  EXPECT_EQ(t.counters().created, 2u);
+  EXPECT_EQ(t.size(), 1u);
+}
+
 TEST(SmcSession, Ipv6Tuple) {
   SessionTable t({.capacity = 4});
   FiveTuple c;
