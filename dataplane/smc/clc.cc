@@ -124,7 +124,8 @@ Result parse_proposal(const uint8_t* p, uint32_t end, Message& out) noexcept {
   if (v2_off == 0) return invalid(kV2ExtOffField, "proposal.v2_ext_offset (50): 0 while typev2 offers a v2 path");
   const uint32_t v2 = kV2ExtOffField + 2 + uint32_t{v2_off};
   if (v2 < pos) return invalid(kV2ExtOffField, "proposal.v2_ext_offset (50): v2 extension overlaps the IP area");
-  if (v2 + kV2ExtLen > end) return invalid(kV2ExtOffField, "proposal.v2_ext_offset (50): v2 extension past the trailer");
+  if (v2 + kV2ExtLen > end)
+    return invalid(kV2ExtOffField, "proposal.v2_ext_offset (50): v2 extension past the trailer");
   ProposalV2Ext& x = m.v2;
   x.eid_count = p[v2];
   x.ism_count = p[v2 + 1];
@@ -224,8 +225,9 @@ Result parse_accept_confirm(const uint8_t* p, uint32_t end, Message& out) noexce
   f.os_type = e[1] >> 4;
   f.release = e[1] & 0x0f;
   std::memcpy(f.hostname, e + 4, kHostnameLen);
-  // Release >= 1 needs the 52-byte v2.x form. At release 0 SMC-D sends 36 bytes; SMC-R 52 (Linux >= 6.5) or 36
-  // (earlier kernels, whose SMC-R Confirm then has 16 reserved bytes before the GID list count: same offset).
+  // Release >= 1 needs the 52-byte v2.x form. At release 0 SMC-D sends 36 bytes; SMC-R 52 (kernels with SMC
+  // v2.1) or 36 (older kernels, whose SMC-R Confirm then has 16 reserved bytes before the GID list count: the
+  // same offset).
   if (f.release >= 1 && fixed_end + kFceV2xLen > end)
     return invalid(fixed_end, "first_contact_ext: v2.x form (release >= 1) shorter than 52 bytes");
   f.v2x = f.release >= 1 || (r && fixed_end + kFceV2xLen <= end);
@@ -289,7 +291,8 @@ Result bad(const char* reason) noexcept { return fail(Status::kBadInput, 0, reas
 Result check_header(const Message& msg) noexcept {
   const Header& h = msg.hdr;
   if (h.version != 1 && h.version != 2) return bad("header.version: not 1 or 2");
-  if (static_cast<uint8_t>(h.typev1) > 3 || static_cast<uint8_t>(h.typev2) > 3) return bad("header.typev1/typev2: not 0-3");
+  if (static_cast<uint8_t>(h.typev1) > 3 || static_cast<uint8_t>(h.typev2) > 3)
+    return bad("header.typev1/typev2: not 0-3");
   return Result{};
 }
 

@@ -30,11 +30,11 @@
 //    with the same CHID (Linux writes the pair).
 //  - Accept/Confirm: typev1 R or D. v1: exactly 68 (R) / 48 (D) bytes. v2: >= 108 (R) / 78 (D); with the
 //    first-contact flag, the first-contact extension follows: 52 bytes (v2.x form) from release 1; at release 0
-//    36 bytes, or 52 for SMC-R (Linux >= 6.5 writes 52 for SMC-R; build() does when FirstContactExt::v2x is
-//    set, and always for an SMC-R Confirm). An SMC-R
-//    v2 Confirm with first contact then carries a GID list (count <= 8, 16 bytes each) at 52 bytes into the
-//    extension (older kernels put 16 reserved bytes after the 36-byte form: the same offset). Bytes between the
-//    last known field and the trailer are ignored (reserved).
+//    36 bytes, or 52 for SMC-R (kernels with SMC v2.1 support write 52 for SMC-R at any release; build() does
+//    when FirstContactExt::v2x is set, and always for an SMC-R Confirm). An SMC-R v2 Confirm with first contact
+//    then carries a GID list (count <= 8, 16 bytes each) at 52 bytes into the extension (older kernels put 16
+//    reserved bytes after the 36-byte form: the same offset). Bytes between the last known field and the
+//    trailer are ignored (reserved).
 //  - Decline: typev1 R or D; v1 exactly 28 bytes, v2 exactly 44 bytes.
 //  - Eyecatchers: header and trailer each "SMCR" (E2D4C3D9) or "SMCD" (E2D4C3C4), as Linux accepts; build()
 //    writes SMCD for SMC-D Accept/Confirm/Decline and SMCR otherwise.
@@ -217,7 +217,7 @@ struct Proposal {
 struct FirstContactExt {
   bool present = false;
   bool v2x = false;            // the 52-byte v2.x form (parse: seen; build: written if set or release >= 1 or
-                               // an SMC-R Confirm; Linux >= 6.5 writes it for every SMC-R message)
+                               // an SMC-R Confirm; kernels with SMC v2.1 write it for every SMC-R message)
   bool v2_direct = false;
   uint8_t os_type = 0;         // high nibble of byte 1
   uint8_t release = 0;         // low nibble of byte 1

@@ -1,10 +1,11 @@
 // libFuzzer target for the SMC CLC codec (dataplane/smc/clc.h): parse, probe, find_smc_option, identity and
 // build; and the session table's reassembly (dataplane/smc/session_table.h): the input is sent as a client's
 // first data on a fresh connection, cut into two segments at a point the input chooses, and must end in the
-// same state as the codec says (Proposal -> proposal, Decline -> declined, anything else no progress). Built and run by run_clc_fuzz.sh (clang, -fsanitize=fuzzer,address,undefined) from the seed corpus in
+// same state as the codec says (Proposal -> proposal, Decline -> declined, anything else no progress).
+// Built and run by run_clc_fuzz.sh (clang, -fsanitize=fuzzer,address,undefined) from the seed corpus in
 // tests/fuzz/clc_corpus (one file per message kind, written by tests/tools/smc_clc_pcap --corpus). ASan catches
 // any read outside the input (libFuzzer passes an exactly sized heap copy); the checks below catch results that
-// break the codec's documented guarantees.
+// break the documented guarantees.
 
 #include <cstdint>
 #include <cstdio>

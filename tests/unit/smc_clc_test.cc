@@ -409,7 +409,7 @@ TEST(SmcClc, BadProposalOffsetsAndCounts) {
   expect_invalid(mutated(b, 80 + 8 + 1, 1, out), 80 + 8 + 1, "nonzero but typev2 offers no SMC-D");
 }
 
-// Kernels before the v2.x first-contact form (Linux < 6.5) send SMC-R v2 release 0 with the 36-byte extension;
+// Kernels before the v2.x first-contact form (no SMC v2.1) send SMC-R v2 release 0 with the 36-byte extension;
 // their Confirm puts 16 reserved bytes before the GID list, whose count lands at the same offset as today's.
 TEST(SmcClc, OldSmcrFirstContactLayout) {
   Message m = accept_confirm(MsgType::kAccept, 2, Path::kR, true);
