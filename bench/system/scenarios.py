@@ -286,10 +286,11 @@ def plan(traffic_dir: str, opts: PlanOptions) -> list:
                                 rule_scaling(traffic_dir, 1000, 4, f), ["eswitch", "ovs", "testpmd-io"]))
 
     if "d" in want:
-        points.append(Point("d/64", "d", "vhost-user: a testpmd virtio_user guest replays 1 flow of 64 B into the "
-                            "system over vhost-user; the system forwards it to net_null",
-                            {"size": 64, "flows": 1, "rules": 1}, port_to_port(traffic_dir, 64, vhost=True),
-                            ["eswitch", "testpmd-io", "ovs"]))
+        for size in ([64] if short else [64, 1518]):
+            points.append(Point(f"d/{size}", "d", f"vhost-user: a testpmd virtio_user guest replays 1 flow of {size} B "
+                                "into the system over vhost-user; the system forwards it to net_null",
+                                {"size": size, "flows": 1, "rules": 1}, port_to_port(traffic_dir, size, vhost=True),
+                                ["eswitch", "testpmd-io", "ovs"]))
 
     if "e" in want:
         points.append(Point("e/64", "e", f"rule churn: 1000 rule changes/s during b ({b_vports} vports, {b_rules} "

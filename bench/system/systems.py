@@ -202,6 +202,10 @@ class Eswitch(System):
         f["vport_binding"] = not ({"ipv4", "spoofchk"} & unknown)
         f["tables"] = "tables" not in unknown
         f["probe_errors"] = r.stderr.strip() if r.returncode != 0 else ""
+        # eswitch's own vhost-user vports (rte_vhost, no ethdev): the embedded default config has one when the
+        # build knows `attach.vhost_user`; older builds are measured with DPDK's net_vhost ethdev.
+        default_cfg = subprocess.run([self.binary, "--print-default-config"], capture_output=True, text=True).stdout
+        f["vhost_user_attach"] = "vhost_user:" in default_cfg
         self._features = f
         return f
 
@@ -240,7 +244,10 @@ class Eswitch(System):
         y.append("vports:\n")
         for i, src in enumerate(s.sources):
             y.append(f"  - name: {src.name}\n")
-            if s.vhost:
+            attach = None
+            if s.vhost and f["vhost_user_attach"]:
+                attach = "{vhost_user: {socket: \"__VHOST__\", mode: server, queues: 1}}"
+            elif s.vhost:
                 devargs = "net_vhost0,iface=__VHOST__,queues=1"
             else:
                 devargs = f"net_pcap{i},rx_pcap={src.pcap},infinite_rx=1"
@@ -248,7 +255,7 @@ class Eswitch(System):
                 y.append(f"    hw_addr: {_yaml_str(src.mac)}\n    ipv4: [{_yaml_str(src.ipv4)}]\n    spoofchk: true\n")
             elif f["vport_binding"]:
                 y.append("    spoofchk: false\n")
-            y.append(f"    attach: {{devargs: {_yaml_str(devargs)}}}\n")
+            y.append(f"    attach: {attach}\n" if attach else f"    attach: {{devargs: {_yaml_str(devargs)}}}\n")
         if not s.rules:
             y.append("pipeline:\n  mode: cross_connect\n  cross_connect:\n")
             for src in s.sources:
