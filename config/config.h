@@ -62,6 +62,7 @@ struct VhostUserAttachment {
   std::string socket;   // absolute path of the unix socket
   bool client = false;  // server: eswitchd listens; client: eswitchd connects (and reconnects)
   uint16_t queues = 1;  // queue pairs, 1..8
+  std::string vdpa_device;  // non-empty: a hardware vDPA device (rte_vdpa name) serves the queues, not software
 };
 
 // How a port reaches DPDK: an ethdev from vdev devargs ("net_tap0,iface=eswup0") or a PCI address; a vport may

@@ -62,6 +62,7 @@ bool read_vhost_user(const Value& v, VhostUserAttachment& out) {
     m.required("socket", out.socket, checked_text(check_vhost_socket));
     m.optional("mode", out.client, read_vhost_mode);
     m.optional("queues", out.queues, Integer<uint16_t>{.min = 1, .max = kMaxVhostQueues});
+    m.optional("vdpa_device", out.vdpa_device, Text{.non_empty = true});
   });
 }
 

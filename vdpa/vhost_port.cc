@@ -1,6 +1,7 @@
 #include "vdpa/vhost_port.h"
 
 #include <rte_pause.h>
+#include <rte_vdpa.h>
 #include <rte_vhost.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -115,6 +116,9 @@ VhostUserArgs parse_vhost_user_args(const std::string& devargs) {
       if (v == "server") a.client = false;
       else if (v == "client") a.client = true;
       else throw dp::Error(fmt::format("vhost_user: mode '{}' is not server or client", v));
+    } else if (k == "vdpa") {
+      if (v.empty()) throw dp::Error("vhost_user: vdpa needs a device name");
+      a.vdpa = v;
     } else if (k == "queues") {
       char* e = nullptr;
       const long n = std::strtol(v.c_str(), &e, 10);
@@ -137,7 +141,8 @@ VhostUserArgs parse_vhost_user_args(const std::string& devargs) {
 }
 
 std::string format_vhost_user_args(const VhostUserArgs& a) {
-  return fmt::format("socket={},mode={},queues={}", a.socket, a.client ? "client" : "server", a.queues);
+  return fmt::format("socket={},mode={},queues={}{}", a.socket, a.client ? "client" : "server", a.queues,
+                     a.vdpa.empty() ? "" : ",vdpa=" + a.vdpa);
 }
 
 VhostUserPort::~VhostUserPort() { close(); }
@@ -207,6 +212,18 @@ void VhostUserPort::open(const dp::PortSpec& spec, uint16_t index, rte_mempool* 
     const uint64_t wanted = bit(kFVersion1) | bit(kFMrgRxbuf) | bit(kFMq);
     if ((offered_ & wanted) != wanted) {
       fail(fmt::format("rte_vhost does not offer VERSION_1, MRG_RXBUF and MQ (0x{:x})", offered_));
+    }
+    if (!args_.vdpa.empty()) {
+      // Hardware vDPA: the device serves the virtqueues; the switch only manages the socket's life.
+      rte_vdpa_device* dev = rte_vdpa_find_device_by_name(args_.vdpa.c_str());
+      if (dev == nullptr) {
+        fail(fmt::format("no vDPA device named '{}' on this host (a hardware vDPA device exists once its driver "
+                         "probed it, e.g. an mlx5 VF/SF given to the EAL with class=vdpa)",
+                         args_.vdpa));
+      }
+      if (rte_vhost_driver_attach_vdpa_device(args_.socket.c_str(), dev) != 0) {
+        fail(fmt::format("rte_vhost_driver_attach_vdpa_device refused vDPA device '{}'", args_.vdpa));
+      }
     }
     if (rte_vhost_driver_callback_register(args_.socket.c_str(), &kOps) != 0) fail("cannot register the callbacks");
     // Listening (server) or connecting (client) starts here so that a bad socket is an error of this port's
@@ -433,6 +450,11 @@ dp::PeerStatus VhostUserPort::peer_status() const {
 }
 
 dp::PortIo VhostUserPort::io() const noexcept {
+  if (!args_.vdpa.empty()) {
+    // The vDPA device moves the guest's packets itself: nothing for the workers to poll or send here.
+    constexpr dp::BurstFn none = [](void*, uint16_t, rte_mbuf**, uint16_t) noexcept -> uint16_t { return 0; };
+    return dp::PortIo::burst_fns(none, none, const_cast<VhostUserPort*>(this), args_.queues, nullptr);
+  }
   return dp::PortIo::burst_fns(&VhostUserPort::rx_burst, &VhostUserPort::tx_burst, const_cast<VhostUserPort*>(this),
                                args_.queues,
                                txq_locks_.empty() ? nullptr : const_cast<rte_spinlock_t*>(txq_locks_.data()));

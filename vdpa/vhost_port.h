@@ -18,7 +18,11 @@
 //  a worker marks its queue busy, then reads the vid; the callback clears the vid, then reads the marks).
 //
 // devargs (canonical, written by the switch's plan from the config's `attach.vhost_user`):
-//   "socket=/abs/path,mode=server|client,queues=N"   (N in 1..kMaxQueues)
+//   "socket=/abs/path,mode=server|client,queues=N[,vdpa=NAME]"   (N in 1..kMaxQueues)
+//
+// vdpa=NAME: a hardware vDPA device (an rte_vdpa device probed by its driver: mlx5, ifc, sfc) is attached to the
+// socket with rte_vhost_driver_attach_vdpa_device; the device moves the guest's descriptors itself, so the port
+// has no software queues (its bursts are empty). No such device: open() fails naming it.
 //
 // Features: VERSION_1, MRG_RXBUF, MQ, CTRL_VQ (processed by the front-end: QEMU / virtio_user), EVENT_IDX,
 // RING_PACKED, IN_ORDER, INDIRECT_DESC, as rte_vhost offers them; checksum and TSO offloads are disabled in this
@@ -43,6 +47,7 @@ struct VhostUserArgs {
   std::string socket;
   bool client = false;  // false: eswitchd listens (server), true: eswitchd connects (and reconnects)
   uint16_t queues = 1;
+  std::string vdpa;  // non-empty: attach this hardware vDPA device (rte_vdpa name) instead of the software engine
 };
 
 // Parses the canonical devargs; throws dp::Error naming what is wrong.

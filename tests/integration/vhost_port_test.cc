@@ -411,6 +411,24 @@ TEST(VhostPortErrors, SocketInUseIsRefusedAndKept) {
   std::filesystem::remove(path);
 }
 
+// Hardware vDPA: a device that does not exist is named in the error (this host has no vDPA device).
+TEST(VhostPortErrors, MissingVdpaDeviceIsNamed) {
+  esw::cfg::Config c = base_config();
+  c.vports.push_back(vhost_vport("vm1", socket_dir() + "/vdpa.sock", 1));
+  c.vports.back().attach.vhost_user->vdpa_device = "esw-no-such-vdpa";
+  try {
+    esw::dp::Switch sw(c);
+    FAIL() << "a vDPA device that does not exist was accepted";
+  } catch (const esw::dp::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no vDPA device named 'esw-no-such-vdpa'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("vm1"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(esw::vdpa::parse_vhost_user_args("socket=/a.sock,vdpa=0000:3b:00.2").vdpa, "0000:3b:00.2");
+  EXPECT_EQ(esw::vdpa::format_vhost_user_args(esw::vdpa::parse_vhost_user_args("socket=/a.sock,vdpa=x")),
+            "socket=/a.sock,mode=server,queues=1,vdpa=x");
+  EXPECT_THROW(esw::vdpa::parse_vhost_user_args("socket=/a.sock,vdpa="), esw::dp::Error);
+}
+
 TEST(VhostPortErrors, DevargsAreChecked) {
   EXPECT_THROW(esw::vdpa::parse_vhost_user_args("socket=relative.sock"), esw::dp::Error);
   EXPECT_THROW(esw::vdpa::parse_vhost_user_args("socket=/a.sock,queues=9"), esw::dp::Error);
