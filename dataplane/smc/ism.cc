@@ -23,6 +23,8 @@ uint64_t random_u64() {
   return v;
 }
 
+constexpr size_t kPage = 4096;  // the first page holds the CDC header; DMBs are >= 16 KiB
+
 Result fail(Err e, const char* reason, int sys_errno = 0) { return Result{e, reason, sys_errno}; }
 
 bool valid_size(uint64_t size) {
@@ -176,9 +178,14 @@ Result Service::register_dmb(const Requester& req, uint32_t writer_vport, uint64
 
 void Service::revoke(std::map<uint64_t, Dmb>::iterator it) {
   Dmb& d = it->second;
-  // Zero what the tenants shared (and free the pages): mappings that survive see zeros, the data does not.
-  if (fallocate(d.rw_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(d.size)) != 0)
-    std::memset(d.map, 0, d.size);
+  // Zero what the tenants shared (and free the pages): mappings that survive see zeros, the data does not. The
+  // abort flag is set first and kept, so a tenant still reading sees "connection aborted", never a zeroed
+  // cursor that would look like a protocol violation.
+  std::atomic_ref<uint8_t>(d.map[kCdcConsFlagsOffset]).store(kCdcStateAbort);
+  std::memset(d.map, 0, kCdcConsFlagsOffset);
+  std::memset(d.map + kCdcConsFlagsOffset + 1, 0, kPage - kCdcConsFlagsOffset - 1);
+  if (fallocate(d.rw_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, kPage, static_cast<off_t>(d.size - kPage)) != 0)
+    std::memset(d.map + kPage, 0, d.size - kPage);
   counters_.bytes_zeroed += d.size;
   raise(d.event_fd);  // whoever waits on it (the owner's other threads, a writer) wakes and sees the end
   munmap(d.map, d.size);

@@ -9,7 +9,7 @@
 //    writer (or the owner itself); any other vport, or an unknown token, gets an error naming the reason;
 //  - the owner's view is read-only (the fd is reopened O_RDONLY), the writer's is read-write;
 //  - unregister, the end of the registering client (tenant death), or removal of either vport revokes the
-//    grants and zeroes the buffer; a writer whose owner ended is told through the CDC header it writes (abort
+//    grants and zeroes the buffer (all but the CDC abort flag, which it sets); a writer whose owner ended is told through the CDC header it writes (abort
 //    flag set in the peer's DMB by the service) and the DMB's eventfd is signalled so nobody waits forever;
 //  - per-vport limits on DMB count and bytes.
 // Revocation cannot unmap what a tenant already mapped: a revoked tenant keeps its mapping of a zeroed buffer

@@ -343,7 +343,7 @@ ssize_t esw_smcd_send(esw_smcd_stream* st, const void* buf, size_t len) {
     // The peer's consumer cursor: how far it has read of the ring we write; never ahead of what we sent, never
     // more than a ring behind.
     uint64_t inflight;
-    if (!behind(cons, st->sent, st->ring_peer, &inflight))
+    if (!behind(cons, st->sent, st->ring_peer, &inflight) || inflight > st->sent)
       return fail_stream(st, set_err(-EPROTO, "esw_smcd_send: peer's consumer cursor is outside the ring, ahead of "
                                               "what was sent or more than a ring behind"));
     uint64_t space = st->ring_peer - inflight;
@@ -429,7 +429,9 @@ static int end_stream(esw_smcd_stream* st, uint8_t flags) {
   st->state_flags |= flags;
   publish(st);
   signal_fd(st->peer->event_fd);
+  // The peer's DMB may be gone already (the peer closed, died or its vport was removed): not an error here.
   int r1 = esw_smc_release_dmb(st->s, st->peer);
+  if (r1 == -ENOENT) r1 = 0;
   int r2 = esw_smc_release_dmb(st->s, st->own);
   delete st;
   return r1 ? r1 : r2;
