@@ -119,6 +119,7 @@ struct esw_smcd_stream {
   uint8_t prod_flags = 0, state_flags = 0;
   int err = 0;            // sticky
   int timeout_ms = 0;
+  int spin = kSpin;
 };
 
 namespace {
@@ -324,6 +325,8 @@ int esw_smcd_stream_open(esw_smc* s, esw_smc_dmb* own, uint64_t peer_token, esw_
   return 0;
 }
 
+void esw_smcd_set_spin(esw_smcd_stream* st, int spins) { st->spin = spins < 0 ? 0 : spins; }
+
 void esw_smcd_set_timeout_ms(esw_smcd_stream* st, int timeout_ms) { st->timeout_ms = timeout_ms; }
 
 ssize_t esw_smcd_send(esw_smcd_stream* st, const void* buf, size_t len) {
@@ -348,7 +351,7 @@ ssize_t esw_smcd_send(esw_smcd_stream* st, const void* buf, size_t len) {
                                               "what was sent or more than a ring behind"));
     uint64_t space = st->ring_peer - inflight;
     if (space == 0) {
-      if (spins++ < kSpin) {
+      if (spins++ < st->spin) {
         __builtin_ia32_pause();
         continue;
       }
@@ -407,7 +410,7 @@ ssize_t esw_smcd_recv(esw_smcd_stream* st, void* buf, size_t len) {
       return static_cast<ssize_t>(n);
     }
     if (cons.state_flags & (kStateDoneWriting | kStateClosed)) return 0;
-    if (spins++ < kSpin) {
+    if (spins++ < st->spin) {
       __builtin_ia32_pause();
       continue;
     }
