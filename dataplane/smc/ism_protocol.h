@@ -1,0 +1,46 @@
+#pragma once
+// The ISM endpoint protocol (one unix SOCK_SEQPACKET socket per vport, see ism_server.h): fixed-layout binary
+// messages in host byte order (the socket is local), one request -> one reply, matched by id. The server accepts
+// only messages of exactly sizeof(Request) with version kVersion and no file descriptors; it answers with
+// exactly sizeof(Reply) and, for register/attach, two fds by SCM_RIGHTS: the DMB memfd and its eventfd.
+// Shared by the server and the tenant library (tenant/); header-only, C++ and C-compatible layout.
+
+#include <cstdint>
+
+namespace esw::smc::ism::proto {
+
+inline constexpr uint16_t kVersion = 1;
+
+enum Op : uint16_t {
+  kHello = 1,       // -> a = gid, b = gid_ext, c = chid | vport << 32
+  kRegister = 2,    // a = size, b = writer's gid, c = writer's gid_ext -> a = token, b = size; fds: memfd (O_RDONLY), eventfd
+  kUnregister = 3,  // a = token
+  kAttach = 4,      // a = token -> a = token, b = size; fds: memfd (O_RDWR for the writer), eventfd
+  kDetach = 5,      // a = token
+  kSignal = 6,      // a = token: raise the DMB's eventfd
+  kQueryGid = 7,    // a = gid, b = gid_ext -> status 0 when a local vport has it
+};
+
+struct Request {
+  uint16_t version;
+  uint16_t op;
+  uint32_t id;
+  uint64_t a, b, c;
+};
+static_assert(sizeof(Request) == 32);
+
+struct Reply {
+  uint16_t version;
+  uint16_t op;
+  uint32_t id;
+  int32_t status;  // 0 or -errno: EPROTO bad request, EINVAL field, ENODEV vport, ENOSPC limit, ENOENT token,
+                   // EACCES not granted, other: system error
+  uint8_t err;     // esw::smc::ism::Err
+  uint8_t nfds;
+  uint16_t reserved;
+  uint64_t a, b, c;
+  char reason[96];  // NUL-terminated
+};
+static_assert(sizeof(Reply) == 136);
+
+}  // namespace esw::smc::ism::proto

@@ -1,0 +1,446 @@
+// The tenant library (esw_smc.h). Speaks dataplane/smc/ism_protocol.h to the vport's endpoint; the byte stream
+// follows the SMC-D CDC layout (shared/design/SMC-NOTES.md). No exceptions cross the C API.
+
+#include "dataplane/smc/tenant/esw_smc.h"
+
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <algorithm>
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <new>
+
+#include "dataplane/smc/ism_protocol.h"
+
+namespace proto = esw::smc::ism::proto;
+
+namespace {
+
+thread_local char g_err[160] = "";
+
+int set_err(int status, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+int set_err(int status, const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(g_err, sizeof g_err, fmt, ap);
+  va_end(ap);
+  return status;
+}
+
+constexpr size_t kHdr = 32;
+constexpr uint8_t kCdcType = 0xFE;
+constexpr uint8_t kProdWriteBlocked = 0x80;
+constexpr uint8_t kStateDoneWriting = 0x80;
+constexpr uint8_t kStateClosed = 0x40;
+constexpr uint8_t kStateAbort = 0x20;
+constexpr int kSpin = 200;
+
+struct Cursor {
+  uint16_t wrap;
+  uint32_t count;
+  uint8_t prod_flags;
+  uint8_t state_flags;
+};
+
+uint64_t encode(uint64_t pos, uint64_t ring, uint8_t prod_flags, uint8_t state_flags) {
+  uint64_t wrap = (pos / ring) & 0xFFFF, count = pos % ring;
+  return wrap | (count << 16) | (static_cast<uint64_t>(prod_flags) << 48) | (static_cast<uint64_t>(state_flags) << 56);
+}
+
+Cursor decode(uint64_t w) {
+  return Cursor{static_cast<uint16_t>(w), static_cast<uint32_t>(w >> 16), static_cast<uint8_t>(w >> 48),
+                static_cast<uint8_t>(w >> 56)};
+}
+
+uint64_t load_word(const uint8_t* map, size_t off) {
+  return std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(const_cast<uint8_t*>(map) + off))
+      .load(std::memory_order_acquire);
+}
+
+void store_word(uint8_t* map, size_t off, uint64_t v) {
+  std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(map + off)).store(v, std::memory_order_release);
+}
+
+// Distance from `mine` (a local byte position) to the peer's cursor, modulo the cursor space (65536 wraps of the
+// ring). Returns false when the cursor is not a valid position or is more than a ring ahead.
+bool distance(const Cursor& c, uint64_t mine, uint64_t ring, uint64_t* out) {
+  if (c.count >= ring) return false;
+  const uint64_t space = ring * 65536;
+  uint64_t theirs = static_cast<uint64_t>(c.wrap) * ring + c.count;
+  uint64_t d = (theirs + space - mine % space) % space;
+  if (d > ring) return false;
+  *out = d;
+  return true;
+}
+
+// How far the peer's cursor is behind `mine` (same checks as distance(), other direction).
+bool behind(const Cursor& c, uint64_t mine, uint64_t ring, uint64_t* out) {
+  if (c.count >= ring) return false;
+  const uint64_t space = ring * 65536;
+  uint64_t theirs = static_cast<uint64_t>(c.wrap) * ring + c.count;
+  uint64_t d = (mine % space + space - theirs) % space;
+  if (d > ring) return false;
+  *out = d;
+  return true;
+}
+
+}  // namespace
+
+struct esw_smc {
+  int fd = -1;
+  uint32_t next_id = 1;
+};
+
+struct esw_smc_dmb {
+  uint64_t token = 0;
+  uint64_t size = 0;
+  uint8_t* map = nullptr;
+  int mem_fd = -1;
+  int event_fd = -1;
+  bool own = false;
+};
+
+struct esw_smcd_stream {
+  esw_smc* s = nullptr;
+  esw_smc_dmb* own = nullptr;   // the peer writes here; we read
+  esw_smc_dmb* peer = nullptr;  // we write here
+  uint64_t ring_own = 0, ring_peer = 0;
+  uint64_t sent = 0;      // bytes produced into the peer's ring
+  uint64_t received = 0;  // bytes consumed from our ring
+  uint8_t prod_flags = 0, state_flags = 0;
+  int err = 0;            // sticky
+  int timeout_ms = 0;
+  int spin = kSpin;
+};
+
+namespace {
+
+int rpc(esw_smc* s, uint16_t op, uint64_t a, uint64_t b, uint64_t c, proto::Reply* rp, int fds[2]) {
+  proto::Request rq{proto::kVersion, op, s->next_id++, a, b, c};
+  if (send(s->fd, &rq, sizeof rq, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof rq))
+    return set_err(-errno ? -errno : -EIO, "esw_smc: request to the ISM endpoint failed: %s", std::strerror(errno));
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 2)];
+  iovec iov{rp, sizeof *rp};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = cbuf;
+  mh.msg_controllen = sizeof cbuf;
+  ssize_t n;
+  do n = recvmsg(s->fd, &mh, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  int got[2] = {-1, -1};
+  for (cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+    if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len == CMSG_LEN(sizeof got))
+      std::memcpy(got, CMSG_DATA(cm), sizeof got);
+  auto drop = [&] {
+    for (int f : got)
+      if (f >= 0) close(f);
+  };
+  if (n == 0) return drop(), set_err(-ECONNRESET, "esw_smc: the ISM endpoint closed the connection");
+  if (n < 0) return drop(), set_err(-errno, "esw_smc: reading the ISM reply failed: %s", std::strerror(errno));
+  if (n != static_cast<ssize_t>(sizeof *rp) || rp->version != proto::kVersion || rp->id != rq.id || rp->op != op)
+    return drop(), set_err(-EPROTO, "esw_smc: malformed reply from the ISM endpoint");
+  rp->reason[sizeof rp->reason - 1] = 0;
+  if (rp->status != 0) return drop(), set_err(rp->status, "%s", rp->reason);
+  if (fds) {
+    if (rp->nfds != 2 || got[0] < 0 || got[1] < 0)
+      return drop(), set_err(-EPROTO, "esw_smc: reply without the DMB's file descriptors");
+    fds[0] = got[0], fds[1] = got[1];
+  } else {
+    drop();
+  }
+  return 0;
+}
+
+int map_dmb(const proto::Reply& rp, int fds[2], bool own, esw_smc_dmb** out) {
+  struct stat st{};
+  if (fstat(fds[0], &st) != 0 || static_cast<uint64_t>(st.st_size) != rp.b || rp.b <= kHdr) {
+    close(fds[0]), close(fds[1]);
+    return set_err(-EPROTO, "esw_smc: DMB size from the service does not match its memfd");
+  }
+  void* m = mmap(nullptr, rp.b, own ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+  if (m == MAP_FAILED) {
+    int e = errno;
+    close(fds[0]), close(fds[1]);
+    return set_err(-e, "esw_smc: mmap of the DMB failed: %s", std::strerror(e));
+  }
+  auto* d = new (std::nothrow) esw_smc_dmb{rp.a, rp.b, static_cast<uint8_t*>(m), fds[0], fds[1], own};
+  if (!d) {
+    munmap(m, rp.b);
+    close(fds[0]), close(fds[1]);
+    return set_err(-ENOMEM, "esw_smc: out of memory");
+  }
+  *out = d;
+  return 0;
+}
+
+void signal_fd(int fd) {
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = write(fd, &one, sizeof one);
+}
+
+void publish(esw_smcd_stream* st) {
+  uint8_t* p = st->peer->map;
+  p[0] = kCdcType;
+  store_word(p, 8, encode(st->sent, st->ring_peer, 0, 0));
+  store_word(p, 16, encode(st->received, st->ring_own, st->prod_flags, st->state_flags));
+}
+
+int64_t now_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+// Sleeps until our DMB's eventfd fires (or 100 ms pass); -ECONNRESET when the endpoint hung up.
+int wait_event(esw_smcd_stream* st) {
+  pollfd p[2] = {{st->own->event_fd, POLLIN, 0}, {st->s->fd, POLLRDHUP, 0}};
+  int n = poll(p, 2, 100);
+  if (n > 0 && (p[1].revents & (POLLHUP | POLLRDHUP | POLLERR)))
+    return set_err(-ECONNRESET, "esw_smc: the ISM endpoint went away (eswitchd stopped or vport removed)");
+  if (n > 0 && (p[0].revents & POLLIN)) {
+    uint64_t v;
+    [[maybe_unused]] ssize_t r = read(st->own->event_fd, &v, sizeof v);
+  }
+  return 0;
+}
+
+int fail_stream(esw_smcd_stream* st, int status) {
+  st->err = status;
+  return status;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* esw_smc_last_error(void) { return g_err; }
+
+int esw_smc_open(const char* path, esw_smc** out) {
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  if (!path || std::strlen(path) >= sizeof sa.sun_path) return set_err(-EINVAL, "esw_smc_open: path too long");
+  std::strcpy(sa.sun_path, path);
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return set_err(-errno, "esw_smc_open: socket: %s", std::strerror(errno));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    int e = errno;
+    close(fd);
+    return set_err(-e, "esw_smc_open: connect %s: %s", path, std::strerror(e));
+  }
+  auto* s = new (std::nothrow) esw_smc{fd, 1};
+  if (!s) return close(fd), set_err(-ENOMEM, "esw_smc_open: out of memory");
+  *out = s;
+  return 0;
+}
+
+void esw_smc_close(esw_smc* s) {
+  if (!s) return;
+  close(s->fd);
+  delete s;
+}
+
+int esw_smc_gid(esw_smc* s, uint64_t* gid, uint64_t* gid_ext, uint16_t* chid) {
+  proto::Reply rp{};
+  int r = rpc(s, proto::kHello, 0, 0, 0, &rp, nullptr);
+  if (r) return r;
+  if (gid) *gid = rp.a;
+  if (gid_ext) *gid_ext = rp.b;
+  if (chid) *chid = static_cast<uint16_t>(rp.c);
+  return 0;
+}
+
+int esw_smc_query_gid(esw_smc* s, uint64_t gid, uint64_t gid_ext) {
+  proto::Reply rp{};
+  return rpc(s, proto::kQueryGid, gid, gid_ext, 0, &rp, nullptr);
+}
+
+int esw_smc_register_dmb(esw_smc* s, uint64_t size, uint64_t peer_gid, uint64_t peer_gid_ext, esw_smc_dmb** out) {
+  proto::Reply rp{};
+  int fds[2];
+  int r = rpc(s, proto::kRegister, size, peer_gid, peer_gid_ext, &rp, fds);
+  if (r) return r;
+  r = map_dmb(rp, fds, true, out);
+  if (r) {
+    proto::Reply ignored{};
+    rpc(s, proto::kUnregister, rp.a, 0, 0, &ignored, nullptr);
+  }
+  return r;
+}
+
+int esw_smc_attach_dmb(esw_smc* s, uint64_t token, esw_smc_dmb** out) {
+  proto::Reply rp{};
+  int fds[2];
+  int r = rpc(s, proto::kAttach, token, 0, 0, &rp, fds);
+  if (r) return r;
+  return map_dmb(rp, fds, false, out);
+}
+
+int esw_smc_release_dmb(esw_smc* s, esw_smc_dmb* d) {
+  if (!d) return 0;
+  proto::Reply rp{};
+  int r = rpc(s, d->own ? proto::kUnregister : proto::kDetach, d->token, 0, 0, &rp, nullptr);
+  munmap(d->map, d->size);
+  close(d->mem_fd);
+  close(d->event_fd);
+  delete d;
+  return r;
+}
+
+uint64_t esw_smc_dmb_token(const esw_smc_dmb* d) { return d->token; }
+uint64_t esw_smc_dmb_size(const esw_smc_dmb* d) { return d->size; }
+void* esw_smc_dmb_data(esw_smc_dmb* d) { return d->map; }
+int esw_smc_dmb_signal(esw_smc_dmb* d) {
+  signal_fd(d->event_fd);
+  return 0;
+}
+
+int esw_smcd_stream_open(esw_smc* s, esw_smc_dmb* own, uint64_t peer_token, esw_smcd_stream** out) {
+  if (!own || !own->own) return set_err(-EINVAL, "esw_smcd_stream_open: `own` must be a DMB this process registered");
+  esw_smc_dmb* peer = nullptr;
+  int r = esw_smc_attach_dmb(s, peer_token, &peer);
+  if (r) return r;
+  auto* st = new (std::nothrow) esw_smcd_stream{};
+  if (!st) {
+    esw_smc_release_dmb(s, peer);
+    return set_err(-ENOMEM, "esw_smcd_stream_open: out of memory");
+  }
+  st->s = s;
+  st->own = own;
+  st->peer = peer;
+  st->ring_own = own->size - kHdr;
+  st->ring_peer = peer->size - kHdr;
+  publish(st);
+  *out = st;
+  return 0;
+}
+
+void esw_smcd_set_spin(esw_smcd_stream* st, int spins) { st->spin = spins < 0 ? 0 : spins; }
+
+void esw_smcd_set_timeout_ms(esw_smcd_stream* st, int timeout_ms) { st->timeout_ms = timeout_ms; }
+
+ssize_t esw_smcd_send(esw_smcd_stream* st, const void* buf, size_t len) {
+  if (st->err) return st->err;
+  if (st->state_flags & (kStateDoneWriting | kStateClosed))
+    return set_err(-EPIPE, "esw_smcd_send: this side has shut down writing");
+  const auto* src = static_cast<const uint8_t*>(buf);
+  size_t done = 0;
+  int spins = 0;
+  int64_t deadline = st->timeout_ms > 0 ? now_ms() + st->timeout_ms : 0;
+  while (done < len) {
+    Cursor cons = decode(load_word(st->own->map, 16));
+    if (cons.state_flags & kStateAbort)
+      return fail_stream(st, set_err(-ECONNRESET, "esw_smcd_send: the peer aborted or went away"));
+    if (cons.state_flags & kStateClosed)
+      return fail_stream(st, set_err(-EPIPE, "esw_smcd_send: the peer closed the connection"));
+    // The peer's consumer cursor: how far it has read of the ring we write; never ahead of what we sent, never
+    // more than a ring behind.
+    uint64_t inflight;
+    if (!behind(cons, st->sent, st->ring_peer, &inflight) || inflight > st->sent)
+      return fail_stream(st, set_err(-EPROTO, "esw_smcd_send: peer's consumer cursor is outside the ring, ahead of "
+                                              "what was sent or more than a ring behind"));
+    uint64_t space = st->ring_peer - inflight;
+    if (space == 0) {
+      if (spins++ < st->spin) {
+        __builtin_ia32_pause();
+        continue;
+      }
+      if (!(st->prod_flags & kProdWriteBlocked)) {
+        st->prod_flags |= kProdWriteBlocked;
+        publish(st);
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        continue;  // re-check after announcing, so a consumer update in between is not missed
+      }
+      if (deadline && now_ms() > deadline)
+        return set_err(-ETIMEDOUT, "esw_smcd_send: no space in the peer's DMB within the timeout");
+      int w = wait_event(st);
+      if (w) return fail_stream(st, w);
+      continue;
+    }
+    spins = 0;
+    st->prod_flags &= static_cast<uint8_t>(~kProdWriteBlocked);
+    uint64_t n = std::min<uint64_t>(space, len - done);
+    uint64_t off = st->sent % st->ring_peer;
+    uint64_t first = std::min<uint64_t>(n, st->ring_peer - off);
+    std::memcpy(st->peer->map + kHdr + off, src + done, first);
+    if (n > first) std::memcpy(st->peer->map + kHdr, src + done + first, n - first);
+    st->sent += n;
+    done += n;
+    publish(st);
+    signal_fd(st->peer->event_fd);
+  }
+  return static_cast<ssize_t>(done);
+}
+
+ssize_t esw_smcd_recv(esw_smcd_stream* st, void* buf, size_t len) {
+  if (st->err) return st->err;
+  if (len == 0) return 0;
+  auto* dst = static_cast<uint8_t*>(buf);
+  int spins = 0;
+  int64_t deadline = st->timeout_ms > 0 ? now_ms() + st->timeout_ms : 0;
+  for (;;) {
+    Cursor prod = decode(load_word(st->own->map, 8));
+    Cursor cons = decode(load_word(st->own->map, 16));
+    if (cons.state_flags & kStateAbort)
+      return fail_stream(st, set_err(-ECONNRESET, "esw_smcd_recv: the peer aborted or went away"));
+    uint64_t avail;
+    if (!distance(prod, st->received, st->ring_own, &avail))
+      return fail_stream(st, set_err(-EPROTO, "esw_smcd_recv: peer's producer cursor is outside the ring or more "
+                                              "than a ring ahead"));
+    if (avail > 0) {
+      uint64_t n = std::min<uint64_t>(avail, len);
+      uint64_t off = st->received % st->ring_own;
+      uint64_t first = std::min<uint64_t>(n, st->ring_own - off);
+      std::memcpy(dst, st->own->map + kHdr + off, first);
+      if (n > first) std::memcpy(dst + first, st->own->map + kHdr, n - first);
+      st->received += n;
+      publish(st);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (decode(load_word(st->own->map, 16)).prod_flags & kProdWriteBlocked) signal_fd(st->peer->event_fd);
+      return static_cast<ssize_t>(n);
+    }
+    if (cons.state_flags & (kStateDoneWriting | kStateClosed)) return 0;
+    if (spins++ < st->spin) {
+      __builtin_ia32_pause();
+      continue;
+    }
+    if (deadline && now_ms() > deadline)
+      return set_err(-ETIMEDOUT, "esw_smcd_recv: no data within the timeout");
+    int w = wait_event(st);
+    if (w) return fail_stream(st, w);
+  }
+}
+
+int esw_smcd_shutdown(esw_smcd_stream* st) {
+  st->state_flags |= kStateDoneWriting;
+  publish(st);
+  signal_fd(st->peer->event_fd);
+  return 0;
+}
+
+static int end_stream(esw_smcd_stream* st, uint8_t flags) {
+  st->state_flags |= flags;
+  publish(st);
+  signal_fd(st->peer->event_fd);
+  // The peer's DMB may be gone already (the peer closed, died or its vport was removed): not an error here.
+  int r1 = esw_smc_release_dmb(st->s, st->peer);
+  if (r1 == -ENOENT) r1 = 0;
+  int r2 = esw_smc_release_dmb(st->s, st->own);
+  delete st;
+  return r1 ? r1 : r2;
+}
+
+int esw_smcd_close(esw_smcd_stream* st) { return end_stream(st, kStateDoneWriting | kStateClosed); }
+int esw_smcd_abort(esw_smcd_stream* st) { return end_stream(st, kStateAbort); }
+
+}  // extern "C"

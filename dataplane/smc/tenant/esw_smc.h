@@ -1,0 +1,82 @@
+/* esw_smc.h: the eswitch SMC-D tenant library (C API; C++ callers use it as is).
+ *
+ * A tenant process connects to its vport's ISM endpoint (a unix socket eswitchd creates per vport), learns the
+ * vport's GID, registers a DMB (shared buffer) that one peer vport may write, attaches the peer's DMB, and moves
+ * a byte stream over the two DMBs with the SMC-D CDC layout: each DMB starts with a 32-byte CDC header written
+ * only by the peer (type 0xFE; producer cursor at 8 = how far the peer has written into this DMB's ring;
+ * consumer cursor at 16 = how far the peer has consumed of the ring it owns; cursors are {u16 wrap, u32 count,
+ * u8 prod flags, u8 conn state flags}, flags taken from the consumer cursor as Linux does), then the ring.
+ * The peer is signalled through its DMB's eventfd.
+ *
+ * Everything the peer writes is untrusted: a cursor outside the ring or claiming more than the ring holds ends
+ * the stream with -EPROTO; the library never reads or writes outside the mapped buffers.
+ *
+ * The CLC handshake (which tells each side the other's GID and DMB token) is not part of this library yet: the
+ * caller exchanges GIDs and tokens (esw_smc_gid, esw_smc_dmb_token).
+ *
+ * Errors: functions return 0 / a byte count, or -errno; esw_smc_last_error() names the reason (thread-local).
+ * A handle is used by one thread at a time.
+ */
+#ifndef ESW_SMC_H
+#define ESW_SMC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct esw_smc esw_smc;           /* a connection to the vport's ISM endpoint */
+typedef struct esw_smc_dmb esw_smc_dmb;   /* a DMB this process owns or writes */
+typedef struct esw_smcd_stream esw_smcd_stream;
+
+#define ESW_SMC_EXPORT __attribute__((visibility("default")))
+
+ESW_SMC_EXPORT const char* esw_smc_last_error(void);
+
+ESW_SMC_EXPORT int esw_smc_open(const char* endpoint_path, esw_smc** out);
+ESW_SMC_EXPORT void esw_smc_close(esw_smc* s);
+ESW_SMC_EXPORT int esw_smc_gid(esw_smc* s, uint64_t* gid, uint64_t* gid_ext, uint16_t* chid);
+/* 0 when a local vport has this GID. */
+ESW_SMC_EXPORT int esw_smc_query_gid(esw_smc* s, uint64_t gid, uint64_t gid_ext);
+
+/* A new DMB owned by this vport that only the vport with GID (peer_gid, peer_gid_ext) may write.
+ * size: 16 KiB << n, n <= 6 (incl. the 32-byte CDC header). Mapped read-only here. */
+ESW_SMC_EXPORT int esw_smc_register_dmb(esw_smc* s, uint64_t size, uint64_t peer_gid, uint64_t peer_gid_ext,
+                                        esw_smc_dmb** out);
+/* The peer's DMB, granted to this vport as writer (mapped read-write). */
+ESW_SMC_EXPORT int esw_smc_attach_dmb(esw_smc* s, uint64_t token, esw_smc_dmb** out);
+/* Unregisters (own DMB: the service zeroes it) or detaches (peer's DMB), unmaps, frees. */
+ESW_SMC_EXPORT int esw_smc_release_dmb(esw_smc* s, esw_smc_dmb* d);
+ESW_SMC_EXPORT uint64_t esw_smc_dmb_token(const esw_smc_dmb* d);
+ESW_SMC_EXPORT uint64_t esw_smc_dmb_size(const esw_smc_dmb* d);
+/* The mapping (raw access: tests, tools). */
+ESW_SMC_EXPORT void* esw_smc_dmb_data(esw_smc_dmb* d);
+/* Raise the DMB's eventfd directly. */
+ESW_SMC_EXPORT int esw_smc_dmb_signal(esw_smc_dmb* d);
+
+/* A byte stream: this process reads `own` (which it registered for the peer) and writes the peer's DMB
+ * (attached by token). Takes ownership of `own`. */
+ESW_SMC_EXPORT int esw_smcd_stream_open(esw_smc* s, esw_smc_dmb* own, uint64_t peer_token, esw_smcd_stream** out);
+/* Blocking: sends all of len (or fails: -EPIPE peer closed, -ECONNRESET peer aborted or gone, -EPROTO bad
+ * cursors from the peer, -ETIMEDOUT). */
+ESW_SMC_EXPORT ssize_t esw_smcd_send(esw_smcd_stream* st, const void* buf, size_t len);
+/* Blocking: at least 1 byte, 0 at end of stream (peer shut down writing or closed), or -errno. */
+ESW_SMC_EXPORT ssize_t esw_smcd_recv(esw_smcd_stream* st, void* buf, size_t len);
+/* A wait longer than this gives -ETIMEDOUT (0: wait forever; the default). */
+ESW_SMC_EXPORT void esw_smcd_set_timeout_ms(esw_smcd_stream* st, int timeout_ms);
+/* Polls of the cursors before sleeping on the eventfd (default 200; more lowers latency, burns CPU). */
+ESW_SMC_EXPORT void esw_smcd_set_spin(esw_smcd_stream* st, int spins);
+/* Done writing: the peer's recv returns 0 once it has read everything. */
+ESW_SMC_EXPORT int esw_smcd_shutdown(esw_smcd_stream* st);
+/* Orderly close (peer: end of stream, then -EPIPE on send), or abort (peer: -ECONNRESET). Both free the stream
+ * and release both DMBs. */
+ESW_SMC_EXPORT int esw_smcd_close(esw_smcd_stream* st);
+ESW_SMC_EXPORT int esw_smcd_abort(esw_smcd_stream* st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
