@@ -1,5 +1,6 @@
 // The show family of the management API, all reads answered at once: ping, show, stats, trace.
 
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -44,6 +45,76 @@ std::string action_text(const std::vector<cfg::ActionConfig>& actions) {
     out += a.arg.empty() ? a.name : fmt::format("{}:{}", a.name, a.arg);
   }
   return out;
+}
+
+std::string ip_text(const uint8_t* a, uint8_t version) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(version == 4 ? AF_INET : AF_INET6, a, buf, sizeof buf);
+  return buf;
+}
+std::string hex_text(const uint8_t* a, size_t n, char sep) {
+  std::string out;
+  for (size_t i = 0; i < n; ++i) out += fmt::format("{}{:02x}", i != 0 && sep != 0 ? std::string(1, sep) : "", a[i]);
+  return out;
+}
+
+json smc_side_json(const SmcSession& s, const SmcSession::Side& side) {
+  json j = {{"vport", side.vport}, {"ip", ip_text(side.addr, s.ip_version)}, {"port", side.tcp_port}};
+  if (s.path == 'R') {
+    j["gid"] = ip_text(side.gid, 6);
+    j["mac"] = hex_text(side.mac, 6, ':');
+    j["qpn"] = side.qpn;
+    j["rkey"] = fmt::format("0x{:08x}", side.rkey);
+  } else if (s.path == 'D') {
+    j["gid"] = hex_text(side.gid, 8, 0);
+    j["dmb_token"] = fmt::format("0x{:016x}", side.dmb_token);
+  }
+  return j;
+}
+
+json smc_json(const SmcReport& r) {
+  const auto now = Clock::now();
+  json sessions = json::array();
+  for (const SmcSession& s : r.sessions) {
+    sessions.push_back({{"id", s.id},
+                        {"state", smc_state_name(s.state)},
+                        {"path", s.path == '?' ? "" : std::string(1, s.path)},
+                        {"version", s.version},
+                        {"client", smc_side_json(s, s.client)},
+                        {"server", smc_side_json(s, s.server)},
+                        {"granted", s.granted()},
+                        {"decline_code", s.decline_code != 0 ? json(fmt::format("0x{:08x}", s.decline_code)) : json(nullptr)},
+                        {"events", s.events},
+                        {"clc_bytes", s.clc_bytes},
+                        {"age_s", std::chrono::duration<double>(now - s.first_seen).count()},
+                        {"idle_s", std::chrono::duration<double>(now - s.last_seen).count()}});
+  }
+  json vports = json::array();
+  for (const auto& v : r.vports) {
+    vports.push_back({{"name", v.name},
+                      {"smc", v.policy},
+                      {"roce_strict", v.roce_strict},
+                      {"smc_syn", v.smc_syn},
+                      {"smc_option_stripped", v.smc_option_stripped},
+                      {"smc_clc", v.smc_clc},
+                      {"roce_qp_not_granted", v.roce_qp_not_granted},
+                      {"roce_rkey_not_granted", v.roce_rkey_not_granted}});
+  }
+  return {{"sessions", std::move(sessions)},
+          {"vports", std::move(vports)},
+          {"table", {{"sessions_created", r.table.sessions_created},
+                     {"sessions_ended", r.table.sessions_ended},
+                     {"sessions_expired", r.table.sessions_expired},
+                     {"clc_messages", r.table.clc_messages},
+                     {"clc_invalid", r.table.clc_invalid},
+                     {"clc_orphan", r.table.clc_orphan}}},
+          {"events", {{"enqueued", r.events_enqueued},
+                      {"lost", r.events_lost},
+                      {"read", r.table.events},
+                      {"ring_size", r.ring_size},
+                      {"ring_used", r.ring_used}}},
+          {"grants", {{"flows", r.flows}, {"qp", r.qp_grants}, {"rkey", r.rkey_grants}}},
+          {"idle_timeout_s", r.idle_timeout_s}};
 }
 
 json run_ping(ApiContext& ctx, const ApiCall&) {
@@ -146,6 +217,7 @@ json run_show(ApiContext& ctx, const ApiCall& call) {
                       {"spoofchk", v.spoofchk},
                       {"trust", v.trust},
                       {"roce", v.roce},
+                      {"roce_strict", v.roce_strict},
                       {"smc", v.smc == cfg::SmcPolicy::kAllow ? "allow" : "deny"},
                       {"representor", s != nullptr ? s->representor : ""},
                       {"active", s != nullptr ? s->active : v.state == cfg::VportState::kActive},
@@ -218,9 +290,11 @@ json run_show(ApiContext& ctx, const ApiCall& call) {
     }
     out["rules"] = std::move(rules);
     out["total"] = matched;
+  } else if (what == "smc") {
+    out = smc_json(ctx.sw.smc_report());
   } else {
     throw ApiError{"bad_request",
-                   fmt::format("show: unknown \"{}\"; one of ports, vports, tables, rules, representors", what)};
+                   fmt::format("show: unknown \"{}\"; one of ports, vports, tables, rules, representors, smc", what)};
   }
   return out;
 }

@@ -32,11 +32,11 @@ std::string binding_text(const cfg::VportConfig& v) {
   std::string ips;
   for (const auto& a : v.ipv4) ips += a + " ";
   for (const auto& a : v.ipv6) ips += a + " ";
-  return fmt::format("hw_addr={} ip=[{}] vlan={} state={} spoofchk={} trust={} roce={} smc={} dhcp_client={} "
-                     "egress_multicast={} tx_max_bps={}",
+  return fmt::format("hw_addr={} ip=[{}] vlan={} state={} spoofchk={} trust={} roce={} roce_strict={} smc={} "
+                     "dhcp_client={} egress_multicast={} tx_max_bps={}",
                      v.hw_addr.value_or("-"), ips, v.vlan ? std::to_string(*v.vlan) : "-",
                      v.state == cfg::VportState::kActive ? "active" : "inactive", v.spoofchk, v.trust, v.roce,
-                     v.smc == cfg::SmcPolicy::kAllow ? "allow" : "deny", v.dhcp_client, v.egress_multicast,
+                     v.roce_strict, v.smc == cfg::SmcPolicy::kAllow ? "allow" : "deny", v.dhcp_client, v.egress_multicast,
                      v.rate.tx_max_bps);
 }
 
@@ -471,6 +471,10 @@ ApplyResult Switch::apply(const cfg::Config& desired, bool dry_run) {
     return result;
   }
   result.ok = execute_plan(p, result);
+  // Grants are between port indexes: a vport that went away (its index may be reused) ends its SMC sessions.
+  if (result.ok && smc_.forget_ports([this](uint16_t i) { return names_.name_of ? names_.name_of(i) : std::string(); })) {
+    publish_smc();
+  }
   return result;
 }
 

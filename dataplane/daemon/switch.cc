@@ -4,6 +4,8 @@
 #include <rte_errno.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
+#include <rte_ring_elem.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -48,6 +50,17 @@ Switch::Switch(const cfg::Config& config) {
       throw Error(fmt::format("packet pool: cannot allocate {} mbufs (~{:.0f} MiB; dataplane.memory_mb is {}): {}",
                               dp.mbufs, need_mb, dp.memory_mb, rte_strerror(rte_errno)));
     }
+    // SMC events: one MP/SC ring of fixed-size records for every worker; a full ring is counted by the workers.
+    static std::atomic<unsigned> ring_seq{0};
+    smc_ring_ = rte_ring_create_elem(fmt::format("esw_smc_{}_{}", getpid() % 100000, ring_seq++).c_str(),
+                                     sizeof(SmcEvent), kSmcRingSize, static_cast<int>(rte_socket_id()),
+                                     RING_F_SC_DEQ);
+    if (smc_ring_ == nullptr) {
+      throw Error(fmt::format("smc event ring: cannot allocate {} x {} bytes: {}", kSmcRingSize, sizeof(SmcEvent),
+                              rte_strerror(rte_errno)));
+    }
+    smc_cur_ = std::make_unique<SmcView>();
+    smc_pub_.publish(smc_cur_.get());
     rcu_ = std::make_unique<Rcu>(nb_workers);
     for (uint16_t w = 0; w < nb_workers; ++w) rte_rcu_qsbr_thread_register(rcu_->qsbr(), w);
     classifier_ = std::make_unique<Classifier>(*rcu_);
@@ -67,6 +80,8 @@ Switch::Switch(const cfg::Config& config) {
       wp.pipeline = &pipeline_;
       wp.tables = &classifier_->published();
       wp.poll = poll_pub_.back().get();
+      wp.smc = &smc_pub_;
+      wp.smc_ring = smc_ring_;
       wp.stop = &stop_;
       workers_.push_back(std::make_unique<Worker>(wp));
     }
@@ -78,6 +93,8 @@ Switch::Switch(const cfg::Config& config) {
     }
   } catch (...) {
     close();
+    if (smc_ring_ != nullptr) rte_ring_free(smc_ring_);  // no destructor runs for a constructor that throws
+    smc_ring_ = nullptr;
     throw;
   }
 }
@@ -87,6 +104,8 @@ Switch::~Switch() {
   classifier_.reset();
   retired_.clear();
   current_.reset();
+  smc_retired_.clear();
+  if (smc_ring_ != nullptr) rte_ring_free(smc_ring_);
   if (pool_ != nullptr) rte_mempool_free(pool_);
 }
 
@@ -194,7 +213,43 @@ void Switch::close_port(uint16_t index) noexcept {
   slots_[index].reset();
 }
 
-void Switch::maintain() noexcept { classifier_->reclaim(); }
+void Switch::maintain() noexcept {
+  classifier_->reclaim();
+  drain_smc();
+}
+
+void Switch::publish_smc() {
+  auto next = std::make_unique<SmcView>();
+  smc_.build_view(*next);
+  next->version = ++smc_version_;
+  smc_pub_.publish(next.get());
+  smc_retired_.emplace_back(rcu_->start(), std::move(smc_cur_));
+  smc_cur_ = std::move(next);
+  smc_.clear_dirty();
+}
+
+void Switch::drain_smc() noexcept {
+  try {
+    const auto now = std::chrono::steady_clock::now();
+    const auto name_of = [this](uint16_t i) { return names_.name_of ? names_.name_of(i) : std::string(); };
+    // Bounded per tick: a flood of events cannot keep the main lcore from its other work (the ring then fills
+    // and the workers count what is lost).
+    SmcEvent batch[32];
+    for (unsigned total = 0; total < kSmcRingSize;) {
+      const unsigned n = rte_ring_dequeue_burst_elem(smc_ring_, batch, sizeof(SmcEvent), 32, nullptr);
+      if (n == 0) break;
+      for (unsigned i = 0; i < n; ++i) smc_.on_event(batch[i], now, name_of);
+      total += n;
+    }
+    smc_.expire(now);
+    if (smc_.dirty()) publish_smc();
+    while (!smc_retired_.empty() && rcu_->done(smc_retired_.front().first)) {
+      smc_retired_.erase(smc_retired_.begin());
+    }
+  } catch (const std::exception&) {
+    // Out of memory building a view: the workers keep the previous one; the next tick tries again.
+  }
+}
 
 void Switch::set_service_hooks(ServiceHooks hooks) {
   for (auto& p : slots_) {

@@ -73,6 +73,34 @@ std::vector<VportStats> Switch::vport_stats() const {
   return out;
 }
 
+SmcReport Switch::smc_report() const {
+  SmcReport r;
+  for (const auto& [flow, s] : smc_.sessions()) r.sessions.push_back(s);
+  r.table = smc_.counters();
+  for (const auto& w : workers_) {
+    r.events_enqueued += w->stats().smc_events;
+    r.events_lost += w->stats().smc_events_lost;
+  }
+  r.ring_size = rte_ring_get_capacity(smc_ring_);
+  r.ring_used = rte_ring_count(smc_ring_);
+  const SmcView* view = smc_cur_.get();
+  r.flows = view->flows.size();
+  r.qp_grants = view->qps.size();
+  r.rkey_grants = view->rkeys.size();
+  r.idle_timeout_s = std::chrono::duration<double>(smc_.idle_timeout()).count();
+  for (const auto& v : config_.vports) {
+    const int i = port_index(v.name);
+    if (i < 0) continue;
+    PortCounters c;
+    for (const auto& w : workers_) c += w->stats().ports[i];
+    r.vports.push_back({v.name, v.smc == cfg::SmcPolicy::kAllow ? "allow" : "deny", v.roce_strict, c.smc_syn,
+                        c.smc_option_stripped, c.smc_clc,
+                        c.dropped[static_cast<size_t>(DropReason::kRoceQpNotGranted)],
+                        c.dropped[static_cast<size_t>(DropReason::kRoceRkeyNotGranted)]});
+  }
+  return r;
+}
+
 std::vector<RuleStats> Switch::rule_stats() const {
   std::vector<RuleStats> out;
   out.reserve(book_.size());
