@@ -212,5 +212,24 @@ fi
 ctl show smc
 echo "ok: smc: deny strips the option from vm1's SYN and the SYN-ACK to vm1 (IPv4, IPv6), checksums valid"
 
+# ---- telemetry /eswitch/smc agrees with show smc (its snapshot is refreshed once a second) ----
+TELEMETRY=$(command -v dpdk-telemetry.py || true)
+if [[ -n "$TELEMETRY" ]]; then
+  ok=0
+  for _ in $(seq 10); do
+    echo /eswitch/smc | timeout 30 "$TELEMETRY" -f "$PREFIX" >"$WORK/telemetry.out" 2>&1 || true
+    if /usr/bin/python3 - "$WORK/telemetry.out" <<'PY'
+import json, sys
+r = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")][0]["/eswitch/smc"]
+assert r["smc_option_stripped"] >= 3 and r["roce_qp_not_granted"] >= 4 and r["roce_rkey_not_granted"] >= 1, r
+assert r["clc_messages"] >= 4 and r["sessions_expired"] >= 1 and r["events_lost"] == 0, r
+PY
+    then ok=1; break; fi
+    sleep 1
+  done
+  ((ok)) || fail "telemetry /eswitch/smc: $(cat "$WORK/telemetry.out")"
+  echo "ok: telemetry /eswitch/smc: $(grep -o '"smc_option_stripped": [0-9]*' "$WORK/telemetry.out")"
+fi
+
 esw_stop_eswitchd
 echo "PASS: SMC option policy, sessions, RoCEv2 strict grants through eswitchd"
