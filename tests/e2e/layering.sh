@@ -25,6 +25,8 @@ check dataplane/rules dataplane/daemon/ dataplane/ports/ control/ representors/ 
 check dataplane/ports dataplane/daemon/ dataplane/rules/ control/ representors/ vdpa/
 check representors dataplane/daemon/ control/ vdpa/
 check vdpa dataplane/daemon/ control/ representors/
+# The SMC codec is self-contained: the fast path and the daemon both use it.
+check dataplane/smc dataplane/fastpath/ dataplane/rules/ dataplane/daemon/ dataplane/ports/ config/ control/ representors/ vdpa/
 check config dataplane/ representors/ vdpa/
 # config/ may include the API's protocol constants (header-only), nothing else of control/.
 for f in $(grep -lE '^#include "control/' config/*.h config/*.cc 2>/dev/null || true); do
