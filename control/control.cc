@@ -294,10 +294,10 @@ int cmd_show(const Options& o, const std::string& what, const ShowOptions& so) {
       if (x.contains("dmb_token")) s += fmt::format(" dmb={}", to_str(x["dmb_token"]));
       return s;
     };
-    Table t({{"ID", true}, {"STATE"}, {"PATH"}, {"VER", true}, {"CLIENT"}, {"SERVER"}, {"GRANTED"}, {"IDLE_S", true},
+    Table t({{"STATE"}, {"PATH"}, {"VER", true}, {"CLIENT"}, {"SERVER"}, {"GRANTED"}, {"IDLE_S", true},
              {"DECLINE"}});
     for (const auto& x : r["sessions"]) {
-      t.row({to_str(x["id"]), to_str(x["state"]), to_str(x["path"]), to_str(x["version"]), side(x["client"]),
+      t.row({to_str(x["state"]), to_str(x["path"]), to_str(x["version"]), side(x["client"]),
              side(x["server"]), x.value("granted", false) ? "yes" : "no",
              fmt::format("{:.1f}", x.value("idle_s", 0.0)), x["decline_code"].is_null() ? "-" : to_str(x["decline_code"])});
     }

@@ -58,36 +58,46 @@ std::string hex_text(const uint8_t* a, size_t n, char sep) {
   return out;
 }
 
-json smc_side_json(const SmcSession& s, const SmcSession::Side& side) {
-  json j = {{"vport", side.vport}, {"ip", ip_text(side.addr, s.ip_version)}, {"port", side.tcp_port}};
-  if (s.path == 'R') {
-    j["gid"] = ip_text(side.gid, 6);
-    j["mac"] = hex_text(side.mac, 6, ':');
-    j["qpn"] = side.qpn;
-    j["rkey"] = fmt::format("0x{:08x}", side.rkey);
-  } else if (s.path == 'D') {
-    j["gid"] = hex_text(side.gid, 8, 0);
-    j["dmb_token"] = fmt::format("0x{:016x}", side.dmb_token);
+const char* path_name(smc::Path p) {
+  switch (p) {
+    case smc::Path::kR: return "R";
+    case smc::Path::kD: return "D";
+    case smc::Path::kBoth: return "R+D";
+    case smc::Path::kNone: break;
   }
+  return "";
+}
+
+json smc_side_json(const SmcSessionInfo& s, const SmcSessionInfo::End& e) {
+  json j = {{"vport", e.vport}, {"ip", ip_text(e.addr, s.family)}, {"port", e.tcp_port}};
+  if (e.id.has_roce) {
+    j["gid"] = ip_text(e.id.smcr_gid, 6);
+    j["mac"] = hex_text(e.id.roce_mac, 6, ':');
+  }
+  if (e.id.has_qp) {
+    j["qpn"] = e.id.qpn;
+    j["rkey"] = fmt::format("0x{:08x}", e.id.rkey);
+    j["rmb_va"] = fmt::format("0x{:x}", e.id.rmb_va);
+  }
+  if (e.id.has_dmb) j["dmb_token"] = fmt::format("0x{:016x}", e.id.dmb_token);
   return j;
 }
 
 json smc_json(const SmcReport& r) {
-  const auto now = Clock::now();
   json sessions = json::array();
-  for (const SmcSession& s : r.sessions) {
-    sessions.push_back({{"id", s.id},
-                        {"state", smc_state_name(s.state)},
-                        {"path", s.path == '?' ? "" : std::string(1, s.path)},
+  for (const SmcSessionInfo& s : r.sessions) {
+    sessions.push_back({{"state", s.state},
+                        {"path", path_name(s.path)},
                         {"version", s.version},
                         {"client", smc_side_json(s, s.client)},
                         {"server", smc_side_json(s, s.server)},
-                        {"granted", s.granted()},
+                        {"granted", s.granted},
                         {"decline_code", s.decline_code != 0 ? json(fmt::format("0x{:08x}", s.decline_code)) : json(nullptr)},
-                        {"events", s.events},
-                        {"clc_bytes", s.clc_bytes},
-                        {"age_s", std::chrono::duration<double>(now - s.first_seen).count()},
-                        {"idle_s", std::chrono::duration<double>(now - s.last_seen).count()}});
+                        {"error", s.error.empty() ? json(nullptr) : json(s.error)},
+                        {"clc_messages", s.clc_messages},
+                        {"bytes", {{"client_to_server", s.bytes[0]}, {"server_to_client", s.bytes[1]}}},
+                        {"age_s", s.age_s},
+                        {"idle_s", s.idle_s}});
   }
   json vports = json::array();
   for (const auto& v : r.vports) {
@@ -100,17 +110,26 @@ json smc_json(const SmcReport& r) {
                       {"roce_qp_not_granted", v.roce_qp_not_granted},
                       {"roce_rkey_not_granted", v.roce_rkey_not_granted}});
   }
+  const smc::Counters& c = r.table;
   return {{"sessions", std::move(sessions)},
           {"vports", std::move(vports)},
-          {"table", {{"sessions_created", r.table.sessions_created},
-                     {"sessions_ended", r.table.sessions_ended},
-                     {"sessions_expired", r.table.sessions_expired},
-                     {"clc_messages", r.table.clc_messages},
-                     {"clc_invalid", r.table.clc_invalid},
-                     {"clc_orphan", r.table.clc_orphan}}},
+          {"table", {{"capacity", r.capacity},
+                     {"created", c.created},
+                     {"overflow", c.overflow},
+                     {"no_session", c.no_session},
+                     {"ended_fin", c.ended_fin},
+                     {"ended_rst", c.ended_rst},
+                     {"aged", c.aged},
+                     {"declines", c.declines},
+                     {"clc_parsed", c.clc_parsed},
+                     {"clc_invalid", c.clc_invalid},
+                     {"clc_unexpected", c.clc_unexpected},
+                     {"clc_not_clc", c.clc_not_clc},
+                     {"clc_incomplete", c.clc_incomplete},
+                     {"clc_duplicate", c.clc_duplicate}}},
           {"events", {{"enqueued", r.events_enqueued},
                       {"lost", r.events_lost},
-                      {"read", r.table.events},
+                      {"read", c.events},
                       {"ring_size", r.ring_size},
                       {"ring_used", r.ring_used}}},
           {"grants", {{"flows", r.flows}, {"qp", r.qp_grants}, {"rkey", r.rkey_grants}}},

@@ -470,10 +470,22 @@ ApplyResult Switch::apply(const cfg::Config& desired, bool dry_run) {
     result.ok = true;
     return result;
   }
+  std::vector<std::string> before(kMaxPorts);
+  for (uint16_t i = 0; i < kMaxPorts; ++i) before[i] = slots_[i] ? slots_[i]->name() : std::string();
   result.ok = execute_plan(p, result);
-  // Grants are between port indexes: a vport that went away (its index may be reused) ends its SMC sessions.
-  if (result.ok && smc_.forget_ports([this](uint16_t i) { return names_.name_of ? names_.name_of(i) : std::string(); })) {
-    publish_smc();
+  // Grants are between port indexes: when a port an SMC session runs over went away (its index may be reused),
+  // the session table starts over (sessions and their grants end; the table offers no per-port removal).
+  if (result.ok) {
+    bool gone = false;
+    smc_->for_each([&](const smc::Session& s) {
+      for (uint16_t v : {s.client_vport, s.server_vport}) {
+        if (v != smc::kNoVport && v < kMaxPorts && (!slots_[v] || slots_[v]->name() != before[v])) gone = true;
+      }
+    });
+    if (gone) {
+      smc_ = std::make_unique<smc::SessionTable>(smc_->config());
+      publish_smc();
+    }
   }
   return result;
 }

@@ -20,6 +20,7 @@
 #include "dataplane/error.h"
 #include "dataplane/rules/packet_synth.h"
 #include "dataplane/fastpath/parser.h"
+#include "dataplane/fastpath/proto.h"
 #include "representors/representor.h"
 #include "vdpa/vdpa.h"
 
@@ -61,6 +62,8 @@ Switch::Switch(const cfg::Config& config) {
     }
     smc_cur_ = std::make_unique<SmcView>();
     smc_pub_.publish(smc_cur_.get());
+    smc_ = std::make_unique<smc::SessionTable>(smc::Config{.capacity = 4096,
+                                                           .idle_timeout_ns = 600ull * 1000 * 1000 * 1000});
     rcu_ = std::make_unique<Rcu>(nb_workers);
     for (uint16_t w = 0; w < nb_workers; ++w) rte_rcu_qsbr_thread_register(rcu_->qsbr(), w);
     classifier_ = std::make_unique<Classifier>(*rcu_);
@@ -218,31 +221,91 @@ void Switch::maintain() noexcept {
   drain_smc();
 }
 
+namespace {
+
+uint64_t now_ns() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+}
+
+// A worker's event as the session table takes it (dataplane/smc/session_table.h Event).
+void to_table_event(const SmcEvent& e, smc::Event& out) {
+  std::memcpy(out.tuple.src, e.src, 16);
+  std::memcpy(out.tuple.dst, e.dst, 16);
+  out.tuple.sport = from_be16(e.sport);
+  out.tuple.dport = from_be16(e.dport);
+  out.tuple.family = e.ip_version;
+  out.in_vport = e.in_port;
+  switch (e.type) {
+    case SmcEventType::kSyn: out.kind = smc::EventKind::kSynOption; break;
+    case SmcEventType::kSynAck: out.kind = smc::EventKind::kSynAckOption; break;
+    case SmcEventType::kClc: out.kind = smc::EventKind::kClc; break;
+    case SmcEventType::kFin: out.kind = smc::EventKind::kFin; break;
+    case SmcEventType::kRst: out.kind = smc::EventKind::kRst; break;
+  }
+  out.seq = e.seq;
+  out.payload_len = e.segment_len;
+  out.copied = static_cast<uint16_t>(std::min<size_t>(e.payload_len, smc::kEventClcBytes));
+  std::memcpy(out.clc, e.payload, out.copied);
+}
+
+}  // namespace
+
+bool smc_granted(const smc::Session& s) {
+  return s.state == smc::State::kConfirm && s.path == smc::Path::kR && s.client_id.has_qp && s.server_id.has_qp &&
+         s.client_vport != smc::kNoVport && s.server_vport != smc::kNoVport;
+}
+
+void Switch::set_smc_idle_timeout(std::chrono::steady_clock::duration idle) {
+  smc::Config c = smc_->config();
+  c.idle_timeout_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(idle).count());
+  smc_ = std::make_unique<smc::SessionTable>(c);
+  publish_smc();
+}
+
 void Switch::publish_smc() {
+  // What the workers need: the flows of tracked sessions (their FIN/RST matter) and the RoCEv2 grants of SMC-R
+  // sessions that completed Accept + Confirm (client -> server: the server's QP and RMB rkey from its Accept; back:
+  // the client's, from its Confirm). A session that declined or fell back grants nothing.
+  std::vector<uint64_t> flows, qps, rkeys;
+  smc_->for_each([&](const smc::Session& s) {
+    const unsigned alen = s.client.family == 4 ? 4 : 16;
+    flows.push_back(smc_flow_hash(s.client.src, to_be16(s.client.sport), s.client.dst, to_be16(s.client.dport), alen));
+    if (!smc_granted(s)) return;
+    qps.push_back(roce_qp_grant(s.client_vport, s.server_vport, s.server_id.qpn));
+    qps.push_back(roce_qp_grant(s.server_vport, s.client_vport, s.client_id.qpn));
+    rkeys.push_back(roce_rkey_grant(s.client_vport, s.server_vport, s.server_id.rkey));
+    rkeys.push_back(roce_rkey_grant(s.server_vport, s.client_vport, s.client_id.rkey));
+  });
   auto next = std::make_unique<SmcView>();
-  smc_.build_view(*next);
+  next->flows = KeySet(flows);
+  next->qps = KeySet(qps);
+  next->rkeys = KeySet(rkeys);
   next->version = ++smc_version_;
   smc_pub_.publish(next.get());
   smc_retired_.emplace_back(rcu_->start(), std::move(smc_cur_));
   smc_cur_ = std::move(next);
-  smc_.clear_dirty();
 }
 
 void Switch::drain_smc() noexcept {
   try {
-    const auto now = std::chrono::steady_clock::now();
-    const auto name_of = [this](uint16_t i) { return names_.name_of ? names_.name_of(i) : std::string(); };
     // Bounded per tick: a flood of events cannot keep the main lcore from its other work (the ring then fills
     // and the workers count what is lost).
     SmcEvent batch[32];
-    for (unsigned total = 0; total < kSmcRingSize;) {
+    smc::Event ev;
+    const uint64_t now = now_ns();
+    unsigned total = 0;
+    while (total < kSmcRingSize) {
       const unsigned n = rte_ring_dequeue_burst_elem(smc_ring_, batch, sizeof(SmcEvent), 32, nullptr);
       if (n == 0) break;
-      for (unsigned i = 0; i < n; ++i) smc_.on_event(batch[i], now, name_of);
+      for (unsigned i = 0; i < n; ++i) {
+        to_table_event(batch[i], ev);
+        smc_->apply(ev, now);
+      }
       total += n;
     }
-    smc_.expire(now);
-    if (smc_.dirty()) publish_smc();
+    const size_t aged = smc_->age(now);
+    if (total != 0 || aged != 0) publish_smc();
     while (!smc_retired_.empty() && rcu_->done(smc_retired_.front().first)) {
       smc_retired_.erase(smc_retired_.begin());
     }

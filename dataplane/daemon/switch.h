@@ -10,6 +10,7 @@
 #include <rte_ring.h>
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -20,7 +21,7 @@
 #include "dataplane/rules/actions.h"
 #include "dataplane/fastpath/classifier.h"
 #include "dataplane/daemon/rule_book.h"
-#include "dataplane/daemon/smc_sessions.h"
+#include "dataplane/smc/session_table.h"
 #include "dataplane/fastpath/pipeline.h"
 #include "dataplane/ports/port.h"
 #include "dataplane/fastpath/rcu.h"
@@ -31,6 +32,9 @@
 namespace esw::dp {
 
 inline constexpr unsigned kSmcRingSize = 4096;  // SMC events in flight from the workers to the main lcore
+
+// An SMC-R session whose Accept and Confirm were both read: its QPs and rkeys are granted (roce_strict).
+bool smc_granted(const smc::Session& s);
 
 struct PortStats {
   std::string name;
@@ -85,9 +89,33 @@ struct ApplyResult {
 };
 
 // The SMC side of the switch (show smc, telemetry /eswitch/smc).
+// One SMC session as show/telemetry report it (a summary of smc::Session, without its reassembly buffers).
+struct SmcSessionInfo {
+  struct End {
+    uint16_t port = smc::kNoVport;  // switch port index
+    std::string vport;
+    uint8_t addr[16] = {};
+    uint16_t tcp_port = 0;
+    smc::SideIdentity id;
+  };
+  std::string state;  // smc::to_string(State)
+  smc::Path path = smc::Path::kNone;
+  uint8_t version = 0;
+  uint8_t family = 4;
+  End client, server;
+  bool granted = false;  // RoCEv2 grants derived from it are published
+  uint32_t decline_code = 0;
+  std::string error;     // the last CLC problem, "" if none
+  uint32_t clc_messages = 0;
+  uint64_t bytes[2] = {};
+  double age_s = 0;
+  double idle_s = 0;
+};
+
 struct SmcReport {
-  std::vector<SmcSession> sessions;
-  SmcTableCounters table;
+  std::vector<SmcSessionInfo> sessions;
+  smc::Counters table;
+  size_t capacity = 0;
   uint64_t events_enqueued = 0;  // by the workers
   uint64_t events_lost = 0;      // ring full
   unsigned ring_size = 0;
@@ -157,7 +185,8 @@ class Switch {
   void maintain() noexcept;
 
   // SMC sessions: the idle timeout (default 600 s), and everything `show smc` reports.
-  void set_smc_idle_timeout(std::chrono::steady_clock::duration idle) { smc_.set_idle_timeout(idle); }
+  // Call before traffic: the table starts empty again.
+  void set_smc_idle_timeout(std::chrono::steady_clock::duration idle);
   SmcReport smc_report() const;
 
   // The main lcore's share of port backends that need one (tap representors today, vhost later): every port
@@ -232,7 +261,7 @@ class Switch {
   uint64_t meter_generation_ = 0;
   // SMC: events from the workers (MP/SC ring of SmcEvent), the session table, the view the workers read.
   rte_ring* smc_ring_ = nullptr;
-  SmcSessionTable smc_;
+  std::unique_ptr<smc::SessionTable> smc_;  // dataplane/smc/session_table.h (the CLC codec's)
   Published<SmcView> smc_pub_;
   std::unique_ptr<SmcView> smc_cur_;
   std::vector<std::pair<uint64_t, std::unique_ptr<SmcView>>> smc_retired_;  // (grace-period token, view)

@@ -6,7 +6,7 @@ arrives on the other without racing a separately started sniffer, and scapy load
 usage: smc_peer.py NS1 IFACE1 NS2 IFACE2, then one command per stdin line:
   1to2|2to1 KIND [key=value ...]  ->  one JSON line {sent, received[]}: what arrived, whether its checksums hold
   KIND: syn | synack | fin | proposal | accept | confirm | decline | roce
-  keys: smac dmac src dst sport dport smc(0/1) qpn rkey opcode dqp wait(seconds)
+  keys: smac dmac src dst sport dport seq smc(0/1) qpn rkey opcode dqp wait(seconds)
 CLC layouts (SMC-R, v1) follow /work/shared/design/SMC-NOTES.md; tshark decodes them.
 """
 import ctypes
@@ -111,7 +111,7 @@ def frame(kind, a):
         return eth / l3 / TCP(sport=sport, dport=dport, flags="FA", seq=5000, ack=6000)
     payload = {"proposal": lambda: proposal(a), "accept": lambda: accept_confirm(a, 2),
                "confirm": lambda: accept_confirm(a, 3), "decline": lambda: decline(a)}[kind]()
-    return eth / l3 / TCP(sport=sport, dport=dport, flags="PA", seq=1001, ack=2001) / Raw(payload)
+    return eth / l3 / TCP(sport=sport, dport=dport, flags="PA", seq=int(a.get("seq", 1001)), ack=2001) / Raw(payload)
 
 
 def describe(p):

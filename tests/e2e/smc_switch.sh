@@ -101,9 +101,9 @@ echo "ok: SYN without the option: no session, not counted"
 
 send 2to1 synack smc=1 sport=5000 dport=40000
 [[ $(received) == 1 && $(q 'r["received"][0]["smc_option"]') == True ]] || fail "SYN-ACK with the option did not pass"
-wait_smc "[x for x in s['sessions'] if x['client']['port']==40000][0]['state']=='syn_ack'" || fail "session not syn_ack: $(cat "$WORK/smc.json")"
+wait_smc "[x for x in s['sessions'] if x['client']['port']==40000][0]['state']=='synack'" || fail "session not syn_ack: $(cat "$WORK/smc.json")"
 [[ $(session 40000 "['server']['vport']") == vm2 ]] || fail "server vport is not vm2"
-echo "ok: SYN-ACK with the option: session syn_ack, server vm2"
+echo "ok: SYN-ACK with the option: session synack, server vm2"
 
 # ---- roce_strict on vm1: nothing granted yet ----
 before=$(vport vm1 roce_qp_not_granted)
@@ -119,7 +119,7 @@ send 1to2 proposal sport=40000 dport=5000
 [[ $(received) == 1 ]] || fail "CLC Proposal did not pass"
 send 2to1 accept sport=5000 dport=40000 qpn=0x000111 rkey=0xaabbccdd
 [[ $(received) == 1 ]] || fail "CLC Accept did not pass"
-send 1to2 confirm sport=40000 dport=5000 qpn=0x000222 rkey=0x11223344
+send 1to2 confirm sport=40000 dport=5000 seq=1093 qpn=0x000222 rkey=0x11223344  # after the 92-byte Proposal
 [[ $(received) == 1 ]] || fail "CLC Confirm did not pass"
 wait_smc "[x for x in s['sessions'] if x['client']['port']==40000][0]['granted']" ||
   fail "no grant after Accept/Confirm: $(cat "$WORK/smc.json")"
@@ -153,14 +153,19 @@ ctl trace --in-port vm1 --hex "$bad" >"$WORK/trace.txt" || fail "trace failed"
 grep -q "roce_qp_not_granted" "$WORK/trace.txt" || fail "trace does not name roce_qp_not_granted: $(cat "$WORK/trace.txt")"
 echo "ok: granted QP and rkey pass; another rkey/QP is dropped and counted; trace: $(grep -m1 roce_strict "$WORK/trace.txt")"
 
-# ---- FIN ends the session and its grants ----
+# ---- FIN from both ends ends the session and its grants ----
 send 1to2 fin sport=40000 dport=5000
 [[ $(received) == 1 ]] || fail "FIN did not pass"
-wait_smc "[x for x in s['sessions'] if x['client']['port']==40000][0]['state']=='closed'" || fail "FIN did not close the session"
+send 1to2 roce dqp=0x000111
+[[ $(received) == 1 ]] || fail "strict: half-closed, the grant should still hold"
+send 2to1 fin sport=5000 dport=40000
+[[ $(received) == 1 ]] || fail "FIN back did not pass"
+wait_smc "not any(x['client']['port']==40000 for x in s['sessions'])" || fail "FIN both ways did not end the session"
 wait_smc "s['grants']['qp']==0" || fail "grants outlived the session"
+[[ $(cached "s['table']['ended_fin']") -ge 1 ]] || fail "ended_fin did not count"
 send 1to2 roce dqp=0x000111
 [[ $(received) == 0 ]] || fail "strict: a QP of an ended session still passes"
-echo "ok: FIN closes the session; its grants end"
+echo "ok: FIN from both ends ends the session; its grants end"
 
 # ---- a Decline ends a session too; idle sessions age out ----
 send 1to2 syn smc=1 sport=40200 dport=5001
@@ -169,10 +174,10 @@ wait_smc "[x for x in s['sessions'] if x['client']['port']==40200][0]['state']==
 [[ $(session 40200 "['decline_code']") == 0x03030000 ]] || fail "decline code: $(cat "$WORK/smc.json")"
 send 1to2 syn smc=1 sport=40300 dport=5002
 wait_smc "any(x['client']['port']==40300 for x in s['sessions'])" || fail "no session for 40300"
-expired=$(smc "s['table']['sessions_expired']")
+expired=$(smc "s['table']['aged']")
 sleep 20
 wait_smc "not any(x['client']['port']==40300 for x in s['sessions'])" || fail "idle session did not age out"
-[[ $(smc "s['table']['sessions_expired']") -gt $expired ]] || fail "sessions_expired did not count"
+[[ $(cached "s['table']['aged']") -gt $expired ]] || fail "aged did not count"
 echo "ok: Decline recorded (0x03030000); an idle session ages out after the 20 s timeout"
 
 # ---- smc: deny on vm1, applied through reconcile ----
@@ -222,7 +227,7 @@ if [[ -n "$TELEMETRY" ]]; then
 import json, sys
 r = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")][0]["/eswitch/smc"]
 assert r["smc_option_stripped"] >= 3 and r["roce_qp_not_granted"] >= 4 and r["roce_rkey_not_granted"] >= 1, r
-assert r["clc_messages"] >= 4 and r["sessions_expired"] >= 1 and r["events_lost"] == 0, r
+assert r["clc_parsed"] >= 4 and r["sessions_aged"] >= 1 and r["events_lost"] == 0, r
 PY
     then ok=1; break; fi
     sleep 1
