@@ -135,6 +135,23 @@ void check_spoofchk(const Config& config, Diagnostics& diag) {
   }
 }
 
+// roce_strict narrows RoCEv2 that roce allows: without roce there is nothing to narrow (a config that says
+// "strict" while RoCE is off is a mistake, not a stricter setting).
+void check_roce_strict(const Config& config, Diagnostics& diag) {
+  for (size_t i = 0; i < config.vports.size(); ++i) {
+    const VportConfig& vport = config.vports[i];
+    const std::string base = index_path("vports", i);
+    if (!vport.roce_strict || vport.roce || !diag.clean(base + ".roce_strict") || !diag.clean(base + ".roce") ||
+        !diag.in_source(base + ".roce_strict")) {
+      continue;
+    }
+    diag.error_at(base + ".roce_strict",
+                  fmt::format("needs roce: true{}: strict mode narrows the RoCEv2 a vport may send to what SMC-R "
+                              "granted; with roce off all of it is dropped already",
+                              diag.in_source(base + ".roce") ? "" : " (roce is off by default)"));
+  }
+}
+
 // An address or prefix belongs to one vport, and a vport's prefix may not include another vport's addresses.
 void check_bindings(const Config& config, Diagnostics& diag) {
   struct Bound {
@@ -406,6 +423,7 @@ void check_model(Config& config, Diagnostics& diag) {
   check_ports(config, diag);
   assign_vport_ids(config, diag);
   check_spoofchk(config, diag);
+  check_roce_strict(config, diag);
   check_bindings(config, diag);
   check_meters(config, diag);
   check_pipeline(config, diag);

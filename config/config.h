@@ -110,7 +110,8 @@ struct VportConfig {
   bool spoofchk = true;
   bool trust = false;                  // trusted vports may send RAs and DHCP server replies
   bool roce = false;                   // RoCEv2 (UDP 4791) allowed
-  SmcPolicy smc = SmcPolicy::kAllow;
+  bool roce_strict = false;            // RoCEv2 to other vports only for QPs/rkeys an SMC-R CLC exchange granted
+  SmcPolicy smc = SmcPolicy::kAllow;   // deny: the SMC TCP option is removed from SYN/SYN-ACKs (both ends use TCP)
   bool dhcp_client = false;            // DHCP/DHCPv6 client discovery from unbound addresses allowed
   bool egress_multicast = true;        // deliver broadcast/multicast frames to this vport
   RateLimit rate;

@@ -119,6 +119,7 @@ bool read_vport(const Value& v, VportConfig& out) {
     m.optional("spoofchk", out.spoofchk, Bool{});
     m.optional("trust", out.trust, Bool{});
     m.optional("roce", out.roce, Bool{});
+    m.optional("roce_strict", out.roce_strict, Bool{});
     m.optional("smc", out.smc, one_of({SmcPolicy::kAllow, SmcPolicy::kDeny}));
     m.optional("dhcp_client", out.dhcp_client, Bool{});
     m.optional("egress_multicast", out.egress_multicast, Bool{});

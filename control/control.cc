@@ -305,6 +305,34 @@ int cmd_show(const Options& o, const std::string& what, const ShowOptions& so) {
     }
     t.print(stdout);
     for (const auto& v : r["vports"]) print_nonzero_drops(v, "drops", "drops");
+  } else if (what == "smc") {
+    auto side = [](const json& x) {
+      std::string s = fmt::format("{} {}:{}", to_str(x["vport"]), to_str(x["ip"]), to_str(x["port"]));
+      if (x.contains("qpn")) s += fmt::format(" qpn={} rkey={}", to_str(x["qpn"]), to_str(x["rkey"]));
+      if (x.contains("dmb_token")) s += fmt::format(" dmb={}", to_str(x["dmb_token"]));
+      return s;
+    };
+    Table t({{"STATE"}, {"PATH"}, {"VER", true}, {"CLIENT"}, {"SERVER"}, {"GRANTED"}, {"IDLE_S", true},
+             {"DECLINE"}});
+    for (const auto& x : r["sessions"]) {
+      t.row({to_str(x["state"]), to_str(x["path"]), to_str(x["version"]), side(x["client"]),
+             side(x["server"]), x.value("granted", false) ? "yes" : "no",
+             fmt::format("{:.1f}", x.value("idle_s", 0.0)), x["decline_code"].is_null() ? "-" : to_str(x["decline_code"])});
+    }
+    t.print(stdout);
+    Table v({{"VPORT"}, {"SMC"}, {"ROCE_STRICT"}, {"SYN", true}, {"STRIPPED", true}, {"CLC", true},
+             {"QP_REFUSED", true}, {"RKEY_REFUSED", true}});
+    for (const auto& x : r["vports"]) {
+      v.row({to_str(x["name"]), to_str(x["smc"]), x.value("roce_strict", false) ? "on" : "off", to_str(x["smc_syn"]),
+             to_str(x["smc_option_stripped"]), to_str(x["smc_clc"]), to_str(x["roce_qp_not_granted"]),
+             to_str(x["roce_rkey_not_granted"])});
+    }
+    v.print(stdout);
+    const json& e = r["events"];
+    const json& g = r["grants"];
+    fmt::print("events: {} enqueued, {} lost (ring full), {} read; grants: {} flows, {} QPs, {} rkeys; idle timeout {}s\n",
+               to_str(e["enqueued"]), to_str(e["lost"]), to_str(e["read"]), to_str(g["flows"]), to_str(g["qp"]),
+               to_str(g["rkey"]), to_str(r["idle_timeout_s"]));
   } else if (what == "representors") {
     Table t({{"VPORT"}, {"REPRESENTOR"}, {"KIND"}, {"ACTIVE"}});
     for (const auto& v : r["representors"]) {

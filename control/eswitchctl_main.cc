@@ -63,10 +63,10 @@ int main(int argc, char** argv) {
 
   std::string what;
   esw::ctl::ShowOptions show_opts;
-  auto* show = app.add_subcommand("show", "show ports, vports, tables, rules or representors with counters");
-  show->add_option("WHAT", what, "ports | vports | tables | rules | representors")
+  auto* show = app.add_subcommand("show", "show ports, vports, tables, rules, representors or smc with counters");
+  show->add_option("WHAT", what, "ports | vports | tables | rules | representors | smc (SMC sessions)")
       ->required()
-      ->check(CLI::IsMember({"ports", "vports", "tables", "rules", "representors"}));
+      ->check(CLI::IsMember({"ports", "vports", "tables", "rules", "representors", "smc"}));
   show->add_option("--table", show_opts.table, "rules: only this table");
   show->add_option("--limit", show_opts.limit, "rules: at most N rules");
   show->add_option("--offset", show_opts.offset, "rules: skip the first N rules");

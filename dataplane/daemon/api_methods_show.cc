@@ -1,5 +1,6 @@
 // The show family of the management API, all reads answered at once: ping, show, stats, trace.
 
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -44,6 +45,95 @@ std::string action_text(const std::vector<cfg::ActionConfig>& actions) {
     out += a.arg.empty() ? a.name : fmt::format("{}:{}", a.name, a.arg);
   }
   return out;
+}
+
+std::string ip_text(const uint8_t* a, uint8_t version) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(version == 4 ? AF_INET : AF_INET6, a, buf, sizeof buf);
+  return buf;
+}
+std::string hex_text(const uint8_t* a, size_t n, char sep) {
+  std::string out;
+  for (size_t i = 0; i < n; ++i) out += fmt::format("{}{:02x}", i != 0 && sep != 0 ? std::string(1, sep) : "", a[i]);
+  return out;
+}
+
+const char* path_name(smc::Path p) {
+  switch (p) {
+    case smc::Path::kR: return "R";
+    case smc::Path::kD: return "D";
+    case smc::Path::kBoth: return "R+D";
+    case smc::Path::kNone: break;
+  }
+  return "";
+}
+
+json smc_side_json(const SmcSessionInfo& s, const SmcSessionInfo::End& e) {
+  json j = {{"vport", e.vport}, {"ip", ip_text(e.addr, s.family)}, {"port", e.tcp_port}};
+  if (e.id.has_roce) {
+    j["gid"] = ip_text(e.id.smcr_gid, 6);
+    j["mac"] = hex_text(e.id.roce_mac, 6, ':');
+  }
+  if (e.id.has_qp) {
+    j["qpn"] = e.id.qpn;
+    j["rkey"] = fmt::format("0x{:08x}", e.id.rkey);
+    j["rmb_va"] = fmt::format("0x{:x}", e.id.rmb_va);
+  }
+  if (e.id.has_dmb) j["dmb_token"] = fmt::format("0x{:016x}", e.id.dmb_token);
+  return j;
+}
+
+json smc_json(const SmcReport& r) {
+  json sessions = json::array();
+  for (const SmcSessionInfo& s : r.sessions) {
+    sessions.push_back({{"state", s.state},
+                        {"path", path_name(s.path)},
+                        {"version", s.version},
+                        {"client", smc_side_json(s, s.client)},
+                        {"server", smc_side_json(s, s.server)},
+                        {"granted", s.granted},
+                        {"decline_code", s.decline_code != 0 ? json(fmt::format("0x{:08x}", s.decline_code)) : json(nullptr)},
+                        {"error", s.error.empty() ? json(nullptr) : json(s.error)},
+                        {"clc_messages", s.clc_messages},
+                        {"bytes", {{"client_to_server", s.bytes[0]}, {"server_to_client", s.bytes[1]}}},
+                        {"age_s", s.age_s},
+                        {"idle_s", s.idle_s}});
+  }
+  json vports = json::array();
+  for (const auto& v : r.vports) {
+    vports.push_back({{"name", v.name},
+                      {"smc", v.policy},
+                      {"roce_strict", v.roce_strict},
+                      {"smc_syn", v.smc_syn},
+                      {"smc_option_stripped", v.smc_option_stripped},
+                      {"smc_clc", v.smc_clc},
+                      {"roce_qp_not_granted", v.roce_qp_not_granted},
+                      {"roce_rkey_not_granted", v.roce_rkey_not_granted}});
+  }
+  const smc::Counters& c = r.table;
+  return {{"sessions", std::move(sessions)},
+          {"vports", std::move(vports)},
+          {"table", {{"capacity", r.capacity},
+                     {"created", c.created},
+                     {"overflow", c.overflow},
+                     {"no_session", c.no_session},
+                     {"ended_fin", c.ended_fin},
+                     {"ended_rst", c.ended_rst},
+                     {"aged", c.aged},
+                     {"declines", c.declines},
+                     {"clc_parsed", c.clc_parsed},
+                     {"clc_invalid", c.clc_invalid},
+                     {"clc_unexpected", c.clc_unexpected},
+                     {"clc_not_clc", c.clc_not_clc},
+                     {"clc_incomplete", c.clc_incomplete},
+                     {"clc_duplicate", c.clc_duplicate}}},
+          {"events", {{"enqueued", r.events_enqueued},
+                      {"lost", r.events_lost},
+                      {"read", c.events},
+                      {"ring_size", r.ring_size},
+                      {"ring_used", r.ring_used}}},
+          {"grants", {{"flows", r.flows}, {"qp", r.qp_grants}, {"rkey", r.rkey_grants}}},
+          {"idle_timeout_s", r.idle_timeout_s}};
 }
 
 json run_ping(ApiContext& ctx, const ApiCall&) {
@@ -173,6 +263,7 @@ json run_show(ApiContext& ctx, const ApiCall& call) {
                       {"spoofchk", v.spoofchk},
                       {"trust", v.trust},
                       {"roce", v.roce},
+                      {"roce_strict", v.roce_strict},
                       {"smc", v.smc == cfg::SmcPolicy::kAllow ? "allow" : "deny"},
                       {"representor", s != nullptr ? s->representor : ""},
                       {"active", s != nullptr ? s->active : v.state == cfg::VportState::kActive},
@@ -245,9 +336,11 @@ json run_show(ApiContext& ctx, const ApiCall& call) {
     }
     out["rules"] = std::move(rules);
     out["total"] = matched;
+  } else if (what == "smc") {
+    out = smc_json(ctx.sw.smc_report());
   } else {
     throw ApiError{"bad_request",
-                   fmt::format("show: unknown \"{}\"; one of ports, vports, tables, rules, representors", what)};
+                   fmt::format("show: unknown \"{}\"; one of ports, vports, tables, rules, representors, smc", what)};
   }
   return out;
 }

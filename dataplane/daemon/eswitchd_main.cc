@@ -1,7 +1,7 @@
 // eswitchd: the eswitch dataplane process.
 //
 //   eswitchd [--config FILE] [--duration S] [--stats-interval S] [--stats-json FILE] [--ready-file FILE]
-//            [--api-socket PATH|none]
+//            [--api-socket PATH|none] [--smc-idle-timeout S]
 //
 // Without --config it runs the embedded default config (config/default.yaml). Exit status: 0 after a clean
 // stop, 1 on a config or start-up error (one line on stderr naming the cause), 3 when mbufs were missing from
@@ -88,6 +88,7 @@ int run(int argc, char** argv) {
   bool print_config = false;
   std::vector<std::string> traces;
   std::string api_socket_override;
+  double smc_idle_timeout = 600;
   app.add_option("-c,--config", config_path, "YAML config file (default: the embedded config/default.yaml)");
   app.add_option("--duration", duration, "stop after this many seconds (0: run until SIGINT/SIGTERM)");
   app.add_option("--stats-interval", stats_interval, "print port counters every N seconds (0: only at exit)");
@@ -97,6 +98,11 @@ int run(int argc, char** argv) {
   app.add_option("--trace", traces,
                  "trace a packet description (e.g. in_port=vm1,ipv4,ipv4_dst=198.18.0.2,tcp,tcp_dst=80) "
                  "through the configured tables and exit; repeatable");
+  app.add_option("--smc-idle-timeout", smc_idle_timeout,
+                 "seconds without an SMC event (SYN, CLC, FIN/RST) after which an SMC session and its RoCEv2 grants "
+                 "end")
+      ->check(CLI::Range(0.1, 86400.0))
+      ->capture_default_str();
   app.add_option("--api-socket", api_socket_override,
                  "management API socket (default: dataplane.api_socket from the config; 'none' disables it)");
   try {
@@ -149,6 +155,8 @@ int run(int argc, char** argv) {
     esw::dp::Telemetry::register_commands();
     {
       esw::dp::Switch sw(config);
+      sw.set_smc_idle_timeout(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+          std::chrono::duration<double>(smc_idle_timeout)));
       if (!traces.empty()) {
         for (const auto& t : traces) {
           esw::dp::TraceResult tr;

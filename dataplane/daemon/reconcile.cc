@@ -32,11 +32,11 @@ std::string binding_text(const cfg::VportConfig& v) {
   std::string ips;
   for (const auto& a : v.ipv4) ips += a + " ";
   for (const auto& a : v.ipv6) ips += a + " ";
-  return fmt::format("hw_addr={} ip=[{}] vlan={} state={} spoofchk={} trust={} roce={} smc={} dhcp_client={} "
-                     "egress_multicast={} tx_max_bps={}",
+  return fmt::format("hw_addr={} ip=[{}] vlan={} state={} spoofchk={} trust={} roce={} roce_strict={} smc={} "
+                     "dhcp_client={} egress_multicast={} tx_max_bps={}",
                      v.hw_addr.value_or("-"), ips, v.vlan ? std::to_string(*v.vlan) : "-",
                      v.state == cfg::VportState::kActive ? "active" : "inactive", v.spoofchk, v.trust, v.roce,
-                     v.smc == cfg::SmcPolicy::kAllow ? "allow" : "deny", v.dhcp_client, v.egress_multicast,
+                     v.roce_strict, v.smc == cfg::SmcPolicy::kAllow ? "allow" : "deny", v.dhcp_client, v.egress_multicast,
                      v.rate.tx_max_bps);
 }
 
@@ -470,7 +470,23 @@ ApplyResult Switch::apply(const cfg::Config& desired, bool dry_run) {
     result.ok = true;
     return result;
   }
+  std::vector<std::string> before(kMaxPorts);
+  for (uint16_t i = 0; i < kMaxPorts; ++i) before[i] = slots_[i] ? slots_[i]->name() : std::string();
   result.ok = execute_plan(p, result);
+  // Grants are between port indexes: when a port an SMC session runs over went away (its index may be reused),
+  // the session table starts over (sessions and their grants end; the table offers no per-port removal).
+  if (result.ok) {
+    bool gone = false;
+    smc_->for_each([&](const smc::Session& s) {
+      for (uint16_t v : {s.client_vport, s.server_vport}) {
+        if (v != smc::kNoVport && v < kMaxPorts && (!slots_[v] || slots_[v]->name() != before[v])) gone = true;
+      }
+    });
+    if (gone) {
+      smc_ = std::make_unique<smc::SessionTable>(smc_->config());
+      publish_smc();
+    }
+  }
   return result;
 }
 

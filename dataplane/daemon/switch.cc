@@ -4,6 +4,8 @@
 #include <rte_errno.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
+#include <rte_ring_elem.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -18,6 +20,7 @@
 #include "dataplane/error.h"
 #include "dataplane/rules/packet_synth.h"
 #include "dataplane/fastpath/parser.h"
+#include "dataplane/fastpath/proto.h"
 #include "representors/representor.h"
 #include "vdpa/vdpa.h"
 
@@ -48,6 +51,19 @@ Switch::Switch(const cfg::Config& config) {
       throw Error(fmt::format("packet pool: cannot allocate {} mbufs (~{:.0f} MiB; dataplane.memory_mb is {}): {}",
                               dp.mbufs, need_mb, dp.memory_mb, rte_strerror(rte_errno)));
     }
+    // SMC events: one MP/SC ring of fixed-size records for every worker; a full ring is counted by the workers.
+    static std::atomic<unsigned> ring_seq{0};
+    smc_ring_ = rte_ring_create_elem(fmt::format("esw_smc_{}_{}", getpid() % 100000, ring_seq++).c_str(),
+                                     sizeof(SmcEvent), kSmcRingSize, static_cast<int>(rte_socket_id()),
+                                     RING_F_SC_DEQ);
+    if (smc_ring_ == nullptr) {
+      throw Error(fmt::format("smc event ring: cannot allocate {} x {} bytes: {}", kSmcRingSize, sizeof(SmcEvent),
+                              rte_strerror(rte_errno)));
+    }
+    smc_cur_ = std::make_unique<SmcView>();
+    smc_pub_.publish(smc_cur_.get());
+    smc_ = std::make_unique<smc::SessionTable>(smc::Config{.capacity = 4096,
+                                                           .idle_timeout_ns = 600ull * 1000 * 1000 * 1000});
     rcu_ = std::make_unique<Rcu>(nb_workers);
     for (uint16_t w = 0; w < nb_workers; ++w) rte_rcu_qsbr_thread_register(rcu_->qsbr(), w);
     classifier_ = std::make_unique<Classifier>(*rcu_);
@@ -67,6 +83,8 @@ Switch::Switch(const cfg::Config& config) {
       wp.pipeline = &pipeline_;
       wp.tables = &classifier_->published();
       wp.poll = poll_pub_.back().get();
+      wp.smc = &smc_pub_;
+      wp.smc_ring = smc_ring_;
       wp.stop = &stop_;
       workers_.push_back(std::make_unique<Worker>(wp));
     }
@@ -78,6 +96,8 @@ Switch::Switch(const cfg::Config& config) {
     }
   } catch (...) {
     close();
+    if (smc_ring_ != nullptr) rte_ring_free(smc_ring_);  // no destructor runs for a constructor that throws
+    smc_ring_ = nullptr;
     throw;
   }
 }
@@ -87,6 +107,8 @@ Switch::~Switch() {
   classifier_.reset();
   retired_.clear();
   current_.reset();
+  smc_retired_.clear();
+  if (smc_ring_ != nullptr) rte_ring_free(smc_ring_);
   if (pool_ != nullptr) rte_mempool_free(pool_);
 }
 
@@ -194,7 +216,103 @@ void Switch::close_port(uint16_t index) noexcept {
   slots_[index].reset();
 }
 
-void Switch::maintain() noexcept { classifier_->reclaim(); }
+void Switch::maintain() noexcept {
+  classifier_->reclaim();
+  drain_smc();
+}
+
+namespace {
+
+uint64_t now_ns() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+}
+
+// A worker's event as the session table takes it (dataplane/smc/session_table.h Event).
+void to_table_event(const SmcEvent& e, smc::Event& out) {
+  std::memcpy(out.tuple.src, e.src, 16);
+  std::memcpy(out.tuple.dst, e.dst, 16);
+  out.tuple.sport = from_be16(e.sport);
+  out.tuple.dport = from_be16(e.dport);
+  out.tuple.family = e.ip_version;
+  out.in_vport = e.in_port;
+  switch (e.type) {
+    case SmcEventType::kSyn: out.kind = smc::EventKind::kSynOption; break;
+    case SmcEventType::kSynAck: out.kind = smc::EventKind::kSynAckOption; break;
+    case SmcEventType::kClc: out.kind = smc::EventKind::kClc; break;
+    case SmcEventType::kFin: out.kind = smc::EventKind::kFin; break;
+    case SmcEventType::kRst: out.kind = smc::EventKind::kRst; break;
+  }
+  out.seq = e.seq;
+  out.payload_len = e.segment_len;
+  out.copied = static_cast<uint16_t>(std::min<size_t>(e.payload_len, smc::kEventClcBytes));
+  std::memcpy(out.clc, e.payload, out.copied);
+}
+
+}  // namespace
+
+bool smc_granted(const smc::Session& s) {
+  return s.state == smc::State::kConfirm && s.path == smc::Path::kR && s.client_id.has_qp && s.server_id.has_qp &&
+         s.client_vport != smc::kNoVport && s.server_vport != smc::kNoVport;
+}
+
+void Switch::set_smc_idle_timeout(std::chrono::steady_clock::duration idle) {
+  smc::Config c = smc_->config();
+  c.idle_timeout_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(idle).count());
+  smc_ = std::make_unique<smc::SessionTable>(c);
+  publish_smc();
+}
+
+void Switch::publish_smc() {
+  // What the workers need: the flows of tracked sessions (their FIN/RST matter) and the RoCEv2 grants of SMC-R
+  // sessions that completed Accept + Confirm (client -> server: the server's QP and RMB rkey from its Accept; back:
+  // the client's, from its Confirm). A session that declined or fell back grants nothing.
+  std::vector<uint64_t> flows, qps, rkeys;
+  smc_->for_each([&](const smc::Session& s) {
+    const unsigned alen = s.client.family == 4 ? 4 : 16;
+    flows.push_back(smc_flow_hash(s.client.src, to_be16(s.client.sport), s.client.dst, to_be16(s.client.dport), alen));
+    if (!smc_granted(s)) return;
+    qps.push_back(roce_qp_grant(s.client_vport, s.server_vport, s.server_id.qpn));
+    qps.push_back(roce_qp_grant(s.server_vport, s.client_vport, s.client_id.qpn));
+    rkeys.push_back(roce_rkey_grant(s.client_vport, s.server_vport, s.server_id.rkey));
+    rkeys.push_back(roce_rkey_grant(s.server_vport, s.client_vport, s.client_id.rkey));
+  });
+  auto next = std::make_unique<SmcView>();
+  next->flows = KeySet(flows);
+  next->qps = KeySet(qps);
+  next->rkeys = KeySet(rkeys);
+  next->version = ++smc_version_;
+  smc_pub_.publish(next.get());
+  smc_retired_.emplace_back(rcu_->start(), std::move(smc_cur_));
+  smc_cur_ = std::move(next);
+}
+
+void Switch::drain_smc() noexcept {
+  try {
+    // Bounded per tick: a flood of events cannot keep the main lcore from its other work (the ring then fills
+    // and the workers count what is lost).
+    SmcEvent batch[32];
+    smc::Event ev;
+    const uint64_t now = now_ns();
+    unsigned total = 0;
+    while (total < kSmcRingSize) {
+      const unsigned n = rte_ring_dequeue_burst_elem(smc_ring_, batch, sizeof(SmcEvent), 32, nullptr);
+      if (n == 0) break;
+      for (unsigned i = 0; i < n; ++i) {
+        to_table_event(batch[i], ev);
+        smc_->apply(ev, now);
+      }
+      total += n;
+    }
+    const size_t aged = smc_->age(now);
+    if (total != 0 || aged != 0) publish_smc();
+    while (!smc_retired_.empty() && rcu_->done(smc_retired_.front().first)) {
+      smc_retired_.erase(smc_retired_.begin());
+    }
+  } catch (const std::exception&) {
+    // Out of memory building a view: the workers keep the previous one; the next tick tries again.
+  }
+}
 
 void Switch::set_service_hooks(ServiceHooks hooks) {
   for (auto& p : slots_) {

@@ -7,8 +7,10 @@
 // snapshots and their own state.
 
 #include <rte_mempool.h>
+#include <rte_ring.h>
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -19,6 +21,7 @@
 #include "dataplane/rules/actions.h"
 #include "dataplane/fastpath/classifier.h"
 #include "dataplane/daemon/rule_book.h"
+#include "dataplane/smc/session_table.h"
 #include "dataplane/fastpath/pipeline.h"
 #include "dataplane/ports/port.h"
 #include "dataplane/fastpath/rcu.h"
@@ -27,6 +30,11 @@
 #include "dataplane/fastpath/worker.h"
 
 namespace esw::dp {
+
+inline constexpr unsigned kSmcRingSize = 4096;  // SMC events in flight from the workers to the main lcore
+
+// An SMC-R session whose Accept and Confirm were both read: its QPs and rkeys are granted (roce_strict).
+bool smc_granted(const smc::Session& s);
 
 struct PortStats {
   std::string name;
@@ -80,6 +88,55 @@ struct ApplyResult {
   bool restart_required = false;   // a dataplane section change that only a restart applies (reported, not applied)
 };
 
+// The SMC side of the switch (show smc, telemetry /eswitch/smc).
+// One SMC session as show/telemetry report it (a summary of smc::Session, without its reassembly buffers).
+struct SmcSessionInfo {
+  struct End {
+    uint16_t port = smc::kNoVport;  // switch port index
+    std::string vport;
+    uint8_t addr[16] = {};
+    uint16_t tcp_port = 0;
+    smc::SideIdentity id;
+  };
+  std::string state;  // smc::to_string(State)
+  smc::Path path = smc::Path::kNone;
+  uint8_t version = 0;
+  uint8_t family = 4;
+  End client, server;
+  bool granted = false;  // RoCEv2 grants derived from it are published
+  uint32_t decline_code = 0;
+  std::string error;     // the last CLC problem, "" if none
+  uint32_t clc_messages = 0;
+  uint64_t bytes[2] = {};
+  double age_s = 0;
+  double idle_s = 0;
+};
+
+struct SmcReport {
+  std::vector<SmcSessionInfo> sessions;
+  smc::Counters table;
+  size_t capacity = 0;
+  uint64_t events_enqueued = 0;  // by the workers
+  uint64_t events_lost = 0;      // ring full
+  unsigned ring_size = 0;
+  unsigned ring_used = 0;
+  size_t flows = 0;              // published to the workers
+  size_t qp_grants = 0;
+  size_t rkey_grants = 0;
+  double idle_timeout_s = 0;
+  struct Vport {
+    std::string name;
+    std::string policy;  // allow | deny
+    bool roce_strict = false;
+    uint64_t smc_syn = 0;
+    uint64_t smc_option_stripped = 0;
+    uint64_t smc_clc = 0;
+    uint64_t roce_qp_not_granted = 0;
+    uint64_t roce_rkey_not_granted = 0;
+  };
+  std::vector<Vport> vports;
+};
+
 struct TraceResult {
   std::string packet;  // the parsed key, as match text
   TraceRecord record;
@@ -123,8 +180,14 @@ class Switch {
   // Trace from a description: "in_port=vm1,eth_src=...,ipv4,ipv4_src=...,tcp,tcp_dst=80".
   bool trace(std::string_view description, TraceResult& out, std::string& error);
 
-  // Frees snapshots whose grace period has passed. Call from the main loop.
+  // Frees snapshots whose grace period has passed, drains the SMC event ring into the session table and
+  // publishes what changed for the workers. Call from the main loop (the existing 50 ms tick).
   void maintain() noexcept;
+
+  // SMC sessions: the idle timeout (default 600 s), and everything `show smc` reports.
+  // Call before traffic: the table starts empty again.
+  void set_smc_idle_timeout(std::chrono::steady_clock::duration idle);
+  SmcReport smc_report() const;
 
   // The main lcore's share of port backends that need one (tap representors today, vhost later): every port
   // with a service fd is registered through `watch` when it opens and `unwatch` before it closes (ports that
@@ -165,6 +228,8 @@ class Switch {
   void publish_poll_lists();
   void wait_for_workers();
   void close_port(uint16_t index) noexcept;
+  void drain_smc() noexcept;
+  void publish_smc();
   void watch_service(Port& port);
   void unwatch_service(Port& port) noexcept;
 
@@ -194,6 +259,13 @@ class Switch {
   std::vector<MeterProfile> extra_meters_;
   uint64_t context_[2] = {0, 0};  // hash of what compiled rules depend on besides their source (ports, meters)
   uint64_t meter_generation_ = 0;
+  // SMC: events from the workers (MP/SC ring of SmcEvent), the session table, the view the workers read.
+  rte_ring* smc_ring_ = nullptr;
+  std::unique_ptr<smc::SessionTable> smc_;  // dataplane/smc/session_table.h (the CLC codec's)
+  Published<SmcView> smc_pub_;
+  std::unique_ptr<SmcView> smc_cur_;
+  std::vector<std::pair<uint64_t, std::unique_ptr<SmcView>>> smc_retired_;  // (grace-period token, view)
+  uint64_t smc_version_ = 0;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<bool> stop_{false};
   bool running_ = false;

@@ -6,6 +6,7 @@
 #include <rte_mbuf.h>
 
 #include <algorithm>
+#include <cstring>
 #include <chrono>
 #include <map>
 #include <set>
@@ -71,6 +72,68 @@ std::vector<VportStats> Switch::vport_stats() const {
     out.push_back(std::move(s));
   }
   return out;
+}
+
+SmcReport Switch::smc_report() const {
+  SmcReport r;
+  const uint64_t now = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                 std::chrono::steady_clock::now().time_since_epoch()).count());
+  auto name_of = [this](uint16_t i) {
+    return i != smc::kNoVport && names_.name_of ? names_.name_of(i) : std::string();
+  };
+  smc_->for_each([&](const smc::Session& s) {
+    SmcSessionInfo x;
+    x.state = smc::to_string(s.state);
+    x.path = s.path;
+    x.version = s.version;
+    x.family = s.client.family;
+    x.client.port = s.client_vport;
+    x.client.vport = name_of(s.client_vport);
+    std::memcpy(x.client.addr, s.client.src, 16);
+    x.client.tcp_port = s.client.sport;
+    x.client.id = s.client_id;
+    x.server.port = s.server_vport;
+    x.server.vport = name_of(s.server_vport);
+    std::memcpy(x.server.addr, s.client.dst, 16);
+    x.server.tcp_port = s.client.dport;
+    x.server.id = s.server_id;
+    x.granted = smc_granted(s);
+    x.decline_code = s.decline_code;
+    x.error = s.error != nullptr ? s.error : "";
+    x.clc_messages = s.clc_messages;
+    x.bytes[0] = s.bytes[0];
+    x.bytes[1] = s.bytes[1];
+    x.age_s = static_cast<double>(now - std::min(now, s.first_ns)) / 1e9;
+    x.idle_s = static_cast<double>(now - std::min(now, s.last_ns)) / 1e9;
+    r.sessions.push_back(std::move(x));
+  });
+  std::sort(r.sessions.begin(), r.sessions.end(), [](const SmcSessionInfo& a, const SmcSessionInfo& b) {
+    return a.age_s > b.age_s;  // oldest first: a stable order for show
+  });
+  r.table = smc_->counters();
+  r.capacity = smc_->capacity();
+  for (const auto& w : workers_) {
+    r.events_enqueued += w->stats().smc_events;
+    r.events_lost += w->stats().smc_events_lost;
+  }
+  r.ring_size = rte_ring_get_capacity(smc_ring_);
+  r.ring_used = rte_ring_count(smc_ring_);
+  const SmcView* view = smc_cur_.get();
+  r.flows = view->flows.size();
+  r.qp_grants = view->qps.size();
+  r.rkey_grants = view->rkeys.size();
+  r.idle_timeout_s = static_cast<double>(smc_->config().idle_timeout_ns) / 1e9;
+  for (const auto& v : config_.vports) {
+    const int i = port_index(v.name);
+    if (i < 0) continue;
+    PortCounters c;
+    for (const auto& w : workers_) c += w->stats().ports[i];
+    r.vports.push_back({v.name, v.smc == cfg::SmcPolicy::kAllow ? "allow" : "deny", v.roce_strict, c.smc_syn,
+                        c.smc_option_stripped, c.smc_clc,
+                        c.dropped[static_cast<size_t>(DropReason::kRoceQpNotGranted)],
+                        c.dropped[static_cast<size_t>(DropReason::kRoceRkeyNotGranted)]});
+  }
+  return r;
 }
 
 std::vector<RuleStats> Switch::rule_stats() const {

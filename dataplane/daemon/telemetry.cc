@@ -60,6 +60,7 @@ struct TableSnap {
 
 struct Snapshot {
   TelemetryInfo info;
+  SmcReport smc;
   unsigned workers = 0;
   std::vector<PortSnap> ports;
   std::vector<VportSnap> vports;
@@ -368,6 +369,49 @@ int cmd_counters(const char*, const char*, rte_tel_data* d) {
   return 0;
 }
 
+// /eswitch/smc: the session table's counters and sessions by state; per-session detail is `eswitchctl show smc`
+// (a telemetry reply holds 16 KiB).
+int cmd_smc(const char*, const char*, rte_tel_data* d) {
+  auto snap = current();
+  if (snap == nullptr) return not_running(d);
+  const SmcReport& r = snap->smc;
+  rte_tel_data_start_dict(d);
+  add_u64(d, "sessions", r.sessions.size());
+  std::map<std::string, uint64_t> by_state;
+  for (const auto& s : r.sessions) by_state[s.state]++;
+  for (const auto& [state, n] : by_state) add_u64(d, "sessions_" + state, n);
+  add_u64(d, "sessions_created", r.table.created);
+  add_u64(d, "sessions_overflow", r.table.overflow);
+  add_u64(d, "sessions_ended_fin", r.table.ended_fin);
+  add_u64(d, "sessions_ended_rst", r.table.ended_rst);
+  add_u64(d, "sessions_aged", r.table.aged);
+  add_u64(d, "declines", r.table.declines);
+  add_u64(d, "clc_parsed", r.table.clc_parsed);
+  add_u64(d, "clc_invalid", r.table.clc_invalid);
+  add_u64(d, "clc_unexpected", r.table.clc_unexpected);
+  add_u64(d, "clc_incomplete", r.table.clc_incomplete);
+  add_u64(d, "events_enqueued", r.events_enqueued);
+  add_u64(d, "events_lost", r.events_lost);
+  add_u64(d, "events_read", r.table.events);
+  add_u64(d, "qp_grants", r.qp_grants);
+  add_u64(d, "rkey_grants", r.rkey_grants);
+  uint64_t syn = 0, stripped = 0, clc = 0, qp = 0, rkey = 0;
+  for (const auto& v : r.vports) {
+    syn += v.smc_syn;
+    stripped += v.smc_option_stripped;
+    clc += v.smc_clc;
+    qp += v.roce_qp_not_granted;
+    rkey += v.roce_rkey_not_granted;
+  }
+  add_u64(d, "smc_syn", syn);
+  add_u64(d, "smc_option_stripped", stripped);
+  add_u64(d, "smc_clc", clc);
+  add_u64(d, "roce_qp_not_granted", qp);
+  add_u64(d, "roce_rkey_not_granted", rkey);
+  add_u64(d, "age_ms", static_cast<uint64_t>(age_ms(snap->at)));
+  return 0;
+}
+
 }  // namespace
 
 void Telemetry::register_commands() {
@@ -377,6 +421,8 @@ void Telemetry::register_commands() {
     if (s.registered) return;
     s.registered = true;
   }
+  rte_telemetry_register_cmd("/eswitch/smc", cmd_smc,
+                             "eswitch SMC: sessions by state, CLC and event counters, grants, option strips");
   rte_telemetry_register_cmd("/eswitch/info", cmd_info, "eswitch: pid, file prefix, API socket, config generation");
   rte_telemetry_register_cmd("/eswitch/ports", cmd_ports, "eswitch port counters. Parameters: port name (optional)");
   rte_telemetry_register_cmd("/eswitch/vports", cmd_vports,
@@ -401,6 +447,7 @@ void Telemetry::publish(const Switch& sw, const TelemetryInfo& info, bool with_r
     snap->vports.push_back({v.name, v.representor, v.active, v.rx_packets, v.tx_packets, v.drops});
   }
   snap->classifier = sw.classifier_stats();
+  snap->smc = sw.smc_report();
   snap->configured_tables = sw.config().tables.size();
   snap->at = Clock::now();
 

@@ -40,6 +40,7 @@ TraceResult Switch::trace(uint16_t in_port, const uint8_t* data, size_t len) {
   const TableSet* tables = classifier_->acquire();
   const Pipeline* p = pipeline_.acquire();
   ctx->io = p->ports.io.data();
+  ctx->smc = smc_pub_.acquire();
   p->process<true>(*ctx, *tables, in_port, &m, 1, &out.record);
 
   const TraceRecord& r = out.record;
@@ -64,6 +65,13 @@ TraceResult Switch::trace(uint16_t in_port, const uint8_t* data, size_t len) {
   if (r.miss_table != kNoTable) {
     out.lines.push_back(fmt::format("table {}: miss -> {}", r.miss_table,
                                     r.miss_actions ? format_actions(*r.miss_actions, names_) : "(none)"));
+  }
+  for (uint16_t sp : r.smc_stripped) {
+    out.lines.push_back(fmt::format("smc: option removed (smc: deny on {}), TCP checksum updated", port(sp)));
+  }
+  for (const auto& [rp, why] : r.roce_refused) {
+    out.lines.push_back(fmt::format("roce_strict {}: output to {} refused: {} (dest QP {})", port(in_port), port(rp),
+                                    drop_reason_name(why), key.roce_dqp));
   }
   std::string extra;
   for (uint16_t mp : r.mirrors) extra += fmt::format(", mirror:{}", port(mp));

@@ -14,8 +14,10 @@
 
 #include "dataplane/fastpath/action_types.h"
 #include "dataplane/fastpath/binding.h"
+#include "dataplane/fastpath/checksum.h"
 #include "dataplane/fastpath/classifier.h"
 #include "dataplane/fastpath/flow_key.h"
+#include "dataplane/fastpath/smc_stage.h"
 #include "dataplane/fastpath/worker_context.h"
 
 namespace esw::dp {
@@ -48,6 +50,8 @@ struct TraceRecord {
   std::vector<uint16_t> outputs;
   std::vector<uint16_t> mirrors;
   std::vector<uint16_t> egress_filtered;  // outputs refused by the destination vport's egress filter
+  std::vector<uint16_t> smc_stripped;     // the SMC option was removed because of this vport's smc: deny
+  std::vector<std::pair<uint16_t, DropReason>> roce_refused;  // roce_strict: outputs refused, and why
   bool binding_checked = false;           // the ingress vport's binding stage ran
   DropReason binding = DropReason::kCount;  // its verdict (kCount = allowed)
   bool passthrough = false;               // representor -> vport, no tables
@@ -61,23 +65,10 @@ struct ExecEnv {
   const PortMap* ports;
   const ActionList* const* miss_actions;  // per table; never null entries for existing tables
   uint32_t max_rules;
+  bool roce_strict = false;  // the ingress vport's roce_strict (smc_stage.h)
 };
 
 namespace exec_detail {
-
-// RFC 1624 incremental update of a ones'-complement checksum for 16-bit words old -> new.
-inline void csum_replace(uint8_t* csum, const uint8_t* old_bytes, const uint8_t* new_bytes, size_t len) noexcept {
-  uint16_t c;
-  std::memcpy(&c, csum, 2);
-  uint32_t sum = static_cast<uint16_t>(~rte_be_to_cpu_16(c));
-  for (size_t i = 0; i + 1 < len; i += 2) {
-    sum += static_cast<uint16_t>(~(old_bytes[i] << 8 | old_bytes[i + 1]));
-    sum += static_cast<uint16_t>(new_bytes[i] << 8 | new_bytes[i + 1]);
-  }
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  c = rte_cpu_to_be_16(static_cast<uint16_t>(~sum));
-  std::memcpy(csum, &c, 2);
-}
 
 // Where the L4 checksum lives (nullptr: none, or not to be touched, like a zero UDP checksum over IPv4).
 inline uint8_t* l4_csum(uint8_t* pkt, uint32_t len, const FlowKey& key, const HeaderOffsets& off) noexcept {
@@ -330,6 +321,20 @@ inline void execute(WorkerContext& ctx, const ExecEnv& env, rte_mbuf* m, uint16_
           drop = true;
           break;
         }
+      }
+    }
+  }
+
+  // SMC option towards a deny vport, RoCEv2 grants of a strict ingress vport: one flag test for everything else.
+  if (!drop && (key.flags & (kFlagSmc | kFlagRoce))) [[unlikely]] {
+    n_out = smc_egress(ctx, *env.ports, env.roce_strict, m, in_port, key, off, outs, n_out, trace);
+    if (n_out == 0) {  // every output refused (counted there)
+      if constexpr (kTrace) {
+        drop = true;
+        why = trace->roce_refused.empty() ? DropReason::kNoFate : trace->roce_refused.front().second;
+      } else {
+        rte_pktmbuf_free(m);
+        return;
       }
     }
   }

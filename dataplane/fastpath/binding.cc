@@ -40,7 +40,6 @@ DropReason check_ingress(const Binding& b, const FlowKey& k) noexcept {
   if (!b.active) return DropReason::kInactive;
   if (!b.spoofchk) {
     if (!b.roce && (k.flags & kFlagRoce)) return DropReason::kRoceDisabled;
-    if (!b.smc_allowed && k.smc_option) return DropReason::kSmcDenied;
     return DropReason::kCount;
   }
   if (!mac_is(b, k.eth_src)) return DropReason::kSpoofedMac;
@@ -90,7 +89,6 @@ DropReason check_ingress(const Binding& b, const FlowKey& k) noexcept {
     return DropReason::kEthertype;
   }
   if (!b.roce && (k.flags & kFlagRoce)) return DropReason::kRoceDisabled;
-  if (!b.smc_allowed && k.smc_option) return DropReason::kSmcDenied;
   return DropReason::kCount;
 }
 

@@ -19,7 +19,8 @@
 //    (RA guard). DHCPv6: server messages (UDP 547->546) dropped unless trusted; client messages (546->547)
 //    allowed only with dhcp_client.
 //  - RoCEv2 (UDP 4791) dropped when roce is off; when on it passes the same IP checks as everything else.
-//  - SMC (TCP segments carrying the SMC option) dropped when smc is deny.
+//  - SMC: nothing here; `smc: deny` removes the SMC option from SYN/SYN-ACKs (smc_stage.h), it drops nothing.
+//    roce_strict is enforced at output, where the destination vport is known (smc_stage.h).
 // Inactive vports: everything from and to them is dropped (kInactive) - their representor stays.
 //
 // A Binding is built from a vport's config by the rule compiler (dataplane/rules/binding_build.h); the fast path
@@ -48,6 +49,7 @@ struct Binding {
   bool active = true;
   bool trust = false;
   bool roce = false;
+  bool roce_strict = false;  // RoCEv2 to other vports only for QPs/rkeys granted by an SMC-R CLC exchange
   bool smc_allowed = true;
   bool dhcp_client = false;
   bool egress_multicast = true;

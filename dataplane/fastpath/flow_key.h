@@ -35,6 +35,9 @@ inline constexpr uint16_t kFlagVlan = 0x0001;       // at least one VLAN tag
 inline constexpr uint16_t kFlagQinQ = 0x0002;       // two tags (802.1ad outer)
 inline constexpr uint16_t kFlagTunnel = 0x0004;     // VXLAN/Geneve header recognised (tun_id valid)
 inline constexpr uint16_t kFlagRoce = 0x0008;       // RoCEv2 BTH recognised (roce_dqp valid)
+inline constexpr uint16_t kFlagRoceReth = 0x0010;   // ... and an RDMA WRITE FIRST/ONLY or READ request: a RETH follows
+inline constexpr uint16_t kFlagSmc = 0x0020;        // TCP segment the SMC stage looks at: SYN with the SMC option,
+                                                    // FIN or RST, or payload starting with a CLC eyecatcher
 inline constexpr uint16_t kFlagMalformed = 0x8000;  // truncated or inconsistent headers
 
 struct alignas(64) FlowKey {

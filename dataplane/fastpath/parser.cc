@@ -20,7 +20,6 @@ constexpr uint32_t kUdpLen = 8;
 constexpr uint32_t kIcmpMinLen = 4;
 constexpr uint32_t kVxlanLen = 8;
 constexpr uint32_t kGeneveMinLen = 8;
-constexpr uint32_t kBthLen = 12;
 
 constexpr uint32_t kNdOptLlLen = 8;  // Ethernet link-layer address option
 
@@ -90,8 +89,12 @@ bool parse_geneve(Ctx& c, uint32_t pos, uint32_t end) noexcept {
 
 bool parse_bth(Ctx& c, uint32_t pos, uint32_t end) noexcept {
   if (end - pos < kBthLen) return false;
-  c.key.roce_dqp = rd24(c.data + pos + 5);
+  const uint8_t* h = c.data + pos;
+  c.key.roce_dqp = rd24(h + 5);
   c.key.flags |= kFlagRoce;
+  // The RETH (rkey) of a WRITE/READ request; a packet too short for it is not malformed, it just carries no
+  // rkey the switch could check (strict mode then refuses it: it is not a well-formed request).
+  if (roce_has_reth(h[0]) && end - pos >= kBthLen + kRethLen) c.key.flags |= kFlagRoceReth;
   return true;
 }
 
@@ -153,6 +156,14 @@ bool parse_tcp(Ctx& c, uint32_t pos, uint32_t end) noexcept {
   std::memcpy(&c.key.tcp_flags, fl, 2);
   c.key.smc_option = smc;
   c.off.l4 = static_cast<uint16_t>(pos);
+  // What the SMC stage looks at (one flag, so other traffic pays one branch there): the option on a SYN, the end
+  // of a connection, and a payload that starts like a CLC message.
+  const uint8_t* payload = h + hdr_len;
+  if ((smc && (h[13] & kTcpFlagSyn)) || (h[13] & (kTcpFlagFin | kTcpFlagRst)) ||
+      (avail - hdr_len >= 4 && (std::memcmp(payload, kClcEyecatcherR, 4) == 0 ||
+                                std::memcmp(payload, kClcEyecatcherD, 4) == 0))) {
+    c.key.flags |= kFlagSmc;
+  }
   return true;
 }
 

@@ -25,13 +25,17 @@
 //  - L4 is parsed for TCP, UDP, ICMP (IPv4 only) and ICMPv6 (IPv6 only); off.l4 stays kNone for other
 //    protocols, which only set ip_proto.
 //  - TCP: options are walked (length errors are malformed); smc_option = 1 for kind 254, length >= 6,
-//    ExID E2 D4 C3 D9. Options after End-of-Option-List are ignored.
+//    ExID E2 D4 C3 D9. Options after End-of-Option-List are ignored. kFlagSmc marks the segments the SMC stage
+//    looks at: SYN (or SYN-ACK) with the SMC option, FIN or RST, or a payload (within the IP length) whose first
+//    4 bytes are a CLC eyecatcher (E2D4C3D9 / E2D4C3C4).
 //  - UDP: length must be in [8, bytes available]; for fragments it is not checked (it covers the whole
 //    datagram) and no tunnel / RoCE header is looked at.
 //  - UDP dst 4789 VXLAN: header with the I flag -> tun_id, kFlagTunnel, off.tun, off.inner_l2 (an inner
 //    Ethernet header must be present); I flag clear -> plain UDP. UDP dst 6081 Geneve: version 0 (else
 //    malformed), options skipped, tun_id, kFlagTunnel, off.tun; off.inner_l2 only for protocol 0x6558.
-//    UDP dst 4791 RoCEv2: 12-byte BTH -> roce_dqp, kFlagRoce. The inner frame of a tunnel is not parsed.
+//    UDP dst 4791 RoCEv2: 12-byte BTH -> roce_dqp, kFlagRoce; an RDMA WRITE FIRST/ONLY(+imm) or READ request
+//    (RC or UC) with its 16-byte RETH present also sets kFlagRoceReth (the rkey is then at l4 + 8 + 12 + 8).
+//    The inner frame of a tunnel is not parsed.
 //  - ICMP / ICMPv6: tp_src = type, tp_dst = code (16-bit big-endian). Neighbour Discovery (RS, RA, NS, NA
 //    with code 0, not fragmented): NS/NA target into nd_target; options are walked (length 0 or past the end
 //    is malformed); the first 8-byte source / target link-layer address option goes into arp_sha / arp_tha.

@@ -1,6 +1,7 @@
 #include "dataplane/fastpath/pipeline.h"
 
 #include "dataplane/fastpath/parser.h"
+#include "dataplane/fastpath/smc_stage.h"
 
 namespace esw::dp {
 
@@ -15,7 +16,8 @@ void Pipeline::process(WorkerContext& ctx, const TableSet& tables, uint16_t in_p
   WalkView views[kMaxRxBurst];
   uint16_t live[kMaxRxBurst];
   uint16_t n_live = 0;
-  const ExecEnv env{&ports, miss_actions.data(), max_rules};
+  const Binding* binding = ports.binding[in_port];
+  const ExecEnv env{&ports, miss_actions.data(), max_rules, binding != nullptr && binding->roce_strict};
   // Early drops (malformed, binding, rate limit) are counted at once and freed together at the end of the
   // stage: a flood of bad frames then costs its parse and one bulk free, not a free call per frame.
   rte_mbuf* early_drops[kMaxRxBurst];
@@ -54,7 +56,6 @@ void Pipeline::process(WorkerContext& ctx, const TableSet& tables, uint16_t in_p
 
   // 1. Parse the burst once; malformed packets take their defined path (dropped, counted) right here. Then the
   //    ingress vport's binding (anti-spoofing) and rate limit.
-  const Binding* binding = ports.binding[in_port];
   for (uint16_t i = 0; i < n; ++i) {
     if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
     rte_mbuf* m = pkts[i];
@@ -88,9 +89,14 @@ void Pipeline::process(WorkerContext& ctx, const TableSet& tables, uint16_t in_p
         }
       }
     }
+    // SMC handshake segments and connection ends (smc_stage.h); everything else pays this one test.
+    if (keys[i].flags & kFlagSmc) [[unlikely]] smc_ingress(ctx, binding, m, in_port, keys[i], offs[i], trace);
     live[n_live++] = i;
   }
   if (n_early != 0) rte_pktmbuf_free_bulk(early_drops, n_early);
+  if constexpr (!kTrace) {
+    if (ctx.n_smc_staged != 0) [[unlikely]] smc_flush_events(ctx);
+  }
 
   // 2. Flow cache: hash and prefetch every set first, then probe.
   CachedWalk fresh[kMaxRxBurst];

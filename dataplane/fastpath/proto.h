@@ -64,12 +64,33 @@ inline constexpr uint8_t kNdOptTargetLl = 2;
 inline constexpr uint8_t kNdOptNonce = 14;
 
 // ---- TCP ----
+inline constexpr uint16_t kTcpFlagFin = 0x001;
 inline constexpr uint16_t kTcpFlagSyn = 0x002;
+inline constexpr uint16_t kTcpFlagRst = 0x004;
 inline constexpr uint16_t kTcpFlagAck = 0x010;
 inline constexpr uint8_t kTcpOptEol = 0;
 inline constexpr uint8_t kTcpOptNop = 1;
 inline constexpr uint8_t kTcpOptExp = 254;                         // RFC 6994 experimental option
 inline constexpr uint8_t kSmcExId[4] = {0xe2, 0xd4, 0xc3, 0xd9};  // SMC-R/D: "SMCR" in EBCDIC
+inline constexpr uint8_t kSmcOptLen = 6;                          // kind, length, ExID
+// CLC message eyecatchers (first 4 payload bytes of a CLC message): SMC-R ("SMCR") and SMC-D ("SMCD").
+inline constexpr uint8_t kClcEyecatcherR[4] = {0xe2, 0xd4, 0xc3, 0xd9};
+inline constexpr uint8_t kClcEyecatcherD[4] = {0xe2, 0xd4, 0xc3, 0xc4};
+
+// ---- RoCEv2 (InfiniBand transport) ----
+inline constexpr uint32_t kBthLen = 12;
+inline constexpr uint32_t kRethLen = 16;  // virtual address (8), rkey (4), DMA length (4)
+// Opcodes whose BTH is followed by a RETH: RC and UC RDMA WRITE FIRST, WRITE ONLY (with immediate too), and RC
+// RDMA READ request (UC has no READ).
+constexpr bool roce_has_reth(uint8_t opcode) noexcept {
+  switch (opcode) {
+    case 0x06: case 0x0a: case 0x0b: case 0x0c:  // RC
+    case 0x26: case 0x2a: case 0x2b:             // UC
+      return true;
+    default:
+      return false;
+  }
+}
 
 // ---- tunnels ----
 inline constexpr uint8_t kVxlanFlagI = 0x08;  // VNI present

@@ -32,7 +32,8 @@ enum class DropReason : uint8_t {
   kDhcpGuard,      // DHCP/DHCPv6 server message from an untrusted vport, or client discovery not allowed
   kVlanViolation,  // tagged frame from an access vport
   kRoceDisabled,   // RoCEv2 from a vport with roce off
-  kSmcDenied,      // SMC-R/SMC-D handshake (TCP option) from a vport with smc deny
+  kRoceQpNotGranted,    // roce_strict: RoCEv2 to a vport's dest QP no SMC-R CLC exchange between the two granted
+  kRoceRkeyNotGranted,  // roce_strict: RDMA WRITE/READ request with an rkey not granted for that vport pair
   kEthertype,      // an ethertype a spoof-checked vport may not send (not ARP/IPv4/IPv6)
   kInactive,       // the vport is inactive
   kRateLimit,      // over the vport's tx_max
@@ -57,7 +58,8 @@ inline constexpr const char* drop_reason_name(DropReason r) {
     case DropReason::kDhcpGuard: return "dhcp_guard";
     case DropReason::kVlanViolation: return "vlan_violation";
     case DropReason::kRoceDisabled: return "roce_disabled";
-    case DropReason::kSmcDenied: return "smc_denied";
+    case DropReason::kRoceQpNotGranted: return "roce_qp_not_granted";
+    case DropReason::kRoceRkeyNotGranted: return "roce_rkey_not_granted";
     case DropReason::kEthertype: return "ethertype";
     case DropReason::kInactive: return "inactive";
     case DropReason::kRateLimit: return "rate_limit";
@@ -79,6 +81,11 @@ struct alignas(RTE_CACHE_LINE_SIZE) PortCounters {
   uint64_t tx_packets = 0;
   uint64_t tx_bytes = 0;
   uint64_t tx_dropped = 0;  // the port's tx queue was full
+  // SMC (vports): SYN/SYN-ACKs with the SMC option it sent, options removed because of its smc: deny (sent by it or
+  // towards it), CLC-looking segments it sent.
+  uint64_t smc_syn = 0;
+  uint64_t smc_option_stripped = 0;
+  uint64_t smc_clc = 0;
   std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> dropped{};  // by ingress port
 
   PortCounters& operator+=(const PortCounters& o) {
@@ -87,6 +94,9 @@ struct alignas(RTE_CACHE_LINE_SIZE) PortCounters {
     tx_packets += o.tx_packets;
     tx_bytes += o.tx_bytes;
     tx_dropped += o.tx_dropped;
+    smc_syn += o.smc_syn;
+    smc_option_stripped += o.smc_option_stripped;
+    smc_clc += o.smc_clc;
     for (size_t i = 0; i < dropped.size(); ++i) dropped[i] += o.dropped[i];
     return *this;
   }
@@ -108,6 +118,8 @@ struct WorkerStats {
   std::array<PortCounters, kMaxPorts> ports{};
   uint64_t loops = 0;
   uint64_t idle_sleeps = 0;
+  uint64_t smc_events = 0;       // SMC events enqueued to the main lcore
+  uint64_t smc_events_lost = 0;  // ... that found the ring full (counted, never waited for)
 };
 
 }  // namespace esw::dp

@@ -23,6 +23,7 @@ Worker::Worker(const WorkerParams& params)
   ctx_.rule_counters = rule_counters_.get();
   ctx_.meters = meters_.get();
   ctx_.meter_generation = ~uint64_t(0);
+  ctx_.smc_ring = params.smc_ring;
 }
 
 void Worker::reset_port_counters(uint16_t port) noexcept {
@@ -56,6 +57,7 @@ void Worker::run() noexcept {
     const Pipeline* pipeline = params_.pipeline->acquire();
     const TableSet* tables = params_.tables->acquire();
     const PollList* poll = params_.poll->acquire();
+    ctx_.smc = params_.smc != nullptr ? params_.smc->acquire() : nullptr;
     if (pipeline->meter_generation != ctx_.meter_generation) [[unlikely]] refresh_meters(*pipeline);
     ctx_.io = pipeline->ports.io.data();
     uint32_t received = 0;

@@ -14,6 +14,7 @@
 #include "dataplane/fastpath/pipeline.h"
 #include "dataplane/fastpath/port_io.h"
 #include "dataplane/fastpath/rcu.h"
+#include "dataplane/fastpath/smc_wire.h"
 #include "dataplane/fastpath/stats.h"
 #include "dataplane/fastpath/worker_context.h"
 
@@ -45,6 +46,8 @@ struct WorkerParams {
   const Published<Pipeline>* pipeline = nullptr;
   const Published<TableSet>* tables = nullptr;
   const Published<PollList>* poll = nullptr;
+  const Published<SmcView>* smc = nullptr;  // SMC session flows and RoCEv2 grants (main lcore publishes)
+  rte_ring* smc_ring = nullptr;             // SMC events to the main lcore (MP/SC, shared by the workers)
   const std::atomic<bool>* stop = nullptr;
 };
 

@@ -4,12 +4,14 @@
 
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
+#include <rte_ring.h>
 
 #include <array>
 #include <cstdint>
 
 #include "dataplane/fastpath/flow_cache.h"
 #include "dataplane/fastpath/port_io.h"
+#include "dataplane/fastpath/smc_wire.h"
 #include "dataplane/fastpath/stats.h"
 
 namespace esw::dp {
@@ -33,6 +35,9 @@ struct CachedWalk {
   const Rule* hits[kCachedHits];
 };
 
+// SMC events waiting for this burst's enqueue (smc_stage.h).
+inline constexpr uint16_t kSmcStaged = 8;
+
 struct WorkerContext {
   uint16_t worker_index = 0;  // also picks this worker's tx queue of every port (PortIo::tx_burst)
   FlowCache<CachedWalk>* flow_cache = nullptr;
@@ -45,6 +50,10 @@ struct WorkerContext {
   std::array<uint16_t, kMaxPorts> pending{};
   std::array<TxBuffer, kMaxPorts> tx{};
   WorkerStats stats;
+  const SmcView* smc = nullptr;   // the published SMC view of this loop iteration (never null in a worker)
+  rte_ring* smc_ring = nullptr;   // events to the main lcore; nullptr: no events (trace)
+  uint16_t n_smc_staged = 0;
+  std::array<SmcEvent, kSmcStaged> smc_staged;
 
   void flush(uint16_t port) noexcept {
     TxBuffer& b = tx[port];

@@ -35,6 +35,7 @@ bool make_binding(const cfg::VportConfig& v, Binding& out, std::string& error) {
   out.active = v.state == cfg::VportState::kActive;
   out.trust = v.trust;
   out.roce = v.roce;
+  out.roce_strict = v.roce_strict;
   out.smc_allowed = v.smc == cfg::SmcPolicy::kAllow;
   out.dhcp_client = v.dhcp_client;
   out.egress_multicast = v.egress_multicast;

@@ -808,8 +808,8 @@ TEST(PacketSynth, HandWrittenMatches) {
       {"vlan_vid=100,vlan_pcp=6", kFlagVlan, false},
       {"vlan_vid=1,inner_vlan_vid=2,ipv6", kFlagVlan | kFlagQinQ, false},
       {"novlan,arp,arp_op=2,arp_tha=02:00:00:00:00:09", 0, false},
-      {"tcp,tcp_flags=+syn+ack,smc_option=1,tcp_dst=443", 0, false},
-      {"tcp6,smc_option=1", 0, false},
+      {"tcp,tcp_flags=+syn+ack,smc_option=1,tcp_dst=443", kFlagSmc, false},  // the SMC stage's segments
+      {"tcp6,smc_option=1", kFlagSmc, false},
       {"udp,udp_dst=4789,tun_id=4096", kFlagTunnel, true},
       {"udp6,udp_dst=6081,tun_id=99", kFlagTunnel, true},
       {"ipv6,tun_id=7", kFlagTunnel, true},

@@ -201,6 +201,7 @@ std::vector<Case> valid_cases() {
     set_ports(k, 40000, 443);
     k.tcp_flags = be16(kTcpSyn);
     k.smc_option = 1;
+    k.flags = kFlagSmc;  // a SYN offering SMC: the SMC stage looks at it
     add("ipv4_opts_tcp_smc_linux",
         PacketBuilder().eth(kEth).ipv4(ip).tcp({.sport = 40000, .dport = 443, .flags = kTcpSyn, .options = opts})
             .build(),
@@ -214,6 +215,7 @@ std::vector<Case> valid_cases() {
     set_ports(k, 40001, 12345);
     k.tcp_flags = be16(kTcpSyn | kTcpAck);
     k.smc_option = 1;
+    k.flags = kFlagSmc;
     add("ipv6_tcp_smc_bpf",
         PacketBuilder().eth(kEth).ipv6(ip)
             .tcp({.sport = 40001, .dport = 12345, .flags = kTcpSyn | kTcpAck, .options = opts}).build(),
@@ -225,6 +227,7 @@ std::vector<Case> valid_cases() {
     set_ipv4(k, Ipv4Spec{}, kIpProtoTcp);
     set_ports(k, 1, 2);
     k.tcp_flags = be16(0x0fff);
+    k.flags = kFlagSmc;  // FIN and RST are among the 12
     add("tcp_all_flags_other_exp_options",
         PacketBuilder().eth(kEth).ipv4().tcp({.sport = 1, .dport = 2, .flags = 0x0fff, .options = opts}).build(),
         k, {.l3 = 14, .l4 = 34, .l3_len = 20});
@@ -234,6 +237,7 @@ std::vector<Case> valid_cases() {
     set_ipv4(k, Ipv4Spec{}, kIpProtoTcp);
     set_ports(k, 3, 4);
     k.tcp_flags = be16(kTcpSyn);
+    k.flags = kFlagSmc;  // not an option, but the payload starts like a CLC message
     add("tcp_exp_option_len_2_then_exid_in_payload",
         PacketBuilder().eth(kEth).ipv4().tcp({.sport = 3, .dport = 4, .flags = kTcpSyn, .options = {1, 1, 254, 2}})
             .payload(Bytes{0xe2, 0xd4, 0xc3, 0xd9, 0x01, 0x01}).build(),
@@ -364,6 +368,7 @@ std::vector<Case> valid_cases() {
     set_ipv6(k, ip, kIpProtoTcp);
     set_ports(k, 80, 8080);
     k.tcp_flags = be16(kTcpFin | kTcpAck);
+    k.flags = kFlagSmc;  // a FIN: the SMC stage checks it against the session flows
     add("ipv6_ext_chain_tcp",
         PacketBuilder().eth(kEth).ipv6(ip).ipv6_ext({.type = kIpProtoHopByHop, .data = Bytes{5, 2, 0, 0}})
             .ipv6_ext({.type = kIpProtoRouting, .data = routing}).ipv6_ext({.type = kIpProtoDestOpts})
@@ -406,6 +411,7 @@ std::vector<Case> valid_cases() {
     k.ip_frag = kFragAny;
     set_ports(k, 1, 2);
     k.tcp_flags = be16(kTcpRst);
+    k.flags = kFlagSmc;
     add("ipv6_atomic_fragment_tcp",
         PacketBuilder().eth(kEth).ipv6().ipv6_frag().tcp({.sport = 1, .dport = 2, .flags = kTcpRst}).build(), k,
         {.l3 = 14, .l4 = 62, .l3_len = 48});
@@ -572,7 +578,7 @@ std::vector<Case> valid_cases() {
     set_ipv4(k, ip, kIpProtoUdp);
     set_ports(k, 61000, kUdpPortRoce);
     k.roce_dqp = 0xabcd12;
-    k.flags = kFlagRoce;
+    k.flags = kFlagRoce | kFlagRoceReth;  // WRITE ONLY with its 16-byte RETH in the 36 payload bytes
     add("roce_v2_ipv4",
         PacketBuilder().eth(kEth).ipv4(ip).udp({.sport = 61000, .checksum = 0})
             .bth({.dest_qp = 0xabcd12, .opcode = kBthOpRcRdmaWriteOnly, .psn = 0x10203, .ack_req = true})
