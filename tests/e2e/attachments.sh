@@ -397,6 +397,12 @@ net_af_xdp0,iface=${P}none;${P}none
 net_pcap0,rx_pcap=$WORK/missing.pcap;missing.pcap
 net_tap0,iface=${P}waytoolongname;${P}waytoolongname|name|long
 EOF
+  # A kind that cannot serve a role: vhost-user is a vport attachment only.
+  printf 'apiVersion: eswitch/v1\nuplinks:\n  - { name: up0, attach: { vhost_user: { socket: %s } } }\n' "$WORK/u.sock" >"$WORK/vu.yaml"
+  local out
+  out=$("$ESWITCHCTL" validate "$WORK/vu.yaml" 2>&1) && fail "an uplink on vhost_user validated"
+  grep -q 'uplinks\[0\].attach.vhost_user: unknown key' <<<"$out" || fail "vhost_user uplink: unclear error: $out"
+  echo "  ok: vhost_user as uplink -> $(grep -m1 'vhost_user' <<<"$out")"
   rm -rf "/var/run/dpdk/$PREFIX"
 }
 
