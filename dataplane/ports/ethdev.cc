@@ -36,10 +36,22 @@ void EthdevPort::open(const PortSpec& spec, uint16_t index, rte_mempool* pool, u
   if (spec.devargs.empty()) fail("no devargs", 0);
   dev_name_ = spec.devargs.substr(0, spec.devargs.find(','));
 
+  std::string devargs = spec.devargs;
+  const bool builtin_xdp = spec.xdp_program == "builtin";
+  if (builtin_xdp) {
+    if (dev_name_.rfind("net_af_xdp", 0) != 0) fail("xdp program builtin needs a net_af_xdp attachment", 0);
+    const std::string obj = xdp_guard_object_path();
+    if (obj.empty() || access(obj.c_str(), R_OK) != 0) {
+      fail(fmt::format("XDP program object {} not found (built with eswitchd as dataplane/xdp/guard.bpf.o; "
+                       "or set ESWITCH_XDP_OBJ)", obj.empty() ? "(none)" : obj), 0);
+    }
+    devargs += ",xdp_prog=" + obj;
+  }
+
   uint16_t pid = RTE_MAX_ETHPORTS;
   if (rte_eth_dev_get_port_by_name(dev_name_.c_str(), &pid) != 0) {
     take_af_packet_sockets();  // forget sockets of devices probed by others
-    int rc = rte_dev_probe(spec.devargs.c_str());
+    int rc = rte_dev_probe(devargs.c_str());
     afp_fds_ = take_af_packet_sockets();
     if (rc < 0) {
       fail("cannot open device", rc);
@@ -118,6 +130,31 @@ void EthdevPort::open(const PortSpec& spec, uint16_t index, rte_mempool* pool, u
     if (rc != 0) fail(fmt::format("cannot set up tx queue {}", q), rc);
   }
   rte_eth_macaddr_get(port_id_, &mac_);
+
+  if (builtin_xdp) {
+    // The PMD attached the program while setting up the rx queue: find it and its maps.
+    std::string iface;
+    const size_t at = spec.devargs.find("iface=");
+    if (at != std::string::npos) iface = spec.devargs.substr(at + 6, spec.devargs.find(',', at) - (at + 6));
+    const std::string err = xdp_.attach(iface, spec.xdp_mode);
+    if (!err.empty()) fail(err, 0);
+  }
+}
+
+void EthdevPort::set_binding(const Binding& b) noexcept {
+  if (!xdp_.attached()) return;
+  const std::string err = xdp_.set(b);
+  if (err.empty()) return;
+  // The worker's binding stage enforces everything anyway: switch the program's part off rather than let it
+  // drop with a stale binding.
+  Binding off;
+  off.spoofchk = false;
+  xdp_.set(off);
+  fmt::print(stderr, "eswitchd: warning: port {}: {}; its binding is enforced by the worker alone\n", spec_.name, err);
+}
+
+void EthdevPort::add_early_drops(std::array<uint64_t, static_cast<size_t>(DropReason::kCount)>& dropped) const {
+  xdp_.add_drops(dropped);
 }
 
 void EthdevPort::start() {
@@ -143,6 +180,7 @@ void EthdevPort::close() noexcept {
   // Remember the device before close: close releases the ethdev, the bus device stays until removed.
   rte_eth_dev_info info{};
   rte_device* dev = rte_eth_dev_info_get(port_id_, &info) == 0 ? info.device : nullptr;
+  xdp_.release();
   rte_eth_dev_close(port_id_);
   if (probed_by_us_ && dev != nullptr) rte_dev_remove(dev);
   probed_by_us_ = false;
