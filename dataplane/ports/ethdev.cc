@@ -45,6 +45,7 @@ void EthdevPort::open(const PortSpec& spec, uint16_t index, rte_mempool* pool, u
       fail(fmt::format("XDP program object {} not found (built with eswitchd as dataplane/xdp/guard.bpf.o; "
                        "or set ESWITCH_XDP_OBJ)", obj.empty() ? "(none)" : obj), 0);
     }
+    if (const std::string err = xdp_guard_preflight(obj); !err.empty()) fail(err, 0);
     devargs += ",xdp_prog=" + obj;
   }
 

@@ -76,6 +76,37 @@ std::string xdp_guard_object_path() {
 #endif
 }
 
+std::string xdp_guard_preflight(const std::string& object_path) {
+  std::vector<char> log(1 << 20);
+  bpf_object_open_opts oo{};
+  oo.sz = sizeof oo;
+  oo.kernel_log_buf = log.data();
+  oo.kernel_log_size = log.size();
+  bpf_object* obj = bpf_object__open_file(object_path.c_str(), &oo);
+  if (obj == nullptr) return fmt::format("cannot open XDP program {}: {}", object_path, std::strerror(errno));
+  const int rc = bpf_object__load(obj);
+  bpf_object__close(obj);
+  if (rc == 0) return "";
+  // The verifier's last words (the cause is at the end of its log).
+  std::vector<std::string> lines;
+  std::string cur;
+  for (size_t i = 0; i < log.size() && log[i] != '\0'; ++i) {
+    if (log[i] == '\n') {
+      if (!cur.empty()) lines.push_back(cur);
+      cur.clear();
+    } else {
+      cur += log[i];
+    }
+  }
+  if (!cur.empty()) lines.push_back(cur);
+  std::string excerpt;
+  for (size_t i = lines.size() >= 2 ? lines.size() - 2 : 0; i < lines.size(); ++i) {
+    excerpt += (excerpt.empty() ? "" : " / ") + lines[i];
+  }
+  if (excerpt.empty()) excerpt = std::strerror(-rc);
+  return fmt::format("the kernel refused XDP program {}: {}", object_path, excerpt);
+}
+
 XdpGuard::~XdpGuard() { release(); }
 
 void XdpGuard::release() noexcept {

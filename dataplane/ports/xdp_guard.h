@@ -19,6 +19,10 @@ namespace esw::dp {
 // Where eswitchd finds the compiled program: $ESWITCH_XDP_OBJ, else the build tree's, else the installed one.
 std::string xdp_guard_object_path();
 
+// Loads the program once on its own (then unloads it) so that a program the kernel refuses is reported with the
+// cause: "" or e.g. "the kernel's verifier refused guard.bpf.o: BPF program is too large. Processed 1000001 insn".
+std::string xdp_guard_preflight(const std::string& object_path);
+
 class XdpGuard {
  public:
   XdpGuard() = default;

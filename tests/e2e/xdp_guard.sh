@@ -7,7 +7,8 @@
 #     the worker's rx counter must have seen only the legitimate frames.
 #  2. The program's maps follow the config: after `eswitchctl apply` binds vm1 to another address, frames from
 #     the new address pass and frames from the old one die in XDP.
-#  3. Errors name the cause: xdp on a non-af_xdp attachment (validate), a mode the kernel did not use (start-up).
+#  3. Errors name the cause: xdp on a non-af_xdp attachment (validate), a mode the kernel did not use, a program
+#     the verifier refuses (start-up: one line with the verifier's last words).
 #
 # usage: xdp_guard.sh PATH/TO/eswitchd PATH/TO/eswitchctl
 set -euo pipefail
@@ -137,5 +138,25 @@ timeout 60 "$ESWITCHD" --config "$WORK/bad2.yaml" >"$WORK/bad2.log" 2>&1 || rc=$
 line=$(grep -m1 "port vm1" "$WORK/bad2.log") || fail "no error line naming vm1 for mode $other"
 grep -q "mode $other was asked" <<<"$line" || fail "the mode error does not name the cause: $line"
 echo "ok: $line"
+# A program the verifier refuses (an unchecked packet read): the error line carries the verifier's words.
+if command -v clang >/dev/null; then
+  cat >"$WORK/bad.bpf.c" <<'EOF2'
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+SEC("xdp")
+int bad(struct xdp_md* ctx) {
+  unsigned char* p = (void*)(long)ctx->data;
+  return p[100] ? XDP_PASS : XDP_DROP;
+}
+char _license[] SEC("license") = "GPL";
+EOF2
+  clang -O2 -target bpf -I"/usr/include/$(gcc -print-multiarch)" -c "$WORK/bad.bpf.c" -o "$WORK/bad.bpf.o" || fail "clang"
+  rc=0
+  ESWITCH_XDP_OBJ="$WORK/bad.bpf.o" timeout 60 "$ESWITCHD" --config "$WORK/builtin.yaml" >"$WORK/bad3.log" 2>&1 || rc=$?
+  ((rc != 0)) || fail "eswitchd started with a program the verifier refuses"
+  line=$(grep -m1 "port vm1" "$WORK/bad3.log") || fail "no error line naming vm1 for the refused program"
+  grep -q "the kernel refused XDP program .*bad.bpf.o: .*packet" <<<"$line" || fail "no verifier excerpt: $line"
+  echo "ok: $line"
+fi
 rm -rf "/var/run/dpdk/$PREFIX"
 echo "PASS: eswitch's XDP program on an af_xdp vport: same drops per reason as the binding stage, never seen by the worker, maps follow apply"
