@@ -65,6 +65,12 @@ struct VhostUserAttachment {
   std::string vdpa_device;  // non-empty: a hardware vDPA device (rte_vdpa name) serves the queues, not software
 };
 
+// eswitch's own XDP program on a net_af_xdp attachment (dataplane/xdp/, dataplane/ports/xdp_guard.h).
+struct XdpAttachment {
+  bool builtin = true;       // program: builtin (default when xdp is given) | none
+  std::string mode = "auto"; // auto | native | generic
+};
+
 // How a port reaches DPDK: an ethdev from vdev devargs ("net_tap0,iface=eswup0") or a PCI address; a vport may
 // instead be a vhost-user socket.
 struct Attachment {
@@ -72,6 +78,7 @@ struct Attachment {
   uint16_t rx_queues = 1;
   uint16_t tx_queues = 1;
   std::optional<VhostUserAttachment> vhost_user;  // set: devargs is unused
+  std::optional<XdpAttachment> xdp;  // net_af_xdp only; unset: the PMD's default program
 };
 
 struct UplinkConfig {

@@ -37,12 +37,47 @@ bool read_dataplane(const Value& v, DataplaneConfig& out) {
   });
 }
 
+// `xdp: { program: builtin | none, mode: auto | native | generic }` on a net_af_xdp attachment.
+bool read_xdp(const Value& v, XdpAttachment& out) {
+  auto one_of = [](std::initializer_list<const char*> allowed) {
+    return [allowed](const Value& x, std::string& text) {
+      if (!Text{}(x, text)) return false;
+      std::string list;
+      for (const char* a : allowed) {
+        if (text == a) return true;
+        list += fmt::format("{}\"{}\"", list.empty() ? "" : " or ", a);
+      }
+      x.error(fmt::format("expected {}, got {}", list, quoted(text)));
+      return false;
+    };
+  };
+  std::string program = "builtin";
+  const bool ok = read_map(v, [&](MapReader& m) {
+    m.optional("program", program, one_of({"builtin", "none"}));
+    m.optional("mode", out.mode, one_of({"auto", "native", "generic"}));
+  });
+  out.builtin = program == "builtin";
+  return ok;
+}
+
+// The xdp key belongs to net_af_xdp attachments only.
+bool check_xdp_devargs(const Value& v, const Attachment& out) {
+  if (!v.node.IsMap() || !v.node["xdp"].IsDefined() || out.devargs.empty()) return true;
+  if (out.devargs.rfind("net_af_xdp", 0) != 0) {
+    v.error(fmt::format("xdp applies to net_af_xdp attachments only; devargs {} is not one", quoted(out.devargs)));
+    return false;
+  }
+  return true;
+}
+
 bool read_attachment(const Value& v, Attachment& out) {
-  return read_map(v, [&](MapReader& m) {
+  const bool ok = read_map(v, [&](MapReader& m) {
     m.required("devargs", out.devargs, Text{.non_empty = true});
     m.optional("rx_queues", out.rx_queues, kQueueCount);
     m.optional("tx_queues", out.tx_queues, kQueueCount);
+    m.optional("xdp", out.xdp, read_xdp);
   });
+  return check_xdp_devargs(v, out) && ok;
 }
 
 bool read_vhost_mode(const Value& v, bool& client) {
@@ -73,8 +108,10 @@ bool read_vport_attachment(const Value& v, Attachment& out) {
     m.optional("rx_queues", out.rx_queues, kQueueCount);
     m.optional("tx_queues", out.tx_queues, kQueueCount);
     m.optional("vhost_user", out.vhost_user, read_vhost_user);
+    m.optional("xdp", out.xdp, read_xdp);
   });
   if (!v.node.IsMap()) return ok;
+  if (!check_xdp_devargs(v, out)) return false;
   const bool has_devargs = v.node["devargs"].IsDefined(), has_vhost = v.node["vhost_user"].IsDefined();
   if (has_devargs == has_vhost) {
     v.error(has_vhost ? "devargs and vhost_user exclude each other; give one of them"

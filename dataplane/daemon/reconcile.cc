@@ -107,7 +107,8 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
     if (it == current.end()) continue;
     const Port& port = *slots_[it->second];
     if (port.spec().role != w.role || port.spec().kind != w.kind || port.spec().devargs != w.attach.devargs ||
-        port.spec().rx_queues != std::max<uint16_t>(w.attach.rx_queues, 1)) {
+        port.spec().rx_queues != std::max<uint16_t>(w.attach.rx_queues, 1) ||
+        port.spec().xdp_program != (w.attach.xdp && w.attach.xdp->builtin ? "builtin" : "none")) {
       error(w.where + ".attach", w.line,
             fmt::format("port {} is live on '{}'; changing its attachment or role in place is not supported: "
                         "remove it in one apply and add it back in the next",
@@ -321,6 +322,10 @@ bool Switch::execute_plan(Plan& p, ApplyResult& result) {
     spec.tx_queues = std::max<uint16_t>(s.attach.tx_queues, nb_workers);
     spec.rx_desc = config_.dataplane.rx_queue_size;
     spec.tx_desc = config_.dataplane.tx_queue_size;
+    if (s.attach.xdp) {
+      spec.xdp_program = s.attach.xdp->builtin ? "builtin" : "none";
+      spec.xdp_mode = s.attach.xdp->mode;
+    }
     std::unique_ptr<Port> port;
     try {
       port = make_port(spec.kind);
@@ -382,6 +387,7 @@ bool Switch::execute_plan(Plan& p, ApplyResult& result) {
     const auto& vc = p.desired.vports[v];
     const uint16_t vi = index_of[vc.name];
     next->ports.binding[vi] = p.bindings[v].get();
+    slots_[vi]->set_binding(*p.bindings[v]);  // a backend's share of the binding (an XDP program's maps)
     const auto rp = rep::plan_representor(p.desired.representors, vc);
     auto rep = rp ? index_of.find(rp->name) : index_of.end();
     if (rep != index_of.end()) {

@@ -66,6 +66,7 @@ std::vector<VportStats> Switch::vport_stats() const {
     for (const auto& w : workers_) c += w->stats().ports[i];
     s.rx_packets = c.rx_packets;
     s.tx_packets = c.tx_packets;
+    slots_[i]->add_early_drops(c.dropped);  // dropped below the worker (XDP), by the binding's reasons
     for (size_t r = 0; r < c.dropped.size(); ++r) {
       s.drops.emplace_back(drop_reason_name(static_cast<DropReason>(r)), c.dropped[r]);
     }

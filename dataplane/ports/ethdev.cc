@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "dataplane/ports/af_packet_frags.h"
 #include "dataplane/ports/dpdk_log.h"
 #include "dataplane/error.h"
 
@@ -35,9 +36,24 @@ void EthdevPort::open(const PortSpec& spec, uint16_t index, rte_mempool* pool, u
   if (spec.devargs.empty()) fail("no devargs", 0);
   dev_name_ = spec.devargs.substr(0, spec.devargs.find(','));
 
+  std::string devargs = spec.devargs;
+  const bool builtin_xdp = spec.xdp_program == "builtin";
+  if (builtin_xdp) {
+    if (dev_name_.rfind("net_af_xdp", 0) != 0) fail("xdp program builtin needs a net_af_xdp attachment", 0);
+    const std::string obj = xdp_guard_object_path();
+    if (obj.empty() || access(obj.c_str(), R_OK) != 0) {
+      fail(fmt::format("XDP program object {} not found (built with eswitchd as dataplane/xdp/guard.bpf.o; "
+                       "or set ESWITCH_XDP_OBJ)", obj.empty() ? "(none)" : obj), 0);
+    }
+    if (const std::string err = xdp_guard_preflight(obj); !err.empty()) fail(err, 0);
+    devargs += ",xdp_prog=" + obj;
+  }
+
   uint16_t pid = RTE_MAX_ETHPORTS;
   if (rte_eth_dev_get_port_by_name(dev_name_.c_str(), &pid) != 0) {
-    int rc = rte_dev_probe(spec.devargs.c_str());
+    take_af_packet_sockets();  // forget sockets of devices probed by others
+    int rc = rte_dev_probe(devargs.c_str());
+    afp_fds_ = take_af_packet_sockets();
     if (rc < 0) {
       fail("cannot open device", rc);
     }
@@ -64,6 +80,11 @@ void EthdevPort::open(const PortSpec& spec, uint16_t index, rte_mempool* pool, u
   int rc = rte_eth_dev_info_get(port_id_, &info);
   if (rc != 0) fail("cannot read device info", rc);
   driver_ = info.driver_name != nullptr ? info.driver_name : "?";
+  if (driver_ == "net_af_packet" && !af_packet_keeps_fragments()) {
+    fmt::print(stderr, "eswitchd: warning: port {}: this program does not export setsockopt, so net_af_packet "
+               "reassembles IPv4 fragments before the switch sees them (dataplane/ports/af_packet_frags.h)\n",
+               spec.name);
+  }
   if (spec.rx_queues > info.max_rx_queues) {
     fail(fmt::format("{} rx queues requested, device supports {}", spec.rx_queues, info.max_rx_queues), 0);
   }
@@ -89,6 +110,18 @@ void EthdevPort::open(const PortSpec& spec, uint16_t index, rte_mempool* pool, u
   if (rc != 0) fail("cannot adjust descriptor counts", rc);
   const int socket = rte_eth_dev_socket_id(port_id_);
   const unsigned sock = socket < 0 ? SOCKET_ID_ANY : static_cast<unsigned>(socket);
+  if (driver_ == "net_af_xdp") {
+    // Per queue: the fill ring (2048), the tx ring and its completions (2048 each: frames the switch sends
+    // out are copied into mbufs of this pool) and what is in flight through the switch.
+    static unsigned seq = 0;
+    const unsigned n = 16384u * spec.rx_queues;
+    own_pool_ = rte_pktmbuf_pool_create(fmt::format("esw_xdp_{}", seq++).c_str(), n, 0, 0,
+                                        rte_pktmbuf_data_room_size(pool), static_cast<int>(rte_socket_id()));
+    if (own_pool_ == nullptr) {
+      fail(fmt::format("cannot allocate the af_xdp UMEM pool ({} mbufs; raise dataplane.memory_mb)", n), rte_errno);
+    }
+    pool = own_pool_;
+  }
   for (uint16_t q = 0; q < spec.rx_queues; ++q) {
     rc = rte_eth_rx_queue_setup(port_id_, q, nb_rxd, sock, nullptr, pool);
     if (rc != 0) fail(fmt::format("cannot set up rx queue {}", q), rc);
@@ -98,6 +131,31 @@ void EthdevPort::open(const PortSpec& spec, uint16_t index, rte_mempool* pool, u
     if (rc != 0) fail(fmt::format("cannot set up tx queue {}", q), rc);
   }
   rte_eth_macaddr_get(port_id_, &mac_);
+
+  if (builtin_xdp) {
+    // The PMD attached the program while setting up the rx queue: find it and its maps.
+    std::string iface;
+    const size_t at = spec.devargs.find("iface=");
+    if (at != std::string::npos) iface = spec.devargs.substr(at + 6, spec.devargs.find(',', at) - (at + 6));
+    const std::string err = xdp_.attach(iface, spec.xdp_mode);
+    if (!err.empty()) fail(err, 0);
+  }
+}
+
+void EthdevPort::set_binding(const Binding& b) noexcept {
+  if (!xdp_.attached()) return;
+  const std::string err = xdp_.set(b);
+  if (err.empty()) return;
+  // The worker's binding stage enforces everything anyway: switch the program's part off rather than let it
+  // drop with a stale binding.
+  Binding off;
+  off.spoofchk = false;
+  xdp_.set(off);
+  fmt::print(stderr, "eswitchd: warning: port {}: {}; its binding is enforced by the worker alone\n", spec_.name, err);
+}
+
+void EthdevPort::add_early_drops(std::array<uint64_t, static_cast<size_t>(DropReason::kCount)>& dropped) const {
+  xdp_.add_drops(dropped);
 }
 
 void EthdevPort::start() {
@@ -123,11 +181,16 @@ void EthdevPort::close() noexcept {
   // Remember the device before close: close releases the ethdev, the bus device stays until removed.
   rte_eth_dev_info info{};
   rte_device* dev = rte_eth_dev_info_get(port_id_, &info) == 0 ? info.device : nullptr;
+  xdp_.release();
   rte_eth_dev_close(port_id_);
   if (probed_by_us_ && dev != nullptr) rte_dev_remove(dev);
   probed_by_us_ = false;
+  afp_fds_.clear();
   open_ = false;
   txq_locks_.reset();
+  // The af_xdp UMEM is gone with the device; the mbufs of its fill ring go with the pool.
+  if (own_pool_ != nullptr) rte_mempool_free(own_pool_);
+  own_pool_ = nullptr;
 }
 
 bool EthdevPort::link_up() const {
@@ -149,7 +212,9 @@ DriverCounters EthdevPort::driver_counters() const {
   c.valid = true;
   c.ipackets = st.ipackets;
   c.opackets = st.opackets;
-  c.imissed = st.imissed;
+  // net_af_packet (22.11) does not read the kernel's ring-overflow drops: add them up here.
+  if (!afp_fds_.empty()) afp_drops_ += af_packet_kernel_drops(afp_fds_);
+  c.imissed = st.imissed + afp_drops_;
   c.ierrors = st.ierrors;
   c.oerrors = st.oerrors;
   c.rx_nombuf = st.rx_nombuf;

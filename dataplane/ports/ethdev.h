@@ -4,6 +4,14 @@
 // under that name (created by an embedding program or test, e.g. with rte_eth_from_rings), configures its
 // queues and starts it. Workers call rte_eth_rx_burst/rte_eth_tx_burst directly (PortIo::Kind::kEthdev).
 //
+// af_xdp: DPDK 22.11's af_xdp PMD builds its UMEM on the rx mempool (zero copy) and keeps the mbufs of its fill
+// ring when the port closes (2048 per queue, never returned). So an af_xdp port gets a pool of its own, freed
+// with the port, and the switch's pool stays exact (eswitchd's shutdown check counts every mbuf back).
+//
+// xdp_program builtin (af_xdp only): the PMD loads eswitch's program (xdp_prog=, dataplane/xdp/guard.bpf.c)
+// instead of its own; the port then keeps the program's maps in step with the vport's binding (set_binding) and
+// reports its drops (add_early_drops).
+//
 // Tx queues: one per worker when the device has that many; otherwise as many as it has, shared by workers
 // with one lock per queue (taken once per burst).
 //
@@ -13,8 +21,10 @@
 #include <rte_spinlock.h>
 
 #include <memory>
+#include <vector>
 
 #include "dataplane/ports/port.h"
+#include "dataplane/ports/xdp_guard.h"
 
 namespace esw::dp {
 
@@ -28,6 +38,8 @@ class EthdevPort final : public Port {
   bool link_up() const override;
   void set_carrier(bool up) noexcept override;
   DriverCounters driver_counters() const override;
+  void set_binding(const Binding& b) noexcept override;
+  void add_early_drops(std::array<uint64_t, static_cast<size_t>(DropReason::kCount)>& dropped) const override;
   PortIo io() const noexcept override;
   uint16_t port_id() const override { return port_id_; }
 
@@ -38,6 +50,11 @@ class EthdevPort final : public Port {
   uint16_t nb_txq_ = 0;
   std::unique_ptr<rte_spinlock_t[]> txq_locks_;  // when workers share tx queues
   bool probed_by_us_ = false;
+  rte_mempool* own_pool_ = nullptr;  // af_xdp: the UMEM's pool (see above)
+  // af_packet: the PMD's sockets, whose kernel ring-overflow drops (read-and-reset) are added up as imissed.
+  std::vector<int> afp_fds_;
+  mutable uint64_t afp_drops_ = 0;
+  XdpGuard xdp_;  // xdp_program builtin: eswitch's program on the af_xdp interface
 };
 
 }  // namespace esw::dp

@@ -19,12 +19,15 @@
 #include <rte_ether.h>
 #include <rte_mempool.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "dataplane/fastpath/binding.h"
 #include "dataplane/fastpath/port_io.h"
+#include "dataplane/fastpath/stats.h"
 
 namespace esw::dp {
 
@@ -40,6 +43,9 @@ struct PortSpec {
   uint16_t tx_queues = 1;  // wanted: one per worker; a backend may offer fewer (then workers share them)
   uint16_t rx_desc = 1024;
   uint16_t tx_desc = 1024;
+  // net_af_xdp: "builtin" = eswitch's XDP program (ports/xdp_guard.h) instead of the PMD's; mode auto|native|generic.
+  std::string xdp_program = "none";
+  std::string xdp_mode = "auto";
 };
 
 // What the driver counts below the switch (loss before a packet reaches a worker). valid=false: the backend
@@ -86,6 +92,10 @@ class Port {
   virtual void set_carrier(bool /*up*/) noexcept {}
   virtual DriverCounters driver_counters() const { return {}; }
   virtual PeerStatus peer_status() const { return {}; }
+  // A vport's binding, on every apply, for backends that enforce part of it below the switch (an XDP program).
+  virtual void set_binding(const Binding& /*b*/) noexcept {}
+  // Drops made below the switch on the vport's behalf (by the same reasons as the binding stage): added in.
+  virtual void add_early_drops(std::array<uint64_t, static_cast<size_t>(DropReason::kCount)>& /*dropped*/) const {}
 
   // How workers reach this port; valid from open() to close().
   virtual PortIo io() const noexcept = 0;

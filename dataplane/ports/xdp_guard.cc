@@ -1,0 +1,220 @@
+#include "dataplane/ports/xdp_guard.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace esw::dp {
+namespace {
+
+// Layouts shared with guard.bpf.c.
+struct GuardCfg {
+  uint8_t mac[6];
+  uint8_t enabled;
+  uint8_t pad;
+  uint8_t link_local[16];
+};
+struct Lpm4 {
+  uint32_t prefixlen;
+  uint8_t addr[4];
+};
+struct Lpm6 {
+  uint32_t prefixlen;
+  uint8_t addr[16];
+};
+constexpr uint32_t kDropSpoofedMac = 0, kDropSpoofedIp = 1;
+
+int prefix_len(const uint8_t* mask, size_t n) {
+  int len = 0;
+  for (size_t i = 0; i < n; ++i) len += __builtin_popcount(mask[i]);
+  return len;
+}
+
+// Inserts `want` and deletes every other key, in that order (a bound address is never missing in between).
+template <typename Key>
+std::string sync_trie(int fd, const std::vector<Key>& want, const char* what) {
+  const uint8_t one = 1;
+  for (const Key& k : want) {
+    if (bpf_map_update_elem(fd, &k, &one, BPF_ANY) != 0) {
+      return fmt::format("cannot update the XDP program's {} map: {}", what, std::strerror(errno));
+    }
+  }
+  std::vector<Key> stale;
+  Key cur{}, next{};
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    bool keep = false;
+    for (const Key& k : want) keep = keep || std::memcmp(&k, &next, sizeof k) == 0;
+    if (!keep) stale.push_back(next);
+    cur = next;
+    prev = &cur;
+  }
+  for (const Key& k : stale) bpf_map_delete_elem(fd, &k);
+  return "";
+}
+
+}  // namespace
+
+std::string xdp_guard_object_path() {
+  if (const char* env = std::getenv("ESWITCH_XDP_OBJ"); env != nullptr && *env != '\0') return env;
+#ifdef ESW_XDP_GUARD_BUILD_PATH
+  if (access(ESW_XDP_GUARD_BUILD_PATH, R_OK) == 0) return ESW_XDP_GUARD_BUILD_PATH;
+#endif
+#ifdef ESW_XDP_GUARD_INSTALL_PATH
+  return ESW_XDP_GUARD_INSTALL_PATH;
+#else
+  return "";
+#endif
+}
+
+std::string xdp_guard_preflight(const std::string& object_path) {
+  std::vector<char> log(1 << 20);
+  bpf_object_open_opts oo{};
+  oo.sz = sizeof oo;
+  oo.kernel_log_buf = log.data();
+  oo.kernel_log_size = log.size();
+  bpf_object* obj = bpf_object__open_file(object_path.c_str(), &oo);
+  if (obj == nullptr) return fmt::format("cannot open XDP program {}: {}", object_path, std::strerror(errno));
+  const int rc = bpf_object__load(obj);
+  bpf_object__close(obj);
+  if (rc == 0) return "";
+  // The verifier's last words (the cause is at the end of its log).
+  std::vector<std::string> lines;
+  std::string cur;
+  for (size_t i = 0; i < log.size() && log[i] != '\0'; ++i) {
+    if (log[i] == '\n') {
+      if (!cur.empty()) lines.push_back(cur);
+      cur.clear();
+    } else {
+      cur += log[i];
+    }
+  }
+  if (!cur.empty()) lines.push_back(cur);
+  std::string excerpt;
+  for (size_t i = lines.size() >= 2 ? lines.size() - 2 : 0; i < lines.size(); ++i) {
+    excerpt += (excerpt.empty() ? "" : " / ") + lines[i];
+  }
+  if (excerpt.empty()) excerpt = std::strerror(-rc);
+  return fmt::format("the kernel refused XDP program {}: {}", object_path, excerpt);
+}
+
+XdpGuard::~XdpGuard() { release(); }
+
+void XdpGuard::release() noexcept {
+  for (int* fd : {&cfg_fd_, &v4_fd_, &v6_fd_, &drops_fd_}) {
+    if (*fd >= 0) ::close(*fd);
+    *fd = -1;
+  }
+}
+
+std::string XdpGuard::attach(const std::string& iface, const std::string& want_mode) {
+  release();
+  const unsigned ifindex = if_nametoindex(iface.c_str());
+  if (ifindex == 0) return fmt::format("XDP: no interface {}", iface);
+  bpf_xdp_query_opts q{};
+  q.sz = sizeof q;
+  if (int rc = bpf_xdp_query(static_cast<int>(ifindex), 0, &q); rc != 0) {
+    return fmt::format("XDP: cannot query {}: {}", iface, std::strerror(-rc));
+  }
+  uint32_t prog_id = 0;
+  switch (q.attach_mode) {
+    case XDP_ATTACHED_DRV: mode_ = "native"; prog_id = q.drv_prog_id; break;
+    case XDP_ATTACHED_SKB: mode_ = "generic"; prog_id = q.skb_prog_id; break;
+    case XDP_ATTACHED_HW: mode_ = "offload"; prog_id = q.hw_prog_id; break;
+    case XDP_ATTACHED_MULTI: mode_ = "multi"; prog_id = q.drv_prog_id != 0 ? q.drv_prog_id : q.skb_prog_id; break;
+    default: return fmt::format("XDP: no program attached to {} (the kernel has no XDP for it?)", iface);
+  }
+  if (want_mode != "auto" && want_mode != mode_) {
+    return fmt::format("XDP: the program runs in {} mode on {}, mode {} was asked; DPDK 22.11's af_xdp PMD "
+                       "attaches in the driver's own mode (native where the driver has XDP), so use mode: auto"
+                       "{}", mode_, iface, want_mode, want_mode == "native" ? " (this driver has no native XDP)" : "");
+  }
+  const int prog_fd = bpf_prog_get_fd_by_id(prog_id);
+  if (prog_fd < 0) return fmt::format("XDP: cannot open program {} on {}: {}", prog_id, iface, std::strerror(errno));
+  std::vector<uint32_t> map_ids(16);
+  bpf_prog_info info{};
+  info.nr_map_ids = static_cast<uint32_t>(map_ids.size());
+  info.map_ids = reinterpret_cast<uint64_t>(map_ids.data());
+  uint32_t len = sizeof info;
+  const int rc = bpf_obj_get_info_by_fd(prog_fd, &info, &len);
+  ::close(prog_fd);
+  if (rc != 0) return fmt::format("XDP: cannot read program {} on {}: {}", prog_id, iface, std::strerror(errno));
+  for (uint32_t i = 0; i < info.nr_map_ids && i < map_ids.size(); ++i) {
+    const int fd = bpf_map_get_fd_by_id(map_ids[i]);
+    if (fd < 0) continue;
+    bpf_map_info mi{};
+    uint32_t mlen = sizeof mi;
+    int* slot = nullptr;
+    if (bpf_obj_get_info_by_fd(fd, &mi, &mlen) == 0) {
+      const std::string name = mi.name;
+      if (name == "esw_cfg") slot = &cfg_fd_;
+      else if (name == "esw_ipv4") slot = &v4_fd_;
+      else if (name == "esw_ipv6") slot = &v6_fd_;
+      else if (name == "esw_drops") slot = &drops_fd_;
+    }
+    if (slot != nullptr && *slot < 0) *slot = fd;
+    else ::close(fd);
+  }
+  if (cfg_fd_ < 0 || v4_fd_ < 0 || v6_fd_ < 0 || drops_fd_ < 0) {
+    release();
+    return fmt::format("XDP: the program on {} is not eswitch's (maps esw_cfg/esw_ipv4/esw_ipv6/esw_drops missing)",
+                       iface);
+  }
+  return "";
+}
+
+std::string XdpGuard::set(const Binding& b) {
+  if (!attached()) return "";
+  std::vector<Lpm4> v4;
+  for (const Prefix4& p : b.ipv4) {
+    Lpm4 k{};
+    k.prefixlen = static_cast<uint32_t>(prefix_len(reinterpret_cast<const uint8_t*>(&p.mask), 4));
+    std::memcpy(k.addr, &p.addr, 4);
+    v4.push_back(k);
+  }
+  std::vector<Lpm6> v6;
+  for (const Prefix6& p : b.ipv6) {
+    Lpm6 k{};
+    k.prefixlen = static_cast<uint32_t>(prefix_len(p.mask.data(), 16));
+    std::memcpy(k.addr, p.addr.data(), 16);
+    v6.push_back(k);
+  }
+  // Addresses first, then the switch: a new binding never drops a frame of the new identity on the way.
+  if (std::string e = sync_trie(v4_fd_, v4, "esw_ipv4"); !e.empty()) return e;
+  if (std::string e = sync_trie(v6_fd_, v6, "esw_ipv6"); !e.empty()) return e;
+  GuardCfg c{};
+  std::memcpy(c.mac, b.mac.data(), 6);
+  std::memcpy(c.link_local, b.link_local.data(), 16);
+  c.enabled = b.spoofchk && b.active && b.has_mac ? 1 : 0;
+  const uint32_t zero = 0;
+  if (bpf_map_update_elem(cfg_fd_, &zero, &c, BPF_ANY) != 0) {
+    return fmt::format("cannot update the XDP program's esw_cfg map: {}", std::strerror(errno));
+  }
+  return "";
+}
+
+void XdpGuard::add_drops(std::array<uint64_t, static_cast<size_t>(DropReason::kCount)>& dropped) const {
+  if (drops_fd_ < 0) return;
+  const int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return;
+  std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu));
+  const std::pair<uint32_t, DropReason> reasons[] = {{kDropSpoofedMac, DropReason::kSpoofedMac},
+                                                     {kDropSpoofedIp, DropReason::kSpoofedIp}};
+  for (const auto& [key, reason] : reasons) {
+    if (bpf_map_lookup_elem(drops_fd_, &key, per_cpu.data()) != 0) continue;
+    uint64_t sum = 0;
+    for (uint64_t n : per_cpu) sum += n;
+    dropped[static_cast<size_t>(reason)] += sum;
+  }
+}
+
+}  // namespace esw::dp

@@ -1,0 +1,50 @@
+#pragma once
+// eswitch's own XDP program on an af_xdp vport (dataplane/xdp/guard.bpf.c, compiled with clang at build time):
+// the af_xdp PMD loads and attaches it (devarg xdp_prog=, it fills the program's xsks_map), this class finds the
+// program on the interface afterwards, keeps its maps in step with the vport's binding (every apply) and reads
+// its per-CPU drop counters, which the switch adds to the vport's drops under the same reasons the binding
+// stage uses. Frames dropped there never reach a worker (the worker's rx counters do not see them).
+//
+// Threading: main lcore only.
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "dataplane/fastpath/binding.h"
+#include "dataplane/fastpath/stats.h"
+
+namespace esw::dp {
+
+// Where eswitchd finds the compiled program: $ESWITCH_XDP_OBJ, else the build tree's, else the installed one.
+std::string xdp_guard_object_path();
+
+// Loads the program once on its own (then unloads it) so that a program the kernel refuses is reported with the
+// cause: "" or e.g. "the kernel's verifier refused guard.bpf.o: BPF program is too large. Processed 1000001 insn".
+std::string xdp_guard_preflight(const std::string& object_path);
+
+class XdpGuard {
+ public:
+  XdpGuard() = default;
+  XdpGuard(const XdpGuard&) = delete;
+  XdpGuard& operator=(const XdpGuard&) = delete;
+  ~XdpGuard();
+
+  // Finds eswitch's program attached to IFACE and its maps. Returns "" or the cause ("no XDP program on ...").
+  // want_mode: "auto", "native" or "generic"; a program attached in another mode is an error naming both.
+  std::string attach(const std::string& iface, const std::string& want_mode);
+  bool attached() const { return cfg_fd_ >= 0; }
+  const std::string& mode() const { return mode_; }
+  // Mirrors the binding into the maps (enabled only for an active, spoof-checked vport with a MAC).
+  // Returns "" or the cause.
+  std::string set(const Binding& b);
+  // Adds the program's drops (summed over CPUs) to `dropped` by reason.
+  void add_drops(std::array<uint64_t, static_cast<size_t>(DropReason::kCount)>& dropped) const;
+  void release() noexcept;
+
+ private:
+  int cfg_fd_ = -1, v4_fd_ = -1, v6_fd_ = -1, drops_fd_ = -1;
+  std::string mode_;
+};
+
+}  // namespace esw::dp
