@@ -74,13 +74,13 @@ bool read_vport_attachment(const Value& v, Attachment& out) {
     m.optional("vhost_user", out.vhost_user, read_vhost_user);
   });
   if (!v.node.IsMap()) return ok;
-  const bool has_devargs = v.node["devargs"].IsDefined(), has_vhost = v.node["vhost_user"].IsDefined();
+  const bool has_devargs = v.node.has("devargs"), has_vhost = v.node.has("vhost_user");
   if (has_devargs == has_vhost) {
     v.error(has_vhost ? "devargs and vhost_user exclude each other; give one of them"
                       : "required key is missing: devargs (an ethdev) or vhost_user (a vhost-user socket)");
     return false;
   }
-  if (has_vhost && (v.node["rx_queues"].IsDefined() || v.node["tx_queues"].IsDefined())) {
+  if (has_vhost && (v.node.has("rx_queues") || v.node.has("tx_queues"))) {
     v.error("a vhost_user attachment sets its queue pairs with vhost_user.queues, not rx_queues/tx_queues");
     return false;
   }

@@ -22,14 +22,14 @@ std::string quoted(std::string_view text) {
   return fmt::format("{:?}", text);
 }
 
-bool is_plain(const YAML::Node& node) { return node.Tag() == "?"; }  // unquoted and untagged
+bool is_plain(const Node& node) { return node.Tag() == "?"; }  // unquoted and untagged
 
 bool looks_like_integer(std::string_view text) {
   if (!text.empty() && text.front() == '-') text.remove_prefix(1);
   return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-std::string describe(const YAML::Node& node) {
+std::string describe(const Node& node) {
   switch (node.Type()) {
     case YAML::NodeType::Sequence:
       return "a list";
