@@ -12,7 +12,12 @@ Loc to_loc(const YAML::Mark& mark) {
 bool before(Loc a, Loc b) { return std::tie(a.line, a.column) < std::tie(b.line, b.column); }
 
 std::string child_path(std::string_view parent, std::string_view key) {
-  return parent.empty() ? std::string(key) : fmt::format("{}.{}", parent, key);
+  // A key is user text too: one holding a control character is shown quoted and escaped, never raw.
+  const bool raw = std::none_of(key.begin(), key.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+  });
+  const std::string shown = raw ? std::string(key) : quoted(key);
+  return parent.empty() ? shown : fmt::format("{}.{}", parent, shown);
 }
 
 std::string index_path(std::string_view parent, size_t index) { return fmt::format("{}[{}]", parent, index); }
