@@ -65,7 +65,7 @@ std::optional<Doc> parse_document(const std::string& yaml, Diagnostics& diag) {
     diag.error("", to_loc(e.mark), fmt::format("invalid YAML: nested more than {} levels deep", e.depth()));
     return std::nullopt;
   } catch (const YAML::Exception& e) {
-    diag.error("", to_loc(e.mark), fmt::format("invalid YAML: {}", e.msg));
+    diag.error("", to_loc(e.mark), fmt::format("invalid YAML: {}", escape_controls(e.msg)));  // may quote input
     return std::nullopt;
   }
 }

@@ -27,6 +27,19 @@ std::string quoted(std::string_view text) {
   return fmt::format("{:?}", text);
 }
 
+std::string escape_controls(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 bool is_plain(const Node& node) { return node.Tag() == "?"; }  // unquoted and untagged
 
 bool looks_like_integer(std::string_view text) {

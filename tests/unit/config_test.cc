@@ -306,6 +306,9 @@ TEST(ConfigLoader, ControlCharactersInKeysAreEscaped) {
   ASSERT_EQ(r.errors.size(), 1u) << dump(r);
   EXPECT_EQ(r.errors[0].path, "dataplane.\"bu\\x1b[31mrst\"");
   for (char c : r.errors[0].to_string()) EXPECT_GE(static_cast<unsigned char>(c), 0x20);
+  // yaml-cpp's own messages may quote the input ("unknown escape character: <c>").
+  EXPECT_ERRORS(load("apiVersion: eswitch/v1\nx: \"a\\\x01" "b\"\n"),
+                {{"", 2, 8, "test.yaml: invalid YAML: unknown escape character: \\x01"}});
 }
 
 // Anchors and aliases read as the anchored node, located where it was written.
