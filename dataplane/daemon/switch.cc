@@ -1,5 +1,6 @@
 #include "dataplane/daemon/switch.h"
 
+#include <malloc.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_lcore.h>
@@ -194,7 +195,11 @@ void Switch::close_port(uint16_t index) noexcept {
   slots_[index].reset();
 }
 
-void Switch::maintain() noexcept { classifier_->reclaim(); }
+void Switch::maintain() noexcept {
+  classifier_->reclaim();
+  // Not at once: the API server frees the request (its YAML and config model) after the reply is sent.
+  if (trim_in_ticks_ > 0 && --trim_in_ticks_ == 0) malloc_trim(0);
+}
 
 void Switch::set_service_hooks(ServiceHooks hooks) {
   for (auto& p : slots_) {

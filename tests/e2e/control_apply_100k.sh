@@ -115,6 +115,9 @@ assert during, "no telemetry samples during the apply"
 assert min(during) > 0, "forwarding stopped during the apply"
 PY
 [[ $(ctl_json 'j["classifier"]["rules"] >= '"$RULES" ctl show tables --json) == True ]] || fail "rules not installed"
+# The heap the apply freed goes back to the kernel a few main-loop ticks later (Switch::maintain: malloc_trim).
+sleep 0.5
+echo "eswitchd resident memory with $RULES rules, after the apply: $(awk '/^VmRSS/ {printf "%d MB", $2 / 1024}' "/proc/$SW_PID/status")"
 
 # --- 2. kill -9 at random points ---
 round_seed=${ESW_SEED:-$RANDOM}
