@@ -8,14 +8,12 @@
 // This file: the document (one YAML document, parse errors located) and the two passes in order.
 #include <fmt/format.h>
 #include <yaml-cpp/depthguard.h>
-#include <yaml-cpp/eventhandler.h>
-#include <yaml-cpp/yaml.h>
+#include <yaml-cpp/exceptions.h>
 
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -24,6 +22,7 @@
 #include "config/checks.h"
 #include "config/config.h"
 #include "config/schema.h"
+#include "config/yaml_doc.h"
 #include "config/yaml_reader.h"
 
 namespace esw::cfg {
@@ -45,53 +44,28 @@ void record_vport_locs(Config& config, const Diagnostics& diag) {
   });
 }
 
-// Sees document boundaries without building nodes. yaml-cpp 0.7's LoadAll() never returns on a stray ',' at
-// document level ("- a\n,"): the parser yields an empty document without consuming the token, forever, allocating
-// as it goes. A document that starts where the previous one started is that loop.
-class DocumentStarts : public YAML::EventHandler {
- public:
-  const std::vector<YAML::Mark>& starts() const { return starts_; }
-  bool stuck() const { return starts_.size() >= 2 && starts_.back().pos == starts_[starts_.size() - 2].pos; }
-
-  void OnDocumentStart(const YAML::Mark& mark) override { starts_.push_back(mark); }
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
-  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
-  void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
-  void OnMapEnd() override {}
-
- private:
-  std::vector<YAML::Mark> starts_;
-};
-
-// The one document in `yaml` (a null node when there is none), or nothing after reporting why not.
-std::optional<YAML::Node> parse_document(const std::string& yaml, Diagnostics& diag) {
+// The one document in `yaml` (its root: a null node when there is none), or nothing after reporting why not.
+// Built in one pass from yaml-cpp's events (yaml_doc.h), which also count the documents.
+std::optional<Doc> parse_document(const std::string& yaml, Diagnostics& diag) {
   try {
-    std::istringstream stream(yaml);
-    YAML::Parser parser(stream);
-    DocumentStarts documents;
-    while (parser.HandleNextDocument(documents)) {
-      if (documents.stuck()) {
-        const YAML::Mark& at = documents.starts().back();
-        const std::string_view token =
-            at.pos >= 0 && static_cast<size_t>(at.pos) < yaml.size() ? std::string_view(yaml).substr(at.pos, 1) : "";
-        diag.error("", to_loc(at), fmt::format("invalid YAML: unexpected {}", quoted(token)));
-        return std::nullopt;
-      }
+    Doc doc = Doc::parse(yaml);
+    const std::vector<YAML::Mark>& starts = doc.document_starts();
+    if (doc.stuck()) {
+      const YAML::Mark& at = starts.back();
+      const std::string_view token =
+          at.pos >= 0 && static_cast<size_t>(at.pos) < yaml.size() ? std::string_view(yaml).substr(at.pos, 1) : "";
+      diag.error("", to_loc(at), fmt::format("invalid YAML: unexpected {}", quoted(token)));
+      return std::nullopt;
     }
-    if (documents.starts().size() > 1) {
-      diag.error("", to_loc(documents.starts()[1]),
-                 fmt::format("holds {} YAML documents; expected one", documents.starts().size()));
+    if (starts.size() > 1) {
+      diag.error("", to_loc(starts[1]), fmt::format("holds {} YAML documents; expected one", starts.size()));
     }
-    return YAML::Load(yaml);  // the first document only
+    return doc;  // the first document only
   } catch (const YAML::DeepRecursion& e) {  // its message is just "bad file"
     diag.error("", to_loc(e.mark), fmt::format("invalid YAML: nested more than {} levels deep", e.depth()));
     return std::nullopt;
   } catch (const YAML::Exception& e) {
-    diag.error("", to_loc(e.mark), fmt::format("invalid YAML: {}", e.msg));
+    diag.error("", to_loc(e.mark), fmt::format("invalid YAML: {}", escape_controls(e.msg)));  // may quote input
     return std::nullopt;
   }
 }
@@ -101,12 +75,12 @@ std::optional<YAML::Node> parse_document(const std::string& yaml, Diagnostics& d
 LoadResult load_config_string(const std::string& yaml, const std::string& source_name) {
   Diagnostics diag(source_name);
   LoadResult result;
-  const std::optional<YAML::Node> document = parse_document(yaml, diag);
+  const std::optional<Doc> document = parse_document(yaml, diag);
   if (!document) {
     result.errors = diag.take_in_file_order();
     return result;
   }
-  const YAML::Node& root = *document;
+  const Node root = document->root();
   Config config;
   diag.record("", to_loc(root.Mark()));
   read_config(Value{root, "", to_loc(root.Mark()), &diag}, config);

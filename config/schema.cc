@@ -62,7 +62,7 @@ bool read_xdp(const Value& v, XdpAttachment& out) {
 
 // The xdp key belongs to net_af_xdp attachments only.
 bool check_xdp_devargs(const Value& v, const Attachment& out) {
-  if (!v.node.IsMap() || !v.node["xdp"].IsDefined() || out.devargs.empty()) return true;
+  if (!v.node.IsMap() || !v.node.has("xdp") || out.devargs.empty()) return true;
   if (out.devargs.rfind("net_af_xdp", 0) != 0) {
     v.error(fmt::format("xdp applies to net_af_xdp attachments only; devargs {} is not one", quoted(out.devargs)));
     return false;
@@ -112,13 +112,13 @@ bool read_vport_attachment(const Value& v, Attachment& out) {
   });
   if (!v.node.IsMap()) return ok;
   if (!check_xdp_devargs(v, out)) return false;
-  const bool has_devargs = v.node["devargs"].IsDefined(), has_vhost = v.node["vhost_user"].IsDefined();
+  const bool has_devargs = v.node.has("devargs"), has_vhost = v.node.has("vhost_user");
   if (has_devargs == has_vhost) {
     v.error(has_vhost ? "devargs and vhost_user exclude each other; give one of them"
                       : "required key is missing: devargs (an ethdev) or vhost_user (a vhost-user socket)");
     return false;
   }
-  if (has_vhost && (v.node["rx_queues"].IsDefined() || v.node["tx_queues"].IsDefined())) {
+  if (has_vhost && (v.node.has("rx_queues") || v.node.has("tx_queues"))) {
     v.error("a vhost_user attachment sets its queue pairs with vhost_user.queues, not rx_queues/tx_queues");
     return false;
   }

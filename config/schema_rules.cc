@@ -10,10 +10,10 @@ namespace esw::cfg::detail {
 
 namespace {
 
-bool is_true(const YAML::Node& node) {
+bool is_true(const Node& node) {
   return is_plain(node) && (node.Scalar() == "true" || node.Scalar() == "True" || node.Scalar() == "TRUE");
 }
-bool is_false(const YAML::Node& node) {
+bool is_false(const Node& node) {
   return is_plain(node) && (node.Scalar() == "false" || node.Scalar() == "False" || node.Scalar() == "FALSE");
 }
 
@@ -134,8 +134,8 @@ bool read_action(const Value& v, int index, bool miss, std::vector<ActionConfig>
   if (v.node.IsScalar()) {
     name = v.node.Scalar();
   } else if (v.node.IsMap() && v.node.size() == 1 && v.node.begin()->first.IsScalar()) {
-    const YAML::Node key = v.node.begin()->first;
-    const YAML::Node value = v.node.begin()->second;
+    const Node key = v.node.begin()->first;
+    const Node value = v.node.begin()->second;
     name = key.Scalar();
     if (find_action(name)) {
       arg = v.child(child_path(v.path, name), value, value.IsNull() ? to_loc(key.Mark()) : to_loc(value.Mark()));
@@ -222,7 +222,7 @@ struct ActionList {
       bool after_goto = false;
       int index = 0;
       for (auto it = v.node.begin(); it != v.node.end(); ++it, ++index) {
-        const YAML::Node node = *it;
+        const Node node = *it;
         const Value item = v.child(index_path(v.path, static_cast<size_t>(index)), node, to_loc(node.Mark()));
         if (!read_action(item, index, miss, actions)) {
           ok = false;

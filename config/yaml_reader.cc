@@ -12,7 +12,12 @@ Loc to_loc(const YAML::Mark& mark) {
 bool before(Loc a, Loc b) { return std::tie(a.line, a.column) < std::tie(b.line, b.column); }
 
 std::string child_path(std::string_view parent, std::string_view key) {
-  return parent.empty() ? std::string(key) : fmt::format("{}.{}", parent, key);
+  // A key is user text too: one holding a control character is shown quoted and escaped, never raw.
+  const bool raw = std::none_of(key.begin(), key.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+  });
+  const std::string shown = raw ? std::string(key) : quoted(key);
+  return parent.empty() ? shown : fmt::format("{}.{}", parent, shown);
 }
 
 std::string index_path(std::string_view parent, size_t index) { return fmt::format("{}[{}]", parent, index); }
@@ -22,14 +27,27 @@ std::string quoted(std::string_view text) {
   return fmt::format("{:?}", text);
 }
 
-bool is_plain(const YAML::Node& node) { return node.Tag() == "?"; }  // unquoted and untagged
+std::string escape_controls(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+bool is_plain(const Node& node) { return node.Tag() == "?"; }  // unquoted and untagged
 
 bool looks_like_integer(std::string_view text) {
   if (!text.empty() && text.front() == '-') text.remove_prefix(1);
   return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-std::string describe(const YAML::Node& node) {
+std::string describe(const Node& node) {
   switch (node.Type()) {
     case YAML::NodeType::Sequence:
       return "a list";

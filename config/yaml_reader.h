@@ -5,7 +5,6 @@
 // and rejects unknown keys. A section of the schema (config/schema.h) is built from these pieces.
 
 #include <fmt/format.h>
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <bit>
@@ -25,6 +24,7 @@
 
 #include "config/config.h"
 #include "config/schema_limits.h"
+#include "config/yaml_doc.h"
 #include "config/suggest.h"
 
 namespace esw::cfg::detail {
@@ -37,6 +37,8 @@ std::string child_path(std::string_view parent, std::string_view key);
 std::string index_path(std::string_view parent, size_t index);
 // User text in a message: quoted and escaped, cut after kMaxShownLen characters.
 std::string quoted(std::string_view text);
+// `text` with each control character as \xNN (for messages that embed user text unquoted: yaml-cpp's).
+std::string escape_controls(std::string_view text);
 
 // Every error found, plus where each YAML path was read, so that checks on the finished model can point at the
 // text they complain about.
@@ -92,24 +94,24 @@ class Diagnostics {
 
 // A YAML node with its path and location. Creating one for a child records the child's location.
 struct Value {
-  YAML::Node node;
+  Node node;
   std::string path;
   Loc loc;
   Diagnostics* diag;
 
   void error(std::string message) const { diag->error(path, loc, std::move(message)); }
 
-  Value child(std::string child_at, const YAML::Node& child_node, Loc child_loc) const {
+  Value child(std::string child_at, const Node& child_node, Loc child_loc) const {
     diag->record(child_at, child_loc);
     return Value{child_node, std::move(child_at), child_loc, diag};
   }
 };
 
-bool is_plain(const YAML::Node& node);  // unquoted and untagged
+bool is_plain(const Node& node);  // unquoted and untagged
 bool looks_like_integer(std::string_view text);
 
 // What the user wrote, for "expected X, got Y".
-std::string describe(const YAML::Node& node);
+std::string describe(const Node& node);
 
 // ---------------------------------------------------------------------------------------------------------------
 // Value parsers: callables `bool(const Value&, T& out)`. They report their own errors at the value and assign
@@ -232,7 +234,7 @@ struct ListOf {
     bool ok = true;
     size_t i = 0;
     for (auto it = v.node.begin(); it != v.node.end(); ++it, ++i) {
-      const YAML::Node item = *it;
+      const Node item = *it;
       ok = element(v.child(index_path(v.path, i), item, to_loc(item.Mark())), items[i]) && ok;
     }
     out = std::move(items);
@@ -302,6 +304,34 @@ struct Rate {
   }
 };
 
+// The keys of one mapping so far, for "duplicate key": linear in the mapping's size (a scan while it is small, a
+// hash set beyond). insert() returns 0 for a new key, else the line of its first occurrence.
+class FirstSeen {
+ public:
+  static constexpr size_t kSmall = 16;
+  explicit FirstSeen(size_t expected) {
+    if (expected > kSmall) index_.reserve(expected);
+  }
+  int insert(const std::string& key, int line) {
+    if (index_.empty() && keys_.size() < kSmall) {
+      for (const auto& [k, l] : keys_) {
+        if (k == key) return l;
+      }
+      keys_.emplace_back(key, line);
+      return 0;
+    }
+    if (index_.empty()) {
+      for (const auto& [k, l] : keys_) index_.emplace(k, l);
+    }
+    auto [it, inserted] = index_.emplace(key, line);
+    return inserted ? 0 : it->second;
+  }
+
+ private:
+  std::vector<std::pair<std::string, int>> keys_;
+  std::unordered_map<std::string, int> index_;
+};
+
 // A mapping whose keys are data rather than schema (match fields, set_field fields): visits each entry in order
 // as `bool(const std::string& key, const Value& value)`. Non-mappings, non-scalar keys and repeated keys are
 // errors here. A missing or null mapping is empty.
@@ -313,24 +343,22 @@ bool for_each_entry(const Value& v, std::string_view expected, Visit&& visit) {
     return false;
   }
   bool ok = true;
-  std::vector<std::pair<std::string, int>> seen;  // key, line: these mappings are small
+  FirstSeen seen(v.node.size());
   for (auto it = v.node.begin(); it != v.node.end(); ++it) {
-    const YAML::Node key = it->first;
+    const Node key = it->first;
     const Loc key_loc = to_loc(key.Mark());
     if (!key.IsScalar() || key.Scalar().empty()) {
       v.diag->error(v.path, key_loc, fmt::format("expected a field name, got {}", describe(key)));
       ok = false;
       continue;
     }
-    auto same = std::find_if(seen.begin(), seen.end(), [&](const auto& s) { return s.first == key.Scalar(); });
-    if (same != seen.end()) {
+    if (const int first_line = seen.insert(key.Scalar(), key_loc.line); first_line != 0) {
       v.diag->error(child_path(v.path, key.Scalar()), key_loc,
-                    fmt::format("duplicate key {}; first on line {}", quoted(key.Scalar()), same->second));
+                    fmt::format("duplicate key {}; first on line {}", quoted(key.Scalar()), first_line));
       ok = false;
       continue;
     }
-    seen.emplace_back(key.Scalar(), key_loc.line);
-    const YAML::Node value = it->second;
+    const Node value = it->second;
     const Loc loc = value.IsNull() ? key_loc : to_loc(value.Mark());
     ok = visit(key.Scalar(), v.child(child_path(v.path, key.Scalar()), value, loc)) && ok;
   }
@@ -347,7 +375,7 @@ struct IsOptional<std::optional<T>> : std::true_type {};
 // empty, so that defaults apply.
 class MapReader {
  public:
-  explicit MapReader(const Value& map) : map_(map) {
+  explicit MapReader(const Value& map) : map_(map), seen_(map.node.size()) {
     if (map.node.IsNull()) return;
     if (!map.node.IsMap()) {
       map.error(fmt::format("expected a mapping, got {}", describe(map.node)));
@@ -355,16 +383,15 @@ class MapReader {
       return;
     }
     for (auto it = map.node.begin(); it != map.node.end(); ++it) {
-      const YAML::Node key = it->first;
+      const Node key = it->first;
       const Loc key_loc = to_loc(key.Mark());
       if (!key.IsScalar()) {
         map.diag->error(map.path, key_loc, fmt::format("expected a key name, got {}", describe(key)));
         continue;
       }
-      auto same = std::find_if(entries_.begin(), entries_.end(), [&](const Entry& e) { return e.key == key.Scalar(); });
-      if (same != entries_.end()) {
+      if (const int first_line = seen_.insert(key.Scalar(), key_loc.line); first_line != 0) {
         map.diag->error(child_path(map.path, key.Scalar()), key_loc,
-                        fmt::format("duplicate key {}; first on line {}", quoted(key.Scalar()), same->key_loc.line));
+                        fmt::format("duplicate key {}; first on line {}", quoted(key.Scalar()), first_line));
         continue;
       }
       entries_.push_back(Entry{key.Scalar(), key_loc, it->second});
@@ -407,12 +434,24 @@ class MapReader {
   struct Entry {
     std::string key;
     Loc key_loc;
-    YAML::Node value;
+    Node value;
     bool claimed = false;
   };
 
   Entry* claim(std::string_view key) {
     valid_.push_back(key);
+    // Keys are unique in entries_ (repeats were rejected) and claims are few (the schema's keys): a linear scan
+    // while the mapping is small, an index once it is not (100k unknown keys must not cost 100k x claims).
+    if (entries_.size() > FirstSeen::kSmall) {
+      if (by_key_.empty()) {
+        by_key_.reserve(entries_.size());
+        for (size_t i = 0; i < entries_.size(); ++i) by_key_.emplace(entries_[i].key, i);
+      }
+      auto it = by_key_.find(key);
+      if (it == by_key_.end()) return nullptr;
+      entries_[it->second].claimed = true;
+      return &entries_[it->second];
+    }
     for (Entry& entry : entries_) {
       if (entry.key == key) {
         entry.claimed = true;
@@ -455,6 +494,8 @@ class MapReader {
   bool is_map_ = true;
   bool ok_ = true;
   std::vector<Entry> entries_;
+  FirstSeen seen_;
+  std::unordered_map<std::string_view, size_t> by_key_;  // into entries_ (not resized after the constructor)
   std::vector<std::string_view> valid_;
 };
 

@@ -49,16 +49,48 @@ void identity_hash(const std::string& s, uint64_t out[2]) {
   out[1] = h;
 }
 
+// Applies that add or remove at least this many rules give the freed heap back afterwards (Switch::maintain).
+constexpr size_t kTrimAfterRules = 1000;
+
 struct PairHash {
   size_t operator()(const std::pair<uint64_t, uint64_t>& p) const { return p.first ^ (p.second * 0x9e3779b97f4a7c15ull); }
 };
 
 }  // namespace
 
+// The config the switch will keep as its running one: all of `c` but the rule bodies (the classifier has the
+// rules, and a 100k-rule model would cost more memory than the rules themselves; copying it whole cost more
+// than compiling them). The names of named rules go to `names`, for show and trace.
+cfg::Config without_rule_bodies(const cfg::Config& c, std::unordered_map<uint64_t, std::string>& names) {
+  cfg::Config out;
+  out.api_version = c.api_version;
+  out.dataplane = c.dataplane;
+  out.uplinks = c.uplinks;
+  out.vports = c.vports;
+  out.pipeline = c.pipeline;
+  out.representors = c.representors;
+  out.meters = c.meters;
+  out.tables.reserve(c.tables.size());
+  for (size_t t = 0; t < c.tables.size(); ++t) {
+    const cfg::TableConfig& tc = c.tables[t];
+    cfg::TableConfig& copy = out.tables.emplace_back();
+    copy.id = tc.id;
+    copy.name = tc.name;
+    copy.miss = tc.miss;
+    copy.loc = tc.loc;
+    for (size_t r = 0; r < tc.rules.size(); ++r) {
+      if (!tc.rules[r].name.empty()) names[RuleBook::config_key(t, r)] = tc.rules[r].name;
+    }
+  }
+  return out;
+}
+
 bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra_tables,
                   const std::vector<RuleDef>& extra_rules, const std::vector<MeterProfile>& extra_meters,
                   bool keep_config_rules, Plan& p, ApplyResult& result) {
-  p.desired = desired;
+  p.desired = without_rule_bodies(desired, p.rule_names);
+  // Runtime rule changes plan from the running config, which has no rule bodies: its rules keep their names.
+  if (keep_config_rules) p.rule_names = book_.config_names();
   auto error = [&](const std::string& path, int line, const std::string& msg) {
     cfg::Error e;
     e.path = path;
@@ -450,21 +482,10 @@ bool Switch::execute_plan(Plan& p, ApplyResult& result) {
   for (const RuleDef& g : generated_rules(p.desired)) generated_where.push_back(g.where);
   book_.set_generated_where(std::move(generated_where));
   std::copy(p.context, p.context + 2, context_);
-  // The running config keeps tables (ids, names, miss actions) but not rule bodies: the classifier has the
-  // rules, and a 100k-rule YAML model would cost more memory than the rules themselves. Names of named rules
-  // are kept for show and trace.
-  std::unordered_map<uint64_t, std::string> rule_names;
-  for (size_t t = 0; t < p.desired.tables.size(); ++t) {
-    for (size_t r = 0; r < p.desired.tables[t].rules.size(); ++r) {
-      if (!p.desired.tables[t].rules[r].name.empty()) {
-        rule_names[RuleBook::config_key(t, r)] = p.desired.tables[t].rules[r].name;
-      }
-    }
-    p.desired.tables[t].rules.clear();
-    p.desired.tables[t].rules.shrink_to_fit();
-  }
-  book_.set_config_names(std::move(rule_names));
-  config_ = p.desired;
+  // The running config keeps tables (ids, names, miss actions) but not rule bodies (without_rule_bodies).
+  book_.set_config_names(std::move(p.rule_names));
+  config_ = std::move(p.desired);
+  if (p.add.size() + p.remove_ids.size() >= kTrimAfterRules) trim_in_ticks_ = 3;
   return true;
 }
 

@@ -55,6 +55,7 @@ class RuleBook {
   // rule index).
   void set_generated_where(std::vector<std::string> where) { generated_where_ = std::move(where); }
   void set_config_names(std::unordered_map<uint64_t, std::string> names) { rule_names_ = std::move(names); }
+  const std::unordered_map<uint64_t, std::string>& config_names() const { return rule_names_; }
   static uint64_t config_key(size_t table, size_t rule) { return uint64_t(table) << 32 | rule; }
 
   // "tables[0].rules[3] (web-http)", "l2: to vm1", the runtime rule's name, ...

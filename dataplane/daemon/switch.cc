@@ -1,5 +1,6 @@
 #include "dataplane/daemon/switch.h"
 
+#include <malloc.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_lcore.h>
@@ -219,6 +220,8 @@ void Switch::close_port(uint16_t index) noexcept {
 void Switch::maintain() noexcept {
   classifier_->reclaim();
   drain_smc();
+  // Not at once: the API server frees the request (its YAML and config model) after the reply is sent.
+  if (trim_in_ticks_ > 0 && --trim_in_ticks_ == 0) malloc_trim(0);
 }
 
 namespace {

@@ -181,7 +181,9 @@ class Switch {
   bool trace(std::string_view description, TraceResult& out, std::string& error);
 
   // Frees snapshots whose grace period has passed, drains the SMC event ring into the session table and
-  // publishes what changed for the workers. Call from the main loop (the existing 50 ms tick).
+  // publishes what changed for the workers. Call from the main loop (eswitchd: every 50 ms). A few calls after a
+  // big apply it also gives the freed heap back to the kernel (malloc_trim): the apply's temporaries and the
+  // config model of a 100k-rule request would otherwise stay in the process's resident set.
   void maintain() noexcept;
 
   // SMC sessions: the idle timeout (default 600 s), and everything `show smc` reports.
@@ -266,6 +268,8 @@ class Switch {
   std::unique_ptr<SmcView> smc_cur_;
   std::vector<std::pair<uint64_t, std::unique_ptr<SmcView>>> smc_retired_;  // (grace-period token, view)
   uint64_t smc_version_ = 0;
+  // maintain() calls left until the heap is given back to the kernel after a big apply (0: nothing to do).
+  int trim_in_ticks_ = 0;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<bool> stop_{false};
   bool running_ = false;

@@ -4,6 +4,7 @@
 #include <array>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "dataplane/daemon/switch.h"
@@ -12,7 +13,8 @@ namespace esw::dp {
 
 // What one apply will do, computed before anything changes.
 struct Switch::Plan {
-  cfg::Config desired;
+  cfg::Config desired;  // without rule bodies (plan() compiles them from the caller's config)
+  std::unordered_map<uint64_t, std::string> rule_names;  // RuleBook::config_key -> name of each named rule
   struct Slot {
     std::string name;
     PortRole role = PortRole::kVport;

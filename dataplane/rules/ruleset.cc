@@ -115,9 +115,10 @@ void rules_from_config(const cfg::Config& config, std::vector<TableDef>& tables,
     td.loc = tc.loc;
     convert(tc.miss, td.miss, nullptr);
     tables.push_back(std::move(td));
+    rules.reserve(rules.size() + tc.rules.size());
     for (size_t r = 0; r < tc.rules.size(); ++r) {
       const cfg::RuleConfig& rc = tc.rules[r];
-      RuleDef rd;
+      RuleDef& rd = rules.emplace_back();
       rd.table = static_cast<uint8_t>(tc.id);
       rd.priority = rc.priority;
       rd.where = fmt::format("tables[{}].rules[{}]", t, r);
@@ -126,12 +127,15 @@ void rules_from_config(const cfg::Config& config, std::vector<TableDef>& tables,
       rd.origin_a = static_cast<uint32_t>(t);
       rd.origin_b = static_cast<uint32_t>(r);
       rd.loc = rc.loc;
+      rd.match.reserve(rc.match.size());
+      rd.match_locs.reserve(rc.match.size());
       for (const auto& m : rc.match) {
         rd.match.emplace_back(m.field, m.value);
         rd.match_locs.push_back(m.loc);
       }
+      rd.actions.reserve(rc.actions.size());
+      rd.action_locs.reserve(rc.actions.size());
       convert(rc.actions, rd.actions, &rd.action_locs);
-      rules.push_back(std::move(rd));
     }
   }
 }
@@ -210,8 +214,12 @@ bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, Compiled
     all[g].origin = RuleDef::Origin::kGenerated;
     all[g].origin_a = static_cast<uint32_t>(g);
   }
-  all.insert(all.end(), in.rules.begin(), in.rules.end());
+  // The generated rules, then the input's (read in place: a copy of 100k rules cost as much as compiling them).
+  const size_t nb_generated = all.size();
+  auto rule_at = [&](size_t i) -> const RuleDef& { return i < nb_generated ? all[i] : in.rules[i - nb_generated]; };
+  const size_t nb_rules = nb_generated + in.rules.size();
   for (const RuleDef& r : all) tables.insert(r.table);
+  for (const RuleDef& r : in.rules) tables.insert(r.table);
   tables.insert(in.more_tables.begin(), in.more_tables.end());
 
   CompiledActions dm;
@@ -236,9 +244,9 @@ bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, Compiled
   }
   out.tables.assign(tables.begin(), tables.end());
 
-  out.rules.reserve(all.size());
-  for (size_t i = 0; i < all.size(); ++i) {
-    const RuleDef& r = all[i];
+  out.rules.reserve(nb_rules);
+  for (size_t i = 0; i < nb_rules; ++i) {
+    const RuleDef& r = rule_at(i);
     const std::string where = r.where.empty() ? fmt::format("rules[{}]", i) : r.where;
     MaskedKey mk;
     bool ok = true;

@@ -6,7 +6,8 @@
 #  2. kill -9 of eswitchctl at random points of a 100k-rule apply (while sending, while eswitchd parses, while it
 #     commits): afterwards eswitchd's running config is exactly the old or exactly the new file, its rule count is
 #     that config's, and it still forwards.
-# Prints the figures; ESW_KILL_ROUNDS (default 3) sets the number of kill rounds.
+# Prints the figures; ESW_KILL_ROUNDS (default 3) sets the number of kill rounds, ESW_RULES the rule count,
+# ESW_RULE_FORM the rules' form (compact, the default: one string per rule; mapping).
 #
 # usage: control_apply_100k.sh PATH/TO/eswitchd PATH/TO/eswitchctl
 set -euo pipefail
@@ -15,6 +16,7 @@ ESWITCHCTL=${2:?usage: $0 eswitchd eswitchctl}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROUNDS=${ESW_KILL_ROUNDS:-3}
 RULES=${ESW_RULES:-100000}
+FORM=${ESW_RULE_FORM:-compact}  # compact: one string per rule (the form for big rule sets) | mapping
 # shellcheck source=control_lib.sh
 source "$HERE/control_lib.sh"
 ctl_setup ctl100k
@@ -32,14 +34,18 @@ tables:
 YAML
 } >"$WORK/a.yaml"
 # b0..bN: A plus $RULES rules no traffic matches, plus one rule that tells the variants apart.
-/usr/bin/python3 - "$WORK" "$RULES" "$ROUNDS" <<'PY'
+/usr/bin/python3 - "$WORK" "$RULES" "$ROUNDS" "$FORM" <<'PY'
 import sys
-work, rules, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+work, rules, rounds, form = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 base = open(f"{work}/a.yaml").read()
 body = []
 for i in range(rules):
-    body.append(f"      - {{priority: 10, match: {{in_port: vm1, udp: true, ipv4_dst: 198.19.{(i >> 8) & 255}.{i & 255}, "
-                f"udp_dst: {1000 + (i >> 16)}}}, actions: [count, output: uplink0]}}")
+    if form == "mapping":
+        body.append(f"      - {{priority: 10, match: {{in_port: vm1, udp: true, ipv4_dst: 198.19.{(i >> 8) & 255}.{i & 255}, "
+                    f"udp_dst: {1000 + (i >> 16)}}}, actions: [count, output: uplink0]}}")
+    else:
+        body.append(f"      - \"priority=10,in_port=vm1,udp,ipv4_dst=198.19.{(i >> 8) & 255}.{i & 255},"
+                    f"udp_dst={1000 + (i >> 16)} actions=count,output:uplink0\"")
 body = "\n".join(body) + "\n"
 for k in range(rounds + 1):
     with open(f"{work}/b{k}.yaml", "w") as f:
@@ -48,7 +54,7 @@ for k in range(rounds + 1):
                 "actions: [drop]}\n")
         f.write(body)
 PY
-echo "config with $RULES rules: $(stat -c %s "$WORK/b0.yaml") bytes"
+echo "config with $RULES rules ($FORM form): $(stat -c %s "$WORK/b0.yaml") bytes"
 
 ctl_start "$WORK/a.yaml"
 vm2_id=$(ctl_json '[p["port_id"] for p in j["ports"] if p["name"] == "vm2"][0]' ctl show ports --json)
@@ -109,6 +115,9 @@ assert during, "no telemetry samples during the apply"
 assert min(during) > 0, "forwarding stopped during the apply"
 PY
 [[ $(ctl_json 'j["classifier"]["rules"] >= '"$RULES" ctl show tables --json) == True ]] || fail "rules not installed"
+# The heap the apply freed goes back to the kernel a few main-loop ticks later (Switch::maintain: malloc_trim).
+sleep 0.5
+echo "eswitchd resident memory with $RULES rules, after the apply: $(awk '/^VmRSS/ {printf "%d MB", $2 / 1024}' "/proc/$SW_PID/status")"
 
 # --- 2. kill -9 at random points ---
 round_seed=${ESW_SEED:-$RANDOM}

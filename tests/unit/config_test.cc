@@ -5,7 +5,9 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -278,6 +280,112 @@ dataplane:
 TEST(ConfigLoader, DuplicateKeyRejected) {
   EXPECT_ERRORS(load("apiVersion: eswitch/v1\ndataplane:\n  burst: 32\n  burst: 64\n"),
                 {{"dataplane.burst", 4, 3, "duplicate key \"burst\"; first on line 3"}});
+}
+
+// A mapping of many keys: duplicates and unknown keys are found through the hash index (beyond 16 keys), with the
+// same messages and places as in a small mapping.
+TEST(ConfigLoader, DuplicateAndUnknownKeysInBigMappings) {
+  std::string yaml = "apiVersion: eswitch/v1\ndataplane:\n";
+  for (int i = 0; i < 40; ++i) yaml += fmt::format("  k{}: 1\n", i);                        // lines 3..42
+  yaml += "  burst: 32\n  k7: 2\n  burst: 64\n";                                            // lines 43..45
+  yaml += "tables:\n  - id: 0\n    rules:\n      - actions: [drop]\n        match:\n";  // lines 46..50
+  for (int i = 0; i < 40; ++i) yaml += fmt::format("          f{}: 1\n", i);                  // lines 51..90
+  yaml += "          f3: 2\n";                                                                // line 91
+  const LoadResult r = load(yaml);
+  ASSERT_EQ(r.errors.size(), 43u) << dump(r);
+  EXPECT_EQ(r.errors[0].path, "dataplane.k0");
+  EXPECT_THAT(r.errors[0].message, HasSubstr("unknown key \"k0\""));
+  EXPECT_EQ(r.errors[40].to_string(), "dataplane.k7: duplicate key \"k7\"; first on line 10 (line 44, col 3)");
+  EXPECT_EQ(r.errors[41].to_string(), "dataplane.burst: duplicate key \"burst\"; first on line 43 (line 45, col 3)");
+  EXPECT_EQ(r.errors[42].to_string(),
+            "tables[0].rules[0].match.f3: duplicate key \"f3\"; first on line 54 (line 91, col 11)");
+}
+
+// A key is user text: a control character in it is escaped in the error's path, never printed raw.
+TEST(ConfigLoader, ControlCharactersInKeysAreEscaped) {
+  const LoadResult r = load("apiVersion: eswitch/v1\ndataplane:\n  \"bu\\e[31mrst\": 32\n");
+  ASSERT_EQ(r.errors.size(), 1u) << dump(r);
+  EXPECT_EQ(r.errors[0].path, "dataplane.\"bu\\x1b[31mrst\"");
+  for (char c : r.errors[0].to_string()) EXPECT_GE(static_cast<unsigned char>(c), 0x20);
+  // yaml-cpp's own messages may quote the input ("unknown escape character: <c>").
+  EXPECT_ERRORS(load("apiVersion: eswitch/v1\nx: \"a\\\x01" "b\"\n"),
+                {{"", 2, 8, "test.yaml: invalid YAML: unknown escape character: \\x01"}});
+}
+
+// Anchors and aliases read as the anchored node, located where it was written.
+TEST(ConfigLoader, AliasesReadAsTheAnchoredNode) {
+  const LoadResult r = load(
+      "apiVersion: eswitch/v1\n"
+      "uplinks:\n"
+      "  - name: up0\n"
+      "    attach: &att { devargs: net_null0, rx_queues: 2 }\n"
+      "tables:\n"
+      "  - id: 0\n"
+      "    rules:\n"
+      "      - { match: &m { in_port: up0, udp: true }, actions: &a [count, output: up0] }\n"
+      "      - { priority: 5, match: *m, actions: *a }\n"
+      "  - id: 1\n"
+      "    miss: *a\n"
+      "vports:\n"
+      "  - { name: vm1, spoofchk: false, attach: *att }\n");
+  // vm1 shares up0's devargs (the same node): rejected at the alias's anchor, as a duplicate.
+  ASSERT_EQ(r.errors.size(), 1u) << dump(r);
+  EXPECT_THAT(r.errors[0].message, HasSubstr("net_null0"));
+  EXPECT_EQ(r.errors[0].line, 4);
+
+  const LoadResult ok = load(
+      "apiVersion: eswitch/v1\n"
+      "uplinks:\n"
+      "  - name: up0\n"
+      "    attach: { devargs: net_null0 }\n"
+      "tables:\n"
+      "  - id: 0\n"
+      "    rules:\n"
+      "      - { match: &m { in_port: up0, udp: true }, actions: &a [count, output: up0] }\n"
+      "      - { priority: 5, match: *m, actions: *a }\n");
+  ASSERT_TRUE(ok.config) << dump(ok);
+  const auto& rules = ok.config->tables.at(0).rules;
+  ASSERT_EQ(rules.size(), 2u);
+  ASSERT_EQ(rules[1].match.size(), 2u);
+  EXPECT_EQ(rules[1].match[0].field, "in_port");
+  EXPECT_EQ(rules[1].match[0].loc.line, 8);  // the anchored node's place
+  ASSERT_EQ(rules[1].actions.size(), 2u);
+  EXPECT_EQ(rules[1].actions[1].arg, "up0");
+  EXPECT_EQ(rules[1].priority, 5u);
+}
+
+// Loading is linear in the input (issue 13: 100k keys in one mapping took 93 s). Coarse on purpose (a shared
+// 2-core machine, so the thread's CPU time, not the wall clock): 10x the keys may cost at most 35x the time (hash
+// tables and the allocator grow a little worse than linearly); a quadratic check costs 100x.
+TEST(ConfigLoader, LoadTimeIsLinearInKeysAndRules) {
+  auto keys = [](int n) {
+    std::string y = "apiVersion: eswitch/v1\ntables:\n  - id: 0\n    rules:\n      - actions: [drop]\n        match:\n";
+    for (int i = 0; i < n; ++i) y += fmt::format("          k{}: {}\n", i, i);
+    return y;
+  };
+  auto rules = [](int n) {
+    std::string y = "apiVersion: eswitch/v1\ntables:\n  - id: 0\n    rules:\n";
+    for (int i = 0; i < n; ++i) y += fmt::format("      - \"priority=1,udp,udp_dst={} actions=drop\"\n", i % 65536);
+    return y;
+  };
+  auto seconds = [](const std::string& yaml) {
+    double best = 1e9;
+    for (int round = 0; round < 3; ++round) {
+      timespec t0{}, t1{};
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+      const LoadResult r = load(yaml);
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+      const double s = static_cast<double>(t1.tv_sec - t0.tv_sec) + static_cast<double>(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+      EXPECT_TRUE(r.config) << dump(r);
+      best = std::min(best, s);
+    }
+    return best;
+  };
+  for (auto make : {+keys, +rules}) {
+    const double small = seconds(make(4000)), big = seconds(make(40000));
+    std::printf("load: 4000 items %.4f s CPU, 40000 items %.4f s CPU (x%.1f)\n", small, big, big / small);
+    EXPECT_LT(big, 35 * small + 0.02) << "4000: " << small << " s CPU, 40000: " << big << " s CPU";
+  }
 }
 
 // ----------------------------------------------------------------------------------------------- wrong types
