@@ -84,7 +84,7 @@ for ((r = 1; r <= RUNS; r++)); do
   a=$READY_MS b=$PING_MS
   got=$(ctl show rules --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
   [[ "$got" == "$total" ]] || fail "restored $got rules, expected $total"
-  echo "restore run $r: ready ${a} ms, first ping ${b} ms"
+  echo "restore run $r: ready ${a} ms, first ping ${b} ms; eswitchd: $(grep -o '([0-9]* ms after start.*)' "$WORK/eswitchd.log" | tail -1)"
   ready+=("$a")
   pingt+=("$b")
 done
@@ -94,7 +94,7 @@ ready=() pingt=()
 for ((r = 1; r <= RUNS; r++)); do
   start --config "$WORK/big.yaml"
   a=$READY_MS b=$PING_MS
-  echo "--config run $r: ready ${a} ms, first ping ${b} ms"
+  echo "--config run $r: ready ${a} ms, first ping ${b} ms; eswitchd: $(grep -o '([0-9]* ms after start.*)' "$WORK/eswitchd.log" | tail -1)"
   ready+=("$a")
   pingt+=("$b")
   kill9

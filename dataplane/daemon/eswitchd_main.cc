@@ -112,7 +112,13 @@ void notify_supervisor(const std::string& message) {
 }
 
 int run(int argc, char** argv) {
-  const auto t_start = std::chrono::steady_clock::now();
+  using Clock = std::chrono::steady_clock;
+  const auto t_start = Clock::now();
+  // Start-up phases for the "forwarding" line: state read + config parse, EAL, switch (ports, rules), the rest.
+  auto ms_between = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+  };
+  Clock::time_point t_loaded, t_eal, t_switch;
   CLI::App app{"eswitchd: eswitch dataplane (userspace SmartNIC embedded switch on DPDK)"};
   std::string config_path;
   double duration = 0;
@@ -196,6 +202,7 @@ int run(int argc, char** argv) {
   }
   const esw::cfg::LoadResult loaded = !have_text ? esw::cfg::load_config_file(config_path)
                                                  : esw::cfg::load_config_string(config_text, source);
+  t_loaded = Clock::now();
   if (!loaded.config) {
     for (const auto& e : loaded.errors) fmt::print(stderr, "eswitchd: {}: {}\n", source, e.to_string());
     if (restored) {
@@ -234,12 +241,14 @@ int run(int argc, char** argv) {
     }
     if (!api_socket.empty()) esw::dp::ApiServer::check_socket_path(api_socket);
     esw::dp::Eal::init(config);
+    t_eal = Clock::now();
     // Capture is a convenience: a primary without pdump still forwards.
     pdump = rte_pdump_init() == 0;
     if (!pdump) fmt::print(stderr, "eswitchd: warning: rte_pdump_init failed; dpdk-dumpcap will not work\n");
     esw::dp::Telemetry::register_commands();
     {
       esw::dp::Switch sw(config);
+      t_switch = Clock::now();
       if (!traces.empty()) {
         for (const auto& t : traces) {
           esw::dp::TraceResult tr;
@@ -321,10 +330,13 @@ int run(int argc, char** argv) {
       };
 
       sw.start();
-      fmt::print("eswitchd: forwarding on {} ports with {} worker(s){} ({:.0f} ms after start)\n", sw.port_count(),
-                 config.dataplane.worker_cores.size(),
-                 esw::dp::Eal::using_hugepages() ? "" : " (no hugepages: --no-huge)",
-                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count());
+      const auto t_fwd = Clock::now();
+      fmt::print("eswitchd: forwarding on {} ports with {} worker(s){} ({:.0f} ms after start: config {:.0f}, EAL "
+                 "{:.0f}, switch {:.0f}, runtime rules and the rest {:.0f})\n",
+                 sw.port_count(), config.dataplane.worker_cores.size(),
+                 esw::dp::Eal::using_hugepages() ? "" : " (no hugepages: --no-huge)", ms_between(t_start, t_fwd),
+                 ms_between(t_start, t_loaded), ms_between(t_loaded, t_eal), ms_between(t_eal, t_switch),
+                 ms_between(t_switch, t_fwd));
       if (api) fmt::print("eswitchd: management API on {}\n", api->socket_path());
       fflush(stdout);
 
