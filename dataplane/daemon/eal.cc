@@ -5,6 +5,7 @@
 #include <rte_log.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
@@ -69,6 +70,16 @@ int config_lock_owner(const std::string& dir) {
   return pid;
 }
 
+std::vector<std::string> hugetlbfs_mounts() {
+  std::vector<std::string> out;
+  std::ifstream mounts("/proc/mounts");
+  std::string dev, dir, type, rest;
+  while (mounts >> dev >> dir >> type && std::getline(mounts, rest)) {
+    if (type == "hugetlbfs") out.push_back(dir);
+  }
+  return out;
+}
+
 bool pid_alive(int pid) { return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM); }
 
 constexpr const char* kMarker = "eswitchd.pid";  // written into the runtime directory of every eswitchd
@@ -99,7 +110,23 @@ std::vector<std::string> clean_stale_runtime_dirs() {
     }
     if (pid_alive(pid) || config_lock_owner(dir) != 0) continue;
     std::filesystem::remove_all(dir, ec);
-    if (!ec) removed.push_back(dir);
+    if (ec) continue;
+    removed.push_back(dir);
+    // Its hugepage files (<hugetlbfs>/<prefix>map_N) hold pages until removed; EAL holds a shared flock on
+    // every one in use.
+    for (const auto& mount : hugetlbfs_mounts()) {
+      for (const auto& f : std::filesystem::directory_iterator(mount, ec)) {
+        const std::string fname = f.path().filename().string();
+        if (fname.compare(0, name.size() + 3, name + "map") != 0) continue;
+        const int fd = open(f.path().c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+          unlink(f.path().c_str());
+          removed.push_back(f.path().string());
+        }
+        close(fd);
+      }
+    }
   }
   return removed;
 }

@@ -18,7 +18,8 @@ std::string default_file_prefix(const cfg::DataplaneConfig& dp);
 
 // Removes the DPDK runtime directories (/var/run/dpdk/<prefix>) of eswitchd instances that are gone: those
 // holding eswitchd's marker file or named esw-<pid> (older builds' default), whose pid is dead and whose EAL
-// config file no process holds locked. Other programs' directories are never touched. Returns what it removed.
+// config file no process holds locked, and their hugepage files that no process holds. Other programs'
+// directories are never touched. Returns what it removed.
 std::vector<std::string> clean_stale_runtime_dirs();
 
 // True when a hugetlbfs is mounted and has free pages.

@@ -235,9 +235,10 @@ int run(int argc, char** argv) {
       }, "eswitchd: stop on SIGINT/SIGTERM");
     }
     // Another eswitchd on anything this config uses stops here, before it touches the EAL or a single port.
-    locks.claim(esw::dp::exclusive_resources(config, esw::dp::default_file_prefix(config.dataplane), api_socket));
+    const std::string file_prefix = esw::dp::default_file_prefix(config.dataplane);
+    locks.claim(esw::dp::exclusive_resources(config, file_prefix, api_socket));
     for (const auto& dir : esw::dp::clean_stale_runtime_dirs()) {
-      fmt::print(stderr, "eswitchd: removed the DPDK runtime directory of a dead eswitchd: {}\n", dir);
+      fmt::print(stderr, "eswitchd: removed what a dead eswitchd left behind: {}\n", dir);
     }
     if (!api_socket.empty()) esw::dp::ApiServer::check_socket_path(api_socket);
     esw::dp::Eal::init(config);
@@ -268,6 +269,20 @@ int run(int argc, char** argv) {
         esw::dp::Eal::cleanup();
         return status;
       }
+      // An apply that adds an interface, vhost socket or PCI device another instance owns is refused; what an
+      // apply stops using is released.
+      sw.set_ownership_hooks({[&](const esw::cfg::Config& desired, std::string& error) {
+                                try {
+                                  locks.claim(esw::dp::exclusive_resources(desired, file_prefix, api_socket));
+                                  return true;
+                                } catch (const esw::dp::Error& e) {
+                                  error = e.what();
+                                  return false;
+                                }
+                              },
+                              [&](const esw::cfg::Config& running) {
+                                locks.retain_only(esw::dp::exclusive_resources(running, file_prefix, api_socket));
+                              }});
       // The saved runtime rules go in before the first packet is forwarded (one transaction, like the change
       // that saved them).
       if (!saved_rules.empty()) {

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -181,18 +182,20 @@ std::vector<Resource> exclusive_resources(const cfg::Config& config, const std::
   return out;
 }
 
-void InstanceLocks::claim(const Resource& r) {
-  locks_.emplace_back(lock_dir() + "/" + r.key + ".lock", r.what);
+void InstanceLocks::claim(const std::vector<Resource>& resources) {
+  std::map<std::string, InstanceLock> taken;  // released again if a later one fails
+  const std::string dir = lock_dir();
+  for (const auto& r : resources) {
+    if (locks_.count(r.key) != 0 || taken.count(r.key) != 0) continue;
+    taken.emplace(r.key, InstanceLock(dir + "/" + r.key + ".lock", r.what));
+  }
+  locks_.merge(taken);
 }
 
-void InstanceLocks::claim(const std::vector<Resource>& resources) {
-  const size_t before = locks_.size();
-  try {
-    for (const auto& r : resources) claim(r);
-  } catch (...) {
-    locks_.resize(before);
-    throw;
-  }
+void InstanceLocks::retain_only(const std::vector<Resource>& resources) {
+  std::set<std::string> keep;
+  for (const auto& r : resources) keep.insert(r.key);
+  std::erase_if(locks_, [&](const auto& kv) { return keep.count(kv.first) == 0; });
 }
 
 }  // namespace esw::dp

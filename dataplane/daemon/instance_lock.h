@@ -11,6 +11,7 @@
 //
 // Threading: main thread only.
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -64,14 +65,18 @@ std::vector<Resource> exclusive_resources(const cfg::Config& config, const std::
 // The directory lock files go to (created when missing).
 std::string lock_dir();
 
-// Claims every resource (all or nothing): throws the first conflict's Error.
+// The resources one instance holds, by key.
 class InstanceLocks {
  public:
+  // Takes every resource not held yet, all or nothing: throws the first conflict's Error (InUseError when
+  // another process owns it) and then holds nothing more than before.
   void claim(const std::vector<Resource>& resources);
-  void claim(const Resource& r);
+  // Releases whatever is held and not in `resources`.
+  void retain_only(const std::vector<Resource>& resources);
+  size_t size() const { return locks_.size(); }
 
  private:
-  std::vector<InstanceLock> locks_;
+  std::map<std::string, InstanceLock> locks_;
 };
 
 // "eswitchd pid 1234" / "pid 1234 (dpdk-testpmd)" / "another process" for a pid read from a lock.

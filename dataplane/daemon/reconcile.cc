@@ -470,7 +470,17 @@ ApplyResult Switch::apply(const cfg::Config& desired, bool dry_run) {
     result.ok = true;
     return result;
   }
+  if (ownership_.claim) {
+    std::string why;
+    if (!ownership_.claim(desired, why)) {
+      cfg::Error e;
+      e.message = why;
+      result.errors.push_back(std::move(e));
+      return result;
+    }
+  }
   result.ok = execute_plan(p, result);
+  if (ownership_.settle) ownership_.settle(config_);
   return result;
 }
 

@@ -139,6 +139,16 @@ class Switch {
     std::function<void(int fd)> unwatch;
   };
   void set_service_hooks(ServiceHooks hooks);
+
+  // Exclusive ownership of what a config uses (eswitchd: dataplane/daemon/instance_lock.h). `claim` runs before
+  // an apply changes anything and refuses it (false, `error` one line) when the desired config needs something
+  // another instance owns; `settle` runs after every apply attempt with the config that now runs (releases what
+  // is no longer used). Unset: nothing is checked.
+  struct OwnershipHooks {
+    std::function<bool(const cfg::Config& desired, std::string& error)> claim;
+    std::function<void(const cfg::Config& running)> settle;
+  };
+  void set_ownership_hooks(OwnershipHooks hooks) { ownership_ = std::move(hooks); }
   void service_ports() noexcept;
 
   std::vector<PortStats> port_stats() const;
@@ -204,6 +214,7 @@ class Switch {
   std::atomic<bool> stop_{false};
   bool running_ = false;
   ServiceHooks hooks_;
+  OwnershipHooks ownership_;
 };
 
 }  // namespace esw::dp

@@ -9,7 +9,8 @@
 #     generation used;
 #  4. a second eswitchd on the same interface, DPDK file prefix, state directory or API socket: refused with exit
 #     status 4 and one line naming the first one's pid, while the first keeps forwarding;
-#  5. an explicit --config replaces the saved state; readiness and stop are reported on $NOTIFY_SOCKET.
+#  5. an explicit --config replaces the saved state; an apply cannot take another instance's interface;
+#     readiness and stop are reported on $NOTIFY_SOCKET.
 #
 # usage: state_restart.sh PATH/TO/eswitchd PATH/TO/eswitchctl
 set -euo pipefail
@@ -134,7 +135,7 @@ fi
 [[ $(verdict "$PKT,udp,udp_dst=9999") == "drop (rule)" ]] || fail "cfg-udp (applied config) not in effect"
 [[ "$(ctl config --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["yaml"], end="")')" == \
    "$(cat "$WORK/b.yaml")" ]] || fail "the restored config text is not b.yaml"
-grep -q "removed the DPDK runtime directory of a dead eswitchd: /var/run/dpdk/esw-$DEAD" "$WORK/eswitchd.log" ||
+grep -q "removed what a dead eswitchd left behind: /var/run/dpdk/esw-$DEAD" "$WORK/eswitchd.log" ||
   fail "the stale esw-$DEAD directory was not reported removed"
 [[ ! -e "$FAKE_STALE" ]] || fail "stale $FAKE_STALE not removed"
 [[ -d "/var/run/dpdk/$PREFIX-b" ]] || fail "a directory that is not eswitchd's was removed"
@@ -224,6 +225,26 @@ start_switch
 [[ $(ctl config --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["source"])') == "$WORK/a.yaml" ]] ||
   fail "the saved source is not a.yaml"
 echo "ok: --config replaces the saved state"
+
+# Ports added by an apply are claimed too: a second switch cannot take the first one's interface by an apply,
+# and gets it once the first one's apply released it.
+"$ESWITCHD" --config "$WORK/other.yaml" --state-dir "$WORK/state2" --ready-file "$WORK/ready2" \
+  >"$WORK/second.log" 2>&1 &
+SECOND_PID=$!
+esw_wait_file "$WORK/ready2" "$SECOND_PID" 60 || { cat "$WORK/second.log" >&2; fail "second eswitchd (other resources) did not start"; }
+sed "/name: vm2/a\\  - { name: vm3, hw_addr: \"02:00:c6:12:00:03\", attach: { devargs: \"net_af_packet2,iface=${P}t2p\" } }" \
+  "$WORK/other.yaml" >"$WORK/steal.yaml"
+grep -q "iface=${P}t2p" "$WORK/steal.yaml" || fail "test bug: steal.yaml has no vm3"
+out=$("$ESWITCHCTL" --socket "$WORK/api2.sock" --no-progress apply "$WORK/steal.yaml" 2>&1) &&
+  fail "an apply took interface ${P}t2p from the running eswitchd: $out"
+grep -q "interface ${P}t2p is in use by eswitchd pid $SW_PID" <<<"$out" || fail "apply refusal does not name the owner: $out"
+ping_ok || fail "the first eswitchd stopped forwarding after the refused apply"
+sed -e '/name: vm2/d' -e '/^tables:/,$d' "$WORK/a.yaml" >"$WORK/a-release.yaml"  # vm2 (and its rule) removed
+out=$(ctl --no-progress apply "$WORK/a-release.yaml" 2>&1) || fail "apply a-release.yaml: $out"
+"$ESWITCHCTL" --socket "$WORK/api2.sock" --no-progress apply "$WORK/steal.yaml" >/dev/null ||
+  fail "interface ${P}t2p released by the first eswitchd's apply could not be taken"
+kill -INT "$SECOND_PID"; wait "$SECOND_PID" || fail "second eswitchd did not stop cleanly"; SECOND_PID=""
+echo "ok: an apply cannot take another instance's interface; an apply that drops one releases it"
 kill -INT "$SW_PID"; wait "$SW_PID" || fail "clean stop"; SW_PID=""
 
 # Readiness for systemd (Type=notify): READY=1 with MAINPID once forwarding, STOPPING=1 on stop.
