@@ -1,7 +1,7 @@
 // eswitchd: the eswitch dataplane process.
 //
-//   eswitchd [--config FILE] [--state-dir DIR|none] [--duration S] [--stats-interval S] [--stats-json FILE]
-//            [--ready-file FILE] [--api-socket PATH|none]
+//   eswitchd [--config FILE] [--state-dir DIR|none] [--state-sync full|process] [--duration S] [--stats-interval S]
+//            [--stats-json FILE] [--ready-file FILE] [--api-socket PATH|none]
 //
 // What it runs at start (the state directory is dataplane/daemon/state_store.h):
 //  - --config FILE: that file, with no runtime rules; it replaces the saved state (an explicit --config wins).
@@ -134,6 +134,11 @@ int run(int argc, char** argv) {
                  "config/default.yaml)");
   app.add_option("--state-dir", state_dir,
                  "where the applied config and runtime rules are saved and restored from ('none': nowhere)");
+  std::string state_sync = "full";
+  app.add_option("--state-sync", state_sync,
+                 "full: fsync every save (survives power loss); process: write and rename only (survives a crash "
+                 "or kill -9 of eswitchd; for high rates of runtime-rule changes)")
+      ->check(CLI::IsMember({"full", "process"}));
   app.add_option("--duration", duration, "stop after this many seconds (0: run until SIGINT/SIGTERM)");
   app.add_option("--stats-interval", stats_interval, "print port counters every N seconds (0: only at exit)");
   app.add_option("--stats-json", stats_json_path, "write final port counters as JSON to this file at exit");
@@ -164,7 +169,7 @@ int run(int argc, char** argv) {
   };
   try {
     if (!trace_mode && !state_dir.empty() && state_dir != "none") {
-      store = std::make_unique<esw::dp::StateStore>(state_dir);
+      store = std::make_unique<esw::dp::StateStore>(state_dir, state_sync == "full");
     }
   } catch (const esw::dp::InUseError& e) {
     return fail_start(e, esw::dp::kExitInUse);

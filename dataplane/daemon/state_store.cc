@@ -127,7 +127,7 @@ bool check_file(const std::string& text, const char* part, uint64_t seq, std::st
 
 }  // namespace
 
-StateStore::StateStore(std::string dir) : dir_(std::move(dir)) {
+StateStore::StateStore(std::string dir, bool sync) : dir_(std::move(dir)), sync_(sync) {
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
   if (ec) throw Error(fmt::format("state directory {}: cannot create it: {}", dir_, ec.message()));
@@ -216,7 +216,7 @@ bool StateStore::save_part(const char* part, const std::string& payload, std::st
     return false;
   }
   if (!write_all(fd, header.data(), header.size()) || !write_all(fd, payload.data(), payload.size()) ||
-      fsync(fd) != 0) {
+      (sync_ && fsync(fd) != 0)) {
     error = fmt::format("state: {}: write: {}", tmp, strerror(errno));
     close(fd);
     unlink(tmp.c_str());
@@ -231,7 +231,7 @@ bool StateStore::save_part(const char* part, const std::string& payload, std::st
     unlink(tmp.c_str());
     return false;
   }
-  if (!fsync_dir(dir_)) {
+  if (sync_ && !fsync_dir(dir_)) {
     error = fmt::format("state: fsync {}: {}", dir_, strerror(errno));
     return false;
   }

@@ -39,7 +39,9 @@ class StateStore {
  public:
   // Creates DIR (mode 0700) if missing and takes its lock. Throws Error naming DIR and the cause; when another
   // eswitchd owns DIR, the message names its pid.
-  explicit StateStore(std::string dir);
+  // sync: fsync the file and the directory on every save (survives power loss); false: write and rename only
+  // (survives a crash or kill -9 of eswitchd, which is what the page cache keeps; ~10x more saves per second).
+  explicit StateStore(std::string dir, bool sync = true);
   StateStore(const StateStore&) = delete;
   StateStore& operator=(const StateStore&) = delete;
 
@@ -64,6 +66,7 @@ class StateStore {
   bool save_part(const char* part, const std::string& payload, std::string& error);
 
   std::string dir_;
+  bool sync_ = true;
   InstanceLock lock_;
   uint64_t seq_[2] = {0, 0};  // newest generation on disk per part (config, rules)
   size_t last_bytes_ = 0;

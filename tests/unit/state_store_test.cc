@@ -80,6 +80,20 @@ TEST_F(StateStoreTest, RoundTripAndTwoGenerationsKept) {
   EXPECT_TRUE(notes.empty());
 }
 
+TEST_F(StateStoreTest, WithoutSyncSavesTheSame) {
+  {
+    StateStore s(dir_, false);
+    std::string err;
+    ASSERT_TRUE(s.save_rules({"name=a actions=drop"}, err)) << err;
+    ASSERT_TRUE(s.save_rules({"name=b actions=drop"}, err)) << err;
+  }
+  StateStore s(dir_);
+  std::vector<std::string> notes;
+  auto r = s.load_rules(notes);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(*r, std::vector<std::string>{"name=b actions=drop"});
+}
+
 TEST_F(StateStoreTest, DamagedNewestFallsBackToPrevious) {
   StateStore s(dir_);
   std::string err;
