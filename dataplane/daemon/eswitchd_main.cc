@@ -245,6 +245,7 @@ int run(int argc, char** argv) {
     for (const auto& dir : esw::dp::clean_stale_runtime_dirs()) {
       fmt::print(stderr, "eswitchd: removed what a dead eswitchd left behind: {}\n", dir);
     }
+    (void)esw::dp::clean_stale_lock_files();  // dead instances' lock files (harmless, but they pile up)
     if (!api_socket.empty()) esw::dp::ApiServer::check_socket_path(api_socket);
     esw::dp::Eal::init(config);
     t_eal = Clock::now();

@@ -70,6 +70,27 @@ std::string lock_dir() {
   return dir;
 }
 
+std::vector<std::string> clean_stale_lock_files() {
+  std::vector<std::string> removed;
+  const std::string dir = lock_dir();
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string path = e.path().string();
+    if (path.size() < 5 || path.compare(path.size() - 5, 5, ".lock") != 0) continue;
+    const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) continue;
+    // Nobody holds it (its owner died): remove it the way an owner does, holding the lock.
+    struct stat a {}, b {};
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &a) == 0 && stat(path.c_str(), &b) == 0 &&
+        a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
+      unlink(path.c_str());
+      removed.push_back(path);
+    }
+    ::close(fd);
+  }
+  return removed;
+}
+
 std::string describe_owner(int pid) {
   if (pid <= 0) return "another process";
   std::ifstream comm(fmt::format("/proc/{}/comm", pid));

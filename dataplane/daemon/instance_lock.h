@@ -65,6 +65,9 @@ std::vector<Resource> exclusive_resources(const cfg::Config& config, const std::
 // The directory lock files go to (created when missing).
 std::string lock_dir();
 
+// Removes the lock files in lock_dir() that nobody holds (left by instances that died). Returns them.
+std::vector<std::string> clean_stale_lock_files();
+
 // The resources one instance holds, by key.
 class InstanceLocks {
  public:

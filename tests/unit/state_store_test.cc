@@ -175,6 +175,18 @@ TEST(InstanceLockTest, ReleasedLockCanBeTakenAgainAndFileIsRemoved) {
   EXPECT_TRUE(fs::exists(path));
 }
 
+TEST(InstanceLockTest, StaleLockFilesAreRemovedHeldOnesKept) {
+  const std::string stale = lock_dir() + "/esw-test-stale-" + std::to_string(getpid()) + ".lock";
+  const std::string held_path = lock_dir() + "/esw-test-held-" + std::to_string(getpid()) + ".lock";
+  std::ofstream(stale) << "999999\n";  // its owner died without removing it
+  InstanceLock held(held_path, "thing");
+  const auto removed = clean_stale_lock_files();
+  EXPECT_NE(std::find(removed.begin(), removed.end(), stale), removed.end());
+  EXPECT_FALSE(fs::exists(stale));
+  EXPECT_TRUE(fs::exists(held_path));
+  EXPECT_THROW(InstanceLock(held_path, "thing"), InUseError);
+}
+
 TEST(InstanceLockTest, ResourcesOfAConfig) {
   const char* yaml = R"(apiVersion: eswitch/v1
 uplinks:
