@@ -44,7 +44,7 @@ struct DataplaneConfig {
   uint16_t tx_queue_size = 1024;
   uint16_t burst = 32;               // rx/tx burst size
   uint32_t idle_sleep_us = 0;        // max sleep of an idle worker; 0 = never sleep (pure busy poll)
-  std::string file_prefix;           // EAL --file-prefix; empty = "esw-<pid>"
+  std::string file_prefix;           // EAL --file-prefix; empty = "eswitch" (one instance)
   std::vector<std::string> eal_extra;  // extra EAL arguments, passed through unchanged
   uint32_t max_rules = 262144;       // rule ids per switch (per-core counter arrays are sized by it)
   uint32_t flow_cache_entries = 8192;  // per worker

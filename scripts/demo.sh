@@ -57,7 +57,7 @@ esw_host_add esw t2 02:00:c6:12:00:02 198.18.0.2/24 2001:db8::2/64
 esw_host_add esw up0 02:00:c6:12:00:fe 198.18.0.254/24 2001:db8::fe/64
 
 step "Starting eswitchd on the embedded default config"
-"$ESWITCHD" --ready-file "$WORK/ready" > >(tee "$WORK/eswitchd.log") 2>&1 &
+"$ESWITCHD" --state-dir "$WORK/state" --ready-file "$WORK/ready" > >(tee "$WORK/eswitchd.log") 2>&1 &
 SW_PID=$!
 if ! esw_wait_file "$WORK/ready" "$SW_PID" 30; then
   echo "demo: eswitchd did not start" >&2

@@ -173,7 +173,7 @@ class Eswitch(System):
         if self._features is not None:
             return self._features
         help_text = subprocess.run([self.binary, "--help"], capture_output=True, text=True).stdout
-        f = {"api_socket_option": "--api-socket" in help_text}
+        f = {"api_socket_option": "--api-socket" in help_text, "state_dir_option": "--state-dir" in help_text}
         probe = os.path.join(self.ctx.run_dir, f"{self.name}-probe.yaml")
         prefix = f"{self.ctx.sid}-probe" + self.name[len("eswitch"):]
         self.ctx.reg.add("prefixes", prefix)
@@ -292,6 +292,9 @@ class Eswitch(System):
                 args += ["--api-socket", self.api_path]
             else:
                 args += ["--api-socket", "none"]
+        if self.features()["state_dir_option"]:
+            # Saved state of its own (never /var/lib/eswitch), with the default fsync per committed change.
+            args += ["--state-dir", os.path.join(self.ctx.run_dir, f"{self.tag}-{n}-state")]
         self._churn_rules = []
         self.child = Child(self.ctx.reg, self.tag, args, self.ctx.log_path(f"{self.tag}-{n}"))
         got = self.child.wait_for(lambda t: t.startswith("eswitchd: forwarding on"), timeout=180)

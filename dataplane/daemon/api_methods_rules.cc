@@ -35,6 +35,7 @@ json run_rules(ApiContext& ctx, const ApiCall& call) {
     throw ApiError{"invalid_config", fmt::format("{} error(s); nothing was changed", r.errors.size()),
                    config_errors_json(r.errors)};
   }
+  if (ctx.on_applied) ctx.on_applied();  // eswitchd saves the runtime rules before the client hears "ok"
   return json{{"added", add.size()}, {"deleted", del.size()}, {"changes", r.diff.size()},
               {"runtime_rules", ctx.sw.runtime_rule_count()}, {"ms", ms_since(t)}};
 }

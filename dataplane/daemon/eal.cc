@@ -3,6 +3,9 @@
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_log.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
@@ -16,6 +19,7 @@
 
 #include <fmt/format.h>
 
+#include "dataplane/daemon/instance_lock.h"
 #include "dataplane/error.h"
 #include "dataplane/ports/dpdk_log.h"
 
@@ -52,7 +56,80 @@ void remove_runtime_dir(const std::string& dir) {
   std::filesystem::remove(std::filesystem::path(dir).parent_path(), ec);
 }
 
+// The pid of the DPDK primary process that holds `dir`/config locked (EAL keeps a write lock on it for its
+// lifetime), 0 when none does.
+int config_lock_owner(const std::string& dir) {
+  const int fd = open((dir + "/config").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  int pid = 0;
+  if (fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK) pid = fl.l_pid > 0 ? fl.l_pid : -1;
+  close(fd);
+  return pid;
+}
+
+std::vector<std::string> hugetlbfs_mounts() {
+  std::vector<std::string> out;
+  std::ifstream mounts("/proc/mounts");
+  std::string dev, dir, type, rest;
+  while (mounts >> dev >> dir >> type && std::getline(mounts, rest)) {
+    if (type == "hugetlbfs") out.push_back(dir);
+  }
+  return out;
+}
+
+bool pid_alive(int pid) { return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM); }
+
+constexpr const char* kMarker = "eswitchd.pid";  // written into the runtime directory of every eswitchd
+
 }  // namespace
+
+std::string default_file_prefix(const cfg::DataplaneConfig& dp) {
+  return dp.file_prefix.empty() ? std::string(kDefaultFilePrefix) : dp.file_prefix;
+}
+
+std::vector<std::string> clean_stale_runtime_dirs() {
+  std::vector<std::string> removed;
+  const std::filesystem::path base = std::filesystem::path(runtime_dir_for("x")).parent_path();
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(base, ec)) {
+    if (!entry.is_directory(ec)) continue;
+    const std::string name = entry.path().filename().string();
+    const std::string dir = entry.path().string();
+    // Only eswitchd's own directories: those with its marker, and the esw-<pid> ones older builds made.
+    int pid = 0;
+    if (std::ifstream marker(dir + "/" + kMarker); marker) {
+      marker >> pid;
+    } else if (name.size() > 4 && name.compare(0, 4, "esw-") == 0 &&
+               name.find_first_not_of("0123456789", 4) == std::string::npos) {
+      pid = std::atoi(name.c_str() + 4);
+    } else {
+      continue;
+    }
+    if (pid_alive(pid) || config_lock_owner(dir) != 0) continue;
+    std::filesystem::remove_all(dir, ec);
+    if (ec) continue;
+    removed.push_back(dir);
+    // Its hugepage files (<hugetlbfs>/<prefix>map_N) hold pages until removed; EAL holds a shared flock on
+    // every one in use.
+    for (const auto& mount : hugetlbfs_mounts()) {
+      for (const auto& f : std::filesystem::directory_iterator(mount, ec)) {
+        const std::string fname = f.path().filename().string();
+        if (fname.compare(0, name.size() + 3, name + "map") != 0) continue;
+        const int fd = open(f.path().c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+          unlink(f.path().c_str());
+          removed.push_back(f.path().string());
+        }
+        close(fd);
+      }
+    }
+  }
+  return removed;
+}
 
 bool hugepages_available() {
   std::ifstream mounts("/proc/mounts");
@@ -130,8 +207,15 @@ void Eal::init(const cfg::Config& config, const std::vector<std::string>& extra_
     case cfg::HugepageMode::kAuto: huge = hugepages_available(); break;
   }
   s.hugepages = huge;
-  s.file_prefix = dp.file_prefix.empty() ? fmt::format("esw-{}", getpid()) : dp.file_prefix;
+  s.file_prefix = default_file_prefix(dp);
   s.runtime_dir = runtime_dir_for(s.file_prefix);
+  // Another DPDK primary on this prefix (eswitchd's own instances are refused earlier, by their prefix lock):
+  // EAL would only say "Cannot init config".
+  if (const int owner = config_lock_owner(s.runtime_dir); owner != 0 && owner != getpid()) {
+    s.runtime_dir.clear();
+    throw InUseError(fmt::format("DPDK file prefix '{}' is in use by {} (dataplane.file_prefix)", s.file_prefix,
+                                 describe_owner(owner)));
+  }
 
   std::vector<std::string> pci;
   auto add_pci = [&](const cfg::Attachment& a) {
@@ -161,9 +245,14 @@ void Eal::init(const cfg::Config& config, const std::vector<std::string>& extra_
     if (err == EACCES || err == EPERM || geteuid() != 0) hint = " (eswitchd needs root: run it with sudo)";
     else if (err == ENOMEM) hint = fmt::format(" (dataplane.memory_mb is {})", dp.memory_mb);
     else if (err == EALREADY) hint = " (EAL already initialised)";
-    throw Error(fmt::format("EAL init failed: {}{}{}", rte_strerror(err), cause.empty() ? "" : ": " + cause, hint));
+    // EAL does not always set rte_errno ("Cannot init config" left it 0: "EAL init failed: Success").
+    std::string what = err != 0 ? std::string(rte_strerror(err)) : std::string();
+    if (!cause.empty()) what += (what.empty() ? "" : ": ") + cause;
+    if (what.empty()) what = "no cause reported by DPDK";
+    throw Error(fmt::format("EAL init failed: {}{}", what, hint));
   }
   s.initialised = true;
+  std::ofstream(s.runtime_dir + "/" + kMarker) << getpid() << "\n";
 }
 
 void Eal::cleanup() {

@@ -11,6 +11,17 @@
 
 namespace esw::dp {
 
+// The EAL file prefix when dataplane.file_prefix is empty: fixed, so a restarted eswitchd reuses its runtime
+// directory instead of leaving one per pid behind; a second instance on it is refused (instance_lock.h).
+inline constexpr const char* kDefaultFilePrefix = "eswitch";
+std::string default_file_prefix(const cfg::DataplaneConfig& dp);
+
+// Removes the DPDK runtime directories (/var/run/dpdk/<prefix>) of eswitchd instances that are gone: those
+// holding eswitchd's marker file or named esw-<pid> (older builds' default), whose pid is dead and whose EAL
+// config file no process holds locked, and their hugepage files that no process holds. Other programs'
+// directories are never touched. Returns what it removed.
+std::vector<std::string> clean_stale_runtime_dirs();
+
 // True when a hugetlbfs is mounted and has free pages.
 bool hugepages_available();
 
@@ -25,7 +36,7 @@ std::string pci_address_of(const std::string& devargs);
 class Eal {
  public:
   // Initialises the EAL for `config`. Throws Error with a one-line message on failure, after removing any
-  // runtime files it created. `extra_args` are appended (tests add --vdev etc.).
+  // runtime files it created (InUseError when another DPDK primary holds the file prefix). `extra_args` are appended (tests add --vdev etc.).
   static void init(const cfg::Config& config, const std::vector<std::string>& extra_args = {});
   // rte_eal_cleanup() and removal of this process's runtime directory. Safe to call when init failed.
   static void cleanup();

@@ -1,28 +1,42 @@
 // eswitchd: the eswitch dataplane process.
 //
-//   eswitchd [--config FILE] [--duration S] [--stats-interval S] [--stats-json FILE] [--ready-file FILE]
-//            [--api-socket PATH|none] [--smc-idle-timeout S]
+//   eswitchd [--config FILE] [--state-dir DIR|none] [--state-sync full|process] [--duration S] [--stats-interval S]
+//            [--stats-json FILE] [--ready-file FILE] [--api-socket PATH|none] [--smc-idle-timeout S]
 //
-// Without --config it runs the embedded default config (config/default.yaml). Exit status: 0 after a clean
-// stop, 1 on a config or start-up error (one line on stderr naming the cause), 3 when mbufs were missing from
-// the pool after shutdown.
+// What it runs at start (the state directory is dataplane/daemon/state_store.h):
+//  - --config FILE: that file, with no runtime rules; it replaces the saved state (an explicit --config wins).
+//  - no --config: the saved state of --state-dir (default /var/lib/eswitch): the last config committed by an
+//    apply, and the runtime rules, as they were when the last change was committed; without a saved config, the
+//    embedded default config (config/default.yaml) plus any saved runtime rules.
+// Every committed apply and runtime-rules change is saved before its reply is sent; `--state-dir none` keeps
+// nothing.
 //
-// The main thread is the control thread and runs one event loop (dataplane/daemon/event_loop.h) that everything
-// on the main lcore registers with: the management API (dataplane/daemon/api_server.h: its socket, connections
-// and the config-parse notifier), the telemetry snapshot timer and rule-refresh notifier
-// (dataplane/daemon/telemetry.h), the switch maintenance timer (frees retired snapshots), --stats-interval
-// printing, --duration, and SIGINT/SIGTERM. Nothing registered may block. rte_pdump is initialised so
-// dpdk-dumpcap can capture on eswitch ports (it needs hugepages: a --no-huge primary's memory cannot be shared
-// with a secondary process).
-
+// Exclusive ownership (instance_lock.h): the DPDK file prefix (default "eswitch"), API socket, state directory
+// and every interface, vhost socket and PCI device of the config are locked before the EAL starts; one held by
+// another instance ends start-up with one line naming its pid. Stale DPDK runtime directories of dead eswitchd
+// instances are removed.
+//
+// Supervisors: with $NOTIFY_SOCKET set (systemd Type=notify), READY=1 is sent once every port forwards and
+// STOPPING=1 when a stop begins (written to the socket directly, no libsystemd).
+//
+// Exit status: 0 after a clean stop; 1 on a config or start-up error (one line on stderr naming the cause);
+// 2 on a command-line error; 3 when mbufs were missing from the pool after shutdown; 4 when something the config
+// needs (file prefix, API socket, state directory, interface, vhost socket, PCI device) is owned by another
+// running instance.
+//
 #include <rte_pdump.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <unordered_map>
 
@@ -34,6 +48,8 @@
 #include "dataplane/daemon/api_server.h"
 #include "dataplane/daemon/eal.h"
 #include "dataplane/daemon/event_loop.h"
+#include "dataplane/daemon/instance_lock.h"
+#include "dataplane/daemon/state_store.h"
 #include "dataplane/error.h"
 #include "dataplane/daemon/switch.h"
 #include "dataplane/daemon/telemetry.h"
@@ -78,7 +94,31 @@ bool read_text(const std::string& path, std::string& out) {
   return true;
 }
 
+// sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET (a path, or '@' for the abstract namespace).
+void notify_supervisor(const std::string& message) {
+  const char* path = getenv("NOTIFY_SOCKET");
+  if (path == nullptr || path[0] == '\0') return;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const size_t len = strlen(path);
+  if (len >= sizeof addr.sun_path) return;
+  memcpy(addr.sun_path, path, len);
+  if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';
+  const int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  (void)sendto(fd, message.data(), message.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr),
+               static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len));
+  close(fd);
+}
+
 int run(int argc, char** argv) {
+  using Clock = std::chrono::steady_clock;
+  const auto t_start = Clock::now();
+  // Start-up phases for the "forwarding" line: state read + config parse, EAL, switch (ports, rules), the rest.
+  auto ms_between = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+  };
+  Clock::time_point t_loaded, t_eal, t_switch;
   CLI::App app{"eswitchd: eswitch dataplane (userspace SmartNIC embedded switch on DPDK)"};
   std::string config_path;
   double duration = 0;
@@ -89,7 +129,17 @@ int run(int argc, char** argv) {
   std::vector<std::string> traces;
   std::string api_socket_override;
   double smc_idle_timeout = 600;
-  app.add_option("-c,--config", config_path, "YAML config file (default: the embedded config/default.yaml)");
+  std::string state_dir = "/var/lib/eswitch";
+  app.add_option("-c,--config", config_path,
+                 "YAML config file; replaces the saved state (default: the saved state, else the embedded "
+                 "config/default.yaml)");
+  app.add_option("--state-dir", state_dir,
+                 "where the applied config and runtime rules are saved and restored from ('none': nowhere)");
+  std::string state_sync = "full";
+  app.add_option("--state-sync", state_sync,
+                 "full: fsync every save (survives power loss); process: write and rename only (survives a crash "
+                 "or kill -9 of eswitchd; for high rates of runtime-rule changes)")
+      ->check(CLI::IsMember({"full", "process"}));
   app.add_option("--duration", duration, "stop after this many seconds (0: run until SIGINT/SIGTERM)");
   app.add_option("--stats-interval", stats_interval, "print port counters every N seconds (0: only at exit)");
   app.add_option("--stats-json", stats_json_path, "write final port counters as JSON to this file at exit");
@@ -108,29 +158,78 @@ int run(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return app.exit(e) == 0 ? 0 : 2;
   }
   if (print_config) {
     fputs(esw::cfg::default_config_yaml(), stdout);
     return 0;
   }
 
+  const bool trace_mode = !traces.empty();
+  // Held until the very end: another instance may take them only once our runtime directory is gone.
+  std::unique_ptr<esw::dp::StateStore> store;
+  esw::dp::InstanceLocks locks;
+  auto fail_start = [](const std::exception& e, int code) {
+    fmt::print(stderr, "eswitchd: {}\n", e.what());
+    return code;
+  };
+  try {
+    if (!trace_mode && !state_dir.empty() && state_dir != "none") {
+      store = std::make_unique<esw::dp::StateStore>(state_dir, state_sync == "full");
+    }
+  } catch (const esw::dp::InUseError& e) {
+    return fail_start(e, esw::dp::kExitInUse);
+  } catch (const esw::dp::Error& e) {
+    return fail_start(e, 1);
+  }
+
   // The API's `config` method reports the exact text the running config came from.
   std::string config_text;
-  const bool have_text = config_path.empty() ? (config_text = esw::cfg::default_config_yaml(), true)
-                                             : read_text(config_path, config_text);
-  const esw::cfg::LoadResult loaded =
-      !have_text ? esw::cfg::load_config_file(config_path)
-                 : esw::cfg::load_config_string(config_text,
-                                                config_path.empty() ? "default.yaml (embedded)" : config_path);
+  std::string source;
+  uint64_t generation = 1;
+  std::vector<std::string> saved_rules;
+  bool restored = false;
+  bool have_text = true;
+  if (!config_path.empty()) {
+    source = config_path;
+    have_text = read_text(config_path, config_text);
+  } else {
+    std::vector<std::string> notes;
+    std::optional<esw::dp::SavedConfig> saved;
+    if (store) {
+      saved = store->load_config(notes);
+      if (auto rules = store->load_rules(notes)) saved_rules = std::move(*rules);
+    }
+    for (const auto& n : notes) fmt::print(stderr, "eswitchd: {}\n", n);
+    if (saved) {
+      config_text = std::move(saved->yaml);
+      source = saved->source;
+      generation = saved->generation;
+      restored = true;
+    } else {
+      config_text = esw::cfg::default_config_yaml();
+      source = "default.yaml (embedded)";
+    }
+  }
+  const esw::cfg::LoadResult loaded = !have_text ? esw::cfg::load_config_file(config_path)
+                                                 : esw::cfg::load_config_string(config_text, source);
+  t_loaded = Clock::now();
   if (!loaded.config) {
-    const std::string source = config_path.empty() ? "default.yaml (embedded)" : config_path;
     for (const auto& e : loaded.errors) fmt::print(stderr, "eswitchd: {}: {}\n", source, e.to_string());
+    if (restored) {
+      fmt::print(stderr, "eswitchd: (the config saved in {}; start with --config FILE to replace it)\n",
+                 store->dir());
+    }
     return 1;
   }
-  const esw::cfg::Config& config = *loaded.config;
+  esw::cfg::Config config = *loaded.config;
+  // A --trace run opens the config's ports for a moment, beside a running switch's prefix.
+  if (trace_mode && config.dataplane.file_prefix.empty()) {
+    config.dataplane.file_prefix = fmt::format("esw-trace-{}", getpid());
+  }
   std::string api_socket = config.dataplane.api_socket;
   if (!api_socket_override.empty()) api_socket = api_socket_override == "none" ? "" : api_socket_override;
+  if (trace_mode) api_socket.clear();
 
   signal(SIGPIPE, SIG_IGN);
   int status = 0;
@@ -146,9 +245,16 @@ int run(int argc, char** argv) {
         loop.stop();
       }, "eswitchd: stop on SIGINT/SIGTERM");
     }
-    // Another eswitchd on this socket stops here, before it touches the EAL or a single port.
-    if (traces.empty() && !api_socket.empty()) esw::dp::ApiServer::check_socket_path(api_socket);
+    // Another eswitchd on anything this config uses stops here, before it touches the EAL or a single port.
+    const std::string file_prefix = esw::dp::default_file_prefix(config.dataplane);
+    locks.claim(esw::dp::exclusive_resources(config, file_prefix, api_socket));
+    for (const auto& dir : esw::dp::clean_stale_runtime_dirs()) {
+      fmt::print(stderr, "eswitchd: removed what a dead eswitchd left behind: {}\n", dir);
+    }
+    (void)esw::dp::clean_stale_lock_files();  // dead instances' lock files (harmless, but they pile up)
+    if (!api_socket.empty()) esw::dp::ApiServer::check_socket_path(api_socket);
     esw::dp::Eal::init(config);
+    t_eal = Clock::now();
     // Capture is a convenience: a primary without pdump still forwards.
     pdump = rte_pdump_init() == 0;
     if (!pdump) fmt::print(stderr, "eswitchd: warning: rte_pdump_init failed; dpdk-dumpcap will not work\n");
@@ -157,6 +263,7 @@ int run(int argc, char** argv) {
       esw::dp::Switch sw(config);
       sw.set_smc_idle_timeout(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
           std::chrono::duration<double>(smc_idle_timeout)));
+      t_switch = Clock::now();
       if (!traces.empty()) {
         for (const auto& t : traces) {
           esw::dp::TraceResult tr;
@@ -176,6 +283,42 @@ int run(int argc, char** argv) {
         esw::dp::Eal::cleanup();
         return status;
       }
+      // An apply that adds an interface, vhost socket or PCI device another instance owns is refused; what an
+      // apply stops using is released.
+      sw.set_ownership_hooks({[&](const esw::cfg::Config& desired, std::string& error) {
+                                try {
+                                  locks.claim(esw::dp::exclusive_resources(desired, file_prefix, api_socket));
+                                  return true;
+                                } catch (const esw::dp::Error& e) {
+                                  error = e.what();
+                                  return false;
+                                }
+                              },
+                              [&](const esw::cfg::Config& running) {
+                                locks.retain_only(esw::dp::exclusive_resources(running, file_prefix, api_socket));
+                              }});
+      // The saved runtime rules go in before the first packet is forwarded (one transaction, like the change
+      // that saved them).
+      if (!saved_rules.empty()) {
+        const esw::dp::ApplyResult r = sw.change_rules(saved_rules, {});
+        if (!r.ok) {
+          throw esw::dp::Error(fmt::format(
+              "state directory {}: the {} saved runtime rules cannot be installed on this config: {}; start with "
+              "--config FILE to replace the saved state",
+              store->dir(), saved_rules.size(), r.errors.empty() ? "?" : r.errors.front().to_string()));
+        }
+      }
+      // What runs is what is saved: an explicit --config replaces the saved config and drops saved runtime rules.
+      if (store && !config_path.empty()) {
+        std::string err;
+        if (!store->save_config({config_text, source, generation}, err) || !store->save_rules({}, err)) {
+          throw esw::dp::Error(err);
+        }
+      }
+      if (restored || !saved_rules.empty()) {
+        fmt::print("eswitchd: restored from {}: config generation {} ({}), {} runtime rule(s)\n", store->dir(),
+                   generation, restored ? source : "embedded default", saved_rules.size());
+      }
       // Listening before forwarding starts; requests are served by the event loop, one at a time.
       std::unique_ptr<esw::dp::ApiServer> api;
       if (!api_socket.empty()) {
@@ -184,14 +327,45 @@ int run(int argc, char** argv) {
         opts.group = config.dataplane.api_socket_group;
         esw::dp::RunningSource running;
         running.yaml = config_text;
-        running.source = config_path.empty() ? "default.yaml (embedded)" : config_path;
+        running.source = source;
+        running.generation = generation;
         api = std::make_unique<esw::dp::ApiServer>(sw, loop, opts, running);
       }
+      // Saves what a committed change changed, before its reply goes out (called from the API handlers).
+      uint64_t saved_generation = generation;
+      uint64_t saved_rules_version = sw.runtime_rules_version();
+      auto persist = [&] {
+        if (!store || !api) return;
+        std::string err;
+        const esw::dp::RunningSource& run = api->running();
+        if (run.generation != saved_generation) {
+          if (store->save_config({run.yaml, run.source, run.generation}, err)) {
+            saved_generation = run.generation;
+          } else {
+            fmt::print(stderr, "eswitchd: the applied config was not saved: {}\n", err);
+          }
+        }
+        if (sw.runtime_rules_version() != saved_rules_version) {
+          std::vector<std::string> texts;
+          for (const auto& t : sw.runtime_rule_texts()) {
+            if (!t.empty()) texts.push_back(t);
+          }
+          if (store->save_rules(texts, err)) {
+            saved_rules_version = sw.runtime_rules_version();
+          } else {
+            fmt::print(stderr, "eswitchd: the runtime rules were not saved: {}\n", err);
+          }
+        }
+      };
 
       sw.start();
-      fmt::print("eswitchd: forwarding on {} ports with {} worker(s){}\n", sw.port_count(),
-                 config.dataplane.worker_cores.size(),
-                 esw::dp::Eal::using_hugepages() ? "" : " (no hugepages: --no-huge)");
+      const auto t_fwd = Clock::now();
+      fmt::print("eswitchd: forwarding on {} ports with {} worker(s){} ({:.0f} ms after start: config {:.0f}, EAL "
+                 "{:.0f}, switch {:.0f}, runtime rules and the rest {:.0f})\n",
+                 sw.port_count(), config.dataplane.worker_cores.size(),
+                 esw::dp::Eal::using_hugepages() ? "" : " (no hugepages: --no-huge)", ms_between(t_start, t_fwd),
+                 ms_between(t_start, t_loaded), ms_between(t_loaded, t_eal), ms_between(t_eal, t_switch),
+                 ms_between(t_switch, t_fwd));
       if (api) fmt::print("eswitchd: management API on {}\n", api->socket_path());
       fflush(stdout);
 
@@ -207,7 +381,12 @@ int run(int argc, char** argv) {
         return info;
       });
       // After an apply, once the request that made it has been answered.
-      if (api) api->on_applied([&] { loop.post([&] { telemetry->publish_now(); }); });
+      if (api) {
+        api->on_applied([&] {
+          persist();
+          loop.post([&] { telemetry->publish_now(); });
+        });
+      }
       loop.add_timer(kMaintainPeriod, [&] { sw.maintain(); }, "switch maintenance (snapshot reclaim)");
       if (stats_interval > 0) {
         using Ns = std::chrono::nanoseconds;
@@ -239,8 +418,10 @@ int run(int argc, char** argv) {
                             }});
       loop.add_timer(kPortServicePeriod, [&] { sw.service_ports(); }, "port service safety tick");
       if (!ready_file.empty()) std::ofstream(ready_file) << getpid() << "\n";
+      notify_supervisor(fmt::format("READY=1\nMAINPID={}\nSTATUS=forwarding on {} ports", getpid(), sw.port_count()));
 
       loop.run();
+      notify_supervisor("STOPPING=1");
 
       if (stop_signal != 0) fmt::print("eswitchd: signal {} received, stopping\n", stop_signal);
       telemetry.reset();  // clears the snapshots
@@ -260,6 +441,9 @@ int run(int argc, char** argv) {
         std::ofstream(stats_json_path) << j.dump(2) << "\n";
       }
     }
+  } catch (const esw::dp::InUseError& e) {
+    fmt::print(stderr, "eswitchd: {}\n", e.what());
+    status = esw::dp::kExitInUse;
   } catch (const esw::dp::Error& e) {
     fmt::print(stderr, "eswitchd: {}\n", e.what());
     status = 1;
@@ -268,7 +452,7 @@ int run(int argc, char** argv) {
   if (pdump) rte_pdump_uninit();
   esw::dp::Eal::cleanup();
   if (!ready_file.empty()) unlink(ready_file.c_str());
-  return status;
+  return status;  // `locks` and `store` are released after this, once the runtime directory is gone
 }
 
 }  // namespace

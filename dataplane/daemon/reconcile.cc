@@ -497,9 +497,19 @@ ApplyResult Switch::apply(const cfg::Config& desired, bool dry_run) {
     result.ok = true;
     return result;
   }
+  if (ownership_.claim) {
+    std::string why;
+    if (!ownership_.claim(desired, why)) {
+      cfg::Error e;
+      e.message = why;
+      result.errors.push_back(std::move(e));
+      return result;
+    }
+  }
   std::vector<std::string> before(kMaxPorts);
   for (uint16_t i = 0; i < kMaxPorts; ++i) before[i] = slots_[i] ? slots_[i]->name() : std::string();
   result.ok = execute_plan(p, result);
+  if (ownership_.settle) ownership_.settle(config_);
   // Grants are between port indexes: when a port an SMC session runs over went away (its index may be reused),
   // the session table starts over (sessions and their grants end; the table offers no per-port removal).
   if (result.ok) {
@@ -528,6 +538,7 @@ bool Switch::set_rules(const std::vector<TableDef>& tables, const std::vector<Ru
   }
   extra_tables_ = tables;
   extra_rules_ = rules;
+  extra_rule_texts_.assign(rules.size(), std::string());  // not runtime rules: nothing to save
   extra_meters_ = meters;
   return true;
 }
@@ -535,6 +546,7 @@ bool Switch::set_rules(const std::vector<TableDef>& tables, const std::vector<Ru
 ApplyResult Switch::change_rules(const std::vector<std::string>& add, const std::vector<std::string>& remove) {
   ApplyResult result;
   std::vector<RuleDef> next = extra_rules_;
+  std::vector<std::string> next_texts = extra_rule_texts_;  // parallel to next (what eswitchd saves)
   auto error = [&](const std::string& path, const std::string& msg) {
     cfg::Error e;
     e.path = path;
@@ -543,7 +555,12 @@ ApplyResult Switch::change_rules(const std::vector<std::string>& add, const std:
   };
   for (size_t i = 0; i < remove.size(); ++i) {
     const size_t before = next.size();
-    std::erase_if(next, [&](const RuleDef& r) { return r.where == remove[i]; });
+    for (size_t k = next.size(); k-- > 0;) {
+      if (next[k].where == remove[i]) {
+        next.erase(next.begin() + static_cast<ptrdiff_t>(k));
+        next_texts.erase(next_texts.begin() + static_cast<ptrdiff_t>(k));
+      }
+    }
     if (next.size() == before) error(fmt::format("delete[{}]", i), fmt::format("no runtime rule named '{}'", remove[i]));
   }
   for (size_t i = 0; i < add.size(); ++i) {
@@ -557,14 +574,24 @@ ApplyResult Switch::change_rules(const std::vector<std::string>& add, const std:
       error(fmt::format("add[{}]", i), "a runtime rule needs name=NAME (it is deleted by name)");
       continue;
     }
-    std::erase_if(next, [&](const RuleDef& o) { return o.where == r.where; });
+    for (size_t k = next.size(); k-- > 0;) {
+      if (next[k].where == r.where) {
+        next.erase(next.begin() + static_cast<ptrdiff_t>(k));
+        next_texts.erase(next_texts.begin() + static_cast<ptrdiff_t>(k));
+      }
+    }
     next.push_back(std::move(r));
+    next_texts.push_back(add[i]);
   }
   if (!result.errors.empty()) return result;
   Plan p;
   if (!plan(config_, extra_tables_, next, extra_meters_, true, p, result)) return result;
   result.ok = execute_plan(p, result);
-  if (result.ok) extra_rules_ = std::move(next);
+  if (result.ok) {
+    extra_rules_ = std::move(next);
+    extra_rule_texts_ = std::move(next_texts);
+    ++runtime_rules_version_;
+  }
   return result;
 }
 

@@ -174,6 +174,10 @@ class Switch {
   // One transaction: on any error nothing changes. Cost: O(rules) hashing plus the compile of what changed.
   ApplyResult change_rules(const std::vector<std::string>& add, const std::vector<std::string>& remove);
   size_t runtime_rule_count() const { return extra_rules_.size(); }
+  // The runtime rules as they were added (texts, in installation order; what eswitchd saves and restores by
+  // passing them to change_rules again), and a counter that changes with every successful change_rules.
+  const std::vector<std::string>& runtime_rule_texts() const { return extra_rule_texts_; }
+  uint64_t runtime_rules_version() const { return runtime_rules_version_; }
 
   // Runs one packet through the same pipeline code as the workers, without sending it anywhere.
   TraceResult trace(uint16_t in_port, const uint8_t* data, size_t len);
@@ -200,6 +204,16 @@ class Switch {
     std::function<void(int fd)> unwatch;
   };
   void set_service_hooks(ServiceHooks hooks);
+
+  // Exclusive ownership of what a config uses (eswitchd: dataplane/daemon/instance_lock.h). `claim` runs before
+  // an apply changes anything and refuses it (false, `error` one line) when the desired config needs something
+  // another instance owns; `settle` runs after every apply attempt with the config that now runs (releases what
+  // is no longer used). Unset: nothing is checked.
+  struct OwnershipHooks {
+    std::function<bool(const cfg::Config& desired, std::string& error)> claim;
+    std::function<void(const cfg::Config& running)> settle;
+  };
+  void set_ownership_hooks(OwnershipHooks hooks) { ownership_ = std::move(hooks); }
   void service_ports() noexcept;
 
   std::vector<PortStats> port_stats() const;
@@ -258,6 +272,8 @@ class Switch {
   // User rules installed through set_rules() rather than the config (kept across applies of the same config).
   std::vector<TableDef> extra_tables_;
   std::vector<RuleDef> extra_rules_;
+  std::vector<std::string> extra_rule_texts_;  // parallel to extra_rules_: the text each runtime rule came from
+  uint64_t runtime_rules_version_ = 0;
   std::vector<MeterProfile> extra_meters_;
   uint64_t context_[2] = {0, 0};  // hash of what compiled rules depend on besides their source (ports, meters)
   uint64_t meter_generation_ = 0;
@@ -274,6 +290,7 @@ class Switch {
   std::atomic<bool> stop_{false};
   bool running_ = false;
   ServiceHooks hooks_;
+  OwnershipHooks ownership_;
 };
 
 }  // namespace esw::dp

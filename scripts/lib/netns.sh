@@ -95,7 +95,7 @@ fail() {
 esw_start_eswitchd() {
   local bin=$1 config=$2
   shift 2
-  "$bin" --config "$config" --ready-file "$WORK/ready" "$@" >"$WORK/eswitchd.log" 2>&1 &
+  "$bin" --config "$config" --state-dir "$WORK/state" --ready-file "$WORK/ready" "$@" >"$WORK/eswitchd.log" 2>&1 &
   SW_PID=$!
   esw_wait_file "$WORK/ready" "$SW_PID" 30 || fail "eswitchd did not start"
 }

@@ -95,7 +95,7 @@ YAML
 ctl_start() {
   local config=$1
   rm -f "$WORK/ready"
-  "$ESWITCHD" --config "$config" --ready-file "$WORK/ready" >"$WORK/eswitchd.log" 2>&1 &
+  "$ESWITCHD" --config "$config" --state-dir "$WORK/state" --ready-file "$WORK/ready" >"$WORK/eswitchd.log" 2>&1 &
   SW_PID=$!
   for _ in $(seq 300); do
     [[ -e "$WORK/ready" ]] && break

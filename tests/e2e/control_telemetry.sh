@@ -106,7 +106,7 @@ mkdir -p "$WORK/huge"
 cat >"$WORK/capture.sh" <<EOF
 set -euo pipefail
 mount -t hugetlbfs -o pagesize=2M nodev "$WORK/huge"
-"$ESWITCHD" --config "$WORK/h.yaml" --ready-file "$WORK/ready-h" >"$WORK/eswitchd.log" 2>&1 &
+"$ESWITCHD" --config "$WORK/h.yaml" --state-dir "$WORK/state-h" --ready-file "$WORK/ready-h" >"$WORK/eswitchd.log" 2>&1 &
 sw=\$!
 trap 'kill -9 \$sw 2>/dev/null || true; umount -l "$WORK/huge" 2>/dev/null || true' EXIT
 for _ in \$(seq 300); do [[ -e "$WORK/ready-h" ]] && break; kill -0 \$sw || exit 3; sleep 0.1; done

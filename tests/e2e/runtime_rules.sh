@@ -26,7 +26,7 @@ tables:
     rules:
       - "priority=10,name=cfg-fwd,in_port=vm1 actions=count,output:vm2"
 YAML
-"$ESWITCHD" --config "$WORK/a.yaml" --ready-file "$WORK/ready" >"$WORK/eswitchd.log" 2>&1 &
+"$ESWITCHD" --config "$WORK/a.yaml" --state-dir "$WORK/state" --ready-file "$WORK/ready" >"$WORK/eswitchd.log" 2>&1 &
 SW_PID=$!
 for _ in $(seq 300); do [[ -e "$WORK/ready" && -S "$SOCK" ]] && break; kill -0 "$SW_PID" 2>/dev/null || fail "eswitchd died"; sleep 0.1; done
 
