@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -33,6 +34,8 @@ using Clock = std::chrono::steady_clock;
 using api::kApiVersion;
 
 constexpr size_t kReadChunk = size_t{64} << 10;
+// Request lines this long or longer are parsed off the loop thread (nlohmann's parser: ~4 ms for 16 KiB here).
+constexpr size_t kOffLoopBytes = size_t{16} << 10;
 // Consecutive unparsable lines after which a connection is closed (it is not speaking this protocol).
 constexpr int kMaxGarbageLines = 8;
 
@@ -135,6 +138,13 @@ struct ApiServer::Client {
   ~Client() {
     if (fd >= 0) ::close(fd);
   }
+};
+
+struct ApiServer::Parsed {
+  ApiEnvelope env;
+  json id;
+  const ApiMethod* method = nullptr;
+  std::optional<ApiError> error;
 };
 
 struct ApiServer::Job {
@@ -290,6 +300,8 @@ ApiServer::ApiServer(Switch& sw, EventLoop& loop, ApiServerOptions options, Runn
 ApiServer::~ApiServer() {
   // A parse in flight reads only its own job: wait for it (it cannot be interrupted), then drop it uncommitted.
   if (job_ != nullptr && job_->thread.joinable()) job_->thread.join();
+  alive_->store(false);  // closures the JSON threads posted find the server gone
+  for (auto& [token, t] : json_threads_) t.join();
   job_.reset();
   queue_.clear();
   loop_.remove(sweep_id_);
@@ -563,7 +575,9 @@ void ApiServer::handle_complete_requests(Client& c) {
     c.in.clear();
     c.scanned = 0;
     if (rest.find_first_not_of(" \t\r\n") != std::string::npos) {
-      if (json::accept(rest)) {
+      if (rest.size() >= kOffLoopBytes) {
+        parse_off_loop(c, std::move(rest), true);
+      } else if (json::accept(rest)) {
         handle_line(c, rest);
       } else {
         reply_error({"truncated", fmt::format("connection closed in the middle of a request ({} bytes, not a "
@@ -662,14 +676,80 @@ std::string ApiServer::handle(std::string_view request, const std::function<void
 }
 
 void ApiServer::handle_line(Client& c, std::string_view line) {
+  last_error_code_.clear();
+  if (line.size() >= kOffLoopBytes) {
+    parse_off_loop(c, std::string(line), false);
+    return;
+  }
+  Parsed p;
+  try {
+    p.method = &parse_request(line, p.env, p.id);
+  } catch (const ApiError& e) {
+    p.error = e;
+  }
+  dispatch(c, std::move(p), Clock::now() - c.request_start);
+}
+
+void ApiServer::parse_off_loop(Client& c, std::string text, bool at_eof) {
+  c.busy = true;  // its next lines wait; no timeout applies meanwhile
+  const uint64_t token = next_token_++;
+  const uint64_t serial = c.serial;
+  const Clock::duration receive_time = Clock::now() - c.request_start;
+  json_threads_.emplace(token, std::thread([this, token, serial, receive_time, at_eof, text = std::move(text),
+                                            alive = alive_]() mutable {
+    // Inherits the main lcore's CPU affinity: it never competes with a worker core.
+    pthread_setname_np(pthread_self(), "esw-api-json");
+    auto p = std::make_shared<Parsed>();
+    try {
+      p->method = &parse_request(text, p->env, p->id);
+    } catch (const ApiError& e) {
+      p->error = e;
+      if (at_eof && e.code == "parse_error") {
+        p->error = ApiError{"truncated", fmt::format("connection closed in the middle of a request ({} bytes, not a "
+                                                     "complete JSON value); nothing was done",
+                                                     text.size())};
+      }
+    } catch (const std::exception& e) {
+      p->error = ApiError{"internal", e.what()};
+    }
+    std::string().swap(text);
+    auto done = [this, token, serial, receive_time, p, alive] {
+      if (alive->load()) on_parsed(token, serial, std::move(*p), receive_time);
+    };
+    while (alive->load() && !loop_.post(done)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }));
+}
+
+void ApiServer::on_parsed(uint64_t token, uint64_t serial, Parsed p, Clock::duration receive_time) {
+  if (auto it = json_threads_.find(token); it != json_threads_.end()) {
+    it->second.join();
+    json_threads_.erase(it);
+  }
+  Client* c = find_client(serial);
+  if (c == nullptr) {
+    reap();
+    return;  // it left while its request was parsed: nothing was done
+  }
+  c->busy = false;
+  dispatch(*c, std::move(p), receive_time);
+  c = find_client(serial);
+  if (c != nullptr) {
+    if (!c->busy) handle_complete_requests(*c);  // lines it sent meanwhile, or its EOF
+    if (!c->dead && c->pending_output() > 0) write_client(*c);
+    settle(*c);
+  }
+  reap();
+}
+
+void ApiServer::dispatch(Client& c, Parsed p, Clock::duration receive_time) {
   ++requests_;
   last_error_code_.clear();
-  const Clock::duration receive_time = Clock::now() - c.request_start;
-  ApiEnvelope env;
-  json id;
+  const json& id = p.id;
   std::string reply;
   try {
-    const ApiMethod& m = parse_request(line, env, id);
+    if (p.error) throw *p.error;
+    const ApiMethod& m = *p.method;
+    ApiEnvelope env = std::move(p.env);
     // Reads are answered now; writes wait for the writes received before them, and a YAML parse always queues.
     const bool queued = m.parses_yaml || (m.access == ApiAccess::kWrite && apply_in_progress());
     std::unique_ptr<Job> job = make_job(m, std::move(env));
@@ -683,9 +763,9 @@ void ApiServer::handle_line(Client& c, std::string_view line) {
       return;  // the reply comes when the commit is done
     }
     const uint64_t serial = c.serial;
-    reply = make_reply(id, true, run_method(m, job.get(), job->params, [&](json p) {
+    reply = make_reply(id, true, run_method(m, job.get(), job->params, [&](json prog) {
                          Client* cc = find_client(serial);
-                         if (job->progress && cc != nullptr) send_line(*cc, progress_line(id, std::move(p)), true);
+                         if (job->progress && cc != nullptr) send_line(*cc, progress_line(id, std::move(prog)), true);
                        }));
   } catch (const ApiError& e) {
     last_error_code_ = e.code;

@@ -18,7 +18,8 @@
 //    its request is complete, sends garbage, a truncated or oversized request, changes nothing.
 //  - Requests are serialised: the server runs on eswitchd's main thread as handlers of its event loop
 //    (dataplane/daemon/event_loop.h: the listening socket, one handler per connection, a notifier the YAML
-//    parse thread fires, a timer for stalled requests) and handles one request at a time. Reads are answered at
+//    parse thread fires, a timer for stalled requests) and handles one request at a time; request lines of 16 KiB
+//    or more are JSON-parsed on a helper thread first (their client waits, the others do not). Reads are answered at
 //    once; writes (and diffs) commit one after another in arrival order. Workers keep forwarding throughout;
 //    nothing here touches the fast path except through Switch's control methods.
 //  - The socket is created mode 0660 (group from the config, else the process's), its parent directory is
@@ -31,10 +32,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -114,6 +118,7 @@ class ApiServer {
  private:
   struct Client;
   struct Job;
+  struct Parsed;
 
   void on_listen_ready();
   void on_client_event(uint64_t serial, uint32_t events);
@@ -127,6 +132,12 @@ class ApiServer {
   void write_client(Client& c);
   void handle_complete_requests(Client& c);
   void handle_line(Client& c, std::string_view line);
+  // A request line's parsed envelope (or its error) -> its reply now, or a queued job.
+  void dispatch(Client& c, Parsed p, std::chrono::steady_clock::duration receive_time);
+  // Lines of kOffLoopBytes or more are parsed on a helper thread (a 10 MB apply line takes seconds in the JSON
+  // parser): the client waits (busy), the others are served meanwhile.
+  void parse_off_loop(Client& c, std::string text, bool at_eof);
+  void on_parsed(uint64_t token, uint64_t serial, Parsed p, std::chrono::steady_clock::duration receive_time);
   void send_line(Client& c, const std::string& line, bool flush_now);
   Client* find_client(uint64_t serial);
 
@@ -153,6 +164,9 @@ class ApiServer {
   ino_t sock_ino_ = 0;
   std::vector<std::unique_ptr<Client>> clients_;
   uint64_t next_serial_ = 1;
+  std::map<uint64_t, std::thread> json_threads_;  // off-loop JSON parses, by token
+  uint64_t next_token_ = 1;
+  std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
   std::unique_ptr<Job> job_;                 // being parsed
   std::vector<std::unique_ptr<Job>> queue_;  // waiting for job_, in arrival order
   uint64_t requests_ = 0;
