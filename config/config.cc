@@ -1,4 +1,5 @@
 #include "config/config.h"
+#include "config/text_escape.h"
 
 #include <fmt/format.h>
 
@@ -14,7 +15,8 @@ std::string text_hash(std::string_view text) {
 }
 
 std::string Error::to_string() const {
-  std::string out = path.empty() ? message : fmt::format("{}: {}", path, message);
+  // Paths and messages echo user text (keys, values): never a raw control character to a terminal.
+  std::string out = escape_control(path.empty() ? message : fmt::format("{}: {}", path, message));
   if (line > 0) out += fmt::format(" (line {}, col {})", line, column);
   return out;
 }

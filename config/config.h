@@ -51,6 +51,11 @@ struct DataplaneConfig {
   uint32_t flow_cache_insert_inv_prob = 10;  // a live cache entry is replaced by 1 in N misses
   std::string api_socket = esw::api::kDefaultSocketPath;  // management API; "" = none
   std::string api_socket_group;     // group owning the socket (mode 0660); "" = the process's group
+  // The management API's limits (dataplane/daemon/api_server.h ApiServerOptions, control/README.md "Limits").
+  uint64_t api_max_request_bytes = uint64_t{64} << 20;  // a longer request line is refused ("too_large")
+  uint32_t api_max_clients = 64;            // concurrent connections (the idle longest is evicted at the limit)
+  uint32_t api_idle_timeout_ms = 60000;     // a connection without a request this long is closed
+  uint32_t api_request_timeout_ms = 30000;  // a request not complete this long after its first byte is dropped
 
   // Every field, so a field added above is compared without anyone remembering to (reconcile: a dataplane
   // change needs a restart).
@@ -213,6 +218,13 @@ struct LoadResult {
 // `source_name` is only used in messages.
 LoadResult load_config_string(const std::string& yaml, const std::string& source_name = "<string>");
 LoadResult load_config_file(const std::string& path);
+
+// One rule in the compact one-string form as the runtime `rules` method takes it
+// ("name=web,table=0,priority=10,<match> actions=<a>,<b>:<arg>"): the same parser and checks as a string under
+// tables[].rules (rule_text.cc), plus "table=N" (0..254; 0 when absent). Errors are appended, located at `path`
+// and naming the item; match fields and action arguments are checked later by the rule compiler.
+bool parse_rule_text(std::string_view text, const std::string& path, RuleConfig& out, uint32_t& table,
+                     std::vector<Error>& errors);
 
 // The default config embedded in the binary (config/default.yaml).
 const char* default_config_yaml();

@@ -34,6 +34,11 @@ bool read_dataplane(const Value& v, DataplaneConfig& out) {
     m.optional("flow_cache_insert_inv_prob", out.flow_cache_insert_inv_prob, Integer<uint32_t>{.min = 1, .max = 1000});
     m.optional("api_socket", out.api_socket, checked_text(check_api_socket));
     m.optional("api_socket_group", out.api_socket_group, checked_text(check_group));
+    m.optional("api_max_request_bytes", out.api_max_request_bytes,
+               Integer64{.min = 4096, .max = int64_t{1} << 30});
+    m.optional("api_max_clients", out.api_max_clients, Integer<uint32_t>{.min = 1, .max = 4096});
+    m.optional("api_idle_timeout_ms", out.api_idle_timeout_ms, Integer<uint32_t>{.min = 100, .max = 86400000});
+    m.optional("api_request_timeout_ms", out.api_request_timeout_ms, Integer<uint32_t>{.min = 100, .max = 3600000});
   });
 }
 

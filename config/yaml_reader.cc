@@ -1,4 +1,5 @@
 #include "config/yaml_reader.h"
+#include "config/text_escape.h"
 
 #include <tuple>
 
@@ -12,12 +13,9 @@ Loc to_loc(const YAML::Mark& mark) {
 bool before(Loc a, Loc b) { return std::tie(a.line, a.column) < std::tie(b.line, b.column); }
 
 std::string child_path(std::string_view parent, std::string_view key) {
-  // A key is user text too: one holding a control character is shown quoted and escaped, never raw.
-  const bool raw = std::none_of(key.begin(), key.end(), [](char c) {
-    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
-  });
-  const std::string shown = raw ? std::string(key) : quoted(key);
-  return parent.empty() ? shown : fmt::format("{}.{}", parent, shown);
+  // A key is user text: a control character in it is escaped in the path (and so in every message).
+  if (has_control(key)) return child_path(parent, escape_control(key));
+  return parent.empty() ? std::string(key) : fmt::format("{}.{}", parent, key);
 }
 
 std::string index_path(std::string_view parent, size_t index) { return fmt::format("{}[{}]", parent, index); }

@@ -377,28 +377,44 @@ json run_stats(ApiContext& ctx, const ApiCall& call) {
   return out;
 }
 
+// trace's params.hex: a frame of 14..9000 bytes, its text at most 4 characters per byte.
+constexpr size_t kMinTraceFrame = 14;
+constexpr size_t kMaxTraceFrame = 9000;
+constexpr size_t kMaxTraceHexChars = 4 * kMaxTraceFrame;
+
 json run_trace(ApiContext& ctx, const ApiCall& call) {
   const json& params = call.params;
   TraceResult tr;
-  const std::string hex = api_param_string(params, "hex", false);
+  const json* hex_param = api_param(params, "hex");
+  if (hex_param != nullptr && !hex_param->is_string()) throw ApiError{"bad_request", "params.hex must be a string"};
+  const std::string_view hex = hex_param != nullptr ? hex_param->get_ref<const std::string&>() : std::string_view();
   if (!hex.empty()) {
+    // The size is checked on the text, before anything is converted: at most kMaxTraceFrame bytes, written
+    // with at most 3 separators each ("aa:bb", "aa bb", one per line...).
+    if (hex.size() > kMaxTraceHexChars) {
+      throw ApiError{"too_large", fmt::format("trace: params.hex has {} characters; a frame has at most {} bytes "
+                                              "({} characters with separators)",
+                                              hex.size(), kMaxTraceFrame, kMaxTraceHexChars)};
+    }
     const std::string in_port = api_param_string(params, "in_port", true);
     const int port = ctx.sw.port_index(in_port);
-    if (port < 0) throw ApiError{"not_found", fmt::format("trace: no port named \"{}\"", in_port)};
+    if (port < 0) throw ApiError{"not_found", fmt::format("trace: no port named {}", quoted_text(in_port))};
     std::vector<uint8_t> bytes;
     std::string digits;
     for (char ch : hex) {
       if (std::isxdigit(static_cast<unsigned char>(ch))) digits += ch;
       else if (ch != ' ' && ch != ':' && ch != '\n' && ch != '\t') {
-        throw ApiError{"bad_request", fmt::format("trace: params.hex: '{}' is not a hex digit", ch)};
+        throw ApiError{"bad_request",
+                       fmt::format("trace: params.hex: {} is not a hex digit", quoted_text(std::string_view(&ch, 1)))};
       }
     }
     if (digits.size() % 2 != 0) throw ApiError{"bad_request", "trace: params.hex has an odd number of digits"};
+    if (digits.size() < 2 * kMinTraceFrame || digits.size() > 2 * kMaxTraceFrame) {
+      throw ApiError{"bad_request", fmt::format("trace: a frame has {}..{} bytes, got {}", kMinTraceFrame,
+                                                kMaxTraceFrame, digits.size() / 2)};
+    }
     for (size_t i = 0; i < digits.size(); i += 2) {
       bytes.push_back(static_cast<uint8_t>(std::stoi(digits.substr(i, 2), nullptr, 16)));
-    }
-    if (bytes.size() < 14 || bytes.size() > 9000) {
-      throw ApiError{"bad_request", fmt::format("trace: a frame has 14..9000 bytes, got {}", bytes.size())};
     }
     tr = ctx.sw.trace(static_cast<uint16_t>(port), bytes.data(), bytes.size());
   } else {

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -32,9 +33,9 @@ using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using api::kApiVersion;
 
-constexpr size_t kReadChunk = size_t{1} << 20;
-// A client that does not read its replies stops being read from once this much output is pending.
-constexpr size_t kMaxPendingOutput = size_t{256} << 20;
+constexpr size_t kReadChunk = size_t{64} << 10;
+// Request lines this long or longer are parsed off the loop thread (nlohmann's parser: ~4 ms for 16 KiB here).
+constexpr size_t kOffLoopBytes = size_t{16} << 10;
 // Consecutive unparsable lines after which a connection is closed (it is not speaking this protocol).
 constexpr int kMaxGarbageLines = 8;
 
@@ -111,12 +112,6 @@ const ApiMethod* find_api_method(std::string_view name) {
 // The same hash eswitchctl computes of the file it applies (one implementation, in config/).
 std::string text_hash(std::string_view text) { return cfg::text_hash(text); }
 
-json error_json(const ApiError& e) {
-  json j = {{"code", e.code}, {"message", e.message}};
-  if (!e.errors.empty()) j["errors"] = e.errors;
-  return j;
-}
-
 struct ApiServer::Client {
   int fd = -1;
   uint64_t serial = 0;
@@ -130,19 +125,26 @@ struct ApiServer::Client {
   bool closing = false;  // close once `out` is written
   bool dead = false;     // close now
   bool busy = false;     // a request of this client waits in the queue or is being parsed: its next lines wait
+  bool backlog = false;  // complete requests wait for the next round (its per-round budget was spent)
   int garbage = 0;
   Clock::time_point last_input = Clock::now();
   Clock::time_point request_start = Clock::now();  // first byte of the request in `in`
+  // Idle since: accept, the last byte received or the last reply byte the peer took.
+  Clock::time_point last_activity = Clock::now();
+  Clock::time_point last_output = Clock::now();  // the last time the peer took reply bytes
+
+  size_t pending_output() const { return out.size() - out_off; }
 
   ~Client() {
     if (fd >= 0) ::close(fd);
   }
 };
 
-struct ApiServer::Envelope {
-  std::string method;
-  json params = json::object();
-  bool progress = false;
+struct ApiServer::Parsed {
+  ApiEnvelope env;
+  json id;
+  const ApiMethod* method = nullptr;
+  std::optional<ApiError> error;
 };
 
 struct ApiServer::Job {
@@ -224,7 +226,13 @@ std::string make_reply(const json& id, bool ok, json body) {
 }
 
 std::string progress_line(const json& id, json progress) {
-  return json{{"api", kApiVersion}, {"id", id}, {"progress", std::move(progress)}}.dump();
+  return json{{"api", kApiVersion}, {"id", id}, {"progress", std::move(progress)}}.dump(
+      -1, ' ', false, json::error_handler_t::replace);
+}
+
+// An error line that is not the reply to a request (limits of the connection itself): id null.
+std::string connection_error(const std::string& code, const std::string& message) {
+  return make_reply(nullptr, false, error_json({code, message}));
 }
 
 }  // namespace
@@ -276,7 +284,8 @@ ApiServer::ApiServer(Switch& sw, EventLoop& loop, ApiServerOptions options, Runn
                               fmt::format("api listening socket {}", path));
     parse_done_ = loop_.add_notifier([this] { on_parse_done(); }, fmt::format("api {}: config parse done", path));
     // Stalled partial requests are found by a sweep: a quarter of the timeout late at most.
-    const auto period = std::clamp<std::chrono::milliseconds>(options_.stall_timeout / 4, std::chrono::milliseconds(10),
+    const auto shortest = std::min({options_.stall_timeout, options_.request_timeout, options_.idle_timeout});
+    const auto period = std::clamp<std::chrono::milliseconds>(shortest / 4, std::chrono::milliseconds(10),
                                                               std::chrono::milliseconds(1000));
     sweep_id_ = loop_.add_timer(period, [this] { sweep_stalled(); }, fmt::format("api {}: stalled requests", path));
   } catch (const Error&) {
@@ -291,9 +300,12 @@ ApiServer::ApiServer(Switch& sw, EventLoop& loop, ApiServerOptions options, Runn
 ApiServer::~ApiServer() {
   // A parse in flight reads only its own job: wait for it (it cannot be interrupted), then drop it uncommitted.
   if (job_ != nullptr && job_->thread.joinable()) job_->thread.join();
+  alive_->store(false);  // closures the JSON threads posted find the server gone
+  for (auto& [token, t] : json_threads_) t.join();
   job_.reset();
   queue_.clear();
   loop_.remove(sweep_id_);
+  if (resume_id_ != 0) loop_.remove(resume_id_);
   loop_.remove(parse_done_->id());
   for (auto& c : clients_) loop_.remove(c->handler);
   clients_.clear();
@@ -328,11 +340,12 @@ void ApiServer::on_listen_ready() {
     auto c = std::make_unique<Client>();
     c->fd = fd;
     c->serial = next_serial_++;
-    if (clients_.size() >= options_.max_clients) {
+    if (clients_.size() >= options_.max_clients && !evict_idle()) {
       c->closing = true;
       send_line(*c,
                 make_reply(nullptr, false,
-                           error_json({"busy", fmt::format("too many API connections (at most {}); try again later",
+                           error_json({"busy", fmt::format("too many API connections (at most {}, none of them "
+                                                           "idle); try again later",
                                                            options_.max_clients)})),
                 true);
       continue;  // closed when `c` goes out of scope: best effort
@@ -362,7 +375,11 @@ void ApiServer::settle(Client& c) {
   if (!c.dead && c.closing && c.out_off >= c.out.size()) c.dead = true;
   if (c.dead || c.handler == 0) return;
   uint32_t want = 0;
-  if (!c.eof && !c.closing && c.out.size() - c.out_off < kMaxPendingOutput) want |= EventLoop::kRead;
+  // Not read from: a client with requests waiting for the next round, or with more unread replies than the
+  // bound (it stalls itself only; its socket buffer fills and its writes block).
+  if (!c.eof && !c.closing && !c.backlog && c.pending_output() < options_.max_pending_output) {
+    want |= EventLoop::kRead;
+  }
   if (c.out_off < c.out.size()) want |= EventLoop::kWrite;
   if (want != c.interest) {
     loop_.modify_fd(c.handler, want);
@@ -382,11 +399,69 @@ void ApiServer::reap() {
 
 void ApiServer::sweep_stalled() {
   const auto now = Clock::now();
-  for (auto& c : clients_) {
-    if (!c->dead && !c->busy && !c->in.empty() && !c->eof && now - c->last_input > options_.stall_timeout) {
+  auto drop = [&](Client& c, const char* code, const std::string& message) {
+    // Best effort: the error line goes out if the peer's socket has room, then the connection is closed.
+    send_line(c, connection_error(code, message), true);
+    c.dead = true;
+  };
+  for (auto& cp : clients_) {
+    Client& c = *cp;
+    if (c.dead || c.busy) continue;  // a queued request of it is the server's to finish
+    // A partial request: bytes without a newline after the last request taken (complete requests waiting for
+    // their turn or for the client to read its replies are not partial).
+    const bool partial = !c.in.empty() && !c.backlog && !c.eof && !c.closing &&
+                         c.in.find('\n', std::min(c.scanned, c.in.size())) == std::string::npos;
+    if (partial && now - c.last_input > options_.stall_timeout) {
       // A partial request that stopped arriving: the peer is stuck or gone. It changes nothing.
-      c->dead = true;
+      drop(c, "timeout", fmt::format("request incomplete and no bytes for {} ms; nothing was done",
+                                     options_.stall_timeout.count()));
+    } else if (partial && now - c.request_start > options_.request_timeout) {
+      // A slow writer: bytes trickle in, the request never completes.
+      drop(c, "timeout", fmt::format("request not complete {} ms after its first byte ({} bytes so far); nothing "
+                                     "was done",
+                                     options_.request_timeout.count(), c.in.size()));
+    } else if (c.pending_output() > 0 && now - c.last_output > options_.idle_timeout) {
+      c.dead = true;  // replies unread for that long: nobody is reading them (no room to say so either)
+    } else if (c.in.empty() && c.pending_output() == 0 && now - c.last_activity > options_.idle_timeout) {
+      drop(c, "idle_timeout", fmt::format("no request for {} ms; connection closed", options_.idle_timeout.count()));
     }
+  }
+  reap();
+}
+
+bool ApiServer::evict_idle() {
+  Client* oldest = nullptr;
+  for (auto& c : clients_) {
+    if (c->dead || c->busy || c->backlog || !c->in.empty() || c->pending_output() > 0) continue;
+    if (oldest == nullptr || c->last_activity < oldest->last_activity) oldest = c.get();
+  }
+  if (oldest == nullptr) return false;
+  send_line(*oldest,
+            connection_error("idle_timeout", fmt::format("closed to make room: {} connections is the limit and this "
+                                                         "one was idle longest",
+                                                         options_.max_clients)),
+            true);
+  oldest->dead = true;
+  reap();
+  return true;
+}
+
+void ApiServer::schedule_resume() {
+  if (resume_id_ != 0) return;
+  // Due now, but run in the next round: the other clients' events of this round come first.
+  resume_id_ = loop_.add_oneshot(std::chrono::nanoseconds(0), [this] { resume_backlog(); },
+                                 fmt::format("api {}: pipelined requests", options_.socket_path));
+}
+
+void ApiServer::resume_backlog() {
+  resume_id_ = 0;
+  for (size_t i = 0; i < clients_.size(); ++i) {
+    Client& c = *clients_[i];
+    if (c.dead || !c.backlog) continue;
+    c.backlog = false;
+    handle_complete_requests(c);
+    if (!c.dead && c.pending_output() > 0) write_client(c);
+    settle(c);
   }
   reap();
 }
@@ -400,10 +475,11 @@ void ApiServer::read_client(Client& c) {
     c.in.resize(old + (got > 0 ? static_cast<size_t>(got) : 0));
     if (got > 0) {
       if (old == 0) c.request_start = Clock::now();
-      c.last_input = Clock::now();
+      c.last_input = c.last_activity = Clock::now();
       got_total += static_cast<size_t>(got);
-      // Keep the loop responsive: at most 64 MiB per round per client (level-triggered: the rest comes next round).
-      if (got_total >= (size_t{64} << 20)) break;
+      // Fairness: a bounded amount per round and client (level-triggered: the rest comes next round), and a
+      // request beyond the size limit is refused as soon as that much of it is here (handle_complete_requests).
+      if (got_total >= options_.read_bytes_per_round || c.in.size() > options_.max_request_bytes) break;
       continue;
     }
     if (got == 0) {
@@ -418,6 +494,7 @@ void ApiServer::read_client(Client& c) {
 }
 
 void ApiServer::send_line(Client& c, const std::string& line, bool flush_now) {
+  if (c.pending_output() == 0) c.last_output = Clock::now();  // unread-reply time counts from the first one
   if (c.out_off > 0 && c.out_off == c.out.size()) {
     c.out.clear();
     c.out_off = 0;
@@ -432,6 +509,7 @@ void ApiServer::write_client(Client& c) {
     const ssize_t n = send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
     if (n > 0) {
       c.out_off += static_cast<size_t>(n);
+      c.last_output = c.last_activity = Clock::now();
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -446,7 +524,17 @@ void ApiServer::write_client(Client& c) {
 void ApiServer::handle_complete_requests(Client& c) {
   auto reply_error = [&](const ApiError& e) { send_line(c, make_reply(nullptr, false, error_json(e)), false); };
   size_t start = 0;
+  size_t handled = 0;
   while (!c.dead && !c.closing && !c.busy) {
+    if (handled == options_.requests_per_round || c.pending_output() >= options_.max_pending_output) {
+      // Its share of this round is spent, or it does not read its replies: the rest waits (a write event of
+      // this client resumes the second case).
+      if (handled == options_.requests_per_round && c.in.find('\n', c.scanned) != std::string::npos) {
+        c.backlog = true;
+        schedule_resume();
+      }
+      break;
+    }
     const size_t nl = c.in.find('\n', c.scanned);
     if (nl == std::string::npos) {
       c.scanned = c.in.size();  // a long request arrives in pieces: never search the same bytes twice
@@ -456,6 +544,7 @@ void ApiServer::handle_complete_requests(Client& c) {
     start = nl + 1;
     c.scanned = start;
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    ++handled;
     handle_line(c, line);
     c.request_start = Clock::now();
     c.garbage = last_error_code_ == "parse_error" ? c.garbage + 1 : 0;
@@ -469,10 +558,12 @@ void ApiServer::handle_complete_requests(Client& c) {
     c.in.erase(0, start);
     c.scanned -= start;
   }
-  if (c.closing || c.dead || c.busy) return;
+  if (c.closing || c.dead || c.busy || c.backlog) return;
   if (c.in.size() > options_.max_request_bytes) {
     // Refuse without reading the rest: the connection cannot be resynchronised, so it is closed.
-    reply_error({"too_large", fmt::format("request exceeds {} bytes; nothing was done", options_.max_request_bytes)});
+    reply_error({"too_large", fmt::format("request exceeds {} bytes (the limit, dataplane."
+                                          "api_max_request_bytes); nothing was done",
+                                          options_.max_request_bytes)});
     c.in.clear();
     c.closing = true;
     return;
@@ -484,7 +575,9 @@ void ApiServer::handle_complete_requests(Client& c) {
     c.in.clear();
     c.scanned = 0;
     if (rest.find_first_not_of(" \t\r\n") != std::string::npos) {
-      if (json::accept(rest)) {
+      if (rest.size() >= kOffLoopBytes) {
+        parse_off_loop(c, std::move(rest), true);
+      } else if (json::accept(rest)) {
         handle_line(c, rest);
       } else {
         reply_error({"truncated", fmt::format("connection closed in the middle of a request ({} bytes, not a "
@@ -497,44 +590,30 @@ void ApiServer::handle_complete_requests(Client& c) {
   }
 }
 
-ApiServer::Envelope ApiServer::parse_envelope(std::string_view request, json& id) {
-  json req;
+namespace {
+
+// The envelope (api_request.cc: bounds, JSON, version, method and params types), then the method's entry.
+// `id` is the request's id as soon as it is known (an error after that echoes it).
+const ApiMethod& parse_request(std::string_view request, ApiEnvelope& env, json& id) {
   try {
-    req = json::parse(request.begin(), request.end());
-  } catch (const json::exception& e) {
-    throw ApiError{"parse_error", fmt::format("request is not valid JSON: {}", e.what())};
+    parse_envelope(request, env);
+  } catch (const ApiError&) {
+    id = env.id;
+    throw;
   }
-  if (!req.is_object()) throw ApiError{"bad_request", "a request is a JSON object: {\"api\": 1, \"method\": ...}"};
-  if (auto it = req.find("id"); it != req.end()) id = *it;
-  auto api = req.find("api");
-  if (api == req.end()) {
-    throw ApiError{"bad_request", fmt::format("missing \"api\": requests say which API version they speak "
-                                              "({{\"api\": {}, ...}})",
-                                              kApiVersion)};
-  }
-  if (!api->is_number_integer()) throw ApiError{"bad_request", "\"api\" must be an integer"};
-  if (api->get<int64_t>() != kApiVersion) {
-    throw ApiError{"unsupported_api", fmt::format("API version {} is not supported; this eswitchd speaks version {}",
-                                                  api->dump(), kApiVersion)};
-  }
-  Envelope env;
-  auto m = req.find("method");
-  if (m == req.end() || !m->is_string()) throw ApiError{"bad_request", "missing \"method\" (a string)"};
-  env.method = m->get<std::string>();
-  if (auto p = req.find("params"); p != req.end() && !p->is_null()) {
-    if (!p->is_object()) throw ApiError{"bad_request", "\"params\" must be an object"};
-    env.params = std::move(*p);
-  }
-  env.progress = api_param_bool(env.params, "progress", false);
-  if (find_api_method(env.method) == nullptr) {
+  id = env.id;
+  const ApiMethod* m = find_api_method(env.method);
+  if (m == nullptr) {
     std::string names;
-    for (const ApiMethod& m : api_methods()) names += fmt::format("{}{}", names.empty() ? "" : ", ", m.name);
-    throw ApiError{"unknown_method", fmt::format("unknown method \"{}\"; methods: {}", env.method, names)};
+    for (const ApiMethod& am : api_methods()) names += fmt::format("{}{}", names.empty() ? "" : ", ", am.name);
+    throw ApiError{"unknown_method", fmt::format("unknown method {}; methods: {}", quoted_text(env.method), names)};
   }
-  return env;
+  return *m;
 }
 
-std::unique_ptr<ApiServer::Job> ApiServer::make_job(const ApiMethod& method, Envelope env) {
+}  // namespace
+
+std::unique_ptr<ApiServer::Job> ApiServer::make_job(const ApiMethod& method, ApiEnvelope env) {
   if (method.check != nullptr) method.check(env.params);
   auto job = std::make_unique<Job>();
   job->method = &method;
@@ -573,10 +652,10 @@ json ApiServer::run_method(const ApiMethod& m, Job* job, const json& params,
 std::string ApiServer::handle(std::string_view request, const std::function<void(const std::string&)>& progress) {
   ++requests_;
   last_error_code_.clear();
-  json id = nullptr;
+  ApiEnvelope env;
+  json id;
   try {
-    Envelope env = parse_envelope(request, id);
-    const ApiMethod& m = *find_api_method(env.method);
+    const ApiMethod& m = parse_request(request, env, id);
     std::unique_ptr<Job> job = make_job(m, std::move(env));
     job->id = id;
     if (m.parses_yaml) {
@@ -597,14 +676,80 @@ std::string ApiServer::handle(std::string_view request, const std::function<void
 }
 
 void ApiServer::handle_line(Client& c, std::string_view line) {
+  last_error_code_.clear();
+  if (line.size() >= kOffLoopBytes) {
+    parse_off_loop(c, std::string(line), false);
+    return;
+  }
+  Parsed p;
+  try {
+    p.method = &parse_request(line, p.env, p.id);
+  } catch (const ApiError& e) {
+    p.error = e;
+  }
+  dispatch(c, std::move(p), Clock::now() - c.request_start);
+}
+
+void ApiServer::parse_off_loop(Client& c, std::string text, bool at_eof) {
+  c.busy = true;  // its next lines wait; no timeout applies meanwhile
+  const uint64_t token = next_token_++;
+  const uint64_t serial = c.serial;
+  const Clock::duration receive_time = Clock::now() - c.request_start;
+  json_threads_.emplace(token, std::thread([this, token, serial, receive_time, at_eof, text = std::move(text),
+                                            alive = alive_]() mutable {
+    // Inherits the main lcore's CPU affinity: it never competes with a worker core.
+    pthread_setname_np(pthread_self(), "esw-api-json");
+    auto p = std::make_shared<Parsed>();
+    try {
+      p->method = &parse_request(text, p->env, p->id);
+    } catch (const ApiError& e) {
+      p->error = e;
+      if (at_eof && e.code == "parse_error") {
+        p->error = ApiError{"truncated", fmt::format("connection closed in the middle of a request ({} bytes, not a "
+                                                     "complete JSON value); nothing was done",
+                                                     text.size())};
+      }
+    } catch (const std::exception& e) {
+      p->error = ApiError{"internal", e.what()};
+    }
+    std::string().swap(text);
+    auto done = [this, token, serial, receive_time, p, alive] {
+      if (alive->load()) on_parsed(token, serial, std::move(*p), receive_time);
+    };
+    while (alive->load() && !loop_.post(done)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }));
+}
+
+void ApiServer::on_parsed(uint64_t token, uint64_t serial, Parsed p, Clock::duration receive_time) {
+  if (auto it = json_threads_.find(token); it != json_threads_.end()) {
+    it->second.join();
+    json_threads_.erase(it);
+  }
+  Client* c = find_client(serial);
+  if (c == nullptr) {
+    reap();
+    return;  // it left while its request was parsed: nothing was done
+  }
+  c->busy = false;
+  dispatch(*c, std::move(p), receive_time);
+  c = find_client(serial);
+  if (c != nullptr) {
+    if (!c->busy) handle_complete_requests(*c);  // lines it sent meanwhile, or its EOF
+    if (!c->dead && c->pending_output() > 0) write_client(*c);
+    settle(*c);
+  }
+  reap();
+}
+
+void ApiServer::dispatch(Client& c, Parsed p, Clock::duration receive_time) {
   ++requests_;
   last_error_code_.clear();
-  const Clock::duration receive_time = Clock::now() - c.request_start;
-  json id = nullptr;
+  const json& id = p.id;
   std::string reply;
   try {
-    Envelope env = parse_envelope(line, id);
-    const ApiMethod& m = *find_api_method(env.method);
+    if (p.error) throw *p.error;
+    const ApiMethod& m = *p.method;
+    ApiEnvelope env = std::move(p.env);
     // Reads are answered now; writes wait for the writes received before them, and a YAML parse always queues.
     const bool queued = m.parses_yaml || (m.access == ApiAccess::kWrite && apply_in_progress());
     std::unique_ptr<Job> job = make_job(m, std::move(env));
@@ -618,9 +763,9 @@ void ApiServer::handle_line(Client& c, std::string_view line) {
       return;  // the reply comes when the commit is done
     }
     const uint64_t serial = c.serial;
-    reply = make_reply(id, true, run_method(m, job.get(), job->params, [&](json p) {
+    reply = make_reply(id, true, run_method(m, job.get(), job->params, [&](json prog) {
                          Client* cc = find_client(serial);
-                         if (job->progress && cc != nullptr) send_line(*cc, progress_line(id, std::move(p)), true);
+                         if (job->progress && cc != nullptr) send_line(*cc, progress_line(id, std::move(prog)), true);
                        }));
   } catch (const ApiError& e) {
     last_error_code_ = e.code;

@@ -18,7 +18,8 @@
 //    its request is complete, sends garbage, a truncated or oversized request, changes nothing.
 //  - Requests are serialised: the server runs on eswitchd's main thread as handlers of its event loop
 //    (dataplane/daemon/event_loop.h: the listening socket, one handler per connection, a notifier the YAML
-//    parse thread fires, a timer for stalled requests) and handles one request at a time. Reads are answered at
+//    parse thread fires, a timer for stalled requests) and handles one request at a time; request lines of 16 KiB
+//    or more are JSON-parsed on a helper thread first (their client waits, the others do not). Reads are answered at
 //    once; writes (and diffs) commit one after another in arrival order. Workers keep forwarding throughout;
 //    nothing here touches the fast path except through Switch's control methods.
 //  - The socket is created mode 0660 (group from the config, else the process's), its parent directory is
@@ -31,14 +32,18 @@
 
 #include <chrono>
 #include <cstdint>
+#include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "dataplane/daemon/api_request.h"
 #include "dataplane/daemon/event_loop.h"
 
 namespace esw::dp {
@@ -46,12 +51,31 @@ namespace esw::dp {
 class Switch;
 struct ApiMethod;
 
+// The limits that keep one client from breaking or starving the others (documented in control/README.md,
+// "Limits"; each is answered with its error code before the connection is closed). eswitchd takes
+// max_request_bytes, max_clients, idle_timeout and request_timeout from the config (dataplane.api_*).
 struct ApiServerOptions {
   std::string socket_path;
   std::string group;                              // "" = the process's group
-  size_t max_request_bytes = size_t{256} << 20;   // a longer request is refused (and the connection closed)
-  size_t max_clients = 64;                        // more concurrent connections are refused with an error
-  std::chrono::milliseconds stall_timeout{60000};  // a partial request making no progress this long is dropped
+  // A request line longer than this is refused ("too_large") as soon as that many bytes of it arrived - it is
+  // never buffered whole - and the connection closed.
+  size_t max_request_bytes = size_t{64} << 20;
+  // Concurrent connections. At the limit a new connection evicts the connection idle longest (it gets
+  // "idle_timeout"); when none is idle the new one gets "busy".
+  size_t max_clients = 64;
+  // A connection with no request in progress (from accept, or from its last reply) for this long: "idle_timeout".
+  std::chrono::milliseconds idle_timeout{60000};
+  // A request not complete this long after its first byte arrived (a slow writer): "timeout".
+  std::chrono::milliseconds request_timeout{30000};
+  // A partial request making no progress this long: "timeout".
+  std::chrono::milliseconds stall_timeout{10000};
+  // A client whose replies wait unread beyond this many bytes is neither read from nor served until it reads
+  // (pipelining without reading stalls only itself); replies left unread for idle_timeout close it.
+  size_t max_pending_output = size_t{1} << 20;
+  // Fairness per event-loop round and client: at most this many requests handled and this many bytes read; the
+  // rest waits for the next round, after the other clients had theirs.
+  size_t requests_per_round = 16;
+  size_t read_bytes_per_round = size_t{256} << 10;
 };
 
 // What the config method reports and what each successful apply replaces.
@@ -94,30 +118,38 @@ class ApiServer {
  private:
   struct Client;
   struct Job;
-  struct Envelope;
+  struct Parsed;
 
   void on_listen_ready();
   void on_client_event(uint64_t serial, uint32_t events);
   void settle(Client& c);  // after any change to a client: close when done, update its loop interest
   void reap();             // unregisters and closes the clients marked dead
   void sweep_stalled();
+  void schedule_resume();  // a client left requests for the next round: come back to it
+  void resume_backlog();
+  bool evict_idle();       // at the connection limit: closes the connection idle longest, if any
   void read_client(Client& c);
   void write_client(Client& c);
   void handle_complete_requests(Client& c);
   void handle_line(Client& c, std::string_view line);
+  // A request line's parsed envelope (or its error) -> its reply now, or a queued job.
+  void dispatch(Client& c, Parsed p, std::chrono::steady_clock::duration receive_time);
+  // Lines of kOffLoopBytes or more are parsed on a helper thread (a 10 MB apply line takes seconds in the JSON
+  // parser): the client waits (busy), the others are served meanwhile.
+  void parse_off_loop(Client& c, std::string text, bool at_eof);
+  void on_parsed(uint64_t token, uint64_t serial, Parsed p, std::chrono::steady_clock::duration receive_time);
   void send_line(Client& c, const std::string& line, bool flush_now);
   Client* find_client(uint64_t serial);
 
   // Writes and YAML-parsing methods wait in one queue, in arrival order. A YAML parse runs on a helper thread
   // (it touches no switch state; a 100k-rule file takes seconds); every handler runs on the loop thread.
-  std::unique_ptr<Job> make_job(const ApiMethod& method, Envelope env);
+  std::unique_ptr<Job> make_job(const ApiMethod& method, ApiEnvelope env);
   void start_next_job();
   void on_parse_done();
   void finish_job();
   nlohmann::json run_method(const ApiMethod& m, Job* job, const nlohmann::json& params,
                             const std::function<void(nlohmann::json)>& progress);
 
-  Envelope parse_envelope(std::string_view request, nlohmann::json& id);
 
   Switch& sw_;
   EventLoop& loop_;
@@ -126,11 +158,15 @@ class ApiServer {
   int listen_fd_ = -1;
   EventLoop::Id listen_id_ = 0;
   EventLoop::Id sweep_id_ = 0;
+  EventLoop::Id resume_id_ = 0;  // the one-shot that serves backlogs, when one is scheduled
   std::shared_ptr<EventLoop::Notifier> parse_done_;  // the parse thread signals completion here
   dev_t sock_dev_ = 0;
   ino_t sock_ino_ = 0;
   std::vector<std::unique_ptr<Client>> clients_;
   uint64_t next_serial_ = 1;
+  std::map<uint64_t, std::thread> json_threads_;  // off-loop JSON parses, by token
+  uint64_t next_token_ = 1;
+  std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
   std::unique_ptr<Job> job_;                 // being parsed
   std::vector<std::unique_ptr<Job>> queue_;  // waiting for job_, in arrival order
   uint64_t requests_ = 0;
@@ -138,16 +174,6 @@ class ApiServer {
   std::function<void()> on_applied_;
   std::string last_error_code_;  // of the last handled request; "" when it succeeded
 };
-
-// A request error: the reply's "error" object. Thrown inside the handlers, turned into {"ok": false, ...}.
-struct ApiError {
-  std::string code;     // parse_error, bad_request, unsupported_api, unknown_method, too_large, truncated,
-                        // invalid_config, apply_failed, not_found, internal
-  std::string message;
-  nlohmann::json errors = nlohmann::json::array();  // located config errors: {path, line, column, message}
-};
-
-nlohmann::json error_json(const ApiError& e);
 
 // The config hash the API reports (FNV-1a 64 of the source text, 16 hex digits): equal texts, equal hashes.
 std::string text_hash(std::string_view text);

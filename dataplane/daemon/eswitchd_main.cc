@@ -325,6 +325,10 @@ int run(int argc, char** argv) {
         esw::dp::ApiServerOptions opts;
         opts.socket_path = api_socket;
         opts.group = config.dataplane.api_socket_group;
+        opts.max_request_bytes = config.dataplane.api_max_request_bytes;
+        opts.max_clients = config.dataplane.api_max_clients;
+        opts.idle_timeout = std::chrono::milliseconds(config.dataplane.api_idle_timeout_ms);
+        opts.request_timeout = std::chrono::milliseconds(config.dataplane.api_request_timeout_ms);
         esw::dp::RunningSource running;
         running.yaml = config_text;
         running.source = source;

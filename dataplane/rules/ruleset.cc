@@ -40,52 +40,23 @@ std::vector<std::string> port_names(const cfg::Config& config) {
 }
 
 bool parse_rule_text(std::string_view text, RuleDef& out, std::string& error) {
+  // The config's parser of the one-string form (config/rule_text.cc): a runtime rule is checked exactly as the
+  // same string in a config file is.
   out = RuleDef{};
-  size_t act = text.rfind("actions=");
-  if (act != std::string_view::npos && act != 0 && text[act - 1] != ' ' && text[act - 1] != ',') {
-    act = std::string_view::npos;
-  }
-  std::string_view match = act == std::string_view::npos ? text : text.substr(0, act);
-  std::string_view actions = act == std::string_view::npos ? std::string_view() : text.substr(act + 8);
-  size_t pos = 0;
-  while (pos < match.size()) {
-    size_t comma = match.find(',', pos);
-    if (comma == std::string_view::npos) comma = match.size();
-    std::string_view item = match.substr(pos, comma - pos);
-    pos = comma + 1;
-    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
-    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
-    if (item.empty()) continue;
-    const size_t eq = item.find('=');
-    std::string k(item.substr(0, eq));
-    std::string v = eq == std::string_view::npos ? std::string() : std::string(item.substr(eq + 1));
-    if (k == "name") {
-      out.where = v;
-      continue;
-    }
-    if (k == "table" || k == "priority") {
-      unsigned long n = 0;
-      try {
-        n = std::stoul(v);
-      } catch (...) {
-        error = fmt::format("{}: '{}' is not a number", k, v);
-        return false;
-      }
-      if (k == "table" && n >= kMaxTables) {
-        error = fmt::format("table: {} is not a table number (0..{})", n, kMaxTables - 1);
-        return false;
-      }
-      if (k == "table") out.table = static_cast<uint8_t>(n);
-      else out.priority = static_cast<uint32_t>(n);
-      continue;
-    }
-    out.match.emplace_back(std::move(k), std::move(v));
-  }
-  if (actions.empty()) {
-    error = "no actions= part (use actions=drop to drop)";
+  cfg::RuleConfig rc;
+  uint32_t table = 0;
+  std::vector<cfg::Error> errors;
+  if (!cfg::parse_rule_text(text, "rule", rc, table, errors)) {
+    error.clear();
+    for (const cfg::Error& e : errors) error += (error.empty() ? "" : "; ") + e.message;
     return false;
   }
-  return parse_action_text(actions, out.actions, error);
+  out.table = static_cast<uint8_t>(table);
+  out.priority = rc.priority;
+  out.where = rc.name;
+  for (cfg::MatchItem& m : rc.match) out.match.emplace_back(std::move(m.field), std::move(m.value));
+  for (cfg::ActionConfig& a : rc.actions) out.actions.push_back(ActionItem{std::move(a.name), std::move(a.arg)});
+  return true;
 }
 
 void rules_from_config(const cfg::Config& config, std::vector<TableDef>& tables, std::vector<RuleDef>& rules,

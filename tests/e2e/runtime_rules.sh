@@ -70,6 +70,25 @@ done
 [[ $(verdict "in_port=vm1,eth_src=02:00:c6:12:00:01,eth_dst=02:00:c6:12:00:02,ipv4,ipv4_src=198.18.0.1,tcp,tcp_dst=22") == "drop (rule)" ]] || fail "a refused request changed something"
 echo "ok: bad runtime-rule requests are refused whole and change nothing"
 
+# One parser and one set of checks for the one-string form: the runtime method refuses exactly what a config
+# file refuses, with the same message, located at the string (add[i] here, the YAML path and line there).
+for prio in -1 70000 5abc " 7" 0x10; do
+  rule="priority=$prio,name=p1,in_port=vm1 actions=drop"
+  r=$(api "{\"add\": [\"$rule\"]}")
+  msg=$(echo "$r" | /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin); e=r["error"]["errors"][0]; assert r["error"]["code"]=="invalid_config" and e["path"]=="add[0]", r; print(e["message"])') \
+    || fail "runtime rule with priority=$prio: expected a located invalid_config error, got $r"
+  [[ "$msg" == *"priority="*"is not an integer in 0..65535"* ]] || fail "priority=$prio: the message does not name the field: $msg"
+  sed "s|\"priority=10,name=cfg-fwd,in_port=vm1 actions=count,output:vm2\"|\"$rule\"|" "$WORK/a.yaml" >"$WORK/bad.yaml"
+  out=$("$ESWITCHCTL" validate "$WORK/bad.yaml" 2>&1) && fail "the YAML accepted priority=$prio"
+  [[ "$out" == *"$msg"* ]] || fail "priority=$prio: YAML and runtime messages differ: '$out' vs '$msg'"
+done
+r=$(api '{"add": ["table=255,name=t1,in_port=vm1 actions=drop"]}')
+echo "$r" | grep -q 'table=\\"255\\" is not an integer in 0..254' || fail "table=255 accepted or unnamed: $r"
+r=$(api '{"add": ["name=bad\u001b[2J,in_port=vm1 actions=drop"]}')
+echo "$r" | grep -q '\\\\x1b' || fail "the control character in a rule name is not escaped: $r"
+[[ $(verdict "in_port=vm1,eth_src=02:00:c6:12:00:01,eth_dst=02:00:c6:12:00:02,ipv4,ipv4_src=198.18.0.1,tcp,tcp_dst=22") == "drop (rule)" ]] || fail "a refused rule changed something"
+echo "ok: priority -1, 70000, 5abc, ' 7', 0x10 and table 255 refused at runtime as in the YAML, located and named"
+
 r=$(api '{"delete": ["block-ssh"]}')
 echo "$r" | grep -q '"ok":true' || fail "rules delete: $r"
 [[ $(verdict "in_port=vm1,eth_src=02:00:c6:12:00:01,eth_dst=02:00:c6:12:00:02,ipv4,ipv4_src=198.18.0.1,tcp,tcp_dst=22") == "output:vm2" ]] || fail "deleted rule still in effect"

@@ -9,6 +9,7 @@
 // clients are serialised (each apply is one transaction); an apply whose client disconnects before the commit
 // is dropped; progress lines; the connection limit.
 
+#include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
 #include <gtest/gtest.h>
@@ -17,8 +18,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -315,7 +318,6 @@ TEST_F(ApiServerTest, GarbageTruncatedOversizedStalledAndDisconnectedRequestsCha
   const std::string valid = request("apply", {{"yaml", config_yaml(7)}});
 
   std::vector<std::vector<json>> replies(6);
-  bool stalled_closed = false;
   serve_while([&] {
     // 1. Garbage lines: an error each, the connection stays usable.
     int fd = connect_to(sock_);
@@ -348,10 +350,7 @@ TEST_F(ApiServerTest, GarbageTruncatedOversizedStalledAndDisconnectedRequestsCha
     // 6. A partial request that stops arriving is dropped after the stall timeout.
     fd = connect_to(sock_);
     send_all(fd, "{\"api\": 1, ");
-    char c;
-    timeval tv{5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    stalled_closed = recv(fd, &c, 1, 0) == 0;
+    replies[5] = read_lines(fd);  // the error line, then the close (read_lines stops at EOF)
     ::close(fd);
   });
   ASSERT_EQ(replies[0].size(), 3u);
@@ -364,7 +363,8 @@ TEST_F(ApiServerTest, GarbageTruncatedOversizedStalledAndDisconnectedRequestsCha
   EXPECT_EQ(replies[2][0]["error"]["code"], "truncated");
   ASSERT_EQ(replies[4].size(), 1u);
   EXPECT_EQ(replies[4][0]["error"]["code"], "too_large");
-  EXPECT_TRUE(stalled_closed);
+  ASSERT_EQ(replies[5].size(), 1u);
+  EXPECT_EQ(replies[5][0]["error"]["code"], "timeout");
 
   // Nothing changed, and the dataplane kept forwarding (and counting) throughout.
   EXPECT_EQ(server_->running().generation, 1u);
@@ -563,23 +563,140 @@ TEST_F(ApiServerTest, ProgressLinesPrecedeTheReply) {
   EXPECT_GE(reply.result["timing"]["parse_ms"].get<double>(), 0.0);
 }
 
-TEST_F(ApiServerTest, ConnectionsBeyondTheLimitAreTurnedAway) {
+TEST_F(ApiServerTest, AtTheConnectionLimitTheIdleLongestIsEvictedAndBusyOnesTurnNewcomersAway) {
   ApiServerOptions opts;
   opts.max_clients = 3;
   start_server(opts);
-  std::vector<json> extra;
+  std::vector<json> evicted, extra;
   serve_while([&] {
+    // Three idle connections: a fourth evicts the oldest, which is told why.
     std::vector<int> fds;
-    for (int i = 0; i < 3; ++i) fds.push_back(connect_to(sock_));
+    for (int i = 0; i < 3; ++i) {
+      fds.push_back(connect_to(sock_));
+      std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    }
+    const int fourth = connect_to(sock_);
+    send_all(fourth, request("ping", json::object(), 4));
+    evicted = read_lines(fds[0]);
+    // Three connections each in the middle of a request (none idle): a newcomer gets "busy".
+    send_all(fds[1], "{\"api\": 1, ");
+    send_all(fds[2], "{\"api\": 1, ");
+    send_all(fourth, "{\"api\": 1, ");
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    const int fd = connect_to(sock_);
-    extra = read_lines(fd);
-    ::close(fd);
+    const int fifth = connect_to(sock_);
+    extra = read_lines(fifth);
+    ::close(fifth);
+    ::close(fourth);
     for (int f : fds) ::close(f);
   });
+  ASSERT_EQ(evicted.size(), 1u);
+  EXPECT_EQ(evicted[0]["error"]["code"], "idle_timeout");
   ASSERT_EQ(extra.size(), 1u);
   EXPECT_EQ(extra[0]["error"]["code"], "busy");
   EXPECT_EQ(call("ping")["ok"], true);  // the others left: room again
+}
+
+TEST_F(ApiServerTest, IdleAndSlowConnectionsTimeOut) {
+  ApiServerOptions opts;
+  opts.idle_timeout = std::chrono::milliseconds(300);
+  opts.request_timeout = std::chrono::milliseconds(600);
+  start_server(opts);
+  std::vector<json> idle, slow;
+  double slow_s = 0;
+  serve_while([&] {
+    // Idle from accept: no byte ever sent.
+    const int a = connect_to(sock_);
+    idle = read_lines(a);
+    ::close(a);
+    // A slow writer: one byte every 100 ms (it never stalls, it never finishes).
+    const int b = connect_to(sock_);
+    const std::string req = request("ping", json::object(), 1);
+    const auto t = std::chrono::steady_clock::now();
+    for (size_t i = 0; i + 1 < req.size(); ++i) {
+      if (send(b, req.data() + i, 1, MSG_NOSIGNAL) != 1) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      pollfd p{b, POLLIN, 0};
+      if (poll(&p, 1, 0) > 0) break;
+    }
+    slow = read_lines(b);
+    slow_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+    ::close(b);
+  });
+  ASSERT_EQ(idle.size(), 1u);
+  EXPECT_EQ(idle[0]["error"]["code"], "idle_timeout");
+  ASSERT_EQ(slow.size(), 1u);
+  EXPECT_EQ(slow[0]["error"]["code"], "timeout");
+  EXPECT_LT(slow_s, 3.0);
+  EXPECT_EQ(server_->clients(), 0u);
+}
+
+TEST_F(ApiServerTest, DeepNestingInEveryFieldIsRefusedBeforeAnythingRecursive) {
+  start_server();
+  constexpr int kDeep = 100000;
+  const std::string arr = std::string(kDeep, '[') + std::string(kDeep, ']');
+  std::string obj;
+  for (int i = 0; i < kDeep; ++i) obj += "{\"a\":";
+  obj += "1" + std::string(kDeep, '}');
+  const std::vector<std::string> lines = {
+      "{\"api\":1,\"id\":" + arr + ",\"method\":\"ping\"}",
+      "{\"api\":1,\"id\":" + obj + ",\"method\":\"ping\"}",
+      "{\"api\":" + arr + ",\"method\":\"ping\"}",
+      "{\"api\":1,\"method\":" + arr + "}",
+      "{\"api\":1,\"method\":\"ping\",\"params\":" + obj + "}",
+      "{\"api\":1,\"method\":\"rules\",\"params\":{\"add\":" + arr + "}}",
+      "{\"api\":1,\"method\":\"ping\",\"zz\":" + arr + "}",
+      arr,
+  };
+  for (const std::string& line : lines) {
+    const json r = json::parse(server_->handle(line));
+    EXPECT_EQ(r["error"]["code"], "too_deep") << r.dump();
+  }
+  // The bounds of the other fields.
+  const json big_id = json::parse(server_->handle("{\"api\":1,\"id\":\"" + std::string(300, 'i') + "\",\"method\":\"ping\"}"));
+  EXPECT_EQ(big_id["error"]["code"], "too_large");
+  EXPECT_TRUE(big_id["id"].is_null());  // not echoed
+  const json big_param = json::parse(server_->handle(
+      request("trace", {{"in_port", "vm1"}, {"packet", std::string(70000, 'p')}}, 1)));
+  EXPECT_EQ(big_param["error"]["code"], "too_large");
+  const json ok = json::parse(server_->handle(request("ping", json::object(), json::array({json::array({1})}))));
+  EXPECT_EQ(ok["ok"], true);
+  EXPECT_EQ(ok["id"], json::array({json::array({1})}));
+}
+
+TEST_F(ApiServerTest, AClientThatPipelinesAndNeverReadsStallsOnlyItself) {
+  ApiServerOptions opts;
+  opts.max_pending_output = 64 << 10;
+  start_server(opts);
+  size_t sent = 0;
+  std::vector<double> others_ms;
+  serve_while([&] {
+    const int hog = connect_to(sock_);
+    fcntl(hog, F_SETFL, O_NONBLOCK);
+    const std::string line = request("ping", json::object(), 1);
+    std::string burst;
+    for (int i = 0; i < 1000; ++i) burst += line;
+    const auto t = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() - t < std::chrono::seconds(3)) {
+      const ssize_t n = send(hog, burst.data(), burst.size(), MSG_NOSIGNAL);
+      if (n > 0) sent += static_cast<size_t>(n) / line.size();
+      else std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      if (others_ms.size() < 20) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto r = esw::ctl::ApiClient(sock_, 5).call("ping", json::object());
+        if (r.ok) {
+          others_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        }
+      }
+    }
+    ::close(hog);
+  });
+  // The server stopped reading it: far fewer than 3 s of unthrottled sending.
+  EXPECT_LT(sent, 200000u);
+  ASSERT_EQ(others_ms.size(), 20u);
+  std::sort(others_ms.begin(), others_ms.end());
+  EXPECT_LT(others_ms.back(), 500.0);
+  std::printf("pipelined %zu requests before the server stopped reading; others' ping max %.1f ms\n", sent,
+              others_ms.back());
 }
 
 }  // namespace
