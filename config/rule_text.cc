@@ -101,7 +101,7 @@ bool parse_rule_text(std::string_view text, const std::string& path, RuleConfig&
   table = 0;
   detail::Diagnostics diag("<rule>");
   const std::string copy(text);
-  const detail::Value v{YAML::Node(copy), path, Loc{}, &diag};
+  const detail::Value v{{}, path, Loc{}, &diag};
   const bool ok = detail::parse_compact(v, copy, out, &table);
   const bool clean = ok && !diag.has_errors();
   for (Error& e : diag.take_in_file_order()) errors.push_back(std::move(e));
