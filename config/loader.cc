@@ -23,6 +23,7 @@
 #include "config/config.h"
 #include "config/schema.h"
 #include "config/yaml_doc.h"
+#include "config/text_escape.h"
 #include "config/yaml_reader.h"
 
 namespace esw::cfg {
@@ -65,7 +66,7 @@ std::optional<Doc> parse_document(const std::string& yaml, Diagnostics& diag) {
     diag.error("", to_loc(e.mark), fmt::format("invalid YAML: nested more than {} levels deep", e.depth()));
     return std::nullopt;
   } catch (const YAML::Exception& e) {
-    diag.error("", to_loc(e.mark), fmt::format("invalid YAML: {}", escape_controls(e.msg)));  // may quote input
+    diag.error("", to_loc(e.mark), fmt::format("invalid YAML: {}", escape_control(e.msg)));  // may quote input
     return std::nullopt;
   }
 }

@@ -13,9 +13,10 @@ Loc to_loc(const YAML::Mark& mark) {
 bool before(Loc a, Loc b) { return std::tie(a.line, a.column) < std::tie(b.line, b.column); }
 
 std::string child_path(std::string_view parent, std::string_view key) {
-  // A key is user text: a control character in it is escaped in the path (and so in every message).
-  if (has_control(key)) return child_path(parent, escape_control(key));
-  return parent.empty() ? std::string(key) : fmt::format("{}.{}", parent, key);
+  // A key is user text: one holding a control character is shown quoted and escaped in the path (and so in every
+  // message), never raw.
+  const std::string shown = has_control(key) ? "\"" + escape_control(key) + "\"" : std::string(key);
+  return parent.empty() ? shown : fmt::format("{}.{}", parent, shown);
 }
 
 std::string index_path(std::string_view parent, size_t index) { return fmt::format("{}[{}]", parent, index); }
@@ -23,19 +24,6 @@ std::string index_path(std::string_view parent, size_t index) { return fmt::form
 std::string quoted(std::string_view text) {
   if (text.size() > kMaxShownLen) return fmt::format("{:?}...", text.substr(0, kMaxShownLen));
   return fmt::format("{:?}", text);
-}
-
-std::string escape_controls(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out;
 }
 
 bool is_plain(const Node& node) { return node.Tag() == "?"; }  // unquoted and untagged

@@ -37,8 +37,6 @@ std::string child_path(std::string_view parent, std::string_view key);
 std::string index_path(std::string_view parent, size_t index);
 // User text in a message: quoted and escaped, cut after kMaxShownLen characters.
 std::string quoted(std::string_view text);
-// `text` with each control character as \xNN (for messages that embed user text unquoted: yaml-cpp's).
-std::string escape_controls(std::string_view text);
 
 // Every error found, plus where each YAML path was read, so that checks on the finished model can point at the
 // text they complain about.

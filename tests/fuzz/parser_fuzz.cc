@@ -40,7 +40,7 @@ void check_invariants(const uint8_t* data, uint32_t len, uint16_t port, bool ok,
   using namespace esw::dp;
   check(k.in_port == port, "in_port preserved");
   check(ok == ((k.flags & kFlagMalformed) == 0), "return value matches kFlagMalformed");
-  check((k.flags & ~(kFlagVlan | kFlagQinQ | kFlagTunnel | kFlagRoce | kFlagMalformed)) == 0, "known flags only");
+  check((k.flags & ~(kFlagVlan | kFlagQinQ | kFlagTunnel | kFlagRoce | kFlagRoceReth | kFlagSmc | kFlagMalformed)) == 0, "known flags only");
   check(k.regs[0] == 0 && k.regs[1] == 0 && k.regs[2] == 0 && k.regs[3] == 0, "regs zero");
   check(k.pad0 == 0 && k.pad1 == 0 && o.pad == 0 && o.l2 == 0, "padding zero, l2 at 0");
   check(len >= 14 || (!ok && o.l3 == kNone && k.eth_type == 0), "runt is malformed");

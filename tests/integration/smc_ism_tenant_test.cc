@@ -546,7 +546,9 @@ TEST_F(IsmServerTest, VportRemovalMidTransfer) {
     ssize_t r;
     while ((r = esw_smcd_send(st, buf.data(), buf.size())) > 0) {
     }
-    CHILD_CHECK(r == -ECONNRESET, "send after our vport was removed: %zd", r);
+    // Reset by the removal, or - when the peer saw its reset first and closed - the peer's close: a clean error
+    // either way, never a hang or a send that succeeds.
+    CHILD_CHECK(r == -ECONNRESET || r == -EPIPE, "send after our vport was removed: %zd", r);
     esw_smc_close(s);
   });
   close(ch[0]);
