@@ -91,6 +91,15 @@ fail() {
   exit 1
 }
 
+# esw_vport_drops VPORT REASON: the vport's drop counter for REASON, through the management API (the caller's
+# ctl function).
+esw_vport_drops() {
+  ctl --json show vports | /usr/bin/python3 -c '
+import json, sys
+rows = json.load(sys.stdin)["vports"]
+print(next((v["drops"].get(sys.argv[2], 0) for v in rows if v["name"] == sys.argv[1]), 0))' "$1" "$2"
+}
+
 # esw_start_eswitchd ESWITCHD CONFIG [ARGS...]: starts it (log in $WORK/eswitchd.log), waits until it forwards.
 esw_start_eswitchd() {
   local bin=$1 config=$2

@@ -39,13 +39,6 @@ esw_start_eswitchd "$ESWITCHD" "$WORK/esw.yaml"
 for _ in $(seq 50); do [[ -S "$WORK/vm3.sock" ]] && break; sleep 0.1; done
 [[ -S "$WORK/vm3.sock" ]] || fail "eswitchd did not create the vhost-user socket"
 
-drops() {
-  ctl --json show vports | /usr/bin/python3 -c '
-import json, sys
-data = json.load(sys.stdin)
-rows = data["vports"] if isinstance(data, dict) and "vports" in data else data
-print(next((v["drops"].get(sys.argv[2], 0) for v in rows if v["name"] == sys.argv[1]), 0))' "$1" "$2"
-}
 
 # The guest's part: everything it prints with "GUEST:" is read back from the serial console.
 cat >"$WORK/test.sh" <<'GUEST'
@@ -103,7 +96,7 @@ boot() {
   rm -f "$WORK/sink.count"
   tenant_servers
   local ip0 mac0 t0=$SECONDS
-  ip0=$(( $(drops vm3 spoofed_ip) + $(drops vm3 arp_spoof) )) mac0=$(drops vm3 spoofed_mac)
+  ip0=$(( $(esw_vport_drops vm3 spoofed_ip) + $(esw_vport_drops vm3 arp_spoof) )) mac0=$(esw_vport_drops vm3 spoofed_mac)
   # shellcheck disable=SC2086
   esw_guest_boot "$log" "$WORK/initrd.gz" "$WORK/vm3.sock" "$MAC3" "$queues" $extra
   ESW_EXTRA_PIDS+=("$ESW_GUEST_PID")
@@ -149,7 +142,7 @@ for q in range(want):
 for e in errs: print("  peer check:", e)
 sys.exit(1 if errs else 0)
 PY
-  local ipd=$(( $(drops vm3 spoofed_ip) + $(drops vm3 arp_spoof) - ip0 )) macd=$(( $(drops vm3 spoofed_mac) - mac0 ))
+  local ipd=$(( $(esw_vport_drops vm3 spoofed_ip) + $(esw_vport_drops vm3 arp_spoof) - ip0 )) macd=$(( $(esw_vport_drops vm3 spoofed_mac) - mac0 ))
   sed -n 's/^GUEST: /  guest: /p' "$log"
   echo "  $name: $((SECONDS - t0)) s; eswitchd: vm3 spoofed_ip+arp_spoof +$ipd spoofed_mac +$macd; tenant received $(cat "$WORK/sink.count" 2>/dev/null || echo none) bytes"
   g() { grep -q "^GUEST: $1" "$log" || { sed 's/^/  guest: /' "$log" "$log.qemu" >&2; fail "$name: $2"; }; }

@@ -38,20 +38,13 @@ esw_start_eswitchd "$ESWITCHD" "$WORK/esw.yaml"
 for _ in $(seq 50); do [[ -S "$SOCK" ]] && break; sleep 0.1; done
 [[ -S "$WORK/vm1.sock" && -S "$WORK/vm2.sock" ]] || fail "eswitchd did not create the vhost-user sockets"
 
-# port_stat PORT FIELD / drops VPORT REASON: eswitchd's counters through the management API.
+# port_stat PORT FIELD (esw_vport_drops VPORT REASON: netns.sh): eswitchd's counters through the management API.
 port_stat() {
   ctl --json show ports | /usr/bin/python3 -c '
 import json, sys
 data = json.load(sys.stdin)
 rows = data["ports"] if isinstance(data, dict) else data
 print(next((p[sys.argv[2]] for p in rows if p["name"] == sys.argv[1]), 0))' "$1" "$2"
-}
-drops() {
-  ctl --json show vports | /usr/bin/python3 -c '
-import json, sys
-data = json.load(sys.stdin)
-rows = data["vports"] if isinstance(data, dict) and "vports" in data else data
-print(next((v["drops"].get(sys.argv[2], 0) for v in rows if v["name"] == sys.argv[1]), 0))' "$1" "$2"
 }
 kernel_rx() { ip -n "$P-t3" -s -j link show "${P}t3" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["rx"]["packets"])'; }
 
@@ -136,22 +129,22 @@ echo "  guest on vm1 sent $sent, the kernel tenant's interface received $((after
 echo "ok: vm1 (vhost-user guest) -> vm3 (kernel tenant in $P-t3)"
 
 # (c) spoofed frames from the guest: forged source IP, then forged source MAC.
-before_ip=$(drops vm1 spoofed_ip) before_rx=$(kernel_rx)
+before_ip=$(esw_vport_drops vm1 spoofed_ip) before_rx=$(kernel_rx)
 guest spoof-ip "$WORK/vm1.sock" "$MAC1" "" --forward-mode=txonly --eth-peer="0,$MAC3" \
   --tx-ip=198.18.0.99,198.18.0.3 --txpkts=128
 sleep 1
 read -r _ sent < <(stop_guest "$GUEST_PID" spoof-ip)
-after_ip=$(drops vm1 spoofed_ip) after_rx=$(kernel_rx)
+after_ip=$(esw_vport_drops vm1 spoofed_ip) after_rx=$(kernel_rx)
 echo "  forged IP: sent $sent, spoofed_ip $before_ip -> $after_ip, kernel received $((after_rx - before_rx))"
 ((after_ip - before_ip > 1000)) || fail "spoofed_ip did not count the forged frames ($before_ip -> $after_ip)"
 ((after_rx - before_rx < 10)) || fail "forged-IP frames reached the tenant ($((after_rx - before_rx)))"
 
-before_mac=$(drops vm1 spoofed_mac) before_rx=$(kernel_rx)
+before_mac=$(esw_vport_drops vm1 spoofed_mac) before_rx=$(kernel_rx)
 guest spoof-mac "$WORK/vm1.sock" 02:00:c6:12:00:99 "" --forward-mode=txonly --eth-peer="0,$MAC3" \
   --tx-ip=198.18.0.1,198.18.0.3 --txpkts=128
 sleep 1
 read -r _ sent < <(stop_guest "$GUEST_PID" spoof-mac)
-after_mac=$(drops vm1 spoofed_mac) after_rx=$(kernel_rx)
+after_mac=$(esw_vport_drops vm1 spoofed_mac) after_rx=$(kernel_rx)
 echo "  forged MAC: sent $sent, spoofed_mac $before_mac -> $after_mac, kernel received $((after_rx - before_rx))"
 ((after_mac - before_mac > 1000)) || fail "spoofed_mac did not count the forged frames ($before_mac -> $after_mac)"
 ((after_rx - before_rx < 10)) || fail "forged-MAC frames reached the tenant ($((after_rx - before_rx)))"
