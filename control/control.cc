@@ -366,6 +366,33 @@ int cmd_show(const Options& o, const std::string& what, const ShowOptions& so) {
   return kExitOk;
 }
 
+// Per worker between two stats samples: busy share of the loop's cycles, cycles per packet (busy cycles / packets
+// received; null without packets), packets per second. Workers missing from either sample (an older eswitchd
+// reports none) are left out.
+static json worker_rates(const json& prev, const json& cur) {
+  json out = json::array();
+  const json none = json::array();
+  const json& before = prev.contains("workers") ? prev["workers"] : none;
+  const double hz = cur.value("tsc_hz", 0.0);
+  for (const auto& w : cur.contains("workers") ? cur["workers"] : none) {
+    for (const auto& b : before) {
+      if (b.value("index", -1) != w.value("index", -2)) continue;
+      auto delta = [&](const char* k) { return w.value(k, uint64_t{0}) - b.value(k, uint64_t{0}); };
+      const uint64_t busy = delta("busy_cycles"), idle = delta("idle_cycles"), pkts = delta("packets");
+      const double secs = hz > 0 ? static_cast<double>(busy + idle) / hz : 0;
+      out.push_back({{"index", w["index"]},
+                     {"lcore", w["lcore"]},
+                     {"busy_cycles", busy},
+                     {"idle_cycles", idle},
+                     {"packets", pkts},
+                     {"busy_pct", busy + idle > 0 ? 100.0 * static_cast<double>(busy) / static_cast<double>(busy + idle) : 0.0},
+                     {"cycles_per_packet", pkts > 0 ? json(static_cast<double>(busy) / static_cast<double>(pkts)) : json()},
+                     {"pps", secs > 0 ? static_cast<double>(pkts) / secs : 0.0}});
+    }
+  }
+  return out;
+}
+
 int cmd_stats(const Options& o, double interval_s, int count) {
   ApiClient client(o.socket, o.timeout_s);
   auto sample = [&](json& out) -> int {
@@ -410,10 +437,12 @@ int cmd_stats(const Options& o, double interval_s, int count) {
       drop_pps += x["drop_pps"].get<double>();
       ports.push_back(std::move(x));
     }
+    const json workers = worker_rates(prev, cur);
     if (o.json) {
       json j = {{"interval_s", dt},
                 {"ports", ports},
-                {"totals", {{"rx_pps", rx_pps}, {"tx_pps", tx_pps}, {"drop_pps", drop_pps}}}};
+                {"totals", {{"rx_pps", rx_pps}, {"tx_pps", tx_pps}, {"drop_pps", drop_pps}}},
+                {"workers", workers}};
       if (count == 1) print_json(j);
       else fmt::print("{}\n", j.dump());
     } else {
@@ -425,6 +454,15 @@ int cmd_stats(const Options& o, double interval_s, int count) {
       }
       t.row({"total", si(rx_pps), si(tx_pps), "", "", si(drop_pps)});
       t.print(stdout);
+      if (!workers.empty()) {
+        Table w({{"WORKER", true}, {"LCORE", true}, {"BUSY%", true}, {"CYCLES/PKT", true}, {"PPS", true}});
+        for (const auto& x : workers) {
+          w.row({to_str(x["index"]), to_str(x["lcore"]), fmt::format("{:.1f}", x["busy_pct"].get<double>()),
+                 x["cycles_per_packet"].is_null() ? "-" : fmt::format("{:.1f}", x["cycles_per_packet"].get<double>()),
+                 si(x["pps"].get<double>())});
+        }
+        w.print(stdout);
+      }
       fmt::print("(rates over {:.2f} s)\n", dt);
     }
     fflush(stdout);

@@ -1,6 +1,7 @@
 // The show family of the management API, all reads answered at once: ping, show, stats, trace.
 
 #include <arpa/inet.h>
+#include <rte_cycles.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -366,6 +367,17 @@ json run_stats(ApiContext& ctx, const ApiCall& call) {
   json out = {{"time", std::chrono::duration<double>(Clock::now().time_since_epoch()).count()},
               {"ports", std::move(ports)},
               {"totals", {{"rx_packets", rx}, {"tx_packets", tx}, {"dropped", drops}}}};
+  // Cycle accounting per worker (counters since start; a client differences two samples).
+  json workers = json::array();
+  for (const WorkerCycleStats& w : ctx.sw.worker_cycles()) {
+    workers.push_back({{"index", w.index},
+                       {"lcore", w.lcore},
+                       {"busy_cycles", w.cycles.busy_cycles},
+                       {"idle_cycles", w.cycles.idle_cycles},
+                       {"packets", w.cycles.packets}});
+  }
+  out["workers"] = std::move(workers);
+  out["tsc_hz"] = rte_get_tsc_hz();
   if (with_rules) {
     json rules = json::array();
     for (const RuleStats& r : ctx.sw.rule_stats()) {

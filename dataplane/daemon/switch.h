@@ -47,6 +47,13 @@ struct PortStats {
   std::vector<QueueCounters> rx_queues;  // per rx queue, summed over workers
 };
 
+// One worker's cycle accounting (dataplane/fastpath/stats.h WorkerCycles); tsc_hz converts cycles to time.
+struct WorkerCycleStats {
+  unsigned index = 0;
+  unsigned lcore = 0;
+  WorkerCycles cycles;
+};
+
 struct MempoolReport {
   unsigned size = 0;
   unsigned in_use = 0;  // size - available (pool ring + every lcore cache)
@@ -221,6 +228,7 @@ class Switch {
   std::vector<RuleStats> rule_stats() const;
   ClassifierStats classifier_stats() const { return classifier_->stats(); }
   MempoolReport mempool_report() const;
+  std::vector<WorkerCycleStats> worker_cycles() const;  // switch_perf.cc
   // Ports by switch index (nullptr = free slot).
   const std::array<std::unique_ptr<Port>, kMaxPorts>& ports() const { return slots_; }
   size_t port_count() const;
@@ -231,6 +239,8 @@ class Switch {
 
   // Prints a per-port counter table to `out`.
   void print_summary(FILE* out) const;
+  // One line per worker: "worker I lcore L: busy_cycles=B idle_cycles=I packets=P" (switch_perf.cc).
+  void print_worker_cycles(FILE* out) const;
 
  private:
   struct Plan;  // what one apply does (switch_plan.h, reconcile.cc)

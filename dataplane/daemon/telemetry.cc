@@ -1,5 +1,6 @@
 #include "dataplane/daemon/telemetry.h"
 
+#include <rte_cycles.h>
 #include <rte_telemetry.h>
 #include <unistd.h>
 
@@ -65,6 +66,7 @@ struct Snapshot {
   std::vector<PortSnap> ports;
   std::vector<VportSnap> vports;
   ClassifierStats classifier;
+  std::vector<WorkerCycleStats> worker_cycles;
   size_t configured_tables = 0;
   Clock::time_point at;
 };
@@ -290,6 +292,27 @@ int cmd_classifier(const char*, const char*, rte_tel_data* d) {
   return 0;
 }
 
+// Per worker: busy/idle TSC cycles and packets since start (a client differences two reads; cycles per packet =
+// busy cycles / packets), and the TSC rate.
+int cmd_workers(const char*, const char*, rte_tel_data* d) {
+  auto snap = current();
+  if (snap == nullptr) return not_running(d);
+  rte_tel_data_start_dict(d);
+  add_u64(d, "tsc_hz", rte_get_tsc_hz());
+  for (const WorkerCycleStats& w : snap->worker_cycles) {
+    rte_tel_data* c = rte_tel_data_alloc();
+    if (c == nullptr) return -1;
+    rte_tel_data_start_dict(c);
+    add_u64(c, "lcore", w.lcore);
+    add_u64(c, "busy_cycles", w.cycles.busy_cycles);
+    add_u64(c, "idle_cycles", w.cycles.idle_cycles);
+    add_u64(c, "packets", w.cycles.packets);
+    add_u64(c, "cycles_per_packet", w.cycles.packets != 0 ? w.cycles.busy_cycles / w.cycles.packets : 0);
+    rte_tel_data_add_dict_container(d, fmt::format("{}", w.index).c_str(), c, 0);
+  }
+  return 0;
+}
+
 bool parse_u32(const char* params, uint32_t& out) {
   char* end = nullptr;
   const unsigned long v = std::strtoul(params, &end, 10);
@@ -429,6 +452,8 @@ void Telemetry::register_commands() {
                              "eswitch vport counters and drops. Parameters: vport name (optional)");
   rte_telemetry_register_cmd("/eswitch/tables", cmd_tables, "eswitch tables: rules and count-action totals");
   rte_telemetry_register_cmd("/eswitch/classifier", cmd_classifier, "eswitch classifier snapshot statistics");
+  rte_telemetry_register_cmd("/eswitch/workers", cmd_workers,
+                             "eswitch workers: busy/idle TSC cycles, packets, cycles per packet (since start)");
   rte_telemetry_register_cmd("/eswitch/rules", cmd_rules,
                              "eswitch rules, 64 per page. Parameters: first rule id (optional)");
   rte_telemetry_register_cmd("/eswitch/rule", cmd_rule, "one eswitch rule. Parameters: rule id");
@@ -447,6 +472,7 @@ void Telemetry::publish(const Switch& sw, const TelemetryInfo& info, bool with_r
     snap->vports.push_back({v.name, v.representor, v.active, v.rx_packets, v.tx_packets, v.drops});
   }
   snap->classifier = sw.classifier_stats();
+  snap->worker_cycles = sw.worker_cycles();
   snap->smc = sw.smc_report();
   snap->configured_tables = sw.config().tables.size();
   snap->at = Clock::now();

@@ -6,6 +6,7 @@
 //   /eswitch/vports[,NAME]         per-vport counters (all vports, or one vport with drops by reason)
 //   /eswitch/tables                per-table rule count and count-action totals
 //   /eswitch/classifier            classifier snapshot statistics
+//   /eswitch/workers               per worker: busy/idle TSC cycles, packets, cycles per packet
 //   /eswitch/rules[,FIRST_ID]      rules, 64 per page from rule id FIRST_ID; "next" names the following page
 //   /eswitch/rule,ID               one rule: match, actions, counters
 //   /eswitch/counters              switch-wide totals: packets in/out, drops by reason, count-action totals

@@ -114,8 +114,19 @@ struct alignas(RTE_CACHE_LINE_SIZE) QueueCounters {
   uint64_t empty_polls = 0;  // rx_burst calls that returned nothing
 };
 
+// Cycle accounting of one worker (like Open vSwitch's pmd-perf-show): TSC cycles of the poll loop, read once per
+// loop iteration (not per packet). An iteration that received anything is busy (all of it: rx, pipeline, tx
+// flush), an empty one idle (including its sleep). busy / packets = cycles per packet.
+struct WorkerCycles {
+  uint64_t busy_cycles = 0;
+  uint64_t idle_cycles = 0;
+  uint64_t packets = 0;  // received by this worker (all its queues)
+  uint64_t busy_loops = 0;
+};
+
 struct WorkerStats {
   std::array<PortCounters, kMaxPorts> ports{};
+  WorkerCycles cycles;
   uint64_t loops = 0;
   uint64_t idle_sleeps = 0;
   uint64_t smc_events = 0;       // SMC events enqueued to the main lcore

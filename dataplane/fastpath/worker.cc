@@ -1,5 +1,6 @@
 #include "dataplane/fastpath/worker.h"
 
+#include <rte_cycles.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -52,6 +53,8 @@ void Worker::run() noexcept {
   rte_mbuf* pkts[kMaxRxBurst];
   uint32_t idle_polls = 0;
   uint32_t sleep_us = kFirstSleepUs;
+  WorkerCycles& cyc = ctx_.stats.cycles;
+  uint64_t tsc = rte_rdtsc();
 
   while (!params_.stop->load(std::memory_order_relaxed)) {
     const Pipeline* pipeline = params_.pipeline->acquire();
@@ -94,6 +97,15 @@ void Worker::run() noexcept {
       ctx_.stats.idle_sleeps++;
       sleep_us = std::min(sleep_us * 2, params_.idle_sleep_us);
     }
+    const uint64_t now = rte_rdtsc();
+    if (received != 0) {
+      cyc.busy_cycles += now - tsc;
+      cyc.packets += received;
+      cyc.busy_loops++;
+    } else {
+      cyc.idle_cycles += now - tsc;
+    }
+    tsc = now;
   }
   ctx_.flush_all();
   rcu.offline(tid);
