@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <deque>
 #include <cstring>
 #include <filesystem>
 #include <optional>
@@ -120,6 +121,9 @@ struct ApiServer::Client {
   std::string in;        // received bytes not yet consumed as requests
   size_t scanned = 0;    // prefix of `in` already searched for a newline
   std::string out;       // reply bytes not yet written
+  // Lines waiting for a durability ticket (ApiServer::on_applied), in order; they go to `out` once durable.
+  std::deque<std::pair<uint64_t, std::string>> held;
+  size_t held_bytes = 0;
   size_t out_off = 0;
   bool eof = false;      // the peer will send nothing more
   bool closing = false;  // close once `out` is written
@@ -133,7 +137,7 @@ struct ApiServer::Client {
   Clock::time_point last_activity = Clock::now();
   Clock::time_point last_output = Clock::now();  // the last time the peer took reply bytes
 
-  size_t pending_output() const { return out.size() - out_off; }
+  size_t pending_output() const { return out.size() - out_off + held_bytes; }
 
   ~Client() {
     if (fd >= 0) ::close(fd);
@@ -240,6 +244,9 @@ std::string connection_error(const std::string& code, const std::string& message
 ApiServer::ApiServer(Switch& sw, EventLoop& loop, ApiServerOptions options, RunningSource initial)
     : sw_(sw), loop_(loop), options_(std::move(options)), running_(std::move(initial)), started_(Clock::now()) {
   running_.hash = text_hash(running_.yaml);
+  applied_ = [this] {
+    if (on_applied_) hold_ticket_ = std::max(hold_ticket_, on_applied_());
+  };
   const std::string& path = options_.socket_path;
   sockaddr_un addr{};
   if (path.empty()) throw Error("api socket: empty path");
@@ -372,7 +379,7 @@ void ApiServer::on_client_event(uint64_t serial, uint32_t events) {
 }
 
 void ApiServer::settle(Client& c) {
-  if (!c.dead && c.closing && c.out_off >= c.out.size()) c.dead = true;
+  if (!c.dead && c.closing && c.out_off >= c.out.size() && c.held.empty()) c.dead = true;
   if (c.dead || c.handler == 0) return;
   uint32_t want = 0;
   // Not read from: a client with requests waiting for the next round, or with more unread replies than the
@@ -493,8 +500,14 @@ void ApiServer::read_client(Client& c) {
   }
 }
 
-void ApiServer::send_line(Client& c, const std::string& line, bool flush_now) {
+void ApiServer::send_line(Client& c, const std::string& line, bool flush_now, uint64_t ticket) {
   if (c.pending_output() == 0) c.last_output = Clock::now();  // unread-reply time counts from the first one
+  if (!c.held.empty()) ticket = std::max(ticket, c.held.back().first);
+  if (ticket > durable_) {
+    c.held.emplace_back(ticket, line);
+    c.held_bytes += line.size() + 1;
+    return;
+  }
   if (c.out_off > 0 && c.out_off == c.out.size()) {
     c.out.clear();
     c.out_off = 0;
@@ -502,6 +515,35 @@ void ApiServer::send_line(Client& c, const std::string& line, bool flush_now) {
   c.out += line;
   c.out += '\n';
   if (flush_now) write_client(c);
+}
+
+void ApiServer::mark_durable(uint64_t ticket) {
+  if (ticket <= durable_) return;
+  durable_ = ticket;
+  std::vector<uint64_t> serials;
+  for (auto& c : clients_) {
+    if (!c->held.empty() && c->held.front().first <= durable_) serials.push_back(c->serial);
+  }
+  for (uint64_t serial : serials) {
+    Client* cp = find_client(serial);
+    if (cp == nullptr) continue;
+    Client& c = *cp;
+    if (c.held.empty() || c.held.front().first > durable_) continue;
+    if (c.out_off > 0 && c.out_off == c.out.size()) {
+      c.out.clear();
+      c.out_off = 0;
+    }
+    while (!c.held.empty() && c.held.front().first <= durable_) {
+      c.held_bytes -= c.held.front().second.size() + 1;
+      c.out += c.held.front().second;
+      c.out += '\n';
+      c.held.pop_front();
+    }
+    if (!c.dead) write_client(c);
+    if (!c.dead) handle_complete_requests(c);  // lines it sent while its pending output was over the bound
+    settle(c);
+  }
+  reap();
 }
 
 void ApiServer::write_client(Client& c) {
@@ -633,7 +675,8 @@ std::unique_ptr<ApiServer::Job> ApiServer::make_job(const ApiMethod& method, Api
 
 json ApiServer::run_method(const ApiMethod& m, Job* job, const json& params,
                            const std::function<void(json)>& progress) {
-  ApiContext ctx{sw_, running_, on_applied_, clients_.size(), apply_in_progress(), requests_, started_};
+  hold_ticket_ = 0;
+  ApiContext ctx{sw_, running_, applied_, clients_.size(), apply_in_progress(), requests_, started_};
   ApiCall call{params};
   if (job != nullptr && m.parses_yaml) {
     call.yaml = job->yaml;
@@ -663,9 +706,11 @@ std::string ApiServer::handle(std::string_view request, const std::function<void
       job->loaded = cfg::load_config_string(job->yaml, job->source);
       job->parse_ms = ms_since(t);
     }
-    return make_reply(id, true, run_method(m, job.get(), job->params, [&](json p) {
-                        if (job->progress && progress) progress(progress_line(id, std::move(p)));
-                      }));
+    std::string reply = make_reply(id, true, run_method(m, job.get(), job->params, [&](json p) {
+                                     if (job->progress && progress) progress(progress_line(id, std::move(p)));
+                                   }));
+    hold_ticket_ = 0;  // nothing is held here: the caller has the reply now
+    return reply;
   } catch (const ApiError& e) {
     last_error_code_ = e.code;
     return make_reply(id, false, error_json(e));
@@ -742,6 +787,7 @@ void ApiServer::on_parsed(uint64_t token, uint64_t serial, Parsed p, Clock::dura
 }
 
 void ApiServer::dispatch(Client& c, Parsed p, Clock::duration receive_time) {
+  hold_ticket_ = 0;
   ++requests_;
   last_error_code_.clear();
   const json& id = p.id;
@@ -774,7 +820,7 @@ void ApiServer::dispatch(Client& c, Parsed p, Clock::duration receive_time) {
     last_error_code_ = "internal";
     reply = make_reply(id, false, error_json({"internal", e.what()}));
   }
-  send_line(c, reply, false);
+  send_line(c, reply, false, std::exchange(hold_ticket_, 0));
 }
 
 void ApiServer::start_next_job() {
@@ -797,7 +843,7 @@ void ApiServer::start_next_job() {
         reply = make_reply(next->id, false, error_json({"internal", e.what()}));
       }
       if (c != nullptr) {
-        send_line(*c, reply, true);
+        send_line(*c, reply, true, std::exchange(hold_ticket_, 0));
         c->busy = false;
         if (!c->dead) handle_complete_requests(*c);  // lines it sent meanwhile, or its EOF
         settle(*c);
@@ -869,7 +915,7 @@ void ApiServer::finish_job() {
     }
     c = find_client(serial);
     if (c != nullptr) {
-      send_line(*c, reply, true);
+      send_line(*c, reply, true, std::exchange(hold_ticket_, 0));
       c->busy = false;
       handle_complete_requests(*c);  // lines it sent meanwhile, or its EOF
       settle(*c);

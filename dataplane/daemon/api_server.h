@@ -112,8 +112,13 @@ class ApiServer {
   uint64_t requests_handled() const { return requests_; }
   bool apply_in_progress() const { return job_ != nullptr || !queue_.empty(); }
 
-  // Called after every apply that changed the switch (eswitchd refreshes its telemetry snapshot).
-  void on_applied(std::function<void()> fn) { on_applied_ = std::move(fn); }
+  // Called after every write that changed the switch (an apply, a runtime-rules change); it returns a
+  // durability ticket (0: nothing to wait for). The reply to that write, and every later line to the same
+  // client, is held until mark_durable() reports a ticket at least as high (eswitchd: when the state writer has
+  // the change on disk, state_writer.h); other clients are served meanwhile. The in-process handle() holds
+  // nothing.
+  void on_applied(std::function<uint64_t()> fn) { on_applied_ = std::move(fn); }
+  void mark_durable(uint64_t ticket);
 
  private:
   struct Client;
@@ -138,7 +143,8 @@ class ApiServer {
   // parser): the client waits (busy), the others are served meanwhile.
   void parse_off_loop(Client& c, std::string text, bool at_eof);
   void on_parsed(uint64_t token, uint64_t serial, Parsed p, std::chrono::steady_clock::duration receive_time);
-  void send_line(Client& c, const std::string& line, bool flush_now);
+  // ticket: the line waits until that ticket is durable (and always behind lines already held for the client).
+  void send_line(Client& c, const std::string& line, bool flush_now, uint64_t ticket = 0);
   Client* find_client(uint64_t serial);
 
   // Writes and YAML-parsing methods wait in one queue, in arrival order. A YAML parse runs on a helper thread
@@ -171,7 +177,10 @@ class ApiServer {
   std::vector<std::unique_ptr<Job>> queue_;  // waiting for job_, in arrival order
   uint64_t requests_ = 0;
   std::chrono::steady_clock::time_point started_;
-  std::function<void()> on_applied_;
+  std::function<uint64_t()> on_applied_;
+  std::function<void()> applied_;  // what handlers call: on_applied_, keeping its ticket in hold_ticket_
+  uint64_t hold_ticket_ = 0;       // of the handler that ran last; taken by the reply's send_line
+  uint64_t durable_ = 0;           // the highest ticket mark_durable() reported
   std::string last_error_code_;  // of the last handled request; "" when it succeeded
 };
 

@@ -50,6 +50,7 @@
 #include "dataplane/daemon/event_loop.h"
 #include "dataplane/daemon/instance_lock.h"
 #include "dataplane/daemon/state_store.h"
+#include "dataplane/daemon/state_writer.h"
 #include "dataplane/error.h"
 #include "dataplane/daemon/switch.h"
 #include "dataplane/daemon/telemetry.h"
@@ -335,31 +336,34 @@ int run(int argc, char** argv) {
         running.generation = generation;
         api = std::make_unique<esw::dp::ApiServer>(sw, loop, opts, running);
       }
-      // Saves what a committed change changed, before its reply goes out (called from the API handlers).
+      // Saves what a committed change changed (state_writer.h: on a helper thread, coalesced); the reply to the
+      // change is held by the API until its save is durable.
       uint64_t saved_generation = generation;
       uint64_t saved_rules_version = sw.runtime_rules_version();
-      auto persist = [&] {
-        if (!store || !api) return;
-        std::string err;
+      std::unique_ptr<esw::dp::StateWriter> writer;
+      std::shared_ptr<esw::dp::EventLoop::Notifier> saved;
+      if (store && api) {
+        saved = loop.add_notifier([&] { api->mark_durable(writer->durable()); }, "state writer: saves durable");
+        writer = std::make_unique<esw::dp::StateWriter>(*store, [n = saved](uint64_t) { n->notify(); });
+      }
+      auto persist = [&]() -> uint64_t {
+        if (!writer) return 0;
+        uint64_t ticket = 0;
         const esw::dp::RunningSource& run = api->running();
         if (run.generation != saved_generation) {
-          if (store->save_config({run.yaml, run.source, run.generation}, err)) {
-            saved_generation = run.generation;
-          } else {
-            fmt::print(stderr, "eswitchd: the applied config was not saved: {}\n", err);
-          }
+          ticket = writer->submit_config({run.yaml, run.source, run.generation});
+          saved_generation = run.generation;
         }
         if (sw.runtime_rules_version() != saved_rules_version) {
           std::vector<std::string> texts;
+          texts.reserve(sw.runtime_rule_texts().size());
           for (const auto& t : sw.runtime_rule_texts()) {
             if (!t.empty()) texts.push_back(t);
           }
-          if (store->save_rules(texts, err)) {
-            saved_rules_version = sw.runtime_rules_version();
-          } else {
-            fmt::print(stderr, "eswitchd: the runtime rules were not saved: {}\n", err);
-          }
+          ticket = writer->submit_rules(std::move(texts));
+          saved_rules_version = sw.runtime_rules_version();
         }
+        return ticket;
       };
 
       sw.start();
@@ -387,8 +391,9 @@ int run(int argc, char** argv) {
       // After an apply, once the request that made it has been answered.
       if (api) {
         api->on_applied([&] {
-          persist();
+          const uint64_t ticket = persist();
           loop.post([&] { telemetry->publish_now(); });
+          return ticket;
         });
       }
       loop.add_timer(kMaintainPeriod, [&] { sw.maintain(); }, "switch maintenance (snapshot reclaim)");
@@ -429,6 +434,11 @@ int run(int argc, char** argv) {
 
       if (stop_signal != 0) fmt::print("eswitchd: signal {} received, stopping\n", stop_signal);
       telemetry.reset();  // clears the snapshots
+      if (writer) {
+        writer->drain();  // what was committed is saved; its held replies go out (best effort) before the close
+        api->mark_durable(writer->durable());
+        writer.reset();
+      }
       api.reset();  // removes the socket: nobody can ask a stopping switch for anything
       sw.close();
       sw.print_summary(stdout);
