@@ -154,8 +154,8 @@ void EthdevPort::set_uplink_vports(const std::vector<const Binding*>& vports, co
     err = e.what();
   }
   if (err.empty()) return;
-  // Nothing the switch owns may go to the host by mistake: hand the switch everything it might own (broadcast
-  // and multicast) and say so; frames to vport MACs missing from the map still go to the host until the next apply.
+  // The maps keep what was written before the failure (entries are added before stale ones are removed): frames
+  // of vports whose entries are missing go to the host until an apply succeeds. Said once per apply.
   fmt::print(stderr, "eswitchd: warning: port {}: {}; vports whose entries are missing are not reachable over this "
              "uplink until the next apply\n", spec_.name, err);
 }
