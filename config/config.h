@@ -74,6 +74,11 @@ struct VhostUserAttachment {
 struct XdpAttachment {
   bool builtin = true;       // program: builtin (default when xdp is given) | none
   std::string mode = "auto"; // auto | native | generic
+  // Uplinks only (dataplane/xdp/uplink.bpf.c): broadcast / multicast frames the vports' addresses do not claim
+  // go to the switch (true) or to the host kernel (false, the default).
+  bool broadcast_to_switch = false;
+  bool multicast_to_switch = false;
+  bool has_uplink_keys = false;  // broadcast or multicast was given (refused on a vport)
 };
 
 // How a port reaches DPDK: an ethdev from vdev devargs ("net_tap0,iface=eswup0") or a PCI address; a vport may

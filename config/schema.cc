@@ -56,12 +56,17 @@ bool read_xdp(const Value& v, XdpAttachment& out) {
       return false;
     };
   };
-  std::string program = "builtin";
+  std::string program = "builtin", broadcast = "host", multicast = "host";
   const bool ok = read_map(v, [&](MapReader& m) {
     m.optional("program", program, one_of({"builtin", "none"}));
     m.optional("mode", out.mode, one_of({"auto", "native", "generic"}));
+    m.optional("broadcast", broadcast, one_of({"host", "switch"}));
+    m.optional("multicast", multicast, one_of({"host", "switch"}));
   });
   out.builtin = program == "builtin";
+  out.broadcast_to_switch = broadcast == "switch";
+  out.multicast_to_switch = multicast == "switch";
+  out.has_uplink_keys = v.node.IsMap() && (v.node.has("broadcast") || v.node.has("multicast"));
   return ok;
 }
 
@@ -117,6 +122,10 @@ bool read_vport_attachment(const Value& v, Attachment& out) {
   });
   if (!v.node.IsMap()) return ok;
   if (!check_xdp_devargs(v, out)) return false;
+  if (out.xdp && out.xdp->has_uplink_keys) {
+    v.error("xdp broadcast/multicast apply to uplinks only (a vport's program is its binding guard)");
+    return false;
+  }
   const bool has_devargs = v.node.has("devargs"), has_vhost = v.node.has("vhost_user");
   if (has_devargs == has_vhost) {
     v.error(has_vhost ? "devargs and vhost_user exclude each other; give one of them"

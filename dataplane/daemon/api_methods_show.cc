@@ -220,7 +220,12 @@ json run_show(ApiContext& ctx, const ApiCall& call) {
                                                                  {"imissed", s.device.imissed},
                                                                  {"ierrors", s.device.ierrors},
                                                                  {"oerrors", s.device.oerrors},
-                                                                 {"rx_nombuf", s.device.rx_nombuf}}
+                                                                 {"rx_nombuf", s.device.rx_nombuf},
+                                                                 // an uplink's XDP program: frames it sorted
+                                                                 {"xdp_to_switch", s.device.xdp_uplink
+                                                                      ? json(s.device.xdp_to_switch) : json(nullptr)},
+                                                                 {"xdp_to_host", s.device.xdp_uplink
+                                                                      ? json(s.device.xdp_to_host) : json(nullptr)}}
                                                           : json(nullptr)},
                        {"peer", std::move(peer)}});
     }

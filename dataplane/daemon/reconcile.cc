@@ -429,6 +429,16 @@ bool Switch::execute_plan(Plan& p, ApplyResult& result) {
       slots_[rep->second]->set_carrier(vc.state == cfg::VportState::kActive);
     }
   }
+  // Uplinks with eswitch's XDP program hand the switch only the frames its vports own (every apply).
+  {
+    std::vector<const Binding*> vb;
+    for (const auto& b : p.bindings) vb.push_back(b.get());
+    for (const auto& u : p.desired.uplinks) {
+      const auto it = index_of.find(u.name);
+      if (it == index_of.end() || !u.attach.xdp) continue;
+      slots_[it->second]->set_uplink_vports(vb, {u.attach.xdp->broadcast_to_switch, u.attach.xdp->multicast_to_switch});
+    }
+  }
   next->bindings = std::move(p.bindings);
   const bool meters_changed = current_ == nullptr || current_->meters.size() != next->meters.size() ||
                               !std::equal(next->meters.begin(), next->meters.end(), current_->meters.begin(),

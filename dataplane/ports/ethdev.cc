@@ -40,10 +40,12 @@ void EthdevPort::open(const PortSpec& spec, uint16_t index, rte_mempool* pool, u
   const bool builtin_xdp = spec.xdp_program == "builtin";
   if (builtin_xdp) {
     if (dev_name_.rfind("net_af_xdp", 0) != 0) fail("xdp program builtin needs a net_af_xdp attachment", 0);
-    const std::string obj = xdp_guard_object_path();
+    const bool uplink = spec.role == PortRole::kUplink;
+    const std::string obj = uplink ? xdp_uplink_object_path() : xdp_guard_object_path();
     if (obj.empty() || access(obj.c_str(), R_OK) != 0) {
-      fail(fmt::format("XDP program object {} not found (built with eswitchd as dataplane/xdp/guard.bpf.o; "
-                       "or set ESWITCH_XDP_OBJ)", obj.empty() ? "(none)" : obj), 0);
+      fail(fmt::format("XDP program object {} not found (built with eswitchd as dataplane/xdp/{}; or set {})",
+                       obj.empty() ? "(none)" : obj, uplink ? "uplink.bpf.o" : "guard.bpf.o",
+                       uplink ? "ESWITCH_XDP_UPLINK_OBJ" : "ESWITCH_XDP_OBJ"), 0);
     }
     if (const std::string err = xdp_guard_preflight(obj); !err.empty()) fail(err, 0);
     devargs += ",xdp_prog=" + obj;
@@ -137,9 +139,25 @@ void EthdevPort::open(const PortSpec& spec, uint16_t index, rte_mempool* pool, u
     std::string iface;
     const size_t at = spec.devargs.find("iface=");
     if (at != std::string::npos) iface = spec.devargs.substr(at + 6, spec.devargs.find(',', at) - (at + 6));
-    const std::string err = xdp_.attach(iface, spec.xdp_mode);
+    const std::string err = spec.role == PortRole::kUplink ? xdp_uplink_.attach(iface, spec.xdp_mode)
+                                                           : xdp_.attach(iface, spec.xdp_mode);
     if (!err.empty()) fail(err, 0);
   }
+}
+
+void EthdevPort::set_uplink_vports(const std::vector<const Binding*>& vports, const UplinkXdpPolicy& p) noexcept {
+  if (!xdp_uplink_.attached()) return;
+  std::string err;
+  try {
+    err = xdp_uplink_.set(uplink_owned(vports, p.broadcast_to_switch, p.multicast_to_switch));
+  } catch (const std::exception& e) {
+    err = e.what();
+  }
+  if (err.empty()) return;
+  // The maps keep what was written before the failure (entries are added before stale ones are removed): frames
+  // of vports whose entries are missing go to the host until an apply succeeds. Said once per apply.
+  fmt::print(stderr, "eswitchd: warning: port {}: {}; vports whose entries are missing are not reachable over this "
+             "uplink until the next apply\n", spec_.name, err);
 }
 
 void EthdevPort::set_binding(const Binding& b) noexcept {
@@ -182,6 +200,7 @@ void EthdevPort::close() noexcept {
   rte_eth_dev_info info{};
   rte_device* dev = rte_eth_dev_info_get(port_id_, &info) == 0 ? info.device : nullptr;
   xdp_.release();
+  xdp_uplink_.release();
   rte_eth_dev_close(port_id_);
   if (probed_by_us_ && dev != nullptr) rte_dev_remove(dev);
   probed_by_us_ = false;
@@ -218,6 +237,10 @@ DriverCounters EthdevPort::driver_counters() const {
   c.ierrors = st.ierrors;
   c.oerrors = st.oerrors;
   c.rx_nombuf = st.rx_nombuf;
+  if (xdp_uplink_.attached()) {
+    c.xdp_uplink = true;
+    xdp_uplink_.counters(c.xdp_to_switch, c.xdp_to_host);
+  }
   return c;
 }
 

@@ -10,7 +10,9 @@
 //
 // xdp_program builtin (af_xdp only): the PMD loads eswitch's program (xdp_prog=, dataplane/xdp/guard.bpf.c)
 // instead of its own; the port then keeps the program's maps in step with the vport's binding (set_binding) and
-// reports its drops (add_early_drops).
+// reports its drops (add_early_drops). On an uplink it loads the uplink program instead (dataplane/xdp/uplink.bpf.c:
+// only the vports' frames go to the switch, the rest to the host kernel) and keeps its maps in step with the
+// vports (set_uplink_vports).
 //
 // Tx queues: one per worker when the device has that many; otherwise as many as it has, shared by workers
 // with one lock per queue (taken once per burst).
@@ -25,6 +27,7 @@
 
 #include "dataplane/ports/port.h"
 #include "dataplane/ports/xdp_guard.h"
+#include "dataplane/ports/xdp_uplink.h"
 
 namespace esw::dp {
 
@@ -39,6 +42,7 @@ class EthdevPort final : public Port {
   void set_carrier(bool up) noexcept override;
   DriverCounters driver_counters() const override;
   void set_binding(const Binding& b) noexcept override;
+  void set_uplink_vports(const std::vector<const Binding*>& vports, const UplinkXdpPolicy& p) noexcept override;
   void add_early_drops(std::array<uint64_t, static_cast<size_t>(DropReason::kCount)>& dropped) const override;
   PortIo io() const noexcept override;
   uint16_t port_id() const override { return port_id_; }
@@ -54,7 +58,8 @@ class EthdevPort final : public Port {
   // af_packet: the PMD's sockets, whose kernel ring-overflow drops (read-and-reset) are added up as imissed.
   std::vector<int> afp_fds_;
   mutable uint64_t afp_drops_ = 0;
-  XdpGuard xdp_;  // xdp_program builtin: eswitch's program on the af_xdp interface
+  XdpGuard xdp_;  // xdp_program builtin on a vport: eswitch's guard program on the af_xdp interface
+  XdpUplink xdp_uplink_;  // xdp_program builtin on an uplink: eswitch's uplink program
 };
 
 }  // namespace esw::dp

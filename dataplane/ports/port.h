@@ -48,6 +48,11 @@ struct PortSpec {
   std::string xdp_mode = "auto";
 };
 
+// What an uplink's XDP program hands to the switch besides the vports' own addresses (dataplane/xdp/uplink.bpf.c).
+struct UplinkXdpPolicy {
+  bool broadcast_to_switch = false, multicast_to_switch = false;
+};
+
 // What the driver counts below the switch (loss before a packet reaches a worker). valid=false: the backend
 // cannot tell.
 struct DriverCounters {
@@ -56,6 +61,9 @@ struct DriverCounters {
   uint64_t imissed = 0;    // dropped by the device/host side before the rx queue (ring full, ...)
   uint64_t ierrors = 0, oerrors = 0;
   uint64_t rx_nombuf = 0;  // no mbuf for a received frame
+  // An uplink's XDP program (xdp: builtin): frames it gave to the switch and frames it passed to the host.
+  bool xdp_uplink = false;
+  uint64_t xdp_to_switch = 0, xdp_to_host = 0;
 };
 
 // A backend's session with its peer (a vhost-user guest, ...): connection, what was negotiated, per-queue
@@ -94,6 +102,9 @@ class Port {
   virtual PeerStatus peer_status() const { return {}; }
   // A vport's binding, on every apply, for backends that enforce part of it below the switch (an XDP program).
   virtual void set_binding(const Binding& /*b*/) noexcept {}
+  // An uplink: the active vports' bindings, on every apply, for backends that sort frames below the switch (an
+  // uplink XDP program hands the switch only what its vports own).
+  virtual void set_uplink_vports(const std::vector<const Binding*>& /*vports*/, const UplinkXdpPolicy& /*p*/) noexcept {}
   // Drops made below the switch on the vport's behalf (by the same reasons as the binding stage): added in.
   virtual void add_early_drops(std::array<uint64_t, static_cast<size_t>(DropReason::kCount)>& /*dropped*/) const {}
 

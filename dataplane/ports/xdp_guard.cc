@@ -64,6 +64,18 @@ std::string sync_trie(int fd, const std::vector<Key>& want, const char* what) {
 
 }  // namespace
 
+std::string xdp_uplink_object_path() {
+  if (const char* env = std::getenv("ESWITCH_XDP_UPLINK_OBJ"); env != nullptr && *env != '\0') return env;
+#ifdef ESW_XDP_UPLINK_BUILD_PATH
+  if (access(ESW_XDP_UPLINK_BUILD_PATH, R_OK) == 0) return ESW_XDP_UPLINK_BUILD_PATH;
+#endif
+#ifdef ESW_XDP_UPLINK_INSTALL_PATH
+  return ESW_XDP_UPLINK_INSTALL_PATH;
+#else
+  return "";
+#endif
+}
+
 std::string xdp_guard_object_path() {
   if (const char* env = std::getenv("ESWITCH_XDP_OBJ"); env != nullptr && *env != '\0') return env;
 #ifdef ESW_XDP_GUARD_BUILD_PATH
@@ -116,8 +128,8 @@ void XdpGuard::release() noexcept {
   }
 }
 
-std::string XdpGuard::attach(const std::string& iface, const std::string& want_mode) {
-  release();
+std::string xdp_find_program_maps(const std::string& iface, const std::string& want_mode,
+                                  const std::vector<std::pair<std::string, int*>>& maps, std::string& mode) {
   const unsigned ifindex = if_nametoindex(iface.c_str());
   if (ifindex == 0) return fmt::format("XDP: no interface {}", iface);
   bpf_xdp_query_opts q{};
@@ -127,16 +139,16 @@ std::string XdpGuard::attach(const std::string& iface, const std::string& want_m
   }
   uint32_t prog_id = 0;
   switch (q.attach_mode) {
-    case XDP_ATTACHED_DRV: mode_ = "native"; prog_id = q.drv_prog_id; break;
-    case XDP_ATTACHED_SKB: mode_ = "generic"; prog_id = q.skb_prog_id; break;
-    case XDP_ATTACHED_HW: mode_ = "offload"; prog_id = q.hw_prog_id; break;
-    case XDP_ATTACHED_MULTI: mode_ = "multi"; prog_id = q.drv_prog_id != 0 ? q.drv_prog_id : q.skb_prog_id; break;
+    case XDP_ATTACHED_DRV: mode = "native"; prog_id = q.drv_prog_id; break;
+    case XDP_ATTACHED_SKB: mode = "generic"; prog_id = q.skb_prog_id; break;
+    case XDP_ATTACHED_HW: mode = "offload"; prog_id = q.hw_prog_id; break;
+    case XDP_ATTACHED_MULTI: mode = "multi"; prog_id = q.drv_prog_id != 0 ? q.drv_prog_id : q.skb_prog_id; break;
     default: return fmt::format("XDP: no program attached to {} (the kernel has no XDP for it?)", iface);
   }
-  if (want_mode != "auto" && want_mode != mode_) {
+  if (want_mode != "auto" && want_mode != mode) {
     return fmt::format("XDP: the program runs in {} mode on {}, mode {} was asked; DPDK 22.11's af_xdp PMD "
                        "attaches in the driver's own mode (native where the driver has XDP), so use mode: auto"
-                       "{}", mode_, iface, want_mode, want_mode == "native" ? " (this driver has no native XDP)" : "");
+                       "{}", mode, iface, want_mode, want_mode == "native" ? " (this driver has no native XDP)" : "");
   }
   const int prog_fd = bpf_prog_get_fd_by_id(prog_id);
   if (prog_fd < 0) return fmt::format("XDP: cannot open program {} on {}: {}", prog_id, iface, std::strerror(errno));
@@ -155,21 +167,31 @@ std::string XdpGuard::attach(const std::string& iface, const std::string& want_m
     uint32_t mlen = sizeof mi;
     int* slot = nullptr;
     if (bpf_obj_get_info_by_fd(fd, &mi, &mlen) == 0) {
-      const std::string name = mi.name;
-      if (name == "esw_cfg") slot = &cfg_fd_;
-      else if (name == "esw_ipv4") slot = &v4_fd_;
-      else if (name == "esw_ipv6") slot = &v6_fd_;
-      else if (name == "esw_drops") slot = &drops_fd_;
+      for (const auto& [name, out] : maps) {
+        if (name == mi.name) slot = out;
+      }
     }
     if (slot != nullptr && *slot < 0) *slot = fd;
     else ::close(fd);
   }
-  if (cfg_fd_ < 0 || v4_fd_ < 0 || v6_fd_ < 0 || drops_fd_ < 0) {
-    release();
-    return fmt::format("XDP: the program on {} is not eswitch's (maps esw_cfg/esw_ipv4/esw_ipv6/esw_drops missing)",
-                       iface);
+  std::string missing;
+  for (const auto& [name, out] : maps) {
+    if (*out < 0) missing += (missing.empty() ? "" : "/") + name;
   }
-  return "";
+  if (missing.empty()) return "";
+  for (const auto& [name, out] : maps) {
+    if (*out >= 0) ::close(*out);
+    *out = -1;
+  }
+  return fmt::format("XDP: the program on {} is not eswitch's (maps {} missing)", iface, missing);
+}
+
+std::string XdpGuard::attach(const std::string& iface, const std::string& want_mode) {
+  release();
+  return xdp_find_program_maps(iface, want_mode,
+                               {{"esw_cfg", &cfg_fd_}, {"esw_ipv4", &v4_fd_}, {"esw_ipv6", &v6_fd_},
+                                {"esw_drops", &drops_fd_}},
+                               mode_);
 }
 
 std::string XdpGuard::set(const Binding& b) {

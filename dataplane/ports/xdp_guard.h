@@ -10,6 +10,8 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "dataplane/fastpath/binding.h"
 #include "dataplane/fastpath/stats.h"
@@ -18,6 +20,15 @@ namespace esw::dp {
 
 // Where eswitchd finds the compiled program: $ESWITCH_XDP_OBJ, else the build tree's, else the installed one.
 std::string xdp_guard_object_path();
+
+// The same for the uplink program (dataplane/xdp/uplink.bpf.c): $ESWITCH_XDP_UPLINK_OBJ, build tree, installed.
+std::string xdp_uplink_object_path();
+
+// Finds the XDP program attached to IFACE (checking its mode against want_mode: auto, native or generic) and
+// opens the maps named in `maps` (name -> where to put the fd). Returns "" or the cause; on error no fd is left
+// open. `mode` gets the mode the program runs in.
+std::string xdp_find_program_maps(const std::string& iface, const std::string& want_mode,
+                                  const std::vector<std::pair<std::string, int*>>& maps, std::string& mode);
 
 // Loads the program once on its own (then unloads it) so that a program the kernel refuses is reported with the
 // cause: "" or e.g. "the kernel's verifier refused guard.bpf.o: BPF program is too large. Processed 1000001 insn".

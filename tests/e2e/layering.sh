@@ -23,6 +23,7 @@ check() {  # check DIR FORBIDDEN-PREFIX...
 check dataplane/fastpath dataplane/rules/ dataplane/daemon/ dataplane/ports/ config/ control/ representors/ vdpa/
 check dataplane/rules dataplane/daemon/ dataplane/ports/ control/ representors/ vdpa/
 check dataplane/ports dataplane/daemon/ dataplane/rules/ control/ representors/ vdpa/
+check dataplane/offload dataplane/daemon/ dataplane/rules/ dataplane/ports/ control/ representors/ vdpa/ config/
 check representors dataplane/daemon/ control/ vdpa/
 check vdpa dataplane/daemon/ control/ representors/
 # The SMC codec is self-contained: the fast path and the daemon both use it.
