@@ -42,5 +42,8 @@ int cmd_trace(const Options& o, const std::string& packet, const std::string& he
 int cmd_rules(const Options& o, const std::vector<std::string>& add, const std::vector<std::string>& del);
 int cmd_config(const Options& o);
 int cmd_ping(const Options& o);
+// vport migrate VPORT --to-state STATE [--stream FILE]: one migration arc (VFIO v2 states) of a vhost-user vport.
+int cmd_vport_migrate(const Options& o, const std::string& vport, const std::string& to_state,
+                      const std::string& stream);
 
 }  // namespace esw::ctl

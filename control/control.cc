@@ -536,4 +536,24 @@ int cmd_ping(const Options& o) {
   return kExitOk;
 }
 
+// vport migrate: one arc of a vhost-user vport's migration state machine (eswitchd's "migrate" method).
+int cmd_vport_migrate(const Options& o, const std::string& vport, const std::string& to_state,
+                      const std::string& stream) {
+  ApiReply reply;
+  int status = kExitOk;
+  json params{{"vport", vport}, {"to_state", to_state}};
+  if (!stream.empty()) params["stream"] = stream;
+  if (!request(o, "vport migrate", "migrate", params, reply, status)) return status;
+  if (!reply.ok) return fail_reply(o, "", reply);
+  if (o.json) {
+    print_json(reply.result);
+    return kExitOk;
+  }
+  const json& r = reply.result;
+  fmt::print("vport {}: {} -> {} in {:.1f} ms", vport, to_str(r["from"]), to_str(r["to"]), r.value("ms", 0.0));
+  if (r.contains("bytes")) fmt::print(" (stream {}: {} bytes)", to_str(r["stream"]), r.value("bytes", 0));
+  fmt::print("\n");
+  return kExitOk;
+}
+
 }  // namespace esw::ctl

@@ -91,6 +91,15 @@ int main(int argc, char** argv) {
   trace->add_option("--in-port", in_port, "the port a --hex frame enters on");
 
   auto* config = app.add_subcommand("config", "print the running config (the YAML it was applied from)");
+  std::string mig_vport, mig_state, mig_stream;
+  auto* vport = app.add_subcommand("vport", "vport operations (migrate)");
+  auto* migrate = vport->add_subcommand("migrate", "move a vhost-user vport's migration state one arc (VFIO v2 states)");
+  migrate->add_option("VPORT", mig_vport, "the vport")->required();
+  migrate->add_option("--to-state", mig_state,
+                      "RUNNING, RUNNING_P2P, STOP, STOP_COPY (writes --stream), RESUMING (reads --stream), PRE_COPY, "
+                      "PRE_COPY_P2P")->required();
+  migrate->add_option("--stream", mig_stream, "the device-state stream file (STOP_COPY writes it, RESUMING reads it)");
+  vport->require_subcommand(1);
   auto* ping = app.add_subcommand("ping", "check that eswitchd answers; print its pid and config generation");
 
   try {
@@ -132,5 +141,6 @@ int main(int argc, char** argv) {
   }
   if (config->parsed()) return esw::ctl::cmd_config(o);
   if (ping->parsed()) return esw::ctl::cmd_ping(o);
+  if (migrate->parsed()) return esw::ctl::cmd_vport_migrate(o, mig_vport, mig_state, mig_stream);
   return 2;
 }

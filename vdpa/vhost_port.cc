@@ -68,6 +68,10 @@ int cb_new_connection(int vid) {
 void cb_destroy_connection(int vid) {
   with_port(vid, [vid](VhostUserPort& p) { p.on_connection(vid, false); });
 }
+int cb_features_changed(int vid, uint64_t features) {
+  with_port(vid, [&](VhostUserPort& p) { p.on_features_changed(vid, features); });
+  return 0;
+}
 int cb_vring_state(int vid, uint16_t vring, int enable) {
   with_port(vid, [&](VhostUserPort& p) { p.on_vring_state(vid, vring, enable != 0); });
   return 0;
@@ -77,7 +81,7 @@ const rte_vhost_device_ops kOps = {
     .new_device = cb_new_device,
     .destroy_device = cb_destroy_device,
     .vring_state_changed = cb_vring_state,
-    .features_changed = nullptr,
+    .features_changed = cb_features_changed,
     .new_connection = cb_new_connection,
     .destroy_connection = cb_destroy_connection,
     .guest_notified = nullptr,
@@ -289,9 +293,16 @@ void VhostUserPort::post(const Event& e) noexcept {
   if (event_fd_ >= 0) [[maybe_unused]] auto r = ::write(event_fd_, &one, sizeof(one));
 }
 
+void VhostUserPort::on_features_changed(int /*vid*/, uint64_t features) noexcept {
+  // The front-end sets LOG_ALL at the start of a migration and clears it at the end (rte_vhost then logs every
+  // guest page it writes into the log area the front-end gave it).
+  log_features_.store(features, std::memory_order_relaxed);
+}
+
 void VhostUserPort::on_new_device(int vid) noexcept {
   uint64_t features = 0;
   rte_vhost_get_negotiated_features(vid, &features);
+  log_features_.store(features, std::memory_order_relaxed);
   std::lock_guard<std::mutex> lock(mu_);
   live_vid_ = vid;
   post({EventKind::kNew, vid, 0, true, features});
@@ -394,6 +405,19 @@ void VhostUserPort::service() noexcept {
     reported_pairs_ = enabled_queue_pairs();
     fmt::print("eswitchd: vport {}: vhost-user guest connected on {} (features 0x{:x}, {} of {} queue pairs on)\n",
                spec_.name, args_.socket, features_, enabled_queue_pairs(), args_.queues);
+    if (!resumed_vrings_.empty() && resumed_vrings_.size() == 2u * args_.queues) {
+      // After a migration: where the guest's rings are now against where the stream left them (a split ring
+      // restarts from its used index; packed rings would need the stream's indices set back).
+      std::string cmp;
+      for (uint16_t i = 0; i < 2 * args_.queues; ++i) {
+        uint16_t a = 0, u = 0;
+        rte_vhost_get_vring_base(publish, i, &a, &u);
+        cmp += fmt::format(" vring{} {}/{}->{}/{}", i, resumed_vrings_[i].last_avail, resumed_vrings_[i].last_used,
+                           a, u);
+      }
+      fmt::print("eswitchd: vport {}: resumed from a migration stream; avail/used stream->guest:{}\n", spec_.name,
+                 cmp);
+    }
     fflush(stdout);
   }
 }
@@ -407,6 +431,9 @@ uint16_t VhostUserPort::enabled_queue_pairs() const {
 dp::DriverCounters VhostUserPort::driver_counters() const {
   dp::DriverCounters c;
   c.valid = true;
+  c.ipackets = carried_rx_;
+  c.opackets = carried_tx_;
+  c.oerrors = carried_refused_;
   for (uint16_t q = 0; q < kMaxQueues; ++q) {
     c.ipackets += rxq_[q].packets;
     c.opackets += txq_[q].packets;
@@ -467,10 +494,21 @@ uint16_t VhostUserPort::rx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uin
   if (queue >= kMaxQueues || !self->rx_on_[queue].load(std::memory_order_acquire)) return 0;
   Queue& rq = self->rxq_[queue];
   rq.busy.fetch_add(1, std::memory_order_seq_cst);
+  // Read after marking busy (seq_cst): set_mig_state() stores the state, then waits for the busy marks.
+  if (!mig_rx_allowed(static_cast<MigState>(self->mig_.load(std::memory_order_seq_cst)))) {
+    rq.busy.fetch_sub(1, std::memory_order_release);
+    return 0;
+  }
   const int vid = self->vid_.load(std::memory_order_seq_cst);
   uint16_t got = 0;
   if (vid >= 0) {
-    got = rte_vhost_dequeue_burst(vid, static_cast<uint16_t>(2 * queue + 1), self->pool_, pkts, n);
+    uint16_t extra = 0;
+    if (queue == 0 && self->announce_armed_.load(std::memory_order_relaxed) && n > 1) {
+      extra = self->inject_announce(pkts, n) ? 1 : 0;
+    }
+    got = static_cast<uint16_t>(
+        extra + rte_vhost_dequeue_burst(vid, static_cast<uint16_t>(2 * queue + 1), self->pool_, pkts + extra,
+                                        static_cast<uint16_t>(n - extra)));
   }
   rq.busy.fetch_sub(1, std::memory_order_release);
   rq.packets += got;
@@ -484,6 +522,10 @@ uint16_t VhostUserPort::tx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uin
   if (vring == kNoVring) return 0;
   Queue& tq = self->txq_[queue];
   tq.busy.fetch_add(1, std::memory_order_seq_cst);
+  if (!mig_tx_allowed(static_cast<MigState>(self->mig_.load(std::memory_order_seq_cst)))) {
+    tq.busy.fetch_sub(1, std::memory_order_release);
+    return 0;  // stopped for migration: the switch counts tx_dropped and frees them
+  }
   const int vid = self->vid_.load(std::memory_order_seq_cst);
   uint16_t sent = 0;
   if (vid >= 0) {
@@ -502,5 +544,104 @@ uint16_t VhostUserPort::tx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uin
   tq.dropped += n - sent;
   return sent;
 }
+
+}  // namespace esw::vdpa
+
+// --- migration (main lcore, but inject_announce: the worker polling rx queue 0) ------------------------------
+
+namespace esw::vdpa {
+
+namespace {
+constexpr uint16_t kEtherTypeRarp = 0x8035;
+}
+
+void VhostUserPort::quiesce() noexcept {
+  for (const Queue* qs : {rxq_, txq_}) {
+    for (uint16_t q = 0; q < kMaxQueues; ++q) {
+      while (qs[q].busy.load(std::memory_order_seq_cst) != 0) rte_pause();
+    }
+  }
+}
+
+void VhostUserPort::set_mig_state(MigState s) noexcept {
+  const MigState before = mig_state();
+  mig_.store(static_cast<uint8_t>(s), std::memory_order_seq_cst);
+  // A burst that read the old state may still run: wait for it, so that once this returns nothing the new
+  // state forbids happens (STOP_COPY reads the vring indices right after).
+  quiesce();
+  if (s == MigState::kRunning && before != MigState::kRunning && !resumed_vrings_.empty()) {
+    announce_armed_.store(true, std::memory_order_release);
+  }
+}
+
+// A RARP from the guest's MAC (what rte_vhost's SEND_RARP handling and QEMU's announce send): the network's
+// learning bridges move the MAC to this port. Built in a fresh mbuf placed first in the burst, as if the guest
+// had sent it; the binding lets RARP from the bound MAC through.
+bool VhostUserPort::inject_announce(rte_mbuf** pkts, uint16_t /*n*/) noexcept {
+  bool armed = true;
+  if (!announce_armed_.compare_exchange_strong(armed, false, std::memory_order_acq_rel)) return false;
+  rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+  if (m == nullptr) {
+    announce_armed_.store(true, std::memory_order_relaxed);  // next burst
+    return false;
+  }
+  constexpr uint16_t kLen = 60;  // 14 + 28, padded to the minimum frame
+  auto* p = rte_pktmbuf_mtod(m, uint8_t*);
+  std::memset(p, 0, kLen);
+  std::memset(p, 0xff, 6);
+  std::memcpy(p + 6, announce_mac_.addr_bytes, 6);
+  p[12] = kEtherTypeRarp >> 8;
+  p[13] = kEtherTypeRarp & 0xff;
+  uint8_t* a = p + 14;
+  a[1] = 1;                 // htype ethernet
+  a[2] = 0x08;              // ptype IPv4
+  a[4] = 6;                 // hlen
+  a[5] = 4;                 // plen
+  a[7] = 3;                 // op: reverse request
+  std::memcpy(a + 8, announce_mac_.addr_bytes, 6);   // sender hardware address
+  std::memcpy(a + 18, announce_mac_.addr_bytes, 6);  // target hardware address
+  m->data_len = kLen;
+  m->pkt_len = kLen;
+  pkts[0] = m;
+  announces_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+void VhostUserPort::save_mig(MigStream& s) const {
+  const int vid = vid_.load(std::memory_order_acquire);
+  s.features = vid >= 0 ? features_ : 0;
+  s.queue_pairs = args_.queues;
+  s.vrings.assign(2 * args_.queues, MigVring{});
+  for (uint16_t i = 0; i < 2 * args_.queues; ++i) {
+    MigVring& v = s.vrings[i];
+    v.enabled = vring_on_[i];
+    if (vid < 0) continue;
+    rte_vhost_get_vring_base(vid, i, &v.last_avail, &v.last_used);
+    rte_vhost_vring vr{};
+    if (!(features_ & bit(34)) && rte_vhost_get_vhost_vring(vid, i, &vr) == 0 && vr.avail != nullptr) {
+      // Split ring: what the guest made available that the engine has not taken yet.
+      // (struct vring_avail is {le16 flags; le16 idx; ...}: <linux/virtio_ring.h> does not compile as C++.)
+      const auto* avail_idx = reinterpret_cast<const uint16_t*>(vr.avail) + 1;
+      v.inflight = static_cast<uint16_t>(__atomic_load_n(avail_idx, __ATOMIC_ACQUIRE) - v.last_avail);
+    }
+  }
+  const dp::DriverCounters d = driver_counters();
+  s.counters.engine_rx = d.ipackets;
+  s.counters.engine_tx = d.opackets;
+  s.counters.engine_tx_refused = d.oerrors;
+}
+
+void VhostUserPort::load_mig(const MigStream& s, const dp::PortCounters& carried) noexcept {
+  carried_ = carried;
+  // The engine's own counts continue too: what this port counted so far (nothing, normally) plus the stream's.
+  carried_rx_ = s.counters.engine_rx;
+  carried_tx_ = s.counters.engine_tx;
+  carried_refused_ = s.counters.engine_tx_refused;
+  resumed_vrings_ = s.vrings;
+  if (rte_ether_unformat_addr(s.hw_addr.c_str(), &announce_mac_) != 0) announce_mac_ = rte_ether_addr{};
+  if (resumed_vrings_.empty()) resumed_vrings_.push_back({});  // marks "resumed" for the announce
+}
+
+void VhostUserPort::add_carried(dp::PortCounters& c) const { c += carried_; }
 
 }  // namespace esw::vdpa

@@ -28,6 +28,7 @@
 // RING_PACKED, IN_ORDER, INDIRECT_DESC, as rte_vhost offers them; checksum and TSO offloads are disabled in this
 // slice (the switch would have to honour them on every other port).
 
+#include <rte_ether.h>
 #include <rte_mempool.h>
 #include <rte_spinlock.h>
 
@@ -38,6 +39,7 @@
 #include <vector>
 
 #include "dataplane/ports/port.h"
+#include "vdpa/migration.h"
 
 namespace esw::vdpa {
 
@@ -81,6 +83,19 @@ class VhostUserPort final : public dp::Port {
   void on_destroy_device(int vid) noexcept;
   void on_connection(int vid, bool up) noexcept;
   void on_vring_state(int vid, uint16_t vring, bool enable) noexcept;
+  void on_features_changed(int vid, uint64_t features) noexcept;
+
+  // Migration (main lcore; vdpa/migration.h). set_mig_state() does not check the arc (the caller does); it
+  // returns once no worker is inside a burst that the new state forbids. save_mig() fills the engine's part of a
+  // stream (features, vrings, engine counters); load_mig() takes a checked stream's engine part and the switch
+  // counters to carry on from; the guest's MAC is announced (RARP) when the vport next reaches RUNNING.
+  MigState mig_state() const { return static_cast<MigState>(mig_.load(std::memory_order_relaxed)); }
+  void set_mig_state(MigState s) noexcept;
+  void save_mig(MigStream& s) const;
+  void load_mig(const MigStream& s, const dp::PortCounters& carried) noexcept;
+  bool dirty_logging() const { return (log_features_.load(std::memory_order_relaxed) >> 26) & 1; }
+  uint64_t announces_sent() const { return announces_.load(std::memory_order_relaxed); }
+  void add_carried(dp::PortCounters& c) const override;
 
  private:
   struct alignas(64) Queue {
@@ -89,6 +104,8 @@ class VhostUserPort final : public dp::Port {
     uint64_t dropped = 0;           // tx: not taken by the guest (ring full) while the device was usable
   };
   enum class EventKind : uint8_t { kNew, kDestroy, kVring, kConnection };
+  bool inject_announce(rte_mbuf** pkts, uint16_t n) noexcept;
+  void quiesce() noexcept;
   struct Event {
     EventKind kind;
     int vid;
@@ -118,6 +135,17 @@ class VhostUserPort final : public dp::Port {
   Queue rxq_[kMaxQueues];
   Queue txq_[kMaxQueues];
   std::vector<rte_spinlock_t> txq_locks_;
+
+  // Migration: the state (MigState) read by the workers; an announce (RARP) armed on resume, sent by the worker
+  // polling rx queue 0 once the guest is up and the state lets frames in.
+  std::atomic<uint8_t> mig_{static_cast<uint8_t>(MigState::kRunning)};
+  std::atomic<bool> announce_armed_{false};
+  std::atomic<uint64_t> announces_{0};
+  std::atomic<uint64_t> log_features_{0};  // features as last (re)negotiated: LOG_ALL is bit 26
+  dp::PortCounters carried_{};             // switch counters carried over from a migration stream
+  uint64_t carried_rx_ = 0, carried_tx_ = 0, carried_refused_ = 0;
+  rte_ether_addr announce_mac_{};          // the guest's MAC (the vport's hw_addr), from the stream
+  std::vector<MigVring> resumed_vrings_;   // from the stream, compared with the guest's rings when it connects
 
   // Main lcore state.
   bool vring_on_[2 * kMaxQueues] = {};  // as rte_vhost reported them for device vring_vid_

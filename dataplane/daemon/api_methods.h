@@ -6,6 +6,7 @@
 //   api_methods_config.cc   config (read), diff (read, parses YAML), apply (write, parses YAML)
 //   api_methods_show.cc     ping, show, stats, trace (reads)
 //   api_methods_rules.cc    rules (write)
+//   api_methods_vport.cc    migrate (write: a vhost-user vport's migration state)
 //
 // How the server runs a method:
 //  - kRead without YAML: answered at once, on the loop thread, whatever else is queued.
@@ -76,6 +77,7 @@ using ApiMethodTable = std::vector<ApiMethod>;
 void add_config_methods(ApiMethodTable& table);  // config, diff, apply
 void add_show_methods(ApiMethodTable& table);    // ping, show, stats, trace
 void add_rules_methods(ApiMethodTable& table);   // rules
+void add_vport_methods(ApiMethodTable& table);   // migrate (api_methods_vport.cc)
 
 // The whole table, in the order "unknown_method" errors list the methods.
 const ApiMethodTable& api_methods();

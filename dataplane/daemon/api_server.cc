@@ -92,8 +92,9 @@ const ApiMethodTable& api_methods() {
     add_show_methods(t);
     add_config_methods(t);
     add_rules_methods(t);
+    add_vport_methods(t);
     // The order "unknown_method" lists them in.
-    constexpr std::string_view kOrder[] = {"ping", "config", "apply", "diff", "show", "stats", "trace", "rules"};
+    constexpr std::string_view kOrder[] = {"ping", "config", "apply", "diff", "show", "stats", "trace", "rules", "migrate"};
     auto rank = [&](const ApiMethod& m) {
       return static_cast<size_t>(std::find(std::begin(kOrder), std::end(kOrder), m.name) - std::begin(kOrder));
     };

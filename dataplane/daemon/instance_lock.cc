@@ -170,7 +170,11 @@ std::vector<Resource> exclusive_resources(const cfg::Config& config, const std::
   if (!api_socket.empty()) add("path", api_socket, fmt::format("API socket {}", api_socket));
   auto attachment = [&](const cfg::Attachment& a) {
     if (a.vhost_user) {
-      add("path", a.vhost_user->socket, fmt::format("vhost-user socket {}", a.vhost_user->socket));
+      // A client-mode socket belongs to the guest (it listens and takes one session at a time): two eswitchds
+      // may both point at it, which is how a vport migrates between them (vdpa/migration.h).
+      if (!a.vhost_user->client) {
+        add("path", a.vhost_user->socket, fmt::format("vhost-user socket {}", a.vhost_user->socket));
+      }
       return;
     }
     const std::string pci = pci_address_of(a.devargs);

@@ -46,6 +46,7 @@ std::vector<PortStats> Switch::port_stats() const {
         s.rx_queues[q].empty_polls += c.empty_polls;
       }
     }
+    p->add_carried(s.counters);
     out.push_back(std::move(s));
   }
   return out;
@@ -64,6 +65,7 @@ std::vector<VportStats> Switch::vport_stats() const {
     }
     PortCounters c;
     for (const auto& w : workers_) c += w->stats().ports[i];
+    slots_[i]->add_carried(c);
     s.rx_packets = c.rx_packets;
     s.tx_packets = c.tx_packets;
     slots_[i]->add_early_drops(c.dropped);  // dropped below the worker (XDP), by the binding's reasons

@@ -107,6 +107,8 @@ class Port {
   virtual void set_uplink_vports(const std::vector<const Binding*>& /*vports*/, const UplinkXdpPolicy& /*p*/) noexcept {}
   // Drops made below the switch on the vport's behalf (by the same reasons as the binding stage): added in.
   virtual void add_early_drops(std::array<uint64_t, static_cast<size_t>(DropReason::kCount)>& /*dropped*/) const {}
+  // Counts carried over from elsewhere (a vport migrated from another eswitchd, vdpa/migration.h): added in.
+  virtual void add_carried(PortCounters& /*c*/) const {}
 
   // How workers reach this port; valid from open() to close().
   virtual PortIo io() const noexcept = 0;
