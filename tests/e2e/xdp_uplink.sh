@@ -11,6 +11,7 @@
 #      device_counters.xdp_to_switch / xdp_to_host) moved.
 #   2. Frames for vm2's MAC go to the host (not the switch) while vm2 is not configured; after an apply that adds
 #      vm2, the wire pings vm2 through the switch.
+#   3. Other broadcasts go to the host by default and to the switch after an apply with `broadcast: switch`.
 #
 # usage: xdp_uplink.sh PATH/TO/eswitchd PATH/TO/eswitchctl
 set -euo pipefail
@@ -33,14 +34,14 @@ esw_host_add "$P" wire $MACW 198.18.0.254/24 2001:db8::fe/64
 ip addr add 198.18.9.1/24 dev "$UP"
 ip -n "$P-wire" addr add 198.18.9.2/24 dev "${P}wire"
 
-# config PROGRAM WITH_VM2
+# config PROGRAM WITH_VM2 [BROADCAST]
 config() {
   cat <<YAML
 apiVersion: eswitch/v1
 dataplane: { worker_cores: [1], memory_mb: 512, mbufs: 8192, idle_sleep_us: 20, file_prefix: $PREFIX, api_socket: "$SOCK" }
 representors: { kind: none }
 uplinks:
-  - { name: uplink0, attach: { devargs: "net_af_xdp0,iface=$UP,start_queue=0,queue_count=1", xdp: { program: $1 } } }
+  - { name: uplink0, attach: { devargs: "net_af_xdp0,iface=$UP,start_queue=0,queue_count=1", xdp: { program: $1, broadcast: ${3:-host} } } }
 vports:
   - { name: vm1, hw_addr: "$MAC1", ipv4: [198.18.0.1], ipv6: ["2001:db8::1"], attach: { devargs: "net_af_packet1,iface=${P}t1p" } }
 YAML
@@ -110,6 +111,8 @@ logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
 from scapy.all import Ether, IP, UDP, wrpcap
 wrpcap(sys.argv[1] + "/to_vm2.pcap", [Ether(src=sys.argv[2], dst=sys.argv[3]) / IP(src="198.18.0.254", dst="198.18.0.2") /
                                       UDP(sport=7000 + i, dport=9) for i in range(8)])
+wrpcap(sys.argv[1] + "/bcast.pcap", [Ether(src=sys.argv[2], dst="ff:ff:ff:ff:ff:ff") / IP(src="198.18.0.254", dst="198.18.0.255") /
+                                     UDP(sport=7100 + i, dport=9) for i in range(6)])
 PY
 read -r sw0 host0 rx0 <<<"$(xdp_counters)"
 ip netns exec "$P-wire" /usr/bin/python3 "$HERE/frames.py" send "${P}wire" "$WORK/to_vm2.pcap"
@@ -130,6 +133,24 @@ read -r sw1 host1 rx1 <<<"$(xdp_counters)"
 ping_ok "$P-wire" 198.18.0.2 || fail "wire -> vm2 after the apply that added it"
 ping_ok "$P-wire" 198.18.9.1 || fail "the host's address stopped answering after the apply"
 echo "ok: after apply adding vm2 its frames are redirected (to_switch +$((sw1 - sw0))) and the wire pings vm2"
+
+# 3. Other broadcasts: to the host by default, to the switch after an apply with `broadcast: switch`.
+bcast() {
+  read -r sw0 host0 rx0 <<<"$(xdp_counters)"
+  ip netns exec "$P-wire" /usr/bin/python3 "$HERE/frames.py" send "${P}wire" "$WORK/bcast.pcap"
+  sleep 0.5
+  read -r sw1 host1 rx1 <<<"$(xdp_counters)"
+}
+bcast
+((host1 - host0 >= 6 && sw1 - sw0 < 6)) ||
+  fail "broadcast: host: to_host +$((host1 - host0)) (want >= 6), to_switch +$((sw1 - sw0)) (want < 6)"
+config builtin 1 switch >"$WORK/bswitch.yaml"
+ctl apply "$WORK/bswitch.yaml" >/dev/null || fail "apply with broadcast: switch"
+bcast
+((sw1 - sw0 >= 6 && rx1 - rx0 >= 6)) ||
+  fail "broadcast: switch: to_switch +$((sw1 - sw0)), uplink worker rx +$((rx1 - rx0)) (want >= 6 each)"
+ping_ok "$P-wire" 198.18.9.1 || fail "the host's address stopped answering with broadcast: switch (its ARP is by target)"
+echo "ok: other broadcasts go to the host by default and to the switch after apply with broadcast: switch (+$((sw1 - sw0))); ARP for the host still reaches it"
 esw_stop_eswitchd
 grep -q "stopped cleanly; all .* mbufs back in the pool" "$WORK/eswitchd.log" || fail "no clean-stop report"
 if ip -d link show "$UP" | grep -q esw_uplink; then fail "program left on $UP after stop"; fi
