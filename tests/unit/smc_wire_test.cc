@@ -134,11 +134,20 @@ TEST(SmcParser, FlagsOnlyTheSegmentsTheSmcStageNeeds) {
     put32(later, 4, eye);
     EXPECT_FALSE(flags(PacketBuilder().eth().ipv4().tcp({.flags = kTcpAck}).payload(later).build()) & kFlagSmc);
   }
-  // Ethernet padding after a short segment is not payload: a 3-byte eyecatcher prefix + padding must not match.
-  Bytes short_payload = {0xE2, 0xD4, 0xC3};
-  const Bytes padded = PacketBuilder().eth().ipv4().tcp({.flags = kTcpAck}).payload(short_payload).pad_to(60).build();
+  // 1-3 payload bytes that begin an eyecatcher: a CLC header cut early (identity enforcement follows it).
+  for (size_t n = 1; n <= 3; ++n) {
+    Bytes p = {0xE2, 0xD4, 0xC3};
+    p.resize(n);
+    EXPECT_TRUE(flags(PacketBuilder().eth().ipv4().tcp({.flags = kTcpAck}).payload(p).pad_to(60).build()) & kFlagSmc)
+        << n << " bytes";
+  }
+  EXPECT_FALSE(flags(PacketBuilder().eth().ipv4().tcp({.flags = kTcpAck}).payload(Bytes{0x00, 0xE2, 0xD4}).build()) &
+               kFlagSmc);
+  // Ethernet padding after a segment is not payload: a pure ACK whose padding spells an eyecatcher must not match.
+  const Bytes padded = PacketBuilder().eth().ipv4().tcp({.flags = kTcpAck}).pad_to(60).build();
   Bytes tampered = padded;
-  tampered[14 + 20 + 20 + 3] = 0xD9;  // the padding byte after the 3 payload bytes
+  const uint8_t eye[4] = {0xE2, 0xD4, 0xC3, 0xD9};
+  std::memcpy(&tampered[14 + 20 + 20], eye, 4);
   EXPECT_FALSE(flags(tampered) & kFlagSmc);
 }
 
