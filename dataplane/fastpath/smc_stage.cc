@@ -255,7 +255,10 @@ DropReason smc_ingress(WorkerContext& ctx, const Binding* in_binding, rte_mbuf* 
   const bool clc = is_clc(v);
   bool continuation = false;
   DropReason why = DropReason::kCount;
-  if (v.payload_len != 0 && in_binding != nullptr && in_binding->spoofchk) {
+  // (Only a segment that starts like CLC, or any while this worker holds part of a message: the rest of the TCP
+  // traffic that smc_watching lets in - while a refused connection exists - pays the lookup above, not this.)
+  if (v.payload_len != 0 && in_binding != nullptr && in_binding->spoofchk &&
+      ((key.flags & kFlagSmc) || ctx.smc_hold.used != 0)) {
     why = clc_check(ctx, *in_binding, in_port, key, v, count, continuation);
   }
   if (clc && count) pc.smc_clc++;
