@@ -313,19 +313,26 @@ int cmd_show(const Options& o, const std::string& what, const ShowOptions& so) {
       return s;
     };
     Table t({{"STATE"}, {"PATH"}, {"VER", true}, {"CLIENT"}, {"SERVER"}, {"GRANTED"}, {"IDLE_S", true},
-             {"DECLINE"}});
+             {"DECLINE/REFUSED"}});
     for (const auto& x : r["sessions"]) {
       t.row({to_str(x["state"]), to_str(x["path"]), to_str(x["version"]), side(x["client"]),
              side(x["server"]), x.value("granted", false) ? "yes" : "no",
-             fmt::format("{:.1f}", x.value("idle_s", 0.0)), x["decline_code"].is_null() ? "-" : to_str(x["decline_code"])});
+             fmt::format("{:.1f}", x.value("idle_s", 0.0)),
+             !x["decline_code"].is_null()                     ? to_str(x["decline_code"])
+             : x.contains("refused") && !x["refused"].is_null() ? fmt::format("{} ({})", to_str(x["refused"]),
+                                                                             to_str(x["refused_by"]))
+                                                                : "-"});
     }
     t.print(stdout);
     Table v({{"VPORT"}, {"SMC"}, {"ROCE_STRICT"}, {"SYN", true}, {"STRIPPED", true}, {"CLC", true},
-             {"QP_REFUSED", true}, {"RKEY_REFUSED", true}});
+             {"QP_REFUSED", true}, {"RKEY_REFUSED", true}, {"FOREIGN_MAC/GID/PREFIX"}, {"FLOW_REFUSED", true}});
     for (const auto& x : r["vports"]) {
       v.row({to_str(x["name"]), to_str(x["smc"]), x.value("roce_strict", false) ? "on" : "off", to_str(x["smc_syn"]),
              to_str(x["smc_option_stripped"]), to_str(x["smc_clc"]), to_str(x["roce_qp_not_granted"]),
-             to_str(x["roce_rkey_not_granted"])});
+             to_str(x["roce_rkey_not_granted"]),
+             fmt::format("{}/{}/{}", x.value("smc_foreign_mac", 0), x.value("smc_foreign_gid", 0),
+                         x.value("smc_foreign_prefix", 0)),
+             std::to_string(x.value("smc_flow_refused", uint64_t{0}))});
     }
     v.print(stdout);
     const json& e = r["events"];

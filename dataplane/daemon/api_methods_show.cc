@@ -95,6 +95,8 @@ json smc_json(const SmcReport& r) {
                         {"granted", s.granted},
                         {"decline_code", s.decline_code != 0 ? json(fmt::format("0x{:08x}", s.decline_code)) : json(nullptr)},
                         {"error", s.error.empty() ? json(nullptr) : json(s.error)},
+                        {"refused", s.refused.empty() ? json(nullptr) : json(s.refused)},
+                        {"refused_by", s.refused_by.empty() ? json(nullptr) : json(s.refused_by)},
                         {"clc_messages", s.clc_messages},
                         {"bytes", {{"client_to_server", s.bytes[0]}, {"server_to_client", s.bytes[1]}}},
                         {"age_s", s.age_s},
@@ -109,7 +111,12 @@ json smc_json(const SmcReport& r) {
                       {"smc_option_stripped", v.smc_option_stripped},
                       {"smc_clc", v.smc_clc},
                       {"roce_qp_not_granted", v.roce_qp_not_granted},
-                      {"roce_rkey_not_granted", v.roce_rkey_not_granted}});
+                      {"roce_rkey_not_granted", v.roce_rkey_not_granted},
+                      {"smc_foreign_mac", v.smc_foreign_mac},
+                      {"smc_foreign_gid", v.smc_foreign_gid},
+                      {"smc_foreign_prefix", v.smc_foreign_prefix},
+                      {"smc_flow_refused", v.smc_flow_refused},
+                      {"smc_clc_unchecked", v.smc_clc_unchecked}});
   }
   const smc::Counters& c = r.table;
   return {{"sessions", std::move(sessions)},
@@ -122,6 +129,7 @@ json smc_json(const SmcReport& r) {
                      {"ended_rst", c.ended_rst},
                      {"aged", c.aged},
                      {"declines", c.declines},
+                     {"refused", c.refused},
                      {"clc_parsed", c.clc_parsed},
                      {"clc_invalid", c.clc_invalid},
                      {"clc_unexpected", c.clc_unexpected},

@@ -246,6 +246,7 @@ void to_table_event(const SmcEvent& e, smc::Event& out) {
     case SmcEventType::kFin: out.kind = smc::EventKind::kFin; break;
     case SmcEventType::kRst: out.kind = smc::EventKind::kRst; break;
   }
+  out.refused = static_cast<smc::Refusal>(e.refused);
   out.seq = e.seq;
   out.payload_len = e.segment_len;
   out.copied = static_cast<uint16_t>(std::min<size_t>(e.payload_len, smc::kEventClcBytes));
@@ -270,10 +271,11 @@ void Switch::publish_smc() {
   // What the workers need: the flows of tracked sessions (their FIN/RST matter) and the RoCEv2 grants of SMC-R
   // sessions that completed Accept + Confirm (client -> server: the server's QP and RMB rkey from its Accept; back:
   // the client's, from its Confirm). A session that declined or fell back grants nothing.
-  std::vector<uint64_t> flows, qps, rkeys;
+  std::vector<uint64_t> flows, qps, rkeys, refused;
   smc_->for_each([&](const smc::Session& s) {
     const unsigned alen = s.client.family == 4 ? 4 : 16;
     flows.push_back(smc_flow_hash(s.client.src, to_be16(s.client.sport), s.client.dst, to_be16(s.client.dport), alen));
+    if (s.state == smc::State::kRefused) refused.push_back(flows.back());  // its data is dropped both ways
     if (!smc_granted(s)) return;
     qps.push_back(roce_qp_grant(s.client_vport, s.server_vport, s.server_id.qpn));
     qps.push_back(roce_qp_grant(s.server_vport, s.client_vport, s.client_id.qpn));
@@ -284,6 +286,7 @@ void Switch::publish_smc() {
   next->flows = KeySet(flows);
   next->qps = KeySet(qps);
   next->rkeys = KeySet(rkeys);
+  next->refused = KeySet(refused);
   next->version = ++smc_version_;
   smc_pub_.publish(next.get());
   smc_retired_.emplace_back(rcu_->start(), std::move(smc_cur_));

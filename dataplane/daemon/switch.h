@@ -113,6 +113,8 @@ struct SmcSessionInfo {
   bool granted = false;  // RoCEv2 grants derived from it are published
   uint32_t decline_code = 0;
   std::string error;     // the last CLC problem, "" if none
+  std::string refused;   // state "refused": why (smc::to_string(Refusal)) and by whom ("client"/"server")
+  std::string refused_by;
   uint32_t clc_messages = 0;
   uint64_t bytes[2] = {};
   double age_s = 0;
@@ -140,6 +142,11 @@ struct SmcReport {
     uint64_t smc_clc = 0;
     uint64_t roce_qp_not_granted = 0;
     uint64_t roce_rkey_not_granted = 0;
+    uint64_t smc_foreign_mac = 0;  // CLC identity enforcement (smc_identity.h)
+    uint64_t smc_foreign_gid = 0;
+    uint64_t smc_foreign_prefix = 0;
+    uint64_t smc_flow_refused = 0;
+    uint64_t smc_clc_unchecked = 0;
   };
   std::vector<Vport> vports;
 };

@@ -103,6 +103,10 @@ SmcReport Switch::smc_report() const {
     x.granted = smc_granted(s);
     x.decline_code = s.decline_code;
     x.error = s.error != nullptr ? s.error : "";
+    if (s.state == smc::State::kRefused) {
+      x.refused = smc::to_string(s.refused);
+      x.refused_by = s.refused_client ? "client" : "server";
+    }
     x.clc_messages = s.clc_messages;
     x.bytes[0] = s.bytes[0];
     x.bytes[1] = s.bytes[1];
@@ -134,7 +138,12 @@ SmcReport Switch::smc_report() const {
     r.vports.push_back({v.name, v.smc == cfg::SmcPolicy::kAllow ? "allow" : "deny", v.roce_strict, c.smc_syn,
                         c.smc_option_stripped, c.smc_clc,
                         c.dropped[static_cast<size_t>(DropReason::kRoceQpNotGranted)],
-                        c.dropped[static_cast<size_t>(DropReason::kRoceRkeyNotGranted)]});
+                        c.dropped[static_cast<size_t>(DropReason::kRoceRkeyNotGranted)],
+                        c.dropped[static_cast<size_t>(DropReason::kSmcForeignMac)],
+                        c.dropped[static_cast<size_t>(DropReason::kSmcForeignGid)],
+                        c.dropped[static_cast<size_t>(DropReason::kSmcForeignPrefix)],
+                        c.dropped[static_cast<size_t>(DropReason::kSmcFlowRefused)],
+                        c.dropped[static_cast<size_t>(DropReason::kSmcClcUnchecked)]});
   }
   return r;
 }

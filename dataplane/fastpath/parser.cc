@@ -159,9 +159,12 @@ bool parse_tcp(Ctx& c, uint32_t pos, uint32_t end) noexcept {
   // What the SMC stage looks at (one flag, so other traffic pays one branch there): the option on a SYN, the end
   // of a connection, and a payload that starts like a CLC message.
   const uint8_t* payload = h + hdr_len;
+  // (1-3 bytes: the start of an eyecatcher, a CLC header split early, which the SMC stage must follow too.)
+  const uint32_t plen = avail - hdr_len;
   if ((smc && (h[13] & kTcpFlagSyn)) || (h[13] & (kTcpFlagFin | kTcpFlagRst)) ||
-      (avail - hdr_len >= 4 && (std::memcmp(payload, kClcEyecatcherR, 4) == 0 ||
-                                std::memcmp(payload, kClcEyecatcherD, 4) == 0))) {
+      (plen >= 4 && (std::memcmp(payload, kClcEyecatcherR, 4) == 0 ||
+                     std::memcmp(payload, kClcEyecatcherD, 4) == 0)) ||
+      (plen != 0 && plen < 4 && std::memcmp(payload, kClcEyecatcherR, plen) == 0)) {
     c.key.flags |= kFlagSmc;
   }
   return true;

@@ -90,7 +90,13 @@ void Pipeline::process(WorkerContext& ctx, const TableSet& tables, uint16_t in_p
       }
     }
     // SMC handshake segments and connection ends (smc_stage.h); everything else pays this one test.
-    if (keys[i].flags & kFlagSmc) [[unlikely]] smc_ingress(ctx, binding, m, in_port, keys[i], offs[i], trace);
+    if ((keys[i].flags & kFlagSmc) || smc_watching(ctx, keys[i])) [[unlikely]] {
+      const DropReason why = smc_ingress(ctx, binding, m, in_port, keys[i], offs[i], trace);
+      if (why != DropReason::kCount) {
+        drop(m, why);
+        continue;
+      }
+    }
     live[n_live++] = i;
   }
   if (n_early != 0) rte_pktmbuf_free_bulk(early_drops, n_early);

@@ -8,6 +8,7 @@
 
 #include "dataplane/fastpath/action_exec.h"
 #include "dataplane/fastpath/proto.h"
+#include "dataplane/fastpath/smc_identity.h"
 
 namespace esw::dp {
 
@@ -52,7 +53,7 @@ bool tcp_view(rte_mbuf* m, const FlowKey& key, const HeaderOffsets& off, TcpView
 }
 
 void stage_event(WorkerContext& ctx, SmcEventType type, uint16_t in_port, const FlowKey& key, const TcpView& v,
-                 bool copy_payload) noexcept {
+                 bool copy_payload, uint8_t refused = 0) noexcept {
   if (ctx.smc_ring == nullptr) return;
   if (ctx.n_smc_staged == kSmcStaged) smc_flush_events(ctx);
   SmcEvent& e = ctx.smc_staged[ctx.n_smc_staged++];
@@ -68,6 +69,8 @@ void stage_event(WorkerContext& ctx, SmcEventType type, uint16_t in_port, const 
   e.dport = key.tp_dst;
   e.tcp_flags = static_cast<uint16_t>((v.tcp[12] & 0x0f) << 8 | v.tcp[13]);
   e.worker = ctx.worker_index;
+  e.refused = refused;
+  std::memset(e.pad, 0, sizeof e.pad);
   std::memset(e.src, 0, sizeof e.src);
   std::memset(e.dst, 0, sizeof e.dst);
   if (v4) {
@@ -87,6 +90,132 @@ bool is_clc(const TcpView& v) noexcept {
          (std::memcmp(v.payload, kClcEyecatcherR, 4) == 0 || std::memcmp(v.payload, kClcEyecatcherD, 4) == 0);
 }
 
+// ---- identity enforcement (smc_identity.h) ----
+
+uint64_t hold_key(const FlowKey& key, uint16_t in_port) noexcept {
+  // One TCP direction: the flow's hash with the sender's port and address mixed in.
+  uint32_t src4;
+  std::memcpy(&src4, key.eth_type == to_be16(kEthTypeIpv4) ? reinterpret_cast<const uint8_t*>(&key.ipv4_src)
+                                                             : key.ipv6_src + 12, 4);
+  const uint64_t h = smc_flow_hash(key) ^ (uint64_t(key.tp_src) << 48 | uint64_t(in_port) << 32 | src4);
+  return (h * 0x9e3779b97f4a7c15ull) | 1;
+}
+
+ClcHeld* hold_find(ClcHoldTable& h, uint64_t k) noexcept {
+  for (ClcHeld& e : h.slots) {
+    if (e.key == k) return &e;
+  }
+  return nullptr;
+}
+
+ClcHeld* hold_take(ClcHoldTable& h, uint64_t k, uint64_t now) noexcept {
+  const uint64_t idle = kClcHoldIdleSeconds * rte_get_tsc_hz();
+  ClcHeld* stale = nullptr;
+  for (ClcHeld& e : h.slots) {
+    if (e.key == 0) {
+      ++h.used;
+      e.key = k;
+      return &e;
+    }
+    if (stale == nullptr && now - e.tsc > idle) stale = &e;
+  }
+  if (stale != nullptr) stale->key = k;
+  return stale;
+}
+
+void hold_free(ClcHoldTable& h, ClcHeld* e) noexcept {
+  e->key = 0;
+  e->have = 0;
+  e->blocked = 0;
+  --h.used;
+}
+
+DropReason check_message(ClcHoldTable& h, const Binding& b, const uint8_t* p, uint32_t n) noexcept {
+  if (!smc::parse({p, n}, h.scratch).ok()) return DropReason::kCount;  // invalid: the peer refuses it, the table counts
+  return smc_identity_verdict(b, h.scratch);
+}
+
+// The CLC messages a segment from a spoof-checked vport carries or completes: kCount (forward) or why it is
+// dropped. continuation: the segment continues a held message (its bytes matter to the session table).
+DropReason clc_check(WorkerContext& ctx, const Binding& b, uint16_t in_port, const FlowKey& key, const TcpView& v,
+                     bool live, bool& continuation) noexcept {
+  ClcHoldTable& h = ctx.smc_hold;
+  const uint8_t* p = v.payload;
+  uint32_t n = v.payload_len;
+  const uint32_t seq = rd32(v.tcp + 4);
+  const uint64_t now = live ? rte_rdtsc() : 0;
+  const uint64_t hk = hold_key(key, in_port);
+  ClcHeld* e = live && h.used != 0 ? hold_find(h, hk) : nullptr;
+  if (e != nullptr) {
+    e->tsc = now;
+    if (e->blocked) return DropReason::kSmcFlowRefused;
+    const auto delta = static_cast<int32_t>(seq - e->next_seq);
+    if (delta > 0) return DropReason::kSmcClcUnchecked;  // a gap: TCP sends the missing part again
+    const auto skip = static_cast<uint32_t>(-delta);
+    if (skip >= n) return DropReason::kCount;  // only bytes already seen (and forwarded)
+    continuation = true;
+    p += skip;
+    n -= skip;
+    e->next_seq = seq + v.payload_len;
+    for (;;) {
+      const smc::Probe pr = smc::probe({e->buf, e->have});
+      if (pr.kind == smc::ProbeKind::kNotClc) {  // not CLC after all: nothing to police
+        hold_free(h, e);
+        return DropReason::kCount;
+      }
+      const uint32_t need = pr.kind == smc::ProbeKind::kNeedMore ? smc::kHeaderLen : pr.msg_len;
+      const uint32_t take = std::min(need - e->have, n);
+      std::memcpy(e->buf + e->have, p, take);
+      e->have = static_cast<uint16_t>(e->have + take);
+      p += take;
+      n -= take;
+      if (e->have < need) return DropReason::kCount;  // still partial: harmless to the peer until complete
+      if (pr.kind == smc::ProbeKind::kNeedMore) continue;  // the header is complete now: learn the length
+      const DropReason why = check_message(h, b, e->buf, e->have);
+      if (why != DropReason::kCount) {
+        e->blocked = static_cast<uint8_t>(why);
+        e->have = 0;
+        return why;
+      }
+      hold_free(h, e);
+      e = nullptr;
+      break;
+    }
+  } else if (!(key.flags & kFlagSmc)) {
+    return DropReason::kCount;
+  }
+  // Whole messages from a message boundary; a partial one at the end is held.
+  while (n != 0) {
+    const smc::Probe pr = smc::probe({p, n});
+    if (pr.kind == smc::ProbeKind::kNotClc) return DropReason::kCount;
+    if (pr.kind == smc::ProbeKind::kNeedMore || pr.msg_len > n) {
+      if (!live) return DropReason::kCount;  // trace: one segment, nothing held
+      ClcHeld* slot = hold_take(h, hk, now);
+      if (slot == nullptr) return DropReason::kSmcClcUnchecked;  // no room to follow it: TCP sends it again
+      std::memcpy(slot->buf, p, n);
+      slot->have = static_cast<uint16_t>(n);
+      slot->next_seq = seq + v.payload_len;
+      slot->blocked = 0;
+      slot->tsc = now;
+      return DropReason::kCount;
+    }
+    const DropReason why = check_message(h, b, p, pr.msg_len);
+    if (why != DropReason::kCount) {
+      if (live) {
+        if (ClcHeld* slot = hold_take(h, hk, now); slot != nullptr) {
+          slot->blocked = static_cast<uint8_t>(why);
+          slot->have = 0;
+          slot->tsc = now;
+        }
+      }
+      return why;
+    }
+    p += pr.msg_len;
+    n -= pr.msg_len;
+  }
+  return DropReason::kCount;
+}
+
 }  // namespace
 
 void smc_flush_events(WorkerContext& ctx) noexcept {
@@ -99,10 +228,10 @@ void smc_flush_events(WorkerContext& ctx) noexcept {
   ctx.n_smc_staged = 0;
 }
 
-void smc_ingress(WorkerContext& ctx, const Binding* in_binding, rte_mbuf* m, uint16_t in_port, FlowKey& key,
-                 const HeaderOffsets& off, TraceRecord* trace) noexcept {
+DropReason smc_ingress(WorkerContext& ctx, const Binding* in_binding, rte_mbuf* m, uint16_t in_port, FlowKey& key,
+                       const HeaderOffsets& off, TraceRecord* trace) noexcept {
   TcpView v;
-  if (!tcp_view(m, key, off, v)) return;
+  if (!tcp_view(m, key, off, v)) return DropReason::kCount;
   const uint8_t fl = v.tcp[13];
   PortCounters& pc = ctx.stats.ports[in_port];
   const bool count = trace == nullptr;  // trace changes no live state
@@ -114,19 +243,32 @@ void smc_ingress(WorkerContext& ctx, const Binding* in_binding, rte_mbuf* m, uin
         if (count) pc.smc_option_stripped++;
         if (trace != nullptr) trace->smc_stripped.push_back(in_port);
       }
-      return;
+      return DropReason::kCount;
     }
     stage_event(ctx, (fl & kTcpFlagAck) ? SmcEventType::kSynAck : SmcEventType::kSyn, in_port, key, v, false);
-    return;
+    return DropReason::kCount;
   }
-  if (is_clc(v)) {
-    if (count) pc.smc_clc++;
-    stage_event(ctx, SmcEventType::kClc, in_port, key, v, true);
+  if (v.payload_len != 0 && ctx.smc != nullptr && ctx.smc->refused.size() != 0 &&
+      ctx.smc->refused.contains(smc_flow_hash(key))) {
+    return DropReason::kSmcFlowRefused;  // a connection whose CLC message was refused: no data either way
   }
+  const bool clc = is_clc(v);
+  bool continuation = false;
+  DropReason why = DropReason::kCount;
+  // (Only a segment that starts like CLC, or any while this worker holds part of a message: the rest of the TCP
+  // traffic that smc_watching lets in - while a refused connection exists - pays the lookup above, not this.)
+  if (v.payload_len != 0 && in_binding != nullptr && in_binding->spoofchk &&
+      ((key.flags & kFlagSmc) || ctx.smc_hold.used != 0)) {
+    why = clc_check(ctx, *in_binding, in_port, key, v, count, continuation);
+  }
+  if (clc && count) pc.smc_clc++;
+  if (clc || continuation) stage_event(ctx, SmcEventType::kClc, in_port, key, v, true, smc_refusal_of(why));
+  if (why != DropReason::kCount) return why;
   if ((fl & (kTcpFlagFin | kTcpFlagRst)) && ctx.smc != nullptr && ctx.smc->flows.size() != 0 &&
       ctx.smc->flows.contains(smc_flow_hash(key))) {
     stage_event(ctx, (fl & kTcpFlagRst) ? SmcEventType::kRst : SmcEventType::kFin, in_port, key, v, false);
   }
+  return DropReason::kCount;
 }
 
 unsigned smc_egress(WorkerContext& ctx, const PortMap& ports, bool roce_strict, rte_mbuf* m, uint16_t in_port,

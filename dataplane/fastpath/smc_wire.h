@@ -42,6 +42,8 @@ struct SmcEvent {
   uint8_t dst[16];
   uint8_t eth_src[6];
   uint8_t eth_dst[6];
+  uint8_t refused;         // kClc: smc::Refusal (0 = none) when the worker dropped the segment (smc_identity.h)
+  uint8_t pad[7];
   uint8_t payload[kSmcEventPayload];
 };
 static_assert(sizeof(SmcEvent) % 8 == 0, "ring elements are a multiple of 4 bytes; keep 8 for the u64");
@@ -87,6 +89,7 @@ struct SmcView {
   KeySet flows;  // smc_flow_hash of live SMC sessions: their FIN/RST become events
   KeySet qps;    // roce_qp_grant keys
   KeySet rkeys;  // roce_rkey_grant keys
+  KeySet refused;  // smc_flow_hash of sessions whose CLC message was refused: their data is dropped both ways
   uint64_t version = 0;
 };
 

@@ -34,6 +34,12 @@ enum class DropReason : uint8_t {
   kRoceDisabled,   // RoCEv2 from a vport with roce off
   kRoceQpNotGranted,    // roce_strict: RoCEv2 to a vport's dest QP no SMC-R CLC exchange between the two granted
   kRoceRkeyNotGranted,  // roce_strict: RDMA WRITE/READ request with an rkey not granted for that vport pair
+  // SMC identity (smc_identity.h): a CLC message from a vport claiming what is not its own, counted on that vport:
+  kSmcForeignMac,     // RoCE MAC != the vport's hw_addr
+  kSmcForeignGid,     // SMC-R / RoCEv2 GID not derived from a bound address (IPv4-mapped, IPv6, link-local)
+  kSmcForeignPrefix,  // Proposal IP area: a prefix that neither contains nor lies within a bound prefix
+  kSmcFlowRefused,    // data of a connection whose CLC message was refused (both directions)
+  kSmcClcUnchecked,   // part of a CLC message that cannot be checked yet: out of order, or no room to hold it
   kEthertype,      // an ethertype a spoof-checked vport may not send (not ARP/IPv4/IPv6)
   kInactive,       // the vport is inactive
   kRateLimit,      // over the vport's tx_max
@@ -60,6 +66,11 @@ inline constexpr const char* drop_reason_name(DropReason r) {
     case DropReason::kRoceDisabled: return "roce_disabled";
     case DropReason::kRoceQpNotGranted: return "roce_qp_not_granted";
     case DropReason::kRoceRkeyNotGranted: return "roce_rkey_not_granted";
+    case DropReason::kSmcForeignMac: return "smc_foreign_mac";
+    case DropReason::kSmcForeignGid: return "smc_foreign_gid";
+    case DropReason::kSmcForeignPrefix: return "smc_foreign_prefix";
+    case DropReason::kSmcFlowRefused: return "smc_flow_refused";
+    case DropReason::kSmcClcUnchecked: return "smc_clc_unchecked";
     case DropReason::kEthertype: return "ethertype";
     case DropReason::kInactive: return "inactive";
     case DropReason::kRateLimit: return "rate_limit";

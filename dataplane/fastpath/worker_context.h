@@ -11,6 +11,7 @@
 
 #include "dataplane/fastpath/flow_cache.h"
 #include "dataplane/fastpath/port_io.h"
+#include "dataplane/fastpath/smc_identity.h"
 #include "dataplane/fastpath/smc_wire.h"
 #include "dataplane/fastpath/stats.h"
 
@@ -54,6 +55,7 @@ struct WorkerContext {
   rte_ring* smc_ring = nullptr;   // events to the main lcore; nullptr: no events (trace)
   uint16_t n_smc_staged = 0;
   std::array<SmcEvent, kSmcStaged> smc_staged;
+  ClcHoldTable smc_hold;          // CLC messages split across segments, being checked (smc_identity.h)
 
   void flush(uint16_t port) noexcept {
     TxBuffer& b = tx[port];

@@ -81,6 +81,17 @@ const char* to_string(State s) noexcept {
     case State::kConfirm: return "confirm";
     case State::kDeclined: return "declined";
     case State::kFallback: return "fallback";
+    case State::kRefused: return "refused";
+  }
+  return "?";
+}
+
+const char* to_string(Refusal r) noexcept {
+  switch (r) {
+    case Refusal::kNone: return "";
+    case Refusal::kForeignMac: return "foreign_mac";
+    case Refusal::kForeignGid: return "foreign_gid";
+    case Refusal::kForeignPrefix: return "foreign_prefix";
   }
   return "?";
 }
@@ -235,7 +246,18 @@ void SessionTable::apply(const Event& ev, uint64_t now_ns) noexcept {
 }
 
 void SessionTable::on_clc(Session& s, int dir, const Event& ev) noexcept {
-  if (s.state == State::kConfirm || s.state == State::kDeclined || s.state == State::kFallback) return;
+  if (ev.refused != Refusal::kNone) {  // the worker dropped it: what it claimed never reached the peer
+    if (s.state != State::kRefused) ++counters_.refused;
+    s.state = State::kRefused;
+    s.refused = ev.refused;
+    s.refused_client = dir == 0;
+    s.stream[0].have = s.stream[1].have = 0;
+    return;
+  }
+  if (s.state == State::kConfirm || s.state == State::kDeclined || s.state == State::kFallback ||
+      s.state == State::kRefused) {
+    return;
+  }
   StreamBuf& b = s.stream[dir];
   const uint16_t copied = std::min<uint16_t>(ev.copied, static_cast<uint16_t>(kEventClcBytes));
   if (ev.payload_len == 0 || copied == 0) return;
@@ -290,7 +312,7 @@ void SessionTable::on_clc(Session& s, int dir, const Event& ev) noexcept {
     if (p.kind == ProbeKind::kNeedMore || p.msg_len > rest.size()) break;
     on_message(s, dir, rest.first(p.msg_len));
     pos += p.msg_len;
-    if (s.state == State::kConfirm || s.state == State::kDeclined || s.state == State::kFallback) {
+    if (!s.smc_active() || s.state == State::kConfirm) {
       b.have = 0;
       return;
     }

@@ -59,11 +59,20 @@ enum class EventKind : uint8_t {
   kSynAckPlain = 6,   // SYN-ACK without the option on a connection whose SYN had it: TCP fallback
 };
 
+// Why the worker refused a CLC segment (the identity a vport claimed is not its own; the switch dropped it).
+enum class Refusal : uint8_t {
+  kNone = 0,
+  kForeignMac = 1,     // RoCE MAC is not the vport's hw_addr
+  kForeignGid = 2,     // SMC-R / RoCEv2 GID not derived from one of its bound addresses
+  kForeignPrefix = 3,  // the Proposal's IP area names a prefix outside its bound prefixes
+};
+const char* to_string(Refusal r) noexcept;  // "", "foreign_mac", "foreign_gid", "foreign_prefix"
+
 struct Event {
   FiveTuple tuple;
   uint16_t in_vport = kNoVport;  // the switch port the segment entered by
   EventKind kind = EventKind::kClc;
-  uint8_t pad = 0;
+  Refusal refused = Refusal::kNone;  // kClc: the worker dropped this segment (it completed a refused message)
   uint32_t seq = 0;              // TCP sequence number of the segment (host order)
   uint16_t payload_len = 0;      // the segment's TCP payload length
   uint16_t copied = 0;           // bytes of it in clc[] (<= kEventClcBytes)
@@ -82,8 +91,10 @@ enum class State : uint8_t {
   kConfirm,    // client's Confirm seen: SMC in use
   kDeclined,   // a Decline (either side): TCP fallback
   kFallback,   // SYN-ACK without the option, or non-CLC data where a CLC message was due
+  kRefused,    // the switch refused a CLC message (Session::refused says why): no grants, its data is dropped
 };
-const char* to_string(State s) noexcept;  // "syn", "synack", "proposal", "accept", "confirm", "declined", "fallback"
+const char* to_string(State s) noexcept;  // "syn", "synack", "proposal", "accept", "confirm", "declined", "fallback",
+                                          // "refused"
 
 // What one end claimed in its CLC messages (client: Proposal + Confirm; server: Accept).
 struct SideIdentity {
@@ -126,13 +137,17 @@ struct Session {
   uint32_t decline_code = 0;
   bool declined_by_server = false;
   const char* error = nullptr;   // last CLC problem on this session (static string), nullptr if none
+  Refusal refused = Refusal::kNone;  // kRefused: why
+  bool refused_client = false;   // kRefused: the client's message was refused (else the server's)
   uint32_t clc_messages = 0;
   uint64_t bytes[2] = {};        // TCP payload bytes reported by events: [0] client -> server, [1] back
   uint64_t first_ns = 0;
   uint64_t last_ns = 0;
   StreamBuf stream[2];           // [0] client -> server, [1] server -> client
 
-  bool smc_active() const noexcept { return state != State::kDeclined && state != State::kFallback; }
+  bool smc_active() const noexcept {
+    return state != State::kDeclined && state != State::kFallback && state != State::kRefused;
+  }
 };
 
 struct Counters {
@@ -150,6 +165,7 @@ struct Counters {
   uint64_t clc_incomplete = 0;  // bytes missing: segment longer than the copy, a gap in the sequence
   uint64_t clc_duplicate = 0;   // retransmitted bytes ignored
   uint64_t declines = 0;
+  uint64_t refused = 0;         // sessions ended in kRefused (a CLC message the worker refused)
 };
 
 struct Config {

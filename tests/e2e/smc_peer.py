@@ -6,13 +6,18 @@ arrives on the other without racing a separately started sniffer, and scapy load
 usage: smc_peer.py NS1 IFACE1 NS2 IFACE2, then one command per stdin line:
   1to2|2to1 KIND [key=value ...]  ->  one JSON line {sent, received[]}: what arrived, whether its checksums hold
   KIND: syn | synack | fin | proposal | accept | confirm | decline | roce
+  KIND data: a plain TCP payload segment (len=N bytes of 'x')
   keys: smac dmac src dst sport dport seq smc(0/1) qpn rkey opcode dqp wait(seconds)
+        mac (the RoCE MAC a CLC message claims; default smac), gid (32 hex digits; default derived from src:
+        ::ffff:a.b.c.d or the IPv6 source), subnet (a.b.c.d/len, the Proposal's IPv4 prefix; default src's /24),
+        split=N (send the segment's payload as two segments: N bytes, then the rest)
 CLC layouts (SMC-R, v1) follow /work/shared/design/SMC-NOTES.md; tshark decodes them.
 """
 import ctypes
 import json
 import os
 import select
+import socket
 import sys
 import time
 
@@ -53,15 +58,33 @@ def clc(msg_type, length, body, first_contact=False):
     return bytes(m)
 
 
+def gid_of(a):
+    """The GID a CLC message claims: gid=, else derived from the source address (IPv4-mapped or the IPv6 one)."""
+    if "gid" in a:
+        return bytes.fromhex(a["gid"])
+    if ":" in a["src"]:
+        return socket.inet_pton(socket.AF_INET6, a["src"])
+    return bytes(10) + b"\xff\xff" + socket.inet_aton(a["src"])
+
+
+def roce_mac(a):
+    return bytes.fromhex(a.get("mac", a["smac"]).replace(":", ""))
+
+
 def proposal(a):
     body = bytearray(length_body := 92 - 8)
     body[0:8] = b"PEERID01"                      # @8 peer id
-    body[8:24] = bytes.fromhex(a.get("gid", "fe80000000000000000000fffec61201"))  # @16 GID
-    body[24:30] = bytes.fromhex(a["smac"].replace(":", ""))  # @32 RoCE MAC
+    body[8:24] = gid_of(a)                       # @16 GID
+    body[24:30] = roce_mac(a)                    # @32 RoCE MAC
     body[30:32] = (40).to_bytes(2, "big")        # @38 iparea offset: after the 40-byte SMC-D area
-    ip = bytes(map(int, a["src"].split(".")))
-    body[72:76] = ip[:3] + b"\x00"               # @80 IPv4 subnet
-    body[76] = 24                                # prefix length
+    if "subnet" in a:
+        net, plen = a["subnet"].split("/")
+        body[72:76] = socket.inet_aton(net)      # @80 IPv4 subnet
+        body[76] = int(plen)                     # prefix length
+    else:
+        ip = bytes(map(int, a["src"].split(".")))
+        body[72:76] = ip[:3] + b"\x00"
+        body[76] = 24
     del length_body
     return clc(1, 92, bytes(body[:80]))
 
@@ -69,8 +92,8 @@ def proposal(a):
 def accept_confirm(a, msg_type):
     body = bytearray(64 - 8)
     body[0:8] = b"PEERID02"                      # @8
-    body[8:24] = bytes.fromhex(a.get("gid", "fe80000000000000000000fffec61202"))  # @16 GID
-    body[24:30] = bytes.fromhex(a["smac"].replace(":", ""))  # @32 MAC
+    body[8:24] = gid_of(a)                       # @16 GID
+    body[24:30] = roce_mac(a)                    # @32 MAC
     body[30:33] = int(a["qpn"], 0).to_bytes(3, "big")        # @38 QPN
     body[33:37] = int(a["rkey"], 0).to_bytes(4, "big")       # @41 rkey
     body[37] = 1                                 # @45 RMBE idx
@@ -110,8 +133,31 @@ def frame(kind, a):
     if kind == "fin":
         return eth / l3 / TCP(sport=sport, dport=dport, flags="FA", seq=5000, ack=6000)
     payload = {"proposal": lambda: proposal(a), "accept": lambda: accept_confirm(a, 2),
-               "confirm": lambda: accept_confirm(a, 3), "decline": lambda: decline(a)}[kind]()
+               "confirm": lambda: accept_confirm(a, 3), "decline": lambda: decline(a),
+               "data": lambda: b"x" * int(a.get("len", "100"))}[kind]()
     return eth / l3 / TCP(sport=sport, dport=dport, flags="PA", seq=int(a.get("seq", 1001)), ack=2001) / Raw(payload)
+
+
+def segments(f, a):
+    """The frame as sent: one, or with split=N its payload in two segments (N bytes, then the rest)."""
+    if "split" not in a:
+        return [f]
+    n = int(a["split"])
+    payload = bytes(f[TCP].payload)
+    first, second = f.copy(), f.copy()
+    first[TCP].remove_payload()
+    first = first / Raw(payload[:n])
+    second[TCP].remove_payload()
+    second[TCP].seq = f[TCP].seq + n
+    second = second / Raw(payload[n:])
+    for p in (first, second):
+        if IP in p:
+            del p[IP].len
+            del p[IP].chksum
+        else:
+            del p[IPv6].plen
+        del p[TCP].chksum
+    return [first, second]
 
 
 def describe(p):
@@ -130,6 +176,8 @@ def describe(p):
         out["tcp_checksum_ok"] = fixed[TCP].chksum == got
         out["ip_checksum_ok"] = (IP not in p) or fixed[IP].chksum == p[IP].chksum
         out["flags"] = str(p[TCP].flags)
+        out["seq"] = p[TCP].seq
+        out["payload_len"] = len(bytes(p[TCP].payload))
     if UDP in p and p[UDP].dport == 4791:
         out["roce_dqp"] = int.from_bytes(bytes(p[UDP].payload)[5:8], "big")
     return out
@@ -158,7 +206,9 @@ def main():
 
         while select.select([rx], [], [], 0)[0]:  # what arrived before this command is not its answer
             rx.recv()
-        tx.send(f)
+        segs = segments(f, a)
+        for seg in segs:
+            tx.send(seg)
         got = []
         deadline = time.time() + wait
         while (left := deadline - time.time()) > 0:
@@ -167,7 +217,7 @@ def main():
             p = rx.recv()
             if p is not None and match(p):
                 got.append(describe(p))
-        print(json.dumps({"sent": describe(f), "received": got}), flush=True)
+        print(json.dumps({"sent": describe(f), "segments": [describe(x) for x in segs], "received": got}), flush=True)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@
 #  - roce_strict on vm1: RoCEv2 vm1 -> vm2 is dropped (roce_qp_not_granted) until a CLC Accept/Confirm exchange
 #    between the two grants the QP and rkey; then granted QP/rkey pass, another rkey is dropped
 #    (roce_rkey_not_granted), trace names the reason; FIN ends the session and its grants.
+#  - identity enforcement: Proposals/Accepts claiming another vport's RoCE MAC, GID or IP prefix are dropped
+#    (also when split across two segments: the completing segment is dropped), counted per reason, the session
+#    shows it as refused and the connection's data is dropped both ways.
 #  - sessions age out (--smc-idle-timeout).
 #  - smc: deny on vm1 (eswitchctl apply): the option is gone from vm1's SYN and from the SYN-ACK towards vm1, with
 #    valid TCP/IP checksums (IPv4 and IPv6), counted as smc_option_stripped.
@@ -46,7 +49,7 @@ YAML
 }
 config allow >"$WORK/allow.yaml"
 config deny >"$WORK/deny.yaml"
-esw_start_eswitchd "$ESWITCHD" "$WORK/allow.yaml" --smc-idle-timeout 20
+esw_start_eswitchd "$ESWITCHD" "$WORK/allow.yaml" --smc-idle-timeout 40
 for _ in $(seq 50); do [[ -S "$SOCK" ]] && break; sleep 0.1; done
 
 A12=(smac=$M1 dmac=$M2 src=198.18.0.1 dst=198.18.0.2)
@@ -98,6 +101,11 @@ sleep 0.2
 [[ $(smc "len([x for x in s['sessions'] if x['client']['port']==40100])") == 0 ]] || fail "a plain SYN made a session"
 [[ $(vport vm1 smc_syn) == 1 ]] || fail "a plain SYN counted as smc_syn"
 echo "ok: SYN without the option: no session, not counted"
+# An SMC session nobody talks on again: it must age out (40 s idle timeout), checked near the end of the test.
+send 1to2 syn smc=1 sport=40300 dport=5002
+wait_smc "any(x['client']['port']==40300 for x in s['sessions'])" || fail "no session for 40300"
+expired=$(cached "s['table']['aged']")
+AGE_T0=$SECONDS
 
 send 2to1 synack smc=1 sport=5000 dport=40000
 [[ $(received) == 1 && $(q 'r["received"][0]["smc_option"]') == True ]] || fail "SYN-ACK with the option did not pass"
@@ -151,7 +159,18 @@ send 1to2 roce dqp=0x000222
 bad=$(q 'r["sent"]["hex"]')
 ctl trace --in-port vm1 --hex "$bad" >"$WORK/trace.txt" || fail "trace failed"
 grep -q "roce_qp_not_granted" "$WORK/trace.txt" || fail "trace does not name roce_qp_not_granted: $(cat "$WORK/trace.txt")"
-echo "ok: granted QP and rkey pass; another rkey/QP is dropped and counted; trace: $(grep -m1 roce_strict "$WORK/trace.txt")"
+# RoCEv2 with a spoofed source (an unbound IPv4, another vport's MAC) is dropped by the binding, also for the
+# granted QP, and counted.
+drops() { ctl --json show vports >"$WORK/vports.json" && /usr/bin/python3 -c "import json,sys; print([x for x in json.load(open(sys.argv[1]))['vports'] if x['name']=='vm1'][0]['drops'].get(sys.argv[2], 0))" "$WORK/vports.json" "$1"; }
+sip=$(drops spoofed_ip)
+smac=$(drops spoofed_mac)
+send 1to2 roce dqp=0x000111 src=198.18.9.9
+[[ $(received) == 0 ]] || fail "RoCEv2 from a spoofed source IPv4 passed"
+send 1to2 roce dqp=0x000111 smac=$M2
+[[ $(received) == 0 ]] || fail "RoCEv2 with another vport's MAC passed"
+[[ $(drops spoofed_ip) == $((sip + 1)) && $(drops spoofed_mac) == $((smac + 1)) ]] ||
+  fail "spoofed RoCEv2 not counted: $(cat "$WORK/vports.json")"
+echo "ok: granted QP and rkey pass; another rkey/QP and a spoofed source are dropped and counted; trace: $(grep -m1 roce_strict "$WORK/trace.txt")"
 
 # ---- FIN from both ends ends the session and its grants ----
 send 1to2 fin sport=40000 dport=5000
@@ -167,18 +186,86 @@ send 1to2 roce dqp=0x000111
 [[ $(received) == 0 ]] || fail "strict: a QP of an ended session still passes"
 echo "ok: FIN from both ends ends the session; its grants end"
 
+# ---- identity enforcement: what vm1 claims in its CLC messages must be its own (MAC, GID, IP prefix) ----
+# open CLIENT_PORT: SYN and SYN-ACK with the option, so the session waits for the client's Proposal
+open_smc() {
+  send 1to2 syn smc=1 sport="$1" dport=5003
+  send 2to1 synack smc=1 sport=5003 dport="$1"
+}
+# foreign PORT REASON SEND-ARGS...: a Proposal with a foreign identity is dropped, counted under REASON, the
+# session shows it; with split=N the first part passes (harmless, incomplete) and the completing part is dropped.
+foreign() {
+  local port=$1 reason=$2 split=""
+  shift 2
+  [[ "$*" == *split=* ]] && split=1
+  open_smc "$port"
+  local before
+  before=$(vport vm1 "smc_$reason")
+  send 1to2 proposal sport="$port" dport=5003 "$@"
+  if [[ -n $split ]]; then
+    [[ $(received) == 1 && $(q 'r["received"][0]["seq"] == r["segments"][0]["seq"]') == True ]] ||
+      fail "$reason (split): want only the first part forwarded: $(cat "$WORK/last.json")"
+  else
+    [[ $(received) == 0 ]] || fail "$reason: a Proposal claiming a foreign identity passed: $(cat "$WORK/last.json")"
+  fi
+  [[ $(vport vm1 "smc_$reason") == $((before + 1)) ]] || fail "smc_$reason did not count: $(cat "$WORK/smc.json")"
+  wait_smc "[x for x in s['sessions'] if x['client']['port']==$port][0]['state']=='refused'" ||
+    fail "$reason: session not refused: $(cat "$WORK/smc.json")"
+  [[ $(session "$port" "['refused']") == "$reason" && $(session "$port" "['refused_by']") == client ]] ||
+    fail "$reason: session does not name the reason: $(cat "$WORK/smc.json")"
+}
+open_smc 42000
+send 1to2 proposal sport=42000 dport=5003
+[[ $(received) == 1 ]] || fail "a Proposal with vm1's own MAC, GID (::ffff:198.18.0.1) and prefix was dropped"
+open_smc 42050
+send 1to2 proposal sport=42050 dport=5003 split=45 subnet=198.18.0.0/16
+[[ $(received) == 2 ]] || fail "a legitimate Proposal split over two segments did not pass whole: $(cat "$WORK/last.json")"
+wait_smc "[x for x in s['sessions'] if x['client']['port']==42050][0]['state']=='proposal'" ||
+  fail "the split Proposal was not reassembled by the session table: $(cat "$WORK/smc.json")"
+foreign 42100 foreign_mac mac=02:00:c6:12:00:99
+foreign 42200 foreign_gid gid=00000000000000000000ffffc6120002     # vm2's address, IPv4-mapped
+foreign 42300 foreign_prefix subnet=198.19.7.0/24
+foreign 42400 foreign_mac mac=02:00:c6:12:00:99 split=20      # cut before the MAC field (offset 32)
+foreign 42500 foreign_gid gid=20010db8000000000000000000000099 split=2   # the eyecatcher itself is cut
+foreign 42600 foreign_prefix subnet=198.19.7.0/24 split=82    # cut inside the IPv4 subnet (offset 80)
+echo "ok: foreign MAC / GID / prefix Proposals dropped and counted, in one segment and split across two; legitimate ones pass"
+# After the refusal the connection carries no data either way; its retransmissions are dropped too.
+send 1to2 proposal sport=42400 dport=5003 mac=02:00:c6:12:00:99
+[[ $(received) == 0 ]] || fail "the refused Proposal's retransmission passed"
+before=$(vport vm2 smc_flow_refused)
+send 2to1 data sport=5003 dport=42400 len=64
+[[ $(received) == 0 ]] || fail "data towards the refusing client passed"
+[[ $(vport vm2 smc_flow_refused) == $((before + 1)) ]] || fail "smc_flow_refused did not count on vm2"
+send 2to1 fin sport=5003 dport=42400
+[[ $(received) == 1 ]] || fail "a FIN (no payload) of a refused connection must still pass"
+# A server's Accept claiming vm1's GID is refused the same way (vm2 is spoof-checked too).
+open_smc 42700
+send 1to2 proposal sport=42700 dport=5003
+send 2to1 accept sport=5003 dport=42700 qpn=0x000333 rkey=0x55667788 gid=00000000000000000000ffffc6120001
+[[ $(received) == 0 ]] || fail "an Accept claiming vm1's GID passed"
+wait_smc "[x for x in s['sessions'] if x['client']['port']==42700][0]['refused_by']=='server'" ||
+  fail "server refusal not shown: $(cat "$WORK/smc.json")"
+[[ $(cached "s['grants']['qp']") == 0 ]] || fail "a refused Accept granted a QP: $(cat "$WORK/smc.json")"
+# trace names the reason
+send 1to2 proposal sport=42800 dport=5003 mac=02:00:c6:12:00:99 wait=0.2
+ctl trace --in-port vm1 --hex "$(q 'r["sent"]["hex"]')" >"$WORK/trace.txt" || fail "trace failed"
+grep -q "smc_foreign_mac" "$WORK/trace.txt" || fail "trace does not name smc_foreign_mac: $(cat "$WORK/trace.txt")"
+ctl show smc | tee "$WORK/show_smc.txt" | grep -q "foreign_mac (client)" || fail "show smc text: $(cat "$WORK/show_smc.txt")"
+ctl --json show vports >"$WORK/vports.json" || fail "show vports"
+/usr/bin/python3 -c "import json,sys; v=[x for x in json.load(open(sys.argv[1]))['vports'] if x['name']=='vm1'][0]['drops']; assert v['smc_foreign_mac']>=2 and v['smc_foreign_gid']>=2 and v['smc_foreign_prefix']>=2, v" "$WORK/vports.json" ||
+  fail "show vports drops do not list the SMC reasons: $(cat "$WORK/vports.json")"
+echo "ok: refused connections carry no data (FIN passes); a foreign Accept grants nothing; trace and show smc name the reason"
+
 # ---- a Decline ends a session too; idle sessions age out ----
 send 1to2 syn smc=1 sport=40200 dport=5001
 send 2to1 decline sport=5001 dport=40200
 wait_smc "[x for x in s['sessions'] if x['client']['port']==40200][0]['state']=='declined'" || fail "Decline not seen"
 [[ $(session 40200 "['decline_code']") == 0x03030000 ]] || fail "decline code: $(cat "$WORK/smc.json")"
-send 1to2 syn smc=1 sport=40300 dport=5002
-wait_smc "any(x['client']['port']==40300 for x in s['sessions'])" || fail "no session for 40300"
-expired=$(smc "s['table']['aged']")
-sleep 20
+left=$((AGE_T0 + 45 - SECONDS))
+((left > 0)) && sleep "$left"
 wait_smc "not any(x['client']['port']==40300 for x in s['sessions'])" || fail "idle session did not age out"
 [[ $(cached "s['table']['aged']") -gt $expired ]] || fail "aged did not count"
-echo "ok: Decline recorded (0x03030000); an idle session ages out after the 20 s timeout"
+echo "ok: Decline recorded (0x03030000); an idle session ages out after the 40 s timeout"
 
 # ---- smc: deny on vm1, applied through reconcile ----
 ctl apply "$WORK/deny.yaml" >/dev/null || fail "apply smc: deny"

@@ -397,5 +397,35 @@ TEST(SmcSession, Ipv6Tuple) {
   EXPECT_STREQ(to_string(t.find(c)->state), "syn");
 }
 
+// The worker refused a message (a foreign identity, dataplane/fastpath/smc_identity.h): the session is refused with
+// the reason and side, is no longer active (no grants), ignores later CLC bytes and still ends on FIN/RST.
+TEST(SmcSession, RefusedByTheWorker) {
+  SessionTable t({.capacity = 16});
+  Conn c(40100);
+  open(t, c, 1);
+  const Session* s = t.find(c.c);
+  ASSERT_NE(s, nullptr);
+  const Bytes prop = encode(proposal(1, Path::kR));
+  t.apply(c.data(true, prop.data(), 40), 2);  // the first part passed the switch
+  EXPECT_EQ(s->state, State::kSynAck);
+  Event rest = c.data(true, prop.data() + 40, prop.size() - 40);
+  rest.refused = Refusal::kForeignMac;  // the worker dropped the part that completed it
+  t.apply(rest, 3);
+  EXPECT_EQ(s->state, State::kRefused);
+  EXPECT_EQ(s->refused, Refusal::kForeignMac);
+  EXPECT_TRUE(s->refused_client);
+  EXPECT_FALSE(s->smc_active());
+  EXPECT_EQ(t.counters().refused, 1u);
+  EXPECT_EQ(t.counters().clc_parsed, 0u) << "a refused message is not taken";
+  EXPECT_STREQ(to_string(s->state), "refused");
+  EXPECT_STREQ(to_string(s->refused), "foreign_mac");
+  // Later CLC bytes change nothing (an Accept cannot grant after a refusal).
+  t.apply(c.data(false, encode(accept_confirm(MsgType::kAccept, 1, Path::kR, true))), 4);
+  EXPECT_EQ(s->state, State::kRefused);
+  EXPECT_FALSE(s->server_id.has_qp);
+  t.apply(c.ev(EventKind::kRst, false), 5);
+  EXPECT_EQ(t.find(c.c), nullptr);
+}
+
 }  // namespace
 }  // namespace esw::smc

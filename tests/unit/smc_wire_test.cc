@@ -1,9 +1,12 @@
 // SMC fast-path helpers without EAL: the SMC option strip and its incremental TCP checksum (checked against a
 // full recomputation), the parser's SMC/RoCE flags, the flow hash and the grant key sets.
 #include "dataplane/fastpath/smc_wire.h"
+#include "dataplane/fastpath/smc_identity.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -134,11 +137,20 @@ TEST(SmcParser, FlagsOnlyTheSegmentsTheSmcStageNeeds) {
     put32(later, 4, eye);
     EXPECT_FALSE(flags(PacketBuilder().eth().ipv4().tcp({.flags = kTcpAck}).payload(later).build()) & kFlagSmc);
   }
-  // Ethernet padding after a short segment is not payload: a 3-byte eyecatcher prefix + padding must not match.
-  Bytes short_payload = {0xE2, 0xD4, 0xC3};
-  const Bytes padded = PacketBuilder().eth().ipv4().tcp({.flags = kTcpAck}).payload(short_payload).pad_to(60).build();
+  // 1-3 payload bytes that begin an eyecatcher: a CLC header cut early (identity enforcement follows it).
+  for (size_t n = 1; n <= 3; ++n) {
+    Bytes p = {0xE2, 0xD4, 0xC3};
+    p.resize(n);
+    EXPECT_TRUE(flags(PacketBuilder().eth().ipv4().tcp({.flags = kTcpAck}).payload(p).pad_to(60).build()) & kFlagSmc)
+        << n << " bytes";
+  }
+  EXPECT_FALSE(flags(PacketBuilder().eth().ipv4().tcp({.flags = kTcpAck}).payload(Bytes{0x00, 0xE2, 0xD4}).build()) &
+               kFlagSmc);
+  // Ethernet padding after a segment is not payload: a pure ACK whose padding spells an eyecatcher must not match.
+  const Bytes padded = PacketBuilder().eth().ipv4().tcp({.flags = kTcpAck}).pad_to(60).build();
   Bytes tampered = padded;
-  tampered[14 + 20 + 20 + 3] = 0xD9;  // the padding byte after the 3 payload bytes
+  const uint8_t eye[4] = {0xE2, 0xD4, 0xC3, 0xD9};
+  std::memcpy(&tampered[14 + 20 + 20], eye, 4);
   EXPECT_FALSE(flags(tampered) & kFlagSmc);
 }
 
@@ -198,4 +210,91 @@ TEST(SmcKeySet, ContainsExactlyItsKeys) {
 }
 
 }  // namespace
+// smc_identity_verdict (smc_identity.h): what a vport may claim in a CLC message, field by field. The e2e test
+// smc_switch covers the worker around it (drops, split messages, counters).
+TEST(SmcIdentity, ClaimsMustBeTheVportsOwn) {
+  Binding b;
+  b.has_mac = true;
+  b.mac = {0x02, 0x00, 0xc6, 0x12, 0x00, 0x01};
+  b.link_local = {0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0x00, 0x00, 0xc6, 0xff, 0xfe, 0x12, 0x00, 0x01};
+  b.ipv4 = {{htonl(0xc6120001), 0xffffffff}};                 // 198.18.0.1/32
+  Prefix6 p6{};
+  p6.addr = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01};
+  p6.mask.fill(0xff);                                         // 2001:db8::1/128
+  b.ipv6 = {p6};
+  b.ipv6.push_back(Prefix6{{0x20, 0x01, 0x0d, 0xb8, 0, 0x10}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}});
+  auto prop = [&] {
+    smc::Message m;
+    m.hdr.type = smc::MsgType::kProposal;
+    m.hdr.typev1 = smc::Path::kR;
+    std::memcpy(m.proposal.roce_mac, b.mac.data(), 6);
+    const uint8_t gid[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 1};
+    std::memcpy(m.proposal.smcr_gid, gid, 16);
+    m.proposal.has_ip_area = true;
+    m.proposal.ip.ipv4_subnet = 0xc6120000;
+    m.proposal.ip.ipv4_prefix_len = 24;
+    return m;
+  };
+  EXPECT_EQ(smc_identity_verdict(b, prop()), DropReason::kCount) << "own MAC, IPv4-mapped GID, a /24 around it";
+  smc::Message m = prop();
+  m.proposal.roce_mac[5] = 2;
+  EXPECT_EQ(smc_identity_verdict(b, m), DropReason::kSmcForeignMac);
+  m = prop();
+  m.proposal.smcr_gid[15] = 2;  // ::ffff:198.18.0.2
+  EXPECT_EQ(smc_identity_verdict(b, m), DropReason::kSmcForeignGid);
+  m = prop();
+  std::memcpy(m.proposal.smcr_gid, b.link_local.data(), 16);
+  EXPECT_EQ(smc_identity_verdict(b, m), DropReason::kCount) << "the EUI-64 link-local GID";
+  m.proposal.smcr_gid[15] = 9;
+  EXPECT_EQ(smc_identity_verdict(b, m), DropReason::kSmcForeignGid) << "another link-local";
+  m = prop();
+  std::memcpy(m.proposal.smcr_gid, p6.addr.data(), 16);
+  EXPECT_EQ(smc_identity_verdict(b, m), DropReason::kCount) << "a bound IPv6 address";
+  m.proposal.smcr_gid[5] = 0x10;
+  m.proposal.smcr_gid[15] = 0x77;
+  EXPECT_EQ(smc_identity_verdict(b, m), DropReason::kCount) << "inside the bound 2001:db8:0:10::/64";
+  m.proposal.smcr_gid[5] = 0x11;
+  EXPECT_EQ(smc_identity_verdict(b, m), DropReason::kSmcForeignGid);
+  // SMC-D only: no RoCE MAC/GID claimed, so none is checked; the IP area still is.
+  m = prop();
+  m.hdr.typev1 = smc::Path::kD;
+  m.proposal.roce_mac[5] = 2;
+  EXPECT_EQ(smc_identity_verdict(b, m), DropReason::kCount);
+  m.proposal.ip.ipv4_subnet = 0xc6130000;
+  EXPECT_EQ(smc_identity_verdict(b, m), DropReason::kSmcForeignPrefix);
+  // Prefixes: within or around a bound one; "no IPv4" (0/0) is not checked; IPv6 prefixes each.
+  m = prop();
+  m.proposal.ip.ipv4_subnet = 0xc6120001;
+  m.proposal.ip.ipv4_prefix_len = 32;
+  EXPECT_EQ(smc_identity_verdict(b, m), DropReason::kCount);
+  m.proposal.ip.ipv4_subnet = 0xc6120100;
+  m.proposal.ip.ipv4_prefix_len = 24;
+  EXPECT_EQ(smc_identity_verdict(b, m), DropReason::kSmcForeignPrefix);
+  m.proposal.ip.ipv4_subnet = 0;
+  m.proposal.ip.ipv4_prefix_len = 0;
+  EXPECT_EQ(smc_identity_verdict(b, m), DropReason::kCount);
+  m.proposal.ip.ipv6_count = 2;
+  m.proposal.ip.ipv6[0] = {{0x20, 0x01, 0x0d, 0xb8}, 64};   // 2001:db8::/64 around 2001:db8::1
+  m.proposal.ip.ipv6[1] = {{0x20, 0x01, 0x0d, 0xb8, 0, 0x10}, 64};
+  EXPECT_EQ(smc_identity_verdict(b, m), DropReason::kCount);
+  m.proposal.ip.ipv6[1] = {{0x20, 0x01, 0x0d, 0xb8, 0, 0x20}, 64};
+  EXPECT_EQ(smc_identity_verdict(b, m), DropReason::kSmcForeignPrefix);
+  // An SMC-R Accept/Confirm: MAC and GID; a v2 Confirm's GID list entry by entry.
+  smc::Message a;
+  a.hdr.type = smc::MsgType::kConfirm;
+  a.hdr.version = 2;
+  a.hdr.typev1 = smc::Path::kR;
+  std::memcpy(a.accept_confirm.r.mac, b.mac.data(), 6);
+  std::memcpy(a.accept_confirm.r.gid, p6.addr.data(), 16);
+  a.accept_confirm.fce.present = true;
+  a.accept_confirm.fce.gid_count = 2;
+  std::memcpy(a.accept_confirm.fce.gids[0], p6.addr.data(), 16);
+  std::memcpy(a.accept_confirm.fce.gids[1], b.link_local.data(), 16);
+  EXPECT_EQ(smc_identity_verdict(b, a), DropReason::kCount);
+  a.accept_confirm.fce.gids[1][15] = 0x42;
+  EXPECT_EQ(smc_identity_verdict(b, a), DropReason::kSmcForeignGid);
+  EXPECT_EQ(smc_refusal_of(DropReason::kSmcForeignGid), 2);
+  EXPECT_EQ(smc_refusal_of(DropReason::kRule), 0);
+}
+
 }  // namespace esw::dp
