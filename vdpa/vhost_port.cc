@@ -393,6 +393,15 @@ void VhostUserPort::service() noexcept {
           vring_vid_ = e.vid;
         }
         if (e.vring < 2 * kMaxQueues) vring_on_[e.vring] = e.enable;
+        if (e.enable && e.vring >= 2 * args_.queues) {
+          // rte_vhost 22.11 announces its own maximum queue count, so a guest may enable more queue pairs than
+          // configured: those vrings are never polled nor sent to (refused), and counted.
+          if (vrings_refused_++ == 0) {
+            fmt::print("eswitchd: vport {}: the guest enabled vring {} beyond the {} configured queue pair(s): "
+                       "not served (counted in vrings_refused)\n", spec_.name, e.vring, args_.queues);
+            fflush(stdout);
+          }
+        }
         vrings_changed = true;
         break;
     }
@@ -485,8 +494,9 @@ dp::PeerStatus VhostUserPort::peer_status() const {
                 {"gso_frames", o.gso_frames},
                 {"gso_segments", o.gso_segments},
                 {"offload_errors", o.errors},
-                {"migration_state", static_cast<uint64_t>(mig_state())},
-                {"announces", announces_sent()}};
+                {"announces", announces_sent()},
+                {"vrings_refused", vrings_refused_}};
+  s.state = mig_state_name(mig_state());
   for (uint16_t q = 0; q < args_.queues; ++q) {
     dp::PeerQueue& pq = s.queues[q];
     pq.rx_enabled = s.connected && rx_on_[q].load(std::memory_order_relaxed);

@@ -161,6 +161,7 @@ class VhostUserPort final : public dp::Port {
   uint64_t offered_ = 0;
   uint64_t connects_ = 0, disconnects_ = 0;
   uint16_t reported_pairs_ = 0;  // queue pairs on when last logged
+  uint64_t vrings_refused_ = 0;  // vrings the guest enabled beyond the configured queue pairs (not served)
 
   // Shared with rte_vhost's thread.
   std::mutex mu_;

@@ -196,6 +196,7 @@ json run_show(ApiContext& ctx, const ApiCall& call) {
           json extra = json::object();
           for (const auto& [k, v] : ps.counters) extra[k] = v;
           peer["counters"] = std::move(extra);
+          if (!ps.state.empty()) peer["state"] = ps.state;
         }
       }
       ports.push_back({{"name", s.name},

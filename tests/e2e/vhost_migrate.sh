@@ -195,6 +195,17 @@ fdb=$(bridge -n "$NS" fdb show br br0 | grep -i "$MAC1" || true)
 grep -q "dev ${P}b " <<<"$fdb" || failb "the bridge has the guest on '$fdb', not on B's leg"
 echo "ok: the network learned the guest's new place (fdb: $fdb)"
 
+# B's session view: the vport RUNNING, one announce sent.
+peer_of() {  # peer_of PORT KEY (state, or a key of counters)
+  ctl_b --json show ports | /usr/bin/python3 -c '
+import json, sys
+p = next(p for p in json.load(sys.stdin)["ports"] if p["name"] == sys.argv[1])["peer"]
+print(p["state"] if sys.argv[2] == "state" else p["counters"][sys.argv[2]])' "$1" "$2"
+}
+[[ $(peer_of vm state) == RUNNING ]] || failb "B shows vm in state $(peer_of vm state), not RUNNING"
+(( $(peer_of vm announces) == 1 )) || failb "B sent $(peer_of vm announces) announces, not 1"
+echo "ok: show ports on B: vm RUNNING, 1 RARP announce"
+
 # Counters continue: B's vm counts start at A's (from the stream) and grew.
 saved_rx=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rx_packets"])' "$WORK/save.json")
 saved_tx=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tx_packets"])' "$WORK/save.json")
@@ -224,6 +235,7 @@ for f in bad short ver vm; do
     vm) grep -q "it is vport 'vm', not 'vm9'" <<<"$out" || failb "a foreign stream not named: $out" ;;
   esac
 done
+[[ $(peer_of vm9 state) == STOP ]] || failb "vm9 is $(peer_of vm9 state) after the refused streams, not STOP"
 out=$(ctl_b vport migrate vm9 --to-state RUNNING_P2P 2>&1) || failb "vm9 did not stay in STOP: $out"
 echo "ok: corrupted, truncated, wrong-version and foreign streams refused; the vport stayed STOP"
 

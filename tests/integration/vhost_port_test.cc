@@ -419,6 +419,61 @@ TEST(VhostPortOffload, TsoSegmentedAndChecksumsCompleted) {
   EXPECT_EQ(sw.mempool_report().in_use, 0u);
 }
 
+// Bad input: a guest that enables more queue pairs than the vport is configured with (rte_vhost 22.11 cannot lower
+// the count it announces): the extra vrings are refused - never polled, never sent to - and counted; the
+// configured queue pair carries traffic both ways.
+TEST(VhostPortErrors, QueuePairsAboveTheConfiguredMaximumAreRefusedAndCounted) {
+  const std::string sock = socket_dir() + "/vm-mq.sock";
+  RingPort ring("vhmq");
+  esw::cfg::Config c = base_config();
+  c.uplinks.push_back(esw::test::uplink("up", ring.devname));
+  c.vports.push_back(vhost_vport("vm1", sock, 1));
+  c.pipeline.mode = esw::cfg::PipelineMode::kCrossConnect;
+  c.pipeline.cross_connect = {{"up", "vm1"}, {"vm1", "up"}};
+  esw::dp::Switch sw(c);
+  sw.start();
+  VhostUserPort* vp = vhost_port(sw, "vm1");
+  ASSERT_NE(vp, nullptr);
+  auto refused = [&] {
+    for (const auto& [k, v] : vp->peer_status().counters) {
+      if (k == "vrings_refused") return v;
+    }
+    return uint64_t{0};
+  };
+  {
+    Guest g("mq", sock, 4, false);
+    ASSERT_TRUE(serve_until(sw, [&] { return vp->device_ready() && refused() >= 6; }))
+        << "refused vrings: " << refused();
+    EXPECT_EQ(refused(), 6u) << "queue pairs 1..3 of the guest: vrings 2..7";
+    EXPECT_EQ(vp->enabled_queue_pairs(), 1);
+    EXPECT_EQ(vp->peer_status().queues.size(), 1u);
+    // Queue pair 0 works both ways; what the guest sends on its extra queue pairs is never taken.
+    ASSERT_EQ(g.send(0, {frame(21)}), 1);
+    ASSERT_EQ(g.send(2, {frame(22)}), 1);
+    std::vector<std::vector<uint8_t>> got;
+    serve_until(sw, [&] {
+      auto more = ring.take_bytes(2, 0ms);
+      got.insert(got.end(), more.begin(), more.end());
+      return false;
+    }, 500ms);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_TRUE(got[0] == frame(21));
+    ring.inject(sw.pool(), frame(23));
+    std::vector<std::vector<uint8_t>> rx;
+    serve_until(sw, [&] {
+      auto more = g.receive(1, 1ms);
+      rx.insert(rx.end(), more.begin(), more.end());
+      return !rx.empty();
+    });
+    ASSERT_EQ(rx.size(), 1u);
+    EXPECT_TRUE(rx[0] == frame(23));
+    EXPECT_EQ(vp->driver_counters().ipackets, 1u);
+  }
+  serve_until(sw, [&] { return !vp->device_ready(); });
+  sw.close();
+  EXPECT_EQ(sw.mempool_report().in_use, 0u);
+}
+
 // eswitchd stopping (or the vport removed) while the guest is connected and sending: close() unregisters the
 // socket, rte_vhost destroys the device under the workers' feet only after they are out of it, and every mbuf is
 // back in the pool; the guest sees a disconnect, nothing worse.
