@@ -27,16 +27,16 @@ namespace {
 constexpr uint16_t kNoVring = 0xffff;
 constexpr uint16_t kVhostBurst = 32;  // rte_vhost's MAX_PKT_BURST: it takes at most this many per call
 
-// Offloads the switch does not honour yet: a guest must not hand us partial checksums or TSO frames, nor expect
-// them from us.
+// Offloads not offered: ECN and UFO. Partial checksums and TCP segmentation from the guest are completed in
+// rx_burst (offload.h); towards the guest only whole frames are sent, so GUEST_CSUM/TSO cost nothing.
 // (virtio spec feature bits; <linux/virtio_net.h> does not compile as C++.)
 constexpr uint64_t bit(unsigned b) { return 1ULL << b; }
 constexpr unsigned kFCsum = 0, kFGuestCsum = 1, kFGuestTso4 = 7, kFGuestTso6 = 8, kFGuestEcn = 9, kFGuestUfo = 10,
                    kFHostTso4 = 11, kFHostTso6 = 12, kFHostEcn = 13, kFHostUfo = 14, kFMrgRxbuf = 15, kFMq = 22,
                    kFVersion1 = 32;
-constexpr uint64_t kDisabledFeatures = bit(kFCsum) | bit(kFGuestCsum) | bit(kFHostTso4) | bit(kFHostTso6) |
-                                       bit(kFGuestTso4) | bit(kFGuestTso6) | bit(kFHostEcn) | bit(kFGuestEcn) |
-                                       bit(kFHostUfo) | bit(kFGuestUfo);
+constexpr uint64_t kDisabledFeatures = bit(kFHostEcn) | bit(kFGuestEcn) | bit(kFHostUfo) | bit(kFGuestUfo);
+[[maybe_unused]] constexpr uint64_t kOffloadFeatures = bit(kFCsum) | bit(kFGuestCsum) | bit(kFHostTso4) |
+                                                       bit(kFHostTso6) | bit(kFGuestTso4) | bit(kFGuestTso6);
 
 // rte_vhost calls back with a vid; the socket path names the port that registered it.
 std::mutex g_registry_mu;
@@ -205,6 +205,10 @@ void VhostUserPort::open(const dp::PortSpec& spec, uint16_t index, rte_mempool* 
       for (auto& l : txq_locks_) rte_spinlock_init(&l);
     }
     for (uint16_t q = 0; q < kMaxQueues; ++q) tx_vring_[q].store(kNoVring, std::memory_order_relaxed);
+    for (uint16_t q = 0; q < args_.queues; ++q) {
+      rxq_[q].held.assign(size_t{kVhostBurst} * kMaxSegments, nullptr);
+      rxq_[q].held_at = rxq_[q].held_n = 0;
+    }
 
     const uint64_t flags = args_.client ? RTE_VHOST_USER_CLIENT : 0;  // client mode reconnects by default
     if (rte_vhost_driver_register(args_.socket.c_str(), flags) != 0) fail("rte_vhost_driver_register failed");
@@ -281,6 +285,10 @@ void VhostUserPort::close() noexcept {
   }
   if (event_fd_ >= 0) ::close(event_fd_);
   event_fd_ = -1;
+  for (Queue& q : rxq_) {  // segments no burst took yet
+    for (uint32_t i = q.held_at; i < q.held_n; ++i) rte_pktmbuf_free(q.held[i]);
+    q.held_at = q.held_n = 0;
+  }
   txq_locks_.clear();
   open_ = false;
 }
@@ -385,6 +393,15 @@ void VhostUserPort::service() noexcept {
           vring_vid_ = e.vid;
         }
         if (e.vring < 2 * kMaxQueues) vring_on_[e.vring] = e.enable;
+        if (e.enable && e.vring >= 2 * args_.queues) {
+          // rte_vhost 22.11 announces its own maximum queue count, so a guest may enable more queue pairs than
+          // configured: those vrings are never polled nor sent to (refused), and counted.
+          if (vrings_refused_++ == 0) {
+            fmt::print("eswitchd: vport {}: the guest enabled vring {} beyond the {} configured queue pair(s): "
+                       "not served (counted in vrings_refused)\n", spec_.name, e.vring, args_.queues);
+            fflush(stdout);
+          }
+        }
         vrings_changed = true;
         break;
     }
@@ -438,6 +455,7 @@ dp::DriverCounters VhostUserPort::driver_counters() const {
     c.ipackets += rxq_[q].packets;
     c.opackets += txq_[q].packets;
     c.oerrors += txq_[q].dropped;
+    c.ierrors += rxq_[q].offload.errors;  // offload requests that made no sense: frame dropped
   }
   return c;
 }
@@ -465,6 +483,20 @@ dp::PeerStatus VhostUserPort::peer_status() const {
   s.connects = connects_;
   s.disconnects = disconnects_;
   s.queues.resize(args_.queues);
+  OffloadCounters o;
+  for (uint16_t q = 0; q < args_.queues; ++q) {
+    o.csum_completed += rxq_[q].offload.csum_completed;
+    o.gso_frames += rxq_[q].offload.gso_frames;
+    o.gso_segments += rxq_[q].offload.gso_segments;
+    o.errors += rxq_[q].offload.errors;
+  }
+  s.counters = {{"csum_completed", o.csum_completed},
+                {"gso_frames", o.gso_frames},
+                {"gso_segments", o.gso_segments},
+                {"offload_errors", o.errors},
+                {"announces", announces_sent()},
+                {"vrings_refused", vrings_refused_}};
+  s.state = mig_state_name(mig_state());
   for (uint16_t q = 0; q < args_.queues; ++q) {
     dp::PeerQueue& pq = s.queues[q];
     pq.rx_enabled = s.connected && rx_on_[q].load(std::memory_order_relaxed);
@@ -501,14 +533,31 @@ uint16_t VhostUserPort::rx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uin
   }
   const int vid = self->vid_.load(std::memory_order_seq_cst);
   uint16_t got = 0;
-  if (vid >= 0) {
-    uint16_t extra = 0;
-    if (queue == 0 && self->announce_armed_.load(std::memory_order_relaxed) && n > 1) {
-      extra = self->inject_announce(pkts, n) ? 1 : 0;
+  // Segments an earlier burst had no room for go first.
+  while (got < n && rq.held_at < rq.held_n) pkts[got++] = rq.held[rq.held_at++];
+  if (rq.held_at == rq.held_n) rq.held_at = rq.held_n = 0;
+  if (vid >= 0 && rq.held_n == 0 && got < n) {
+    if (queue == 0 && self->announce_armed_.load(std::memory_order_relaxed) && n - got > 1) {
+      got = static_cast<uint16_t>(got + (self->inject_announce(pkts + got, n) ? 1 : 0));
     }
-    got = static_cast<uint16_t>(
-        extra + rte_vhost_dequeue_burst(vid, static_cast<uint16_t>(2 * queue + 1), self->pool_, pkts + extra,
-                                        static_cast<uint16_t>(n - extra)));
+    rte_mbuf* fresh[kVhostBurst];
+    const uint16_t k = rte_vhost_dequeue_burst(vid, static_cast<uint16_t>(2 * queue + 1), self->pool_, fresh,
+                                               std::min<uint16_t>(static_cast<uint16_t>(n - got), kVhostBurst));
+    rte_mbuf* segs[kMaxSegments];
+    for (uint16_t i = 0; i < k; ++i) {
+      if (!needs_offload(fresh[i])) {
+        pkts[got++] = fresh[i];
+        continue;
+      }
+      const uint16_t made = complete_offloads(fresh[i], self->pool_, segs, rq.offload);
+      for (uint16_t s = 0; s < made; ++s) {
+        if (got < n) {
+          pkts[got++] = segs[s];
+        } else {
+          rq.held[rq.held_n++] = segs[s];  // room: at most kVhostBurst frames of kMaxSegments each
+        }
+      }
+    }
   }
   rq.busy.fetch_sub(1, std::memory_order_release);
   rq.packets += got;

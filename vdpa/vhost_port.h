@@ -25,8 +25,9 @@
 // has no software queues (its bursts are empty). No such device: open() fails naming it.
 //
 // Features: VERSION_1, MRG_RXBUF, MQ, CTRL_VQ (processed by the front-end: QEMU / virtio_user), EVENT_IDX,
-// RING_PACKED, IN_ORDER, INDIRECT_DESC, as rte_vhost offers them; checksum and TSO offloads are disabled in this
-// slice (the switch would have to honour them on every other port).
+// RING_PACKED, IN_ORDER, INDIRECT_DESC, as rte_vhost offers them; CSUM, HOST_TSO4/6 (completed in software as
+// frames leave the guest: offload.h), GUEST_CSUM, GUEST_TSO4/6 (harmless: the switch only ever gives the guest
+// whole frames). ECN and UFO are not offered.
 
 #include <rte_ether.h>
 #include <rte_mempool.h>
@@ -40,6 +41,7 @@
 
 #include "dataplane/ports/port.h"
 #include "vdpa/migration.h"
+#include "vdpa/offload.h"
 
 namespace esw::vdpa {
 
@@ -102,6 +104,11 @@ class VhostUserPort final : public dp::Port {
     std::atomic<uint32_t> busy{0};  // > 0 while a worker is inside rte_vhost for this queue
     uint64_t packets = 0;           // written by the one worker (rx) / the lock holder (tx)
     uint64_t dropped = 0;           // tx: not taken by the guest (ring full) while the device was usable
+    // rx: guest offloads completed (offload.h); segments of a GSO frame that did not fit in the burst wait in
+    // `held` for the next one (room for a whole burst of maximal GSO frames: allocated at open).
+    OffloadCounters offload;
+    std::vector<rte_mbuf*> held;
+    uint32_t held_at = 0, held_n = 0;
   };
   enum class EventKind : uint8_t { kNew, kDestroy, kVring, kConnection };
   bool inject_announce(rte_mbuf** pkts, uint16_t n) noexcept;
@@ -154,6 +161,7 @@ class VhostUserPort final : public dp::Port {
   uint64_t offered_ = 0;
   uint64_t connects_ = 0, disconnects_ = 0;
   uint16_t reported_pairs_ = 0;  // queue pairs on when last logged
+  uint64_t vrings_refused_ = 0;  // vrings the guest enabled beyond the configured queue pairs (not served)
 
   // Shared with rte_vhost's thread.
   std::mutex mu_;

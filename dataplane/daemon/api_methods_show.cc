@@ -202,6 +202,10 @@ json run_show(ApiContext& ctx, const ApiCall& call) {
                   {"connects", ps.connects},
                   {"disconnects", ps.disconnects},
                   {"queues", std::move(pq)}};
+          json extra = json::object();
+          for (const auto& [k, v] : ps.counters) extra[k] = v;
+          peer["counters"] = std::move(extra);
+          if (!ps.state.empty()) peer["state"] = ps.state;
         }
       }
       ports.push_back({{"name", s.name},

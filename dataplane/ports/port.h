@@ -79,6 +79,8 @@ struct PeerStatus {
   std::vector<std::string> feature_names;  // the negotiated features by name
   uint64_t connects = 0, disconnects = 0;
   std::vector<PeerQueue> queues;           // one per configured queue pair
+  std::vector<std::pair<std::string, uint64_t>> counters;  // backend-specific, by name (vhost: offloads, announces)
+  std::string state;  // backend-specific state worth showing (vhost: the migration state), empty if none
 };
 
 class Port {

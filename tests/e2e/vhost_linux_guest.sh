@@ -3,7 +3,9 @@
 # KVM), interrupt-driven (INTx: vectors=0), attached to eswitchd's rte_vhost engine (server mode). Two boots:
 #   split ring, 1 queue pair; packed ring, 2 queue pairs (2 vCPUs, the guest enables both pairs).
 # In each boot the guest itself, through the switch to a kernel tenant in a namespace (af_packet vport):
-#   resolves the tenant with ARP and IPv6 ND, pings it (IPv4, IPv6), sends it 8 MiB over TCP and receives 8 MiB
+#   resolves the tenant with ARP and IPv6 ND, pings it (IPv4, IPv6), sends it 8 MiB over TCP (with CSUM and
+#   HOST_TSO4/6 negotiated: eswitchd completes checksums and segments TSO frames; the tenant's kernel counts no
+#   checksum error and gets every byte) and receives 8 MiB
 #   back (byte counts checked on both ends); then moves to a foreign IPv4 address, then to a foreign MAC: both are
 #   cut off by the binding (no reply; eswitchd counts spoofed_ip / spoofed_mac on the vport).
 # eswitchd stops cleanly at the end (exit 0: every mbuf back).
@@ -90,8 +92,17 @@ PY
   ESW_EXTRA_PIDS+=("$TENANT_PID")
 }
 
+# The tenant kernel's count of received TCP/UDP segments with a bad checksum (/proc/net/snmp, per namespace).
+csum_errors() {
+  ip netns exec "$P-t1" /usr/bin/python3 -c '
+rows = [l.split() for l in open("/proc/net/snmp") if l.startswith(("Tcp:", "Udp:"))]
+print(sum(int(v) for h, v in zip(rows[0::2], rows[1::2]) for k, v in zip(h, v) if k == "InCsumErrors"))'
+}
+
 boot() {
   local name=$1 queues=$2 ring=$3 extra=${4:-}
+  local csum0
+  csum0=$(csum_errors)
   local log="$WORK/$name.console"
   rm -f "$WORK/sink.count"
   tenant_servers
@@ -118,6 +129,8 @@ boot() {
   feat=${line#*features 0x}; feat=$((16#${feat%%,*}))
   (( ((feat >> 34) & 1) == ($([[ $ring == packed ]] && echo 1 || echo 0)) )) || fail "$name: RING_PACKED is $(((feat >> 34) & 1)) in '$line'"
   (( (feat >> 29) & 1 )) || fail "$name: EVENT_IDX not negotiated ('$line')"
+  # Offloads: the guest hands over partial checksums (CSUM) and TSO frames (HOST_TSO4/6); eswitchd completes them.
+  (( (feat & 1) && ((feat >> 11) & 1) && ((feat >> 12) & 1) )) || fail "$name: CSUM/HOST_TSO4/HOST_TSO6 not negotiated ('$line')"
   if ((queues > 1)); then
     tail -n +"$(grep -n "vm3: vhost-user guest connected" "$WORK/eswitchd.log" | tail -1 | cut -d: -f1)" "$WORK/eswitchd.log" |
       grep -Eq "vm3: ($queues of 2 queue pairs on|.*$queues of 2 queue pairs on\))" || fail "$name: eswitchd never saw $queues queue pairs on"
@@ -139,6 +152,10 @@ for q in range(want):
 rxq = p["rx_queues"]
 for q in range(want):
     if rxq[q]["packets"] == 0: errs.append(f"switch rx queue {q}: no packets")
+c = peer["counters"]
+print(f"  offloads completed by eswitchd: {c['csum_completed']} checksums, {c['gso_frames']} TSO frames -> {c['gso_segments']} segments, {c['offload_errors']} errors")
+if c["gso_frames"] == 0 or c["gso_segments"] <= c["gso_frames"]: errs.append("no TSO frame from the guest was segmented")
+if c["offload_errors"] != 0: errs.append(f"{c['offload_errors']} offload errors")
 for e in errs: print("  peer check:", e)
 sys.exit(1 if errs else 0)
 PY
@@ -153,6 +170,10 @@ PY
   g "tcp sent" "the guest's TCP send failed"
   [[ $(cat "$WORK/sink.count" 2>/dev/null) == $((8 << 20)) ]] || fail "$name: the tenant received $(cat "$WORK/sink.count" 2>/dev/null) of $((8 << 20)) bytes"
   g "tcp received $((8 << 20))" "the guest did not receive 8 MiB from the tenant"
+  local csum1
+  csum1=$(csum_errors)
+  echo "  tenant InCsumErrors (Tcp+Udp): $csum0 -> $csum1"
+  ((csum1 == csum0)) || fail "$name: the tenant counted $((csum1 - csum0)) segments with a bad checksum"
   g "foreign ip cut off" "a foreign source IPv4 address got through the binding"
   g "foreign mac cut off" "a foreign source MAC got through the binding"
   local q

@@ -98,8 +98,12 @@ import json, sys
 rows = json.load(sys.stdin)["ports"]
 print(next((p[sys.argv[2]] for p in rows if p["name"] == sys.argv[1]), 0))' "$2" "$3"
 }
+rule_total() { "$1" --json show rules | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])'; }
+b_rules_before=$(rule_total ctl_b)
 ip netns exec "$NS" ping -c 3 -i 0.2 -W 2 198.18.0.1 >/dev/null || fail "the tenant cannot ping the guest through A"
 echo "ok: tenant -> guest through eswitchd A"
+# A runtime rule naming the vport travels with it.
+ctl_a rules --add "priority=100,name=esw-mig-ssh,in_port=vm,ipv4,tcp_dst=22 actions=drop" >/dev/null
 
 # An illegal arc, refused with both state names (and nothing changed).
 if out=$(ctl_b vport migrate vm --to-state STOP_COPY --stream "$WORK/x.mig" 2>&1); then
@@ -124,14 +128,15 @@ ctl_a --json vport migrate vm --to-state STOP_COPY --stream "$WORK/vm.mig" >"$WO
 t1=$(date +%s%N)
 # The source lets the guest go (its vport removed) while B loads the stream: B's vport does not poll before
 # RUNNING, whenever the guest's session reaches it.
-ctl_a apply "$WORK/a-novm.yaml" >"$WORK/release.log" 2>&1 &
+# (its runtime rule naming the vport first: it went with the stream.)
+{ ctl_a rules --delete esw-mig-ssh && ctl_a apply "$WORK/a-novm.yaml"; } >"$WORK/release.log" 2>&1 &
 REL_PID=$!
 ctl_b --json vport migrate vm --to-state RESUMING --stream "$WORK/vm.mig" >"$WORK/load.json"
 ctl_b --json vport migrate vm --to-state STOP >"$WORK/install.json"
 ctl_b vport migrate vm --to-state RUNNING_P2P >/dev/null
 ctl_b vport migrate vm --to-state RUNNING >/dev/null
 t2=$(date +%s%N)
-wait "$REL_PID" || { cat "$WORK/release.log" >&2; fail "A could not remove the vport"; }
+wait "$REL_PID" || { sed "s/^/  release: /" "$WORK/release.log" >&2; fail "A could not remove the vport"; }
 t3=$(date +%s%N)
 for _ in $(seq 300); do grep -q "vhost-user guest connected" "$WORK/b.log" && break; sleep 0.01; done
 t4=$(date +%s%N)
@@ -178,10 +183,28 @@ print(sum(1 for i in range(n - 100, n + 1) if i in s))' "$seqs" "$NPING")
 ((tail_ok >= 90)) || failb "pings did not resume through B ($tail_ok of the last 100 answered)"
 grep -q "resumed from a migration stream" "$WORK/b.log" || failb "B did not log the resume"
 
+b_rules_after=$(rule_total ctl_b)
+installed=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rules"])' "$WORK/install.json")
+((installed == 1 && b_rules_after == b_rules_before + 1)) ||
+  failb "the runtime rule naming vm did not come with the stream (installed $installed, B's rules $b_rules_before -> $b_rules_after)"
+ctl_b --json show rules | grep -q 'tcp_dst' || failb "B's rules lack the migrated tcp_dst=22 rule"
+echo "ok: the vport's runtime rule moved with it"
+
 # The bridge learned the guest's MAC on B's leg (RARP, then replies).
 fdb=$(bridge -n "$NS" fdb show br br0 | grep -i "$MAC1" || true)
 grep -q "dev ${P}b " <<<"$fdb" || failb "the bridge has the guest on '$fdb', not on B's leg"
 echo "ok: the network learned the guest's new place (fdb: $fdb)"
+
+# B's session view: the vport RUNNING, one announce sent.
+peer_of() {  # peer_of PORT KEY (state, or a key of counters)
+  ctl_b --json show ports | /usr/bin/python3 -c '
+import json, sys
+p = next(p for p in json.load(sys.stdin)["ports"] if p["name"] == sys.argv[1])["peer"]
+print(p["state"] if sys.argv[2] == "state" else p["counters"][sys.argv[2]])' "$1" "$2"
+}
+[[ $(peer_of vm state) == RUNNING ]] || failb "B shows vm in state $(peer_of vm state), not RUNNING"
+(( $(peer_of vm announces) == 1 )) || failb "B sent $(peer_of vm announces) announces, not 1"
+echo "ok: show ports on B: vm RUNNING, 1 RARP announce"
 
 # Counters continue: B's vm counts start at A's (from the stream) and grew.
 saved_rx=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rx_packets"])' "$WORK/save.json")
@@ -212,6 +235,7 @@ for f in bad short ver vm; do
     vm) grep -q "it is vport 'vm', not 'vm9'" <<<"$out" || failb "a foreign stream not named: $out" ;;
   esac
 done
+[[ $(peer_of vm9 state) == STOP ]] || failb "vm9 is $(peer_of vm9 state) after the refused streams, not STOP"
 out=$(ctl_b vport migrate vm9 --to-state RUNNING_P2P 2>&1) || failb "vm9 did not stay in STOP: $out"
 echo "ok: corrupted, truncated, wrong-version and foreign streams refused; the vport stayed STOP"
 
