@@ -278,6 +278,13 @@ int esw_smc_register_dmb(esw_smc* s, uint64_t size, uint64_t peer_gid, uint64_t 
   return r;
 }
 
+int esw_smc_bind_flow(esw_smc* s, esw_smc_dmb* own, uint32_t local_ip, uint32_t remote_ip, uint16_t local_port,
+                      uint16_t remote_port) {
+  proto::Reply rp{};
+  return rpc(s, proto::kBindFlow, own->token, static_cast<uint64_t>(local_ip) << 32 | remote_ip,
+             static_cast<uint64_t>(local_port) << 16 | remote_port, &rp, nullptr);
+}
+
 int esw_smc_attach_dmb(esw_smc* s, uint64_t token, esw_smc_dmb** out) {
   proto::Reply rp{};
   int fds[2];

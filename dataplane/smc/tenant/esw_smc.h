@@ -46,6 +46,10 @@ ESW_SMC_EXPORT int esw_smc_query_gid(esw_smc* s, uint64_t gid, uint64_t gid_ext)
  * size: 16 KiB << n, n <= 6 (incl. the 32-byte CDC header). Mapped read-only here. */
 ESW_SMC_EXPORT int esw_smc_register_dmb(esw_smc* s, uint64_t size, uint64_t peer_gid, uint64_t peer_gid_ext,
                                         esw_smc_dmb** out);
+/* Names the TCP connection (IPv4, host byte order) an own DMB serves: eswitchd tears the DMB down (zeroed,
+ * abort flag: both ends -ECONNRESET) when a rule or vport change makes the switch drop that flow. */
+ESW_SMC_EXPORT int esw_smc_bind_flow(esw_smc* s, esw_smc_dmb* own, uint32_t local_ip, uint32_t remote_ip,
+                                     uint16_t local_port, uint16_t remote_port);
 /* The peer's DMB, granted to this vport as writer (mapped read-write). */
 ESW_SMC_EXPORT int esw_smc_attach_dmb(esw_smc* s, uint64_t token, esw_smc_dmb** out);
 /* Unregisters (own DMB: the service zeroes it) or detaches (peer's DMB), unmaps, frees. */
