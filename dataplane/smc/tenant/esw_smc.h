@@ -71,7 +71,9 @@ ESW_SMC_EXPORT ssize_t esw_smcd_send(esw_smcd_stream* st, const void* buf, size_
 ESW_SMC_EXPORT ssize_t esw_smcd_recv(esw_smcd_stream* st, void* buf, size_t len);
 /* A wait longer than this gives -ETIMEDOUT (0: wait forever; the default). */
 ESW_SMC_EXPORT void esw_smcd_set_timeout_ms(esw_smcd_stream* st, int timeout_ms);
-/* Polls of the cursors before sleeping on the eventfd (default 200; more lowers latency, burns CPU). */
+/* The most polls of the cursors before sleeping on the eventfd (default 200). A receiver adapts below it: polls
+ * that end in sleep anyway halve its budget, polls that find data double it (polling only helps when the peer
+ * runs on another CPU at the same time). */
 ESW_SMC_EXPORT void esw_smcd_set_spin(esw_smcd_stream* st, int spins);
 /* Done writing: the peer's recv returns 0 once it has read everything. */
 ESW_SMC_EXPORT int esw_smcd_shutdown(esw_smcd_stream* st);
