@@ -191,6 +191,23 @@ show "1" >/dev/null
   fail "show smc DMBs: $(cat "$WORK/smc.json")"
 [[ $(show "max(d['bytes'] for d in s['ism']['dmbs']) > 0") == True ]] || fail "no bytes in show smc: $(cat "$WORK/smc.json")"
 echo "ok: show smc lists the connection's two DMBs (vm1<->vm2) with bytes moved"
+TELEMETRY=$(command -v dpdk-telemetry.py || true)
+if [[ -n $TELEMETRY ]]; then
+  sleep 0.7  # the snapshot is refreshed every 500 ms
+  echo /eswitch/smc_ism | timeout 30 "$TELEMETRY" -f "$PREFIX" >"$WORK/tele.out" 2>&1 || fail "dpdk-telemetry.py: $(cat "$WORK/tele.out")"
+  /usr/bin/python3 - "$WORK/tele.out" <<'PY' || fail "telemetry /eswitch/smc_ism: $(cat "$WORK/tele.out")"
+import json, sys
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if line.startswith("{") and "/eswitch/smc_ism" in line:
+        t = json.loads(line)["/eswitch/smc_ism"]
+        assert t["running"] == 1 and t["chid"] == 0xFF07 and t["endpoints"] == 2 and t["dmbs"] == 2, t
+        assert t["clients"] == 2 and t["bytes_produced"] > 0 and t["dmb_bytes"] == 2 << 20, t
+        sys.exit(0)
+sys.exit(1)
+PY
+  echo "ok: telemetry /eswitch/smc_ism: 2 endpoints, 2 clients, 2 DMBs, bytes moving"
+fi
 t0=$(date +%s%N)
 kill -9 "$SPID"
 rc=0
