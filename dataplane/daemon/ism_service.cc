@@ -57,6 +57,19 @@ IsmService::IsmService(EventLoop& loop, uint16_t chid) : loop_(loop), svc_(chid)
   publish();
 }
 
+void IsmService::attach_switch(Switch& sw) {
+  // A DMB is bound only to a TCP flow the switch forwards both ways between its owner and writer vports, with the
+  // addresses their bindings allow (spoofchk drops anything else in the trace).
+  svc_.set_flow_validator([this, &sw](uint32_t owner, uint32_t writer, const smc::ism::Flow& f) -> const char* {
+    if (writer == smc::ism::kNoVport) return "ism: bind_flow: the DMB's writer vport is gone";
+    const auto o = static_cast<uint16_t>(owner), w = static_cast<uint16_t>(writer);
+    if (!flow_passes(sw, o, w, f.local_ip, f.remote_ip, f.local_port, f.remote_port) ||
+        !flow_passes(sw, w, o, f.remote_ip, f.local_ip, f.remote_port, f.local_port))
+      return "ism: bind_flow: the switch does not forward this TCP flow both ways between the two vports";
+    return nullptr;
+  });
+}
+
 IsmService::~IsmService() {
   loop_.remove(fd_id_);
   loop_.remove(timer_id_);
@@ -68,6 +81,7 @@ IsmService::~IsmService() {
 }
 
 std::vector<std::string> IsmService::sync(Switch& sw) {
+  attach_switch(sw);
   std::map<uint16_t, Endpoint> want;
   for (const cfg::VportConfig& v : sw.config().vports) {
     if (!v.smc_ism || v.smc != cfg::SmcPolicy::kAllow) continue;

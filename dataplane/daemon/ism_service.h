@@ -9,7 +9,8 @@
 //    index is removed (its clients disconnected, its grants revoked, its DMBs zeroed and their peers told
 //    through the CDC abort flag) and, if still wanted, created again.
 //  - sync() also runs after runtime rule changes; every DMB its owner bound to a TCP flow (kBindFlow) is checked
-//    with Switch::trace both ways, and revoked when the switch would now drop that flow.
+//    with Switch::trace both ways, and revoked when the switch would now drop that flow. A bind is refused when
+//    the switch would not forward that flow both ways between the DMB's two vports (their own addresses).
 //  - report() is `show smc`'s "ism" part; the /eswitch/smc_ism telemetry command answers from a snapshot this
 //    class publishes every 500 ms and after each sync (the telemetry thread never touches the service).
 //
@@ -59,6 +60,8 @@ class IsmService {
     cfg::SmcIsmConfig cfg;
   };
   void publish();
+  // Installs the bind-time flow check (Service::set_flow_validator) against `sw`.
+  void attach_switch(Switch& sw);
   // DMBs bound to a TCP flow (bind_flow) that the switch would now drop, either way, are revoked (both tenants
   // see -ECONNRESET). Uses Switch::trace (the installed tables, bindings and egress filters).
   void check_flows(Switch& sw);

@@ -241,6 +241,10 @@ Result Service::bind_flow(const Requester& req, uint64_t token, const Flow& flow
   if (it->second.has_flow) return fail(Err::kInvalid, "ism: bind_flow: the DMB is already bound to a flow");
   if (flow.local_port == 0 || flow.remote_port == 0 || flow.local_ip == 0 || flow.remote_ip == 0)
     return fail(Err::kInvalid, "ism: bind_flow: address or port 0");
+  if (flow_validator_) {
+    if (const char* why = flow_validator_(it->second.owner_vport, it->second.writer_vport, flow))
+      return fail(Err::kNotGranted, why);
+  }
   it->second.has_flow = true;
   it->second.flow = flow;
   return {};

@@ -19,6 +19,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <span>
 #include <unordered_map>
@@ -144,6 +145,10 @@ class Service {
   void release_client(uint64_t client);
   // The owner vport names the TCP connection its DMB serves (once; a second bind is refused).
   Result bind_flow(const Requester& req, uint64_t token, const Flow& flow);
+  // Who may bind: a validator (eswitchd: does the switch forward this TCP flow both ways between exactly these two
+  // vports, their own addresses) returning nullptr when the flow is acceptable, else the reason. None: any flow.
+  using FlowValidator = std::function<const char*(uint32_t owner_vport, uint32_t writer_vport, const Flow& flow)>;
+  void set_flow_validator(FlowValidator v) { flow_validator_ = std::move(v); }
   // Control plane (the switch would now drop the DMB's TCP flow): zero and revoke it like an unregister, the
   // writer told through the abort flag. False when the token is unknown.
   bool revoke_dmb(uint64_t token);
@@ -183,6 +188,7 @@ class Service {
   static void raise(int event_fd) noexcept;
 
   uint16_t chid_;
+  FlowValidator flow_validator_;
   std::unordered_map<uint32_t, Vport> vports_;
   std::map<uint64_t, Dmb> dmbs_;  // by token
   Counters counters_;

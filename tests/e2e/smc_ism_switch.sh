@@ -168,6 +168,14 @@ grep -q "transport=tcp decline=0x03030001 .*result=ok" "$WORK/client.out" || fai
 run_pair t2 "$EP2" 198.18.40.2 t3 - 5003 --bytes 1000000 --msgs 200
 grep -q "transport=tcp decline=0x00000000 bytes=1000000 .*result=ok" "$WORK/server.out" || fail "no-proposal server: $(cat "$WORK/server.out")"
 echo "ok: fallback to TCP with Decline 0x03030001 (peer vport smc: deny); plain TCP without a Proposal"
+# the client claims an address not bound to vm1 for its DMB's flow: eswitchd refuses the bind (the switch would
+# drop that flow), the client declines with CNFERR (0x03000000), both use TCP
+run_pair t2 "$EP2" 198.18.40.2 t1 "$EP1" 5008 --bytes 1000000 --msgs 200 --fake-local 198.18.40.9
+grep -q "transport=tcp decline=0x03000000 bytes=1000000 .*result=ok" "$WORK/server.out" || fail "fake flow server: $(cat "$WORK/server.out")"
+grep -q "transport=tcp decline=0x03000000 .*result=ok" "$WORK/client.out" || fail "fake flow client: $(cat "$WORK/client.out")"
+grep -q "does not forward this TCP flow" "$WORK/client.out" || fail "no reason from the service: $(cat "$WORK/client.out")"
+[[ $(show "len(s['ism']['dmbs'])") == 0 ]] || fail "DMBs left after the refused bind: $(cat "$WORK/smc.json")"
+echo "ok: a DMB bound to a flow with an address not vm1's is refused by eswitchd; Decline CNFERR, TCP fallback"
 
 # ---- a transfer held open: show smc lists its DMBs; the server tenant is SIGKILLed -> the client resets ----
 hold_start() {  # PORT SECONDS

@@ -7,7 +7,8 @@
 //   smc_ism_peer hello ENDPOINT                               prints the vport's GID, CHID, ISM vport id
 //   smc_ism_peer server ENDPOINT|- ADDR PORT [--limit-fail]   one connection; '-': not SMC-enabled
 //   smc_ism_peer client ENDPOINT|- ADDR PORT --bytes N --msgs M [--hold S]
-//   (both: [--spin N] polls of the SMC-D cursors before sleeping on the eventfd)
+//   (both: [--spin N] polls of the SMC-D cursors before sleeping on the eventfd; [--fake-local IPV4] claims that
+//   local address when binding the DMB to the TCP flow: eswitchd refuses, the side sends a Decline CNFERR)
 // Workload (client side drives): N bytes of a seeded pattern client -> server (the server checks every byte),
 // then M ping-pong messages of 1..256 bytes echoed back and checked, then an orderly close. --hold S: after the
 // bytes, keep sending for S seconds (teardown tests) and report how the stream ended.
@@ -143,13 +144,19 @@ bool proposal_gid(const clc::Message& m, clc::IsmGid* out) {
 }
 
 // Tells the service which TCP connection the own DMB serves (so a change that drops it tears SMC-D down).
-bool bind_flow(esw_smc* ism, esw_smc_dmb* own, int fd) {
+// 0 when bound; else the Decline code to send: CNFERR when the switch refused the flow (EACCES), INTERR otherwise.
+// fake_local: claim this local IPv4 address instead of the socket's (tests: an address not bound to the vport).
+uint32_t g_fake_local = 0;
+uint32_t bind_flow(esw_smc* ism, esw_smc_dmb* own, int fd) {
   sockaddr_in l{}, r{};
   socklen_t ll = sizeof l, rl = sizeof r;
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&l), &ll) != 0 || getpeername(fd, reinterpret_cast<sockaddr*>(&r), &rl) != 0)
-    return false;
-  return esw_smc_bind_flow(ism, own, ntohl(l.sin_addr.s_addr), ntohl(r.sin_addr.s_addr), ntohs(l.sin_port),
-                           ntohs(r.sin_port)) == 0;
+    return clc::kDeclInterr;
+  const uint32_t local = g_fake_local ? g_fake_local : ntohl(l.sin_addr.s_addr);
+  const int rc = esw_smc_bind_flow(ism, own, local, ntohl(r.sin_addr.s_addr), ntohs(l.sin_port), ntohs(r.sin_port));
+  if (rc == 0) return 0;
+  std::fprintf(stderr, "smc_ism_peer: bind_flow: %s\n", esw_smc_last_error());
+  return rc == -EACCES ? clc::kDeclCnfErr : clc::kDeclInterr;
 }
 
 // The data path: SMC-D stream or the TCP socket.
@@ -229,8 +236,7 @@ void server_handshake(int fd, Session& s) {
     code = clc::kDeclNoSmcd2Dev;  // the GID is no local vport's
   } else if (esw_smc_register_dmb(s.ism, kDmbSize, peer.gid, peer.gid_ext, &own) != 0) {
     code = clc::kDeclMaxDmb;  // out of DMBs (limit)
-  } else if (!bind_flow(s.ism, own, fd)) {
-    code = clc::kDeclInterr;
+  } else if ((code = bind_flow(s.ism, own, fd)) != 0) {
     esw_smc_release_dmb(s.ism, own);
   }
   if (code) {
@@ -284,7 +290,7 @@ void client_handshake(int fd, Session& s) {
   uint32_t code = 0;
   if (esw_smc_query_gid(s.ism, d.ism_gid, d.gid_ext) != 0) code = clc::kDeclNoSmcd2Dev;
   else if (esw_smc_register_dmb(s.ism, kDmbSize, d.ism_gid, d.gid_ext, &own) != 0) code = clc::kDeclMaxDmb;
-  else if (!bind_flow(s.ism, own, fd)) code = clc::kDeclInterr, esw_smc_release_dmb(s.ism, own);
+  else if ((code = bind_flow(s.ism, own, fd)) != 0) esw_smc_release_dmb(s.ism, own);
   if (code) {
     s.decline = code;
     if (!send_clc(fd, decline(code))) die("send decline");
@@ -467,6 +473,11 @@ int main(int argc, char** argv) {
     else if (k == "--msgs") a.msgs = std::strtoull(argv[i + 1], nullptr, 0);
     else if (k == "--hold") a.hold = std::atof(argv[i + 1]);
     else if (k == "--spin") a.spin = std::atoi(argv[i + 1]);
+    else if (k == "--fake-local") {
+      in_addr x{};
+      if (inet_pton(AF_INET, argv[i + 1], &x) != 1) return std::fprintf(stderr, "bad --fake-local\n"), 2;
+      g_fake_local = ntohl(x.s_addr);
+    }
     else return std::fprintf(stderr, "unknown option %s\n", argv[i]), 2;
   }
   return a.mode == "server" ? run_server(a) : a.mode == "client" ? run_client(a) : 2;
