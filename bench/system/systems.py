@@ -156,7 +156,6 @@ class Eswitch(System):
         self.tag = "eswitchd" + name[len("eswitch"):]
         self._last_cycles = None
         self._cyc0 = None
-        self._prints_cycles = False
         self.child = None
         self._features = None
         self._yaml_cache = {}
@@ -345,12 +344,17 @@ class Eswitch(System):
     _WORKER_LINE = re.compile(r"worker \d+ lcore \d+: busy_cycles=(\d+) idle_cycles=(\d+) packets=(\d+)")
 
     def _worker_cycles(self, j: int):
-        """(busy cycles, packets) summed over the "worker ..." lines eswitchd prints right after the port table
-        (its own cycle accounting), or None when this build prints none (an older baseline)."""
+        """(busy cycles, packets) summed over the "worker ..." lines eswitchd prints after the port table and the
+        vports' drop lines (its own cycle accounting), or None when this build prints none (an older baseline)."""
         busy = pkts = 0
         seen = False
         while True:
-            row = self.child.wait_for(lambda _: True, 1.0 if seen or self._prints_cycles else 0.0, j)
+            # Any next line (this table's worker line, or the next table's header 0.25 s later) ends the wait;
+            # the reader thread may not have read the worker line yet when the port rows are in.
+            row = self.child.wait_for(lambda _: True, 1.0, j)
+            if row is not None and not seen and row[2].startswith("vport "):  # drops lines come first
+                j = row[0] + 1
+                continue
             m = self._WORKER_LINE.match(row[2]) if row is not None else None
             if m is None:
                 break
@@ -358,10 +362,7 @@ class Eswitch(System):
             busy += int(m.group(1))
             pkts += int(m.group(3))
             j = row[0] + 1
-        if seen:
-            self._prints_cycles = True
-            return busy, pkts
-        return None
+        return (busy, pkts) if seen else None
 
     # eswitch's own cycles/packet over the window: busy TSC cycles / packets the workers received.
     def cycles_begin(self):
