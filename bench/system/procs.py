@@ -199,13 +199,14 @@ class Child:
         if self.proc.poll() is None:
             try:
                 self.proc.send_signal(sig)
+                self.proc.send_signal(signal.SIGCONT)  # a frozen (SIGSTOPped) system would never see sig
             except ProcessLookupError:
                 pass
             try:
                 self.proc.wait(grace)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.wait(5)
+                self.proc.wait()  # SIGKILL always ends it; on a loaded machine that can take more than seconds
         self._reader.join(2)
         self.reg.forget_pid(self.name)
         self.log.close()

@@ -154,6 +154,8 @@ class Eswitch(System):
         self.binary = binary or ctx.eswitchd
         # Process/pid-file/log tag: "eswitchd" for the default instance (unchanged), "eswitchd-base" for a baseline.
         self.tag = "eswitchd" + name[len("eswitch"):]
+        self._last_cycles = None
+        self._cyc0 = None
         self.child = None
         self._features = None
         self._yaml_cache = {}
@@ -336,7 +338,41 @@ class Eswitch(System):
         j, t, rows = self._snapshot(start, timeout=5.0)
         rx = sum(int(r[3]) for name, r in rows.items() if name in self.source_names)
         tx = int(rows[scenarios.SINK][5])
+        self._last_cycles = self._worker_cycles(j)
         return Sample(t, rx, tx)
+
+    _WORKER_LINE = re.compile(r"worker \d+ lcore \d+: busy_cycles=(\d+) idle_cycles=(\d+) packets=(\d+)")
+
+    def _worker_cycles(self, j: int):
+        """(busy cycles, packets) summed over the "worker ..." lines eswitchd prints after the port table and the
+        vports' drop lines (its own cycle accounting), or None when this build prints none (an older baseline)."""
+        busy = pkts = 0
+        seen = False
+        while True:
+            # Any next line (this table's worker line, or the next table's header 0.25 s later) ends the wait;
+            # the reader thread may not have read the worker line yet when the port rows are in.
+            row = self.child.wait_for(lambda _: True, 1.0, j)
+            if row is not None and not seen and row[2].startswith("vport "):  # drops lines come first
+                j = row[0] + 1
+                continue
+            m = self._WORKER_LINE.match(row[2]) if row is not None else None
+            if m is None:
+                break
+            seen = True
+            busy += int(m.group(1))
+            pkts += int(m.group(3))
+            j = row[0] + 1
+        return (busy, pkts) if seen else None
+
+    # eswitch's own cycles/packet over the window: busy TSC cycles / packets the workers received.
+    def cycles_begin(self):
+        self._cyc0 = self._last_cycles
+
+    def cycles_end(self):
+        c0, c1 = self._cyc0, self._last_cycles
+        if c0 is None or c1 is None or c1[1] <= c0[1]:
+            return None
+        return (c1[0] - c0[0]) / (c1[1] - c0[1])
 
     # Rule churn: the management API's "rules" method adds and deletes named runtime rules incrementally (one
     # transaction per call; the config's own rules stay as installed).

@@ -28,11 +28,20 @@ namespace esw::dp {
 inline constexpr unsigned kMaxOutputs = kMaxPorts;
 inline constexpr unsigned kMaxMirrors = 4;
 
-// The rules one packet hit (from the classifier walk or the flow cache).
+// The rules one packet hit: from the classifier walk (`rules`), or from the flow cache (`lists` and `ids`, no
+// Rule touched; `rules` is nullptr then).
 struct WalkView {
   uint8_t n_hits = 0;
   uint8_t miss_table = kNoTable;
-  const Rule* const* hits = nullptr;
+  const Rule* const* rules = nullptr;
+  const ActionList* const* lists = nullptr;
+  const uint32_t* ids = nullptr;
+
+  static WalkView of(const CachedWalk& c) noexcept { return {c.n_hits, c.miss_table, nullptr, c.lists, c.ids}; }
+  const ActionList* list(unsigned i) const noexcept {
+    return rules != nullptr ? static_cast<const ActionList*>(rules[i]->actions()) : lists[i];
+  }
+  uint32_t id(unsigned i) const noexcept { return rules != nullptr ? rules[i]->id() : ids[i]; }
 };
 
 // What trace records; filled only when kTrace.
@@ -224,7 +233,7 @@ inline void execute(WorkerContext& ctx, const ExecEnv& env, rte_mbuf* m, uint16_
   const ActionList* miss = walk.miss_table != kNoTable ? env.miss_actions[walk.miss_table] : nullptr;
   const unsigned n_lists = walk.n_hits + (miss != nullptr ? 1u : 0u);
   auto list_at = [&](unsigned i) -> const ActionList* {
-    return i < walk.n_hits ? static_cast<const ActionList*>(walk.hits[i]->actions()) : miss;
+    return i < walk.n_hits ? walk.list(i) : miss;
   };
 
   // Pass 1: fates, mirrors, counters, meters.
@@ -233,7 +242,7 @@ inline void execute(WorkerContext& ctx, const ExecEnv& env, rte_mbuf* m, uint16_
     if (l == nullptr) continue;
     if constexpr (kTrace) {
       if (i < walk.n_hits) {
-        const Rule* r = walk.hits[i];
+        const Rule* r = walk.rules[i];  // trace never reads the flow cache: always a classifier walk
         trace->hits.push_back({r->table(), r->id(), r->priority(), l, r->goto_table()});
       } else {
         trace->miss_table = walk.miss_table;
@@ -266,8 +275,8 @@ inline void execute(WorkerContext& ctx, const ExecEnv& env, rte_mbuf* m, uint16_
           break;
         case ActionType::kCount:
           if constexpr (kTrace) break;  // trace never changes live state
-          if (i < walk.n_hits && walk.hits[i]->id() < env.max_rules) {
-            RuleCounter& c = ctx.rule_counters[walk.hits[i]->id()];
+          if (i < walk.n_hits && walk.id(i) < env.max_rules) {
+            RuleCounter& c = ctx.rule_counters[walk.id(i)];
             c.packets++;
             c.bytes += pkt_len;
           }

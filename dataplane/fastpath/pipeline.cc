@@ -105,7 +105,6 @@ void Pipeline::process(WorkerContext& ctx, const TableSet& tables, uint16_t in_p
   }
 
   // 2. Flow cache: hash and prefetch every set first, then probe.
-  CachedWalk fresh[kMaxRxBurst];
   WalkResult walks[kMaxRxBurst];
   uint16_t misses[kMaxRxBurst];
   uint16_t n_miss = 0;
@@ -122,7 +121,7 @@ void Pipeline::process(WorkerContext& ctx, const TableSet& tables, uint16_t in_p
       const uint16_t i = live[j];
       const CachedWalk* c = cache.find(keys[i], hashes[i], cache_gen);
       if (c != nullptr) {
-        views[i] = {c->n_hits, c->miss_table, c->hits};
+        views[i] = WalkView::of(*c);
       } else {
         misses[n_miss++] = i;
       }
@@ -142,13 +141,16 @@ void Pipeline::process(WorkerContext& ctx, const TableSet& tables, uint16_t in_p
     for (uint16_t j = 0; j < n_miss; ++j) {
       const uint16_t i = misses[j];
       const WalkResult& w = walks[j];
-      views[i] = {w.n_hits, w.miss_table, w.hits};
+      views[i] = {w.n_hits, w.miss_table, w.hits, nullptr, nullptr};
       if constexpr (!kTrace) {
         if (w.n_hits <= kCachedHits) {
-          CachedWalk& c = fresh[j];
+          CachedWalk c;  // insert() copies it
           c.n_hits = w.n_hits;
           c.miss_table = w.miss_table;
-          for (unsigned h = 0; h < w.n_hits; ++h) c.hits[h] = w.hits[h];
+          for (unsigned h = 0; h < w.n_hits; ++h) {
+            c.ids[h] = w.hits[h]->id();
+            c.lists[h] = static_cast<const ActionList*>(w.hits[h]->actions());
+          }
           ctx.flow_cache->insert(keys[i], hashes[i], tables.version ^ (generation << 40), c);
         }
       }

@@ -22,19 +22,27 @@ inline constexpr uint16_t kMaxRxBurst = 64;
 struct TxBuffer {
   uint16_t count = 0;
   bool listed = false;  // in WorkerContext::pending
+  uint64_t bytes = 0;   // pkt_len of pkts[0, count), summed at enqueue (the mbuf is hot then)
   std::array<rte_mbuf*, kMaxRxBurst> pkts{};
 };
 
 struct Rule;
 struct MeterRuntime;
 
-// What the flow cache remembers of a walk: short walks only (longer ones are walked every time).
-inline constexpr unsigned kCachedHits = 6;
+struct ActionList;
+
+// What the flow cache remembers of a walk: short walks only (longer ones are walked every time). It holds the
+// result itself (each hit's action list and rule id), so a cache hit never touches a Rule: with 100k rules the
+// Rules are spread over megabytes, the interned action lists are few and stay hot. Both live as long as the
+// snapshot the entry's generation names (action lists: longer, the interner owns them).
+inline constexpr unsigned kCachedHits = 4;
 struct CachedWalk {
   uint8_t n_hits;
   uint8_t miss_table;
-  const Rule* hits[kCachedHits];
+  uint32_t ids[kCachedHits];
+  const ActionList* lists[kCachedHits];
 };
+static_assert(sizeof(CachedWalk) == 56, "a flow-cache set (hashes, generations, two of these) in 3 lines");
 
 // SMC events waiting for this burst's enqueue (smc_stage.h).
 inline constexpr uint16_t kSmcStaged = 8;
@@ -65,19 +73,23 @@ struct WorkerContext {
       rte_pktmbuf_free_bulk(b.pkts.data(), b.count);
       stats.ports[port].tx_dropped += b.count;
       b.count = 0;
+      b.bytes = 0;
       return;
     }
+    // Bytes were summed at enqueue; a frame the driver did not take is still ours, so its length is taken off
+    // here (a sent one may already be freed: never read).
     const uint16_t sent = pio.tx_burst(worker_index, b.pkts.data(), b.count);
     PortCounters& c = stats.ports[port];
-    uint64_t bytes = 0;
-    for (uint16_t i = 0; i < sent; ++i) bytes += b.pkts[i]->pkt_len;
-    c.tx_packets += sent;
-    c.tx_bytes += bytes;
-    if (sent < b.count) {
+    uint64_t bytes = b.bytes;
+    if (sent < b.count) [[unlikely]] {
+      for (uint16_t i = sent; i < b.count; ++i) bytes -= b.pkts[i]->pkt_len;
       c.tx_dropped += b.count - sent;
       rte_pktmbuf_free_bulk(&b.pkts[sent], b.count - sent);
     }
+    c.tx_packets += sent;
+    c.tx_bytes += bytes;
     b.count = 0;
+    b.bytes = 0;
   }
 
   // Sends what every port has queued: only the ports that got frames since the last flush are visited, so the
@@ -99,6 +111,7 @@ struct WorkerContext {
       pending[nb_pending++] = port;
     }
     b.pkts[b.count++] = m;
+    b.bytes += m->pkt_len;
     if (b.count == kMaxRxBurst) flush(port);
   }
 

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # End-to-end: eswitchd's per-worker cycle accounting (issue 15, item 7), read three ways while real traffic flows
 # (net_pcap replaying forever into uplink0 -> rule -> net_null vm2) and while nothing arrives:
-#  1. eswitchctl stats --json: busy + idle cycles over the interval = the interval at the TSC rate (within 25%),
-#     the worker is busy (> 50%) and cycles/packet is > 0 and below 100k; with no traffic it is idle (busy < 5%),
-#     counts no packets and reports no cycles/packet.
-#  2. The packets the worker counted agree with the ports' rx counters.
-#  3. dpdk-telemetry.py /eswitch/workers and the --stats-interval lines move between two reads.
+#  1. eswitchctl stats --json: the worker is busy (> 50%), cycles/packet > 0; with no traffic it is idle
+#     (busy < 5%), counts no packets and reports no cycles/packet.
+#  2. Over the worker's life: busy + idle cycles at exit, at the TSC rate the API reports, lie between the time
+#     from "ready" to SIGINT and the time from launch to exit (the worker runs inside both). Per-interval
+#     figures are not held to this: the counters move once per loop iteration, and on a machine with many more
+#     busy-polling threads than cores one iteration can last a large part of a second (the worker is
+#     descheduled inside it; the TSC runs on).
+#  3. At exit (workers stopped, counters final) the worker's packets equal the sum of the ports' rx_pkts
+#     exactly: both are counted by the same worker for the same bursts.
+#  4. dpdk-telemetry.py /eswitch/workers moves between two reads.
 #
 # usage: worker_cycles.sh PATH/TO/eswitchd PATH/TO/eswitchctl
 set -euo pipefail
@@ -43,9 +48,7 @@ pps = j["totals"]["rx_pps"]
 if mode == "busy":
     assert w["busy_pct"] > 50, w
     cpp = w["cycles_per_packet"]
-    assert cpp is not None and 0 < cpp < 100000, w
-    # the worker's packets agree with the ports' rx rate
-    assert abs(w["pps"] - pps) <= 0.25 * pps + 1000, (w, pps)
+    assert cpp is not None and cpp > 0 and w["packets"] > 0, w
 else:
     assert w["busy_pct"] < 5, w
     assert w["packets"] == 0 and w["cycles_per_packet"] is None, w
@@ -54,41 +57,25 @@ print(f"ok ({mode}): busy {w['busy_pct']:.1f}%, cycles/packet {w['cycles_per_pac
 PY
 }
 
-check_elapsed() {  # $1: stats json (raw API: two samples); busy+idle delta vs the wall-clock delta at tsc_hz
-  /usr/bin/python3 - "$@" <<'PY'
-import json, sys
-a, b = (json.load(open(f)) for f in sys.argv[1:3])
-wa, wb = a["workers"][0], b["workers"][0]
-cyc = (wb["busy_cycles"] + wb["idle_cycles"]) - (wa["busy_cycles"] + wa["idle_cycles"])
-expect = (b["time"] - a["time"]) * b["tsc_hz"]
-assert b["tsc_hz"] > 0 and expect > 0, (a, b)
-ratio = cyc / expect
-assert 0.75 < ratio < 1.25, (cyc, expect, ratio)
-print(f"ok: busy+idle = {ratio:.3f} x elapsed")
-PY
-}
-
 # --- traffic: uplink0 replays the pcap forever ---
 { ctl_config_head; rules; } >"$WORK/a.yaml"
+t_launch=$(date +%s.%N)
 ctl_start "$WORK/a.yaml"
+t_ready=$(date +%s.%N)
 sleep 0.5
 ctl --json stats --interval 1 --count 1 >"$WORK/busy.json" || fail "eswitchctl stats"
 check_stats busy "$WORK/busy.json" || fail "cycle accounting under load: $(cat "$WORK/busy.json")"
 "$ESWITCHCTL" --socket "$SOCK" --json stats --interval 0.2 --count 1 | grep -q cycles_per_packet || fail "no workers in stats"
 ctl stats --interval 0.3 --count 1 | grep -q "CYCLES/PKT" || fail "no worker table in eswitchctl stats"
-/usr/bin/python3 - "$SOCK" "$WORK" <<'PY' || fail "raw API samples"
-import json, socket, sys, time
-def call(i):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect(sys.argv[1])
-    s.sendall((json.dumps({"api": 1, "id": i, "method": "stats", "params": {}}) + "\n").encode())
-    buf = b""
-    while not buf.endswith(b"\n"): buf += s.recv(65536)
-    s.close()
-    return json.loads(buf)["result"]
-a = call(1); time.sleep(1.0); b = call(2)
-json.dump(a, open(sys.argv[2] + "/s1.json", "w")); json.dump(b, open(sys.argv[2] + "/s2.json", "w"))
+tsc_hz=$(ctl --json stats --interval 0.1 --count 1 >/dev/null && /usr/bin/python3 - "$SOCK" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect(sys.argv[1])
+s.sendall((json.dumps({"api": 1, "id": 1, "method": "stats", "params": {}}) + "\n").encode())
+buf = b""
+while not buf.endswith(b"\n"): buf += s.recv(65536)
+print(json.loads(buf)["result"]["tsc_hz"])
 PY
-check_elapsed "$WORK/s1.json" "$WORK/s2.json" || fail "busy+idle against elapsed"
+) || fail "raw API stats"
 TELEMETRY=$(command -v dpdk-telemetry.py || true)
 if [[ -n "$TELEMETRY" ]]; then
   t1=$(printf '/eswitch/workers\n' | timeout 30 "$TELEMETRY" -f "$PREFIX" | ctl_json 'j["/eswitch/workers"]["0"]["packets"]' cat)
@@ -100,9 +87,30 @@ if [[ -n "$TELEMETRY" ]]; then
 else
   echo "SKIP (telemetry part): dpdk-telemetry.py missing"
 fi
+t_stop=$(date +%s.%N)
 ctl_stop
-grep -q "^worker 0 lcore 1: busy_cycles=[1-9][0-9]* idle_cycles=[0-9]* packets=[1-9]" "$WORK/eswitchd.log" ||
-  fail "no worker cycles line in the exit summary"
+t_exit=$(date +%s.%N)
+/usr/bin/python3 - "$WORK/eswitchd.log" "$tsc_hz" "$t_launch" "$t_ready" "$t_stop" "$t_exit" <<'PY' || fail "exit summary"
+import re, sys
+hz, t_launch, t_ready, t_stop, t_exit = (float(x) for x in sys.argv[2:7])
+lines = open(sys.argv[1]).read().splitlines()
+start = max(i for i, l in enumerate(lines) if l.startswith("port ") and "rx_pkts" in l)
+rx, worker = 0, None
+for l in lines[start + 1:]:
+    m = re.match(r"worker 0 lcore 1: busy_cycles=(\d+) idle_cycles=(\d+) packets=(\d+)$", l)
+    if m:
+        worker = [int(x) for x in m.groups()]
+        break
+    parts = l.split()
+    assert len(parts) == 9, l
+    rx += int(parts[3])
+assert worker is not None, "no worker line after the last port table"
+assert worker[0] > 0 and worker[2] > 0 and worker[2] == rx, (worker, rx)
+life = (worker[0] + worker[1]) / hz
+assert t_stop - t_ready <= life <= t_exit - t_launch, (life, t_stop - t_ready, t_exit - t_launch)
+print(f"ok: exit summary: worker packets {worker[2]} == ports rx {rx}; busy+idle {life:.2f} s within "
+      f"[{t_stop - t_ready:.2f}, {t_exit - t_launch:.2f}] s; cycles/packet over the life {worker[0] / worker[2]:.0f}")
+PY
 
 # --- no traffic: uplink0 is a net_null that receives nothing ---
 { ctl_config_head; rules; } | sed "s|net_pcap0,rx_pcap=$WORK/traffic.pcap,infinite_rx=1|net_null2,no-rx=1|" >"$WORK/b.yaml"

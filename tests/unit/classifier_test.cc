@@ -9,6 +9,7 @@
 #include <functional>
 #include <deque>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 
@@ -738,6 +739,55 @@ TEST(FlowCache, HitMissAndGeneration) {
   EXPECT_EQ(*c.find(a, ha, 2), &b);
   EXPECT_EQ(c.find(a, ha, 1), nullptr);
   EXPECT_EQ(c.capacity(), 1024u);
+}
+
+// The hash skips all-zero groups of four words (issue 15): equal keys still hash equally, and a key that differs
+// in any one word (also in the skipped groups, also the same value in another group) hashes differently.
+TEST(FlowCache, SparseHashSeesEveryWord) {
+  std::mt19937_64 rng(15);
+  unsigned collisions = 0;
+  for (unsigned trial = 0; trial < 2000; ++trial) {
+    FlowKey a{};
+    KeyWord* w = key_words(a);
+    for (unsigned i = 0; i < kFlowKeyWords; ++i) {
+      if (rng() % 4 == 0) w[i] = rng();
+    }
+    FlowKey copy = a;
+    EXPECT_EQ(flow_key_hash(a), flow_key_hash(copy));
+    FlowKey b = a;
+    key_words(b)[rng() % kFlowKeyWords] ^= uint64_t(1) << (rng() % 64);
+    collisions += flow_key_hash(a) == flow_key_hash(b);
+  }
+  EXPECT_EQ(collisions, 0u);
+  // One value in word 4, 8 or 12 alone (the other groups zero): three different hashes.
+  FlowKey g4{}, g8{}, g12{};
+  key_words(g4)[4] = key_words(g8)[8] = key_words(g12)[12] = 0x1234;
+  EXPECT_NE(flow_key_hash(g4), flow_key_hash(g8));
+  EXPECT_NE(flow_key_hash(g8), flow_key_hash(g12));
+  EXPECT_NE(flow_key_hash(g4), flow_key_hash(g12));
+}
+
+// A stored key with an all-zero second line is compared on its first line only: keys that differ only in the
+// second line (either way round) must still miss.
+TEST(FlowCache, UpperHalfOfTheKeyStillCompared) {
+  FlowCache<int> c(64, 1);
+  const FlowKey plain = key_n(7);
+  FlowKey tagged = plain;
+  tagged.regs[3] = 1;  // word 15
+  FlowKey v6 = plain;
+  v6.nd_target[15] = 1;  // word 10
+  const uint64_t h = 999;  // one set, same hash: only the key decides
+  c.insert(plain, h, 1, 1);
+  EXPECT_EQ(*c.find(plain, h, 1), 1);
+  EXPECT_EQ(c.find(tagged, h, 1), nullptr);
+  EXPECT_EQ(c.find(v6, h, 1), nullptr);
+  c.insert(tagged, h, 1, 2);
+  EXPECT_EQ(*c.find(tagged, h, 1), 2);
+  EXPECT_EQ(*c.find(plain, h, 1), 1);
+  EXPECT_EQ(c.find(v6, h, 1), nullptr);  // stored upper halves non-zero vs zero, and two different non-zero ones
+  FlowKey tagged2 = tagged;
+  tagged2.regs[3] = 2;
+  EXPECT_EQ(c.find(tagged2, h, 1), nullptr);
 }
 
 TEST(FlowCache, TwoWayReplacementAndProbabilisticEviction) {
