@@ -30,10 +30,9 @@
 
 #include "config/config.h"
 #include "dataplane/daemon/api_server.h"
+#include "dataplane/daemon/switch.h"
 
 namespace esw::dp {
-
-class Switch;
 
 // What a handler may see and change besides the switch.
 struct ApiContext {
@@ -56,6 +55,14 @@ struct ApiCall {
   std::string_view source;
   const cfg::LoadResult* loaded = nullptr;
   double parse_ms = 0;
+  // Planned with the parse, off the loop thread (Switch::prepare_apply; null in the synchronous handle()), its
+  // time, the YAML's text_hash (empty: not computed), and the job's YAML text, which the handler may take.
+  std::shared_ptr<Switch::PreparedApply> prepared;
+  double plan_ms = 0;
+  std::string_view yaml_hash;
+  std::string* yaml_owned = nullptr;
+  // Big results the handler is done with (a 100k-item diff): the server frees them off the loop thread.
+  std::vector<DiffItem>* dispose_diff = nullptr;
   std::chrono::steady_clock::duration receive_time{};   // first byte to complete request
   std::chrono::steady_clock::time_point received{};     // when the request was complete
   std::function<void(nlohmann::json)> progress;  // sends a progress line if the request asked for them

@@ -61,7 +61,7 @@ json commit(ApiContext& ctx, const ApiCall& call, bool dry_run) {
   const auto t_apply = std::chrono::steady_clock::now();
   ApplyResult ar;
   try {
-    ar = ctx.sw.apply(*loaded.config, dry_run);
+    ar = call.prepared ? ctx.sw.finish_apply(call.prepared) : ctx.sw.apply(*loaded.config, dry_run);
   } catch (const std::exception& e) {
     throw ApiError{"apply_failed", fmt::format("{}: {}; {}", source, e.what(), nothing)};
   }
@@ -83,14 +83,18 @@ json commit(ApiContext& ctx, const ApiCall& call, bool dry_run) {
   }
   RunningSource& running = ctx.running;
   if (!dry_run && (!ar.diff.empty() || call.yaml != running.yaml || ar.restart_required != running.restart_required)) {
-    running.yaml = std::string(call.yaml);
-    running.hash = text_hash(call.yaml);
+    running.hash = call.yaml_hash.empty() ? text_hash(call.yaml) : std::string(call.yaml_hash);
+    if (call.yaml_owned != nullptr) {
+      running.yaml = std::move(*call.yaml_owned);  // the job is done with it (a 100k-rule text is ~10 MB)
+    } else {
+      running.yaml = std::string(call.yaml);
+    }
     running.source = std::string(source);
     running.restart_required = ar.restart_required;
     ++running.generation;
     if (ctx.on_applied) ctx.on_applied();
   }
-  return {{"dry_run", dry_run},
+  json reply = {{"dry_run", dry_run},
           {"changed", !ar.diff.empty()},
           {"diff", std::move(diff)},
           {"diff_total", ar.diff.size()},
@@ -102,8 +106,11 @@ json commit(ApiContext& ctx, const ApiCall& call, bool dry_run) {
           {"timing",
            {{"receive_ms", ms_of(call.receive_time)},
             {"parse_ms", call.parse_ms},
+            {"plan_ms", call.plan_ms},
             {"apply_ms", apply_ms},
             {"total_ms", ms_of(call.receive_time) + ms_since(call.received)}}}};
+  if (call.dispose_diff != nullptr) *call.dispose_diff = std::move(ar.diff);
+  return reply;
 }
 
 json run_diff(ApiContext& ctx, const ApiCall& call) { return commit(ctx, call, true); }

@@ -22,6 +22,7 @@
 #include "config/config.h"
 #include "control/api_protocol.h"
 #include "dataplane/daemon/api_methods.h"
+#include "dataplane/daemon/switch.h"
 #include "dataplane/error.h"
 
 // The transport of the management API: the socket, framing, connection buffers and limits, and the queue that
@@ -165,6 +166,12 @@ struct ApiServer::Job {
   // Written by the parse thread, read after `done` (and the join).
   cfg::LoadResult loaded;
   double parse_ms = 0;
+  // Planned on the same thread once the YAML is a config (Switch::prepare_apply): the loop thread only executes.
+  bool dry_run = false;
+  std::shared_ptr<Switch::PreparedApply> prepared;
+  double plan_ms = 0;
+  std::string yaml_hash;
+  std::vector<DiffItem> diff;  // the handler's, freed with the job
   std::thread thread;
   std::atomic<bool> done{false};
 };
@@ -308,6 +315,7 @@ ApiServer::ApiServer(Switch& sw, EventLoop& loop, ApiServerOptions options, Runn
 ApiServer::~ApiServer() {
   // A parse in flight reads only its own job: wait for it (it cannot be interrupted), then drop it uncommitted.
   if (job_ != nullptr && job_->thread.joinable()) job_->thread.join();
+  if (reaper_.joinable()) reaper_.join();
   alive_->store(false);  // closures the JSON threads posted find the server gone
   for (auto& [token, t] : json_threads_) t.join();
   job_.reset();
@@ -684,6 +692,11 @@ json ApiServer::run_method(const ApiMethod& m, Job* job, const json& params,
     call.source = job->source;
     call.loaded = &job->loaded;
     call.parse_ms = job->parse_ms;
+    call.prepared = job->prepared;
+    call.plan_ms = job->plan_ms;
+    call.yaml_hash = job->yaml_hash;
+    call.yaml_owned = &job->yaml;
+    call.dispose_diff = &job->diff;
     call.receive_time = job->receive_time;
     call.received = job->received;
   }
@@ -866,13 +879,21 @@ void ApiServer::start_next_job() {
       settle(*c);
     }
     Job* j = job_.get();
+    j->dry_run = j->method->name == "diff" || api_param_bool(j->params, "dry_run", false);
     std::shared_ptr<EventLoop::Notifier> done = parse_done_;
-    j->thread = std::thread([j, done] {
+    // The queue guarantees what prepare_apply needs: no other write or plan runs until this job is finished.
+    j->thread = std::thread([j, done, sw = &sw_] {
       // Inherits the main lcore's CPU affinity: it never competes with a worker core.
       pthread_setname_np(pthread_self(), "esw-api-parse");
       const auto t = Clock::now();
       j->loaded = cfg::load_config_string(j->yaml, j->source);
       j->parse_ms = ms_since(t);
+      j->yaml_hash = text_hash(j->yaml);
+      if (j->loaded.config) {
+        const auto tp = Clock::now();
+        j->prepared = sw->prepare_apply(*j->loaded.config, j->dry_run);
+        j->plan_ms = ms_since(tp);
+      }
       j->done.store(true, std::memory_order_release);
       done->notify();
     });
@@ -922,6 +943,13 @@ void ApiServer::finish_job() {
       settle(*c);
     }
   }
+  // A big job's leftovers (a 100k-rule config model, its plan and diff) take tens of milliseconds of free():
+  // not on the loop thread.
+  if (reaper_.joinable()) reaper_.join();
+  reaper_ = std::thread([j = std::move(job)]() mutable {
+    pthread_setname_np(pthread_self(), "esw-api-free");
+    j.reset();
+  });
   start_next_job();
 }
 

@@ -174,6 +174,7 @@ class ApiServer {
   uint64_t next_token_ = 1;
   std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
   std::unique_ptr<Job> job_;                 // being parsed
+  std::thread reaper_;                       // frees the last finished job
   std::vector<std::unique_ptr<Job>> queue_;  // waiting for job_, in arrival order
   uint64_t requests_ = 0;
   std::chrono::steady_clock::time_point started_;

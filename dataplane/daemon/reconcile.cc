@@ -270,8 +270,9 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
   for (const RuleBook::Installed& r : book_.installed()) {
     if (!claimed.count(r.id)) have[{r.identity[0], r.identity[1]}].push_back(r.id);
   }
+  p.identity.resize(p.compiled.rules.size());
   for (size_t i = 0; i < p.compiled.rules.size(); ++i) {
-    uint64_t h[2];
+    uint64_t* h = p.identity[i].data();
     identity_hash(p.compiled.rules[i].identity, h);
     auto it = have.find({h[0], h[1]});
     if (it != have.end() && !it->second.empty()) {
@@ -339,6 +340,7 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
 }
 
 bool Switch::execute_plan(Plan& p, ApplyResult& result) {
+  ++state_version_;  // whatever happens below, a plan made before is stale
   // 1. Open (and start) the new ports. Any failure undoes the ports this apply opened: nothing changed.
   std::vector<uint16_t> opened;
   auto undo_ports = [&] {
@@ -481,7 +483,7 @@ bool Switch::execute_plan(Plan& p, ApplyResult& result) {
   for (size_t k = 0; k < p.add.size(); ++k) {
     const CompiledRule& c = p.compiled.rules[p.add[k]];
     RuleBook::Installed r{new_ids[k], c.origin, c.origin_a, c.origin_b, {0, 0}, {0, 0}, c.spec.table};
-    identity_hash(c.identity, r.identity);
+    std::copy(p.identity[p.add[k]].begin(), p.identity[p.add[k]].end(), r.identity);  // hashed by plan()
     if (c.origin != RuleDef::Origin::kGenerated) std::copy(c.source, c.source + 2, r.source);
     RuleCounter base{};
     for (const auto& w : workers_) {
@@ -503,12 +505,35 @@ bool Switch::execute_plan(Plan& p, ApplyResult& result) {
 }
 
 ApplyResult Switch::apply(const cfg::Config& desired, bool dry_run) {
-  ApplyResult result;
-  Plan p;
-  if (!plan(desired, extra_tables_, extra_rules_, extra_meters_, false, p, result)) return result;
-  if (dry_run) {
+  return finish_apply(prepare_apply(desired, dry_run));
+}
+
+std::shared_ptr<Switch::PreparedApply> Switch::prepare_apply(const cfg::Config& desired, bool dry_run) {
+  auto pa = std::make_shared<PreparedApply>();
+  pa->desired = &desired;
+  pa->dry_run = dry_run;
+  pa->state_version = state_version_;
+  try {
+    pa->planned = plan(desired, extra_tables_, extra_rules_, extra_meters_, false, pa->plan, pa->result);
+  } catch (const std::exception& e) {
+    pa->failure = e.what();  // thrown again by finish_apply, on the caller's thread
+  }
+  return pa;
+}
+
+ApplyResult Switch::finish_apply(std::shared_ptr<PreparedApply> pa) {
+  if (pa->state_version != state_version_) {
+    fmt::print("eswitchd: apply: the switch changed since the apply was planned; planning it again\n");
+    pa = prepare_apply(*pa->desired, pa->dry_run);  // stale: plan again
+  }
+  if (!pa->failure.empty()) throw Error(pa->failure);
+  const cfg::Config& desired = *pa->desired;
+  ApplyResult& result = pa->result;
+  Plan& p = pa->plan;
+  if (!pa->planned) return std::move(result);
+  if (pa->dry_run) {
     result.ok = true;
-    return result;
+    return std::move(result);
   }
   if (ownership_.claim) {
     std::string why;
@@ -516,7 +541,7 @@ ApplyResult Switch::apply(const cfg::Config& desired, bool dry_run) {
       cfg::Error e;
       e.message = why;
       result.errors.push_back(std::move(e));
-      return result;
+      return std::move(result);
     }
   }
   std::vector<std::string> before(kMaxPorts);
@@ -537,7 +562,7 @@ ApplyResult Switch::apply(const cfg::Config& desired, bool dry_run) {
       publish_smc();
     }
   }
-  return result;
+  return std::move(result);
 }
 
 bool Switch::set_rules(const std::vector<TableDef>& tables, const std::vector<RuleDef>& rules,

@@ -63,7 +63,7 @@ uint64_t StateWriter::durable() const {
 void StateWriter::drain() {
   std::unique_lock<std::mutex> lock(mu_);
   const uint64_t want = next_ticket_;
-  idle_.wait(lock, [&] { return durable_ >= want; });
+  idle_.wait(lock, [&] { return reported_ >= want; });
 }
 
 StateWriter::Counters StateWriter::counters() const {
@@ -90,8 +90,11 @@ void StateWriter::run() {
       ++(ok ? counters_.written : counters_.failed);
       durable_ = item.ticket;
       lock.unlock();
-      idle_.notify_all();
       if (on_durable_) on_durable_(item.ticket);
+      lock.lock();
+      reported_ = item.ticket;  // drain() returns only once the callback has seen it too
+      lock.unlock();
+      idle_.notify_all();
     }
     lock.lock();
   }

@@ -42,7 +42,7 @@ class StateWriter {
   uint64_t submit_config(SavedConfig config);
   uint64_t submit_rules(std::vector<std::string> rules);
   uint64_t durable() const;
-  // Blocks until every submission made so far is written (or failed).
+  // Blocks until every submission made so far is written (or failed) and on_durable has been called for it.
   void drain();
 
   struct Counters {
@@ -70,6 +70,7 @@ class StateWriter {
   std::deque<Item> queue_;         // under mu_
   uint64_t next_ticket_ = 0;       // under mu_
   uint64_t durable_ = 0;           // under mu_
+  uint64_t reported_ = 0;          // under mu_: the last ticket on_durable was called with
   bool stop_ = false;              // under mu_
   Counters counters_;              // under mu_
   std::thread thread_;

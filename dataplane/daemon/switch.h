@@ -175,6 +175,18 @@ class Switch {
   // On any error nothing changes. dry_run: validate and report the diff only. Returns when every worker runs
   // the new state (one grace period).
   ApplyResult apply(const cfg::Config& desired, bool dry_run = false);
+
+  // apply() in two steps, so that its expensive part (validating and compiling every rule, matching them with the
+  // installed ones, the diff) can run on a helper thread while the main thread keeps serving:
+  //  - prepare_apply: any thread. Plans and changes nothing the main thread or a worker reads (it reads the switch
+  //    and adds to the action interner, which only plans use). Meanwhile the main thread may read the switch
+  //    (show, stats, trace, maintain, service_ports) but must not change it or plan (no apply, change_rules,
+  //    set_rules, another prepare_apply). `desired` must outlive finish_apply.
+  //  - finish_apply: main thread. Executes the plan (ports, one classifier batch, publish, bookkeeping) and
+  //    returns what apply() returns. Should the switch have changed since the prepare anyway, it plans again.
+  struct PreparedApply;
+  std::shared_ptr<PreparedApply> prepare_apply(const cfg::Config& desired, bool dry_run);
+  ApplyResult finish_apply(std::shared_ptr<PreparedApply> prepared);
   const cfg::Config& config() const { return config_; }
 
   // Replaces the user tables, rules and meters of the running config (tests and tools that speak rules, not
@@ -285,6 +297,7 @@ class Switch {
   std::vector<std::unique_ptr<Published<PollList>>> poll_pub_;  // per worker
   std::vector<std::unique_ptr<PollList>> poll_cur_;             // per worker
   uint32_t max_rules_ = 0;
+  uint64_t state_version_ = 0;  // +1 per execute_plan: a prepared apply planned against an older state is redone
   RuleBook book_;  // installed rules: ids, origins, counter baselines
   // User rules installed through set_rules() rather than the config (kept across applies of the same config).
   std::vector<TableDef> extra_tables_;

@@ -37,8 +37,20 @@ struct Switch::Plan {
   std::vector<uint32_t> keep_by_source;            // installed ids reused without compiling (subset of keep)
   uint64_t context[2] = {0, 0};
   std::vector<size_t> add;                         // compiled rules that need an id
+  std::vector<std::array<uint64_t, 2>> identity;   // identity_hash of each compiled rule (parallel to compiled)
   std::vector<uint32_t> remove_ids;
   std::vector<unsigned> add_tables, remove_tables;
+};
+
+// An apply planned by prepare_apply, executed by finish_apply.
+struct Switch::PreparedApply {
+  const cfg::Config* desired = nullptr;
+  bool dry_run = false;
+  uint64_t state_version = 0;  // Switch::state_version_ when planned
+  bool planned = false;        // plan() succeeded
+  std::string failure;         // what plan() threw, if it did
+  Plan plan;
+  ApplyResult result;
 };
 
 }  // namespace esw::dp
