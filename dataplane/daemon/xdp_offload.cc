@@ -118,6 +118,7 @@ bool Switch::plan_xdp_offload(Plan& p, ApplyResult& result) {
   std::vector<offload::XdpRuleView> views;
   std::vector<uint64_t> keys;
   std::vector<std::string> where;
+  std::vector<bool> generated;  // the pipeline's own rules (l2 hairpin drops...): `required` does not insist on them
   std::map<uint32_t, const RuleBook::Installed*> by_id;
   for (const RuleBook::Installed& r : book_.installed()) by_id[r.id] = &r;
   for (const Plan::Keep& k : p.keep) {
@@ -128,6 +129,7 @@ bool Switch::plan_xdp_offload(Plan& p, ApplyResult& result) {
     if (ri.has_rewrite) ri.spec.rewrite = &ri.rewrite;
     views.push_back({&ri.spec, static_cast<const ActionList*>(ri.spec.actions)});
     keys.push_back(k.id);
+    generated.push_back(k.origin == RuleDef::Origin::kGenerated);
     const auto it = by_id.find(k.id);
     where.push_back(it != by_id.end() ? book_.where_of(*it->second, extra_rules_) : fmt::format("rule {}", k.id));
   }
@@ -135,6 +137,7 @@ bool Switch::plan_xdp_offload(Plan& p, ApplyResult& result) {
     const CompiledRule& c = p.compiled.rules[p.add[k]];
     views.push_back({&c.spec, static_cast<const ActionList*>(c.spec.actions)});
     keys.push_back(XdpOffload::kNewBase + k);
+    generated.push_back(c.origin == RuleDef::Origin::kGenerated);
     where.push_back(c.where);
   }
   bool ok = true;
@@ -155,11 +158,11 @@ bool Switch::plan_xdp_offload(Plan& p, ApplyResult& result) {
       if (d.reason.empty()) {
         pp.keys.push_back(keys[d.index]);
         pp.rules.push_back(d.rule);
-      } else if (vc.attach.offload == "required") {
+      } else if (vc.attach.offload == "required" && !generated[d.index]) {
         cfg::Error e;
         e.path = p.slots[idx].where + ".attach.offload";
         e.line = p.slots[idx].line;
-        e.message = fmt::format("offload: required, but rule {} cannot run in vport {}'s XDP program: {}",
+        e.message = fmt::format("required, but rule {} cannot run in vport {}'s XDP program: {}",
                                 where[d.index], vc.name, d.reason);
         result.errors.push_back(std::move(e));
         ok = false;
