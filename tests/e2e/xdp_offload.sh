@@ -52,7 +52,7 @@ for p in prios:
     proto = rnd.choice(["udp", "tcp", None])
     if proto: m.append(f"{proto}: true")
     if proto and rnd.random() < 0.6: m.append(f"{proto}_dst: {rnd.randint(1, 6)}")
-    if not m: m.append("ipv4_dst: 198.18.2.0/24")
+    if not any(x.startswith("ipv4_") for x in m): m.append("ipv4_dst: 198.18.2.0/24")  # keep some frames alive
     act = "[drop]" if rnd.random() < 0.7 else "[output: vm2]"
     rules.append(f"{{priority: {p}, match: {{ip: true, {', '.join(m)}}}, actions: {act}}}")
 open(w + "/rules.yaml", "w").write("tables:\n  - id: 0\n    rules:\n" + "".join(f"      - {r}\n" for r in rules))
