@@ -89,6 +89,9 @@ struct Attachment {
   uint16_t tx_queues = 1;
   std::optional<VhostUserAttachment> vhost_user;  // set: devargs is unused
   std::optional<XdpAttachment> xdp;  // net_af_xdp only; unset: the PMD's default program
+  // Vports: rules pushed below the worker (dataplane/offload/xdp_tier.h): "off" (default), "auto" (what the
+  // port's XDP program can drop), "required" (as auto, and an apply fails when a drop rule for the port cannot).
+  std::string offload = "off";
 };
 
 struct UplinkConfig {

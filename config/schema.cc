@@ -71,6 +71,27 @@ bool read_xdp(const Value& v, XdpAttachment& out) {
   return ok;
 }
 
+// `offload: off | auto | required` (vports; dataplane/offload/xdp_tier.h).
+bool read_offload_mode(const Value& v, std::string& out) {
+  if (!Text{}(v, out)) return false;
+  if (out != "off" && out != "auto" && out != "required") {
+    v.error(fmt::format("expected \"off\" or \"auto\" or \"required\", got {}", quoted(out)));
+    return false;
+  }
+  return true;
+}
+
+// offload: required needs a tier that can take rules: today eswitch's XDP program on a net_af_xdp attachment.
+bool check_offload(const Value& v, const Attachment& out) {
+  if (out.offload != "required") return true;
+  if (out.devargs.rfind("net_af_xdp", 0) != 0 || !out.xdp || !out.xdp->builtin) {
+    v.error("offload: required needs an attachment that can run rules below the worker: "
+                            "net_af_xdp devargs with xdp: {program: builtin} (this one has none)");
+    return false;
+  }
+  return true;
+}
+
 // The xdp key belongs to net_af_xdp attachments only.
 bool check_xdp_devargs(const Value& v, const Attachment& out) {
   if (!v.node.IsMap() || !v.node.has("xdp") || out.devargs.empty()) return true;
@@ -120,9 +141,11 @@ bool read_vport_attachment(const Value& v, Attachment& out) {
     m.optional("tx_queues", out.tx_queues, kQueueCount);
     m.optional("vhost_user", out.vhost_user, read_vhost_user);
     m.optional("xdp", out.xdp, read_xdp);
+    m.optional("offload", out.offload, read_offload_mode);
   });
   if (!v.node.IsMap()) return ok;
   if (!check_xdp_devargs(v, out)) return false;
+  if (!check_offload(v, out)) return false;
   if (out.xdp && out.xdp->has_uplink_keys) {
     v.error("xdp broadcast/multicast apply to uplinks only (a vport's program is its binding guard)");
     return false;

@@ -374,12 +374,15 @@ int cmd_show(const Options& o, const std::string& what, const ShowOptions& so) {
                c.value("tables", 0), c.value("subtables", 0),
                si(static_cast<double>(c.value("snapshot_bytes", 0)), "B"), c.value("version", 0));
   } else if (what == "rules") {
-    Table t({{"ID", true}, {"TABLE", true}, {"PRIO", true}, {"PACKETS", true}, {"BYTES", true}, {"RULE"}, {"MATCH"},
-             {"ACTIONS"}});
+    Table t({{"ID", true}, {"TABLE", true}, {"PRIO", true}, {"PACKETS", true}, {"BYTES", true}, {"RUNS"},
+             {"XDP_DROPS", true}, {"RULE"}, {"MATCH"}, {"ACTIONS"}});
     for (const auto& x : r["rules"]) {
       const std::string match = to_str(x["match"]);
+      // RUNS: software, or xdp (the worker keeps the rule as well; XDP_DROPS: what the programs dropped for it).
       t.row({to_str(x["id"]), to_str(x["table"]), to_str(x["priority"]), to_str(x["packets"]), to_str(x["bytes"]),
-             to_str(x["where"]), match.empty() ? "(any)" : match, to_str(x["actions"])});
+             x.contains("runs") ? to_str(x["runs"]) : "software",
+             x.contains("xdp_drops") ? to_str(x["xdp_drops"]) : "0", to_str(x["where"]),
+             match.empty() ? "(any)" : match, to_str(x["actions"])});
     }
     t.print(stdout);
     if (r.value("total", uint64_t{0}) != t.size()) {

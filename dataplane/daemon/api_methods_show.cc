@@ -340,6 +340,7 @@ json run_show(ApiContext& ctx, const ApiCall& call) {
     const uint64_t limit = api_param_uint(params, "limit", 0);  // 0: all
     json rules = json::array();
     uint64_t matched = 0;
+    const auto xdp = ctx.sw.xdp_rule_report();  // offload tier: where a rule runs besides the worker
     for (const RuleStats& r : ctx.sw.rule_stats()) {
       if (table != nullptr && r.table != table->get<uint64_t>()) continue;
       const uint64_t idx = matched++;
@@ -352,6 +353,11 @@ json run_show(ApiContext& ctx, const ApiCall& call) {
                        {"actions", r.actions},
                        {"packets", r.packets},
                        {"bytes", r.bytes}});
+      const auto x = xdp.find(r.id);
+      const bool in_xdp = x != xdp.end() && !x->second.ports.empty();
+      rules.back()["runs"] = in_xdp ? "xdp" : "software";  // the worker always has the rule too
+      rules.back()["xdp_ports"] = in_xdp ? json(x->second.ports) : json::array();
+      rules.back()["xdp_drops"] = x != xdp.end() ? x->second.xdp_drops : 0;
     }
     out["rules"] = std::move(rules);
     out["total"] = matched;

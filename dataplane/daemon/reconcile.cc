@@ -341,6 +341,8 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
 
 bool Switch::execute_plan(Plan& p, ApplyResult& result) {
   ++state_version_;  // whatever happens below, a plan made before is stale
+  // 0. Which drop rules offload vports' XDP programs take (offload: required can refuse the apply here).
+  if (!plan_xdp_offload(p, result)) return false;
   // 1. Open (and start) the new ports. Any failure undoes the ports this apply opened: nothing changed.
   std::vector<uint16_t> opened;
   auto undo_ports = [&] {
@@ -395,6 +397,7 @@ bool Switch::execute_plan(Plan& p, ApplyResult& result) {
   }
   for (uint32_t id : p.remove_ids) batch.remove(id);
   for (unsigned t : p.remove_tables) batch.remove_table(t);
+  xdp_offload_.suspend_changed(slots_);  // XDP rules that change go to software first (xdp_offload.h)
   const CommitResult cr = classifier_->commit(batch);
   if (!cr.ok()) {
     cfg::Error ce;
@@ -454,6 +457,9 @@ bool Switch::execute_plan(Plan& p, ApplyResult& result) {
   next->meter_generation = meters_changed ? ++meter_generation_ : current_->meter_generation;
 
   pipeline_.publish(next.get());
+  // The new rules are live in software: now the XDP programs may take their share (xdp_offload.h).
+  xdp_offload_.forget(p.remove_ids);
+  xdp_offload_.install(new_ids, slots_);
   std::unique_ptr<Pipeline> old_pipeline = std::move(current_);
   current_ = std::move(next);
   std::vector<uint16_t> closing = p.to_close;

@@ -20,6 +20,7 @@
 #include "config/config.h"
 #include "dataplane/rules/actions.h"
 #include "dataplane/fastpath/classifier.h"
+#include "dataplane/daemon/xdp_offload.h"
 #include "dataplane/daemon/rule_book.h"
 #include "dataplane/smc/session_table.h"
 #include "dataplane/fastpath/pipeline.h"
@@ -245,6 +246,8 @@ class Switch {
   std::vector<PortStats> port_stats() const;
   std::vector<VportStats> vport_stats() const;
   std::vector<RuleStats> rule_stats() const;
+  // Rules running in af_xdp vports' XDP programs (offload: auto | required): rule id -> ports, drops there.
+  std::map<uint32_t, XdpOffload::RuleReport> xdp_rule_report() const;  // xdp_offload.cc
   ClassifierStats classifier_stats() const { return classifier_->stats(); }
   MempoolReport mempool_report() const;
   std::vector<WorkerCycleStats> worker_cycles() const;  // switch_perf.cc
@@ -270,6 +273,7 @@ class Switch {
             const std::vector<RuleDef>& extra_rules, const std::vector<MeterProfile>& extra_meters,
             bool keep_config_rules, Plan& plan, ApplyResult& result);
   bool execute_plan(Plan& plan, ApplyResult& result);
+  bool plan_xdp_offload(Plan& plan, ApplyResult& result);  // xdp_offload.cc
   void publish_poll_lists();
   void wait_for_workers();
   void close_port(uint16_t index) noexcept;
@@ -299,6 +303,7 @@ class Switch {
   uint32_t max_rules_ = 0;
   uint64_t state_version_ = 0;  // +1 per execute_plan: a prepared apply planned against an older state is redone
   RuleBook book_;  // installed rules: ids, origins, counter baselines
+  XdpOffload xdp_offload_;  // drop rules in af_xdp vports' XDP programs (xdp_offload.h)
   // User rules installed through set_rules() rather than the config (kept across applies of the same config).
   std::vector<TableDef> extra_tables_;
   std::vector<RuleDef> extra_rules_;

@@ -44,6 +44,12 @@ class EthdevPort final : public Port {
   void set_binding(const Binding& b) noexcept override;
   void set_uplink_vports(const std::vector<const Binding*>& vports, const UplinkXdpPolicy& p) noexcept override;
   void add_early_drops(std::array<uint64_t, static_cast<size_t>(DropReason::kCount)>& dropped) const override;
+  bool xdp_rules_capable() const override { return xdp_.attached(); }
+  size_t set_xdp_drop_rules(const std::vector<offload::XdpDropRule>& rules, std::vector<uint64_t>& old_hits,
+                            std::string& err) override {
+    return xdp_.set_rules(rules, old_hits, err);
+  }
+  void xdp_rule_hits(std::vector<uint64_t>& per_slot) const override { xdp_.rule_hits(per_slot); }
   PortIo io() const noexcept override;
   uint16_t port_id() const override { return port_id_; }
 

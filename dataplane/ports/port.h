@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "dataplane/offload/xdp_drop_rule.h"
 #include "dataplane/fastpath/binding.h"
 #include "dataplane/fastpath/port_io.h"
 #include "dataplane/fastpath/stats.h"
@@ -133,6 +134,17 @@ class Port {
   const rte_ether_addr& mac() const { return mac_; }
   bool is_open() const { return open_; }
   bool is_started() const { return started_; }
+
+  // XDP offload tier (offload/xdp_tier.h): can this port's own XDP program drop rules? (an af_xdp vport with
+  // the builtin program). set_xdp_drop_rules: see XdpGuard::set_rules.
+  virtual bool xdp_rules_capable() const { return false; }
+  virtual size_t set_xdp_drop_rules(const std::vector<offload::XdpDropRule>& /*rules*/,
+                                    std::vector<uint64_t>& old_hits, std::string& err) {
+    old_hits.clear();
+    err = "the port has no XDP program of eswitch's";
+    return 0;
+  }
+  virtual void xdp_rule_hits(std::vector<uint64_t>& per_slot) const { per_slot.clear(); }
 
  protected:
   PortSpec spec_;

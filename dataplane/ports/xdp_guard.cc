@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -122,7 +123,8 @@ std::string xdp_guard_preflight(const std::string& object_path) {
 XdpGuard::~XdpGuard() { release(); }
 
 void XdpGuard::release() noexcept {
-  for (int* fd : {&cfg_fd_, &v4_fd_, &v6_fd_, &drops_fd_}) {
+  nrules_ = 0;
+  for (int* fd : {&cfg_fd_, &v4_fd_, &v6_fd_, &drops_fd_, &rules_fd_, &nrules_fd_, &hits_fd_}) {
     if (*fd >= 0) ::close(*fd);
     *fd = -1;
   }
@@ -190,7 +192,8 @@ std::string XdpGuard::attach(const std::string& iface, const std::string& want_m
   release();
   return xdp_find_program_maps(iface, want_mode,
                                {{"esw_cfg", &cfg_fd_}, {"esw_ipv4", &v4_fd_}, {"esw_ipv6", &v6_fd_},
-                                {"esw_drops", &drops_fd_}},
+                                {"esw_drops", &drops_fd_}, {"esw_rules", &rules_fd_}, {"esw_nrules", &nrules_fd_},
+                                {"esw_rule_hits", &hits_fd_}},
                                mode_);
 }
 
@@ -237,6 +240,63 @@ void XdpGuard::add_drops(std::array<uint64_t, static_cast<size_t>(DropReason::kC
     for (uint64_t n : per_cpu) sum += n;
     dropped[static_cast<size_t>(reason)] += sum;
   }
+}
+
+namespace {
+uint64_t sum_per_cpu(int fd, uint32_t key, std::vector<uint64_t>& per_cpu) {
+  if (bpf_map_lookup_elem(fd, &key, per_cpu.data()) != 0) return 0;
+  uint64_t sum = 0;
+  for (uint64_t n : per_cpu) sum += n;
+  return sum;
+}
+}  // namespace
+
+size_t XdpGuard::set_rules(const std::vector<offload::XdpDropRule>& rules, std::vector<uint64_t>& old_hits,
+                           std::string& err) {
+  old_hits.clear();
+  if (!attached()) {
+    err = "no XDP program";
+    return 0;
+  }
+  const uint32_t zero = 0;
+  uint32_t n = 0;
+  // Off first: while the slots change, every frame goes to the worker.
+  if (bpf_map_update_elem(nrules_fd_, &zero, &n, BPF_ANY) != 0) {
+    err = fmt::format("cannot update the XDP program's esw_nrules map: {}", std::strerror(errno));
+    return 0;
+  }
+  const int ncpu = libbpf_num_possible_cpus();
+  std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu > 0 ? ncpu : 1), 0);
+  for (uint32_t i = 0; i < nrules_; ++i) {
+    old_hits.push_back(sum_per_cpu(hits_fd_, i, per_cpu));
+    std::fill(per_cpu.begin(), per_cpu.end(), 0);
+    bpf_map_update_elem(hits_fd_, &i, per_cpu.data(), BPF_ANY);
+  }
+  nrules_ = 0;
+  for (const offload::XdpDropRule& r : rules) {
+    std::fill(per_cpu.begin(), per_cpu.end(), 0);
+    if (bpf_map_update_elem(rules_fd_, &n, &r, BPF_ANY) != 0 ||
+        bpf_map_update_elem(hits_fd_, &n, per_cpu.data(), BPF_ANY) != 0) {
+      err = fmt::format("cannot add rule slot {} to the XDP program's esw_rules map: {}", n, std::strerror(errno));
+      break;
+    }
+    ++n;
+  }
+  if (bpf_map_update_elem(nrules_fd_, &zero, &n, BPF_ANY) != 0) {
+    err = fmt::format("cannot update the XDP program's esw_nrules map: {}", std::strerror(errno));
+    return 0;
+  }
+  nrules_ = n;
+  return n;
+}
+
+void XdpGuard::rule_hits(std::vector<uint64_t>& per_slot) const {
+  per_slot.assign(nrules_, 0);
+  if (hits_fd_ < 0) return;
+  const int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return;
+  std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu));
+  for (uint32_t i = 0; i < nrules_; ++i) per_slot[i] = sum_per_cpu(hits_fd_, i, per_cpu);
 }
 
 }  // namespace esw::dp

@@ -15,6 +15,7 @@
 
 #include "dataplane/fastpath/binding.h"
 #include "dataplane/fastpath/stats.h"
+#include "dataplane/offload/xdp_drop_rule.h"
 
 namespace esw::dp {
 
@@ -51,10 +52,19 @@ class XdpGuard {
   std::string set(const Binding& b);
   // Adds the program's drops (summed over CPUs) to `dropped` by reason.
   void add_drops(std::array<uint64_t, static_cast<size_t>(DropReason::kCount)>& dropped) const;
+  // The XDP offload tier's drop rules (offload/xdp_tier.h), in slot order. The program stops using its rules
+  // while they are rewritten (those frames go to the worker, which holds every rule). `old_hits` gets each old
+  // slot's drops (summed over CPUs, then zeroed). Returns how many of `rules` are installed (a prefix); when not
+  // all, `err` says why (e.g. the map is full).
+  size_t set_rules(const std::vector<offload::XdpDropRule>& rules, std::vector<uint64_t>& old_hits, std::string& err);
+  // Drops per installed slot so far (summed over CPUs).
+  void rule_hits(std::vector<uint64_t>& per_slot) const;
   void release() noexcept;
 
  private:
   int cfg_fd_ = -1, v4_fd_ = -1, v6_fd_ = -1, drops_fd_ = -1;
+  int rules_fd_ = -1, nrules_fd_ = -1, hits_fd_ = -1;
+  size_t nrules_ = 0;
   std::string mode_;
 };
 

@@ -1,0 +1,63 @@
+#pragma once
+// The daemon's side of the XDP offload tier (dataplane/offload/xdp_tier.h): on every apply, which drop rules each
+// `offload: auto | required` vport's XDP program takes (decided before anything changes, so `required` can
+// refuse the apply with the rule and the reason), then writing them into the programs once the new rule set is
+// live, and per rule where it runs and what the programs dropped for it (`show rules`).
+//
+// Threading: main lcore only.
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dataplane/fastpath/action_types.h"
+#include "dataplane/offload/xdp_tier.h"
+#include "dataplane/ports/port.h"
+
+namespace esw::dp {
+
+class XdpOffload {
+ public:
+  // One port's plan: rule keys (an installed id, or kNewBase + index into the apply's added rules) with what the
+  // program gets for each, in slot order.
+  static constexpr uint64_t kNewBase = 1ull << 32;
+  struct PortPlan {
+    uint16_t port = 0;
+    std::string name;
+    std::vector<uint64_t> keys;
+    std::vector<offload::XdpDropRule> rules;
+  };
+
+  // What one apply will do (filled by Switch::execute_plan before anything changes).
+  std::vector<PortPlan> planned;
+
+  // Before the apply's rules go live: programs whose rules change stop using them (those frames go to the
+  // worker, which has every rule), so no frame sees a removed or now-overlapped rule in XDP.
+  void suspend_changed(const std::array<std::unique_ptr<Port>, kMaxPorts>& slots);
+  // After the apply's rules are live: maps added rules' keys to their ids, writes each planned port's rules
+  // (ports no longer planned are emptied). A rule the program has no room for stays in software (logged once
+  // per port and apply where that changes).
+  void install(const std::vector<uint32_t>& new_ids, const std::array<std::unique_ptr<Port>, kMaxPorts>& slots);
+  // Rules that went away: their XDP counts are forgotten (ids are reused).
+  void forget(const std::vector<uint32_t>& removed_ids);
+
+  struct RuleReport {
+    std::vector<std::string> ports;  // where the rule runs in XDP (empty: software only)
+    uint64_t xdp_drops = 0;
+  };
+  std::map<uint32_t, RuleReport> report(const std::array<std::unique_ptr<Port>, kMaxPorts>& slots) const;
+
+ private:
+  struct Live {
+    std::string name;
+    std::vector<uint32_t> ids;              // slot -> rule id
+    std::vector<offload::XdpDropRule> rules;  // what was asked (ids.size() of them got in)
+  };
+  std::map<uint16_t, Live> live_;          // port index -> its program's rules
+  std::map<uint32_t, uint64_t> carried_;   // rule id -> XDP drops of earlier rewrites
+};
+
+}  // namespace esw::dp

@@ -1,0 +1,54 @@
+#pragma once
+// The XDP offload tier (issue 14): drop rules pushed into an af_xdp vport's own XDP program
+// (dataplane/xdp/guard.bpf.c, `xdp: {program: builtin}` and `offload: auto | required` on the vport), so the
+// frames they drop never reach a worker. Software stays the source of truth: the worker keeps the full rule
+// set, and a rule is offered to a port only when the program's answer cannot differ from the worker's:
+//  - table 0, no goto, no key rewrite, actions exactly `drop`;
+//  - it matches IPv4 exactly (eth_type 0x0800) and otherwise only IPv4 source/destination (any mask), IP protocol
+//    (exact) and the L4 destination port (any mask, with protocol TCP or UDP exact); in_port exact or wildcard;
+//  - no other rule of table 0 with a priority >= its own could match one of the same frames on that port
+//    (rules_overlap, so the first matching offloaded rule is the software's winner too);
+//  - the vport has no rate limit (frames dropped in XDP would not spend its meter's budget) and, for rules that
+//    can match TCP, is not roce_strict (the SMC stage would not see a dropped CLC exchange's grants).
+// What the program cannot decide (VLAN-tagged frames, fragments for port rules, short headers) it passes to the
+// worker. A rule the map has no room for stays in software only.
+//
+// Threading: main lcore only.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dataplane/fastpath/action_types.h"
+#include "dataplane/fastpath/classifier.h"
+#include "dataplane/offload/xdp_drop_rule.h"
+
+namespace esw::dp::offload {
+
+// What a vport's binding means for the tier.
+struct XdpPortTraits {
+  uint16_t in_port = 0;
+  bool rate_limited = false;
+  bool roce_strict = false;
+};
+
+// A rule as the tier sees it (table-0 rules of the whole set; others are ignored).
+struct XdpRuleView {
+  const RuleSpec* spec = nullptr;
+  const ActionList* actions = nullptr;
+};
+
+struct XdpDecision {
+  size_t index = 0;       // into the views given to plan_xdp_port
+  std::string reason;     // "": offered to the program (then `rule` is what it gets)
+  XdpDropRule rule{};
+};
+
+// For every drop-only rule of table 0 that can see frames of `port`: whether the port's program may drop for
+// it, in the order of `rules` (no order needed: a frame matches at most one rule offered).
+std::vector<XdpDecision> plan_xdp_port(const std::vector<XdpRuleView>& rules, const XdpPortTraits& port);
+
+// "" and `out` filled when one rule can be expressed for the program on `port` (ignoring overlaps), else why not.
+std::string xdp_express(const RuleSpec& r, const ActionList& al, const XdpPortTraits& port, XdpDropRule& out);
+
+}  // namespace esw::dp::offload
