@@ -5,6 +5,7 @@
 
 #include "config/formats.h"
 #include "config/schema_limits.h"
+#include "config/text_escape.h"
 
 namespace esw::cfg::detail {
 
@@ -93,7 +94,7 @@ std::string unknown_action_message(std::string_view name) {
   const size_t colon = name.find(':');
   if (colon != std::string_view::npos && find_action(name.substr(0, colon))) {
     return message + fmt::format("; write {}: {} (a space after the colon makes it a mapping)",
-                                 name.substr(0, colon), name.substr(colon + 1));
+                                 name.substr(0, colon), escape_control(name.substr(colon + 1)));
   }
   std::optional<std::string_view> best;
   size_t best_distance = std::min<size_t>(2, name.size() / 2);
