@@ -19,11 +19,12 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
-#include <regex>
+#include <algorithm>
 
 #include <fmt/format.h>
 
 #include "dataplane/daemon/api_methods.h"
+#include "dataplane/daemon/state_store.h"
 #include "dataplane/daemon/switch.h"
 #include "vdpa/migration.h"
 #include "vdpa/vhost_port.h"
@@ -41,46 +42,54 @@ std::map<std::string, vdpa::MigStream>& pending() {
   return m;
 }
 
-// The runtime rules that name the vport (as a whole word: in_port=vm1, output:vm1, ...).
+// The runtime rules that name the vport as a port: in_port=VPORT, or a port action (output, mirror,
+// to_representor) with VPORT, read from the parsed rules (not their text: a meter or rule name equal to the
+// vport's is no port).
 std::vector<std::string> rules_naming(const Switch& sw, const std::string& vport) {
   std::vector<std::string> out;
-  const std::regex word("(^|[^A-Za-z0-9_.-])" + std::regex_replace(vport, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") +
-                        "($|[^A-Za-z0-9_.-])");
-  for (const auto& t : sw.runtime_rule_texts()) {
-    if (std::regex_search(t, word)) out.push_back(t);
+  const std::vector<RuleDef>& rules = sw.runtime_rules();
+  for (size_t i = 0; i < rules.size(); ++i) {
+    const RuleDef& r = rules[i];
+    const bool named =
+        std::any_of(r.match.begin(), r.match.end(), [&](const auto& m) { return m.first == "in_port" && m.second == vport; }) ||
+        std::any_of(r.actions.begin(), r.actions.end(), [&](const ActionItem& a) {
+          return (a.name == "output" || a.name == "mirror" || a.name == "to_representor") && a.arg == vport;
+        });
+    if (named) out.push_back(sw.runtime_rule_texts()[i]);
   }
   return out;
 }
 
-void write_stream(const std::string& path, const std::vector<uint8_t>& bytes) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) throw ApiError{"io_error", fmt::format("migrate: cannot create stream {}: {}", path, strerror(errno))};
-  size_t off = 0;
-  while (off < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + off, bytes.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int e = errno;
-      ::close(fd);
-      throw ApiError{"io_error", fmt::format("migrate: cannot write stream {}: {}", path, strerror(e))};
-    }
-    off += static_cast<size_t>(n);
-  }
-  // No fsync: the stream is read at once by the destination (it is downtime, not durable state).
-  if (::close(fd) != 0) {
-    throw ApiError{"io_error", fmt::format("migrate: cannot write stream {}: {}", path, strerror(errno))};
-  }
-}
-
-std::vector<uint8_t> read_stream(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+// The stream file: a regular file, never a FIFO or device (open would block the main loop) nor a symlink.
+int open_stream(const std::string& path, int flags) {
+  const bool reading = (flags & O_ACCMODE) == O_RDONLY;
+  const int fd = ::open(path.c_str(), flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
   if (fd < 0) throw ApiError{"io_error", fmt::format("migrate: cannot open stream {}: {}", path, strerror(errno))};
   struct stat st{};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<size_t>(st.st_size) > vdpa::kMigMaxStreamBytes) {
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+      (reading && static_cast<size_t>(st.st_size) > vdpa::kMigMaxStreamBytes)) {
     ::close(fd);
     throw ApiError{"bad_stream", fmt::format("migrate: stream {} is not a regular file of at most {} bytes", path,
                                              vdpa::kMigMaxStreamBytes)};
   }
+  return fd;
+}
+
+void write_stream(const std::string& path, const std::vector<uint8_t>& bytes) {
+  const int fd = open_stream(path, O_WRONLY | O_CREAT);
+  // Truncated only once known to be a regular file; no fsync: the destination reads it at once (downtime, not
+  // durable state).
+  const bool ok = ::ftruncate(fd, 0) == 0 && write_all(fd, reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  const int e = errno;
+  if (::close(fd) != 0 || !ok) {
+    throw ApiError{"io_error", fmt::format("migrate: cannot write stream {}: {}", path, strerror(ok ? errno : e))};
+  }
+}
+
+std::vector<uint8_t> read_stream(const std::string& path) {
+  const int fd = open_stream(path, O_RDONLY);
+  struct stat st{};
+  ::fstat(fd, &st);
   std::vector<uint8_t> b(static_cast<size_t>(st.st_size));
   size_t off = 0;
   while (off < b.size()) {
@@ -168,6 +177,13 @@ json run_migrate(ApiContext& ctx, const ApiCall& call) {
     s.rules = rules_naming(ctx.sw, name);
     const std::vector<uint8_t> bytes = vdpa::encode_mig_stream(s);
     try {
+      // What the destination will refuse is refused here, before anything is written (e.g. more addresses or
+      // rules naming the vport than the stream carries): the decoder holds the bounds.
+      vdpa::MigStream check;
+      std::string error;
+      if (!vdpa::decode_mig_stream(bytes.data(), bytes.size(), check, error)) {
+        throw ApiError{"bad_stream", fmt::format("migrate: vport {} does not fit a stream: {}", name, error)};
+      }
       write_stream(path, bytes);
     } catch (...) {
       port->set_mig_state(from);  // the arc failed: the device stays where it was

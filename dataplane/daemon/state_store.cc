@@ -70,16 +70,6 @@ bool read_all(const std::string& path, std::string& out, std::string& error) {
   return true;
 }
 
-bool write_all(int fd, const char* p, size_t n) {
-  while (n > 0) {
-    const ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
-}
 
 bool fsync_dir(const std::string& dir) {
   const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -126,6 +116,17 @@ bool check_file(const std::string& text, const char* part, uint64_t seq, std::st
 }
 
 }  // namespace
+
+bool write_all(int fd, const char* p, size_t n) {
+  while (n > 0) {
+    const ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
 
 StateStore::StateStore(std::string dir, bool sync) : dir_(std::move(dir)), sync_(sync) {
   std::error_code ec;

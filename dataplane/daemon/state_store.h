@@ -18,7 +18,7 @@
 // Test hook: ESWITCHD_TEST_CRASH_IN_STATE_WRITE=<part> kills the process with SIGKILL after the temporary file
 // of that part was written and synced, before the rename (a crash in the middle of a state write).
 //
-// Threading: main thread only.
+// Threading: one thread at a time (the main thread at start, then the state writer's thread, state_writer.h).
 
 #include <cstdint>
 #include <optional>
@@ -28,6 +28,9 @@
 #include "dataplane/daemon/instance_lock.h"
 
 namespace esw::dp {
+
+// Writes all n bytes to fd (retrying EINTR and short writes); false with errno set on failure.
+bool write_all(int fd, const char* p, size_t n);
 
 struct SavedConfig {
   std::string yaml;    // the config text as applied

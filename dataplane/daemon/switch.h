@@ -204,6 +204,7 @@ class Switch {
   // The runtime rules as they were added (texts, in installation order; what eswitchd saves and restores by
   // passing them to change_rules again), and a counter that changes with every successful change_rules.
   const std::vector<std::string>& runtime_rule_texts() const { return extra_rule_texts_; }
+  const std::vector<RuleDef>& runtime_rules() const { return extra_rules_; }  // parallel to the texts
   uint64_t runtime_rules_version() const { return runtime_rules_version_; }
 
   // Runs one packet through the same pipeline code as the workers, without sending it anywhere.

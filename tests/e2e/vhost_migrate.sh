@@ -224,8 +224,11 @@ printf '\x7f' | dd of="$WORK/bad.mig" bs=1 seek=$((size / 2)) conv=notrunc statu
 head -c $((size - 9)) "$WORK/vm.mig" >"$WORK/short.mig"
 cp "$WORK/vm.mig" "$WORK/ver.mig"
 printf '\x09' | dd of="$WORK/ver.mig" bs=1 seek=8 conv=notrunc status=none
-for f in bad short ver vm; do
-  if out=$(ctl_b vport migrate vm9 --to-state RESUMING --stream "$WORK/$f.mig" 2>&1); then
+mkfifo "$WORK/fifo.mig"                # open() on it would block eswitchd's main loop
+ln -s "$WORK/vm.mig" "$WORK/link.mig"  # a symlink is not followed
+for f in bad short ver vm fifo link; do
+  if out=$(timeout 10 "$ESWITCHCTL" --socket "$WORK/b.sock" --no-progress vport migrate vm9 --to-state RESUMING \
+    --stream "$WORK/$f.mig" 2>&1); then
     failb "B accepted stream $f.mig for vm9: $out"
   fi
   echo "  $f.mig refused: $out"
@@ -233,6 +236,8 @@ for f in bad short ver vm; do
     bad | short) grep -qE "byte [0-9]+: (checksum|body length)" <<<"$out" || failb "no located error: $out" ;;
     ver) grep -q "byte 8: version: 9" <<<"$out" || failb "the version is not named: $out" ;;
     vm) grep -q "it is vport 'vm', not 'vm9'" <<<"$out" || failb "a foreign stream not named: $out" ;;
+    fifo) grep -q "is not a regular file" <<<"$out" || failb "a FIFO stream not refused at once: $out" ;;
+    link) grep -q "cannot open stream .*link.mig" <<<"$out" || failb "a symlinked stream not refused: $out" ;;
   esac
 done
 [[ $(peer_of vm9 state) == STOP ]] || failb "vm9 is $(peer_of vm9 state) after the refused streams, not STOP"
