@@ -8,6 +8,17 @@ namespace esw::dp {
 
 namespace {
 
+bool is_zero(const uint8_t* a, size_t n) noexcept {
+  for (size_t i = 0; i < n; ++i) {
+    if (a[i] != 0) return false;
+  }
+  return true;
+}
+
+bool mac_is(const Binding& b, const uint8_t* m) noexcept { return std::memcmp(m, b.mac.data(), 6) == 0; }
+
+}  // namespace
+
 bool v4_bound(const Binding& b, uint32_t a) noexcept {
   for (const Prefix4& p : b.ipv4) {
     if ((a & p.mask) == p.addr) return true;
@@ -24,17 +35,6 @@ bool v6_bound(const Binding& b, const uint8_t* a) noexcept {
   }
   return false;
 }
-
-bool is_zero(const uint8_t* a, size_t n) noexcept {
-  for (size_t i = 0; i < n; ++i) {
-    if (a[i] != 0) return false;
-  }
-  return true;
-}
-
-bool mac_is(const Binding& b, const uint8_t* m) noexcept { return std::memcmp(m, b.mac.data(), 6) == 0; }
-
-}  // namespace
 
 DropReason check_ingress(const Binding& b, const FlowKey& k) noexcept {
   if (!b.active) return DropReason::kInactive;

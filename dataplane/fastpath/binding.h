@@ -62,6 +62,11 @@ struct Binding {
 };
 
 // kCount = allowed. Pure function of the binding and the parsed key.
+// Is the address (network order) within the vport's bound IPv4 prefixes; the IPv6 one within its bound IPv6
+// prefixes or its link-local address (also used by the SMC identity check, smc_identity.h).
+bool v4_bound(const Binding& b, uint32_t a) noexcept;
+bool v6_bound(const Binding& b, const uint8_t* a) noexcept;
+
 DropReason check_ingress(const Binding& b, const FlowKey& key) noexcept;
 
 // May a frame with destination MAC `dst` be delivered to this vport? (Filtering is part of the binding

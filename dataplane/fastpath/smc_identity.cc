@@ -2,38 +2,24 @@
 
 #include <cstring>
 
+#include "dataplane/fastpath/binding.h"
 #include "dataplane/smc/session_table.h"
 
 namespace esw::dp {
 
 namespace {
 
-bool v4_bound(const Binding& b, uint32_t addr_be) noexcept {
-  for (const Prefix4& p : b.ipv4) {
-    if ((addr_be & p.mask) == (p.addr & p.mask)) return true;
-  }
-  return false;
-}
-
-bool v6_in(const Prefix6& p, const uint8_t* a) noexcept {
-  for (int i = 0; i < 16; ++i) {
-    if ((a[i] & p.mask[i]) != (p.addr[i] & p.mask[i])) return false;
-  }
-  return true;
-}
-
 bool gid_ok(const Binding& b, const uint8_t* gid) noexcept {
   static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  static constexpr uint8_t kZero[16] = {};
   if (std::memcmp(gid, kMapped, 12) == 0) {
     uint32_t a;
     std::memcpy(&a, gid + 12, 4);
     return v4_bound(b, a);
   }
-  if (b.has_mac && std::memcmp(gid, b.link_local.data(), 16) == 0) return true;
-  for (const Prefix6& p : b.ipv6) {
-    if (v6_in(p, gid)) return true;
-  }
-  return false;
+  // The binding's own check (bound prefixes, link-local); "::" is no GID (a vport without a MAC has a zero
+  // link-local address).
+  return std::memcmp(gid, kZero, 16) != 0 && v6_bound(b, gid);
 }
 
 // Two prefixes overlap iff they agree under the shorter mask (then one contains the other).

@@ -92,20 +92,36 @@ bool is_clc(const TcpView& v) noexcept {
 
 // ---- identity enforcement (smc_identity.h) ----
 
-uint64_t hold_key(const FlowKey& key, uint16_t in_port) noexcept {
+uint64_t hold_key(const FlowKey& key, uint64_t flow_hash, uint16_t in_port) noexcept {
   // One TCP direction: the flow's hash with the sender's port and address mixed in.
   uint32_t src4;
   std::memcpy(&src4, key.eth_type == to_be16(kEthTypeIpv4) ? reinterpret_cast<const uint8_t*>(&key.ipv4_src)
                                                              : key.ipv6_src + 12, 4);
-  const uint64_t h = smc_flow_hash(key) ^ (uint64_t(key.tp_src) << 48 | uint64_t(in_port) << 32 | src4);
+  const uint64_t h = flow_hash ^ (uint64_t(key.tp_src) << 48 | uint64_t(in_port) << 32 | src4);
   return (h * 0x9e3779b97f4a7c15ull) | 1;
 }
 
-ClcHeld* hold_find(ClcHoldTable& h, uint64_t k) noexcept {
+void hold_free(ClcHoldTable& h, ClcHeld* e) noexcept {
+  e->key = 0;
+  e->have = 0;
+  e->blocked = 0;
+  --h.used;
+}
+
+// The slot of direction k, if any. The same scan frees slots idle for kClcHoldIdleSeconds (a first part whose
+// rest never came, a refused direction the published refused set now blocks), so `used` falls back to 0 and
+// TCP traffic stops paying for smc_watching once nothing is held.
+ClcHeld* hold_find(ClcHoldTable& h, uint64_t k, uint64_t now) noexcept {
+  const uint64_t idle = kClcHoldIdleSeconds * rte_get_tsc_hz();
+  ClcHeld* found = nullptr;
   for (ClcHeld& e : h.slots) {
-    if (e.key == k) return &e;
+    if (e.key == k) {
+      found = &e;
+    } else if (e.key != 0 && now - e.tsc > idle) {
+      hold_free(h, &e);
+    }
   }
-  return nullptr;
+  return found;
 }
 
 ClcHeld* hold_take(ClcHoldTable& h, uint64_t k, uint64_t now) noexcept {
@@ -123,13 +139,6 @@ ClcHeld* hold_take(ClcHoldTable& h, uint64_t k, uint64_t now) noexcept {
   return stale;
 }
 
-void hold_free(ClcHoldTable& h, ClcHeld* e) noexcept {
-  e->key = 0;
-  e->have = 0;
-  e->blocked = 0;
-  --h.used;
-}
-
 DropReason check_message(ClcHoldTable& h, const Binding& b, const uint8_t* p, uint32_t n) noexcept {
   if (!smc::parse({p, n}, h.scratch).ok()) return DropReason::kCount;  // invalid: the peer refuses it, the table counts
   return smc_identity_verdict(b, h.scratch);
@@ -137,15 +146,15 @@ DropReason check_message(ClcHoldTable& h, const Binding& b, const uint8_t* p, ui
 
 // The CLC messages a segment from a spoof-checked vport carries or completes: kCount (forward) or why it is
 // dropped. continuation: the segment continues a held message (its bytes matter to the session table).
-DropReason clc_check(WorkerContext& ctx, const Binding& b, uint16_t in_port, const FlowKey& key, const TcpView& v,
-                     bool live, bool& continuation) noexcept {
+DropReason clc_check(WorkerContext& ctx, const Binding& b, uint16_t in_port, const FlowKey& key, uint64_t flow_hash,
+                     const TcpView& v, bool live, bool& continuation) noexcept {
   ClcHoldTable& h = ctx.smc_hold;
   const uint8_t* p = v.payload;
   uint32_t n = v.payload_len;
   const uint32_t seq = rd32(v.tcp + 4);
   const uint64_t now = live ? rte_rdtsc() : 0;
-  const uint64_t hk = hold_key(key, in_port);
-  ClcHeld* e = live && h.used != 0 ? hold_find(h, hk) : nullptr;
+  const uint64_t hk = hold_key(key, flow_hash, in_port);
+  ClcHeld* e = live && h.used != 0 ? hold_find(h, hk, now) : nullptr;
   if (e != nullptr) {
     e->tsc = now;
     if (e->blocked) return DropReason::kSmcFlowRefused;
@@ -248,9 +257,16 @@ DropReason smc_ingress(WorkerContext& ctx, const Binding* in_binding, rte_mbuf* 
     stage_event(ctx, (fl & kTcpFlagAck) ? SmcEventType::kSynAck : SmcEventType::kSyn, in_port, key, v, false);
     return DropReason::kCount;
   }
-  if (v.payload_len != 0 && ctx.smc != nullptr && ctx.smc->refused.size() != 0 &&
-      ctx.smc->refused.contains(smc_flow_hash(key))) {
-    return DropReason::kSmcFlowRefused;  // a connection whose CLC message was refused: no data either way
+  const uint64_t fh = smc_flow_hash(key);
+  if (v.payload_len != 0 && ctx.smc != nullptr && ctx.smc->refused.size() != 0 && ctx.smc->refused.contains(fh)) {
+    // A connection whose CLC message was refused: no data either way. The published set blocks it from now on, so
+    // a slot this worker still holds for the direction is released.
+    if (ctx.smc_hold.used != 0 && count) {
+      if (ClcHeld* e = hold_find(ctx.smc_hold, hold_key(key, fh, in_port), rte_rdtsc()); e != nullptr) {
+        hold_free(ctx.smc_hold, e);
+      }
+    }
+    return DropReason::kSmcFlowRefused;
   }
   const bool clc = is_clc(v);
   bool continuation = false;
@@ -259,13 +275,18 @@ DropReason smc_ingress(WorkerContext& ctx, const Binding* in_binding, rte_mbuf* 
   // traffic that smc_watching lets in - while a refused connection exists - pays the lookup above, not this.)
   if (v.payload_len != 0 && in_binding != nullptr && in_binding->spoofchk &&
       ((key.flags & kFlagSmc) || ctx.smc_hold.used != 0)) {
-    why = clc_check(ctx, *in_binding, in_port, key, v, count, continuation);
+    why = clc_check(ctx, *in_binding, in_port, key, fh, v, count, continuation);
   }
   if (clc && count) pc.smc_clc++;
-  if (clc || continuation) stage_event(ctx, SmcEventType::kClc, in_port, key, v, true, smc_refusal_of(why));
+  // The session table sees what the peer receives, and the refusals (the segment that made them): not bytes
+  // dropped for other reasons (a gap, a blocked direction).
+  const uint8_t refusal = smc_refusal_of(why);
+  if ((clc || continuation) && (why == DropReason::kCount || refusal != 0)) {
+    stage_event(ctx, SmcEventType::kClc, in_port, key, v, true, refusal);
+  }
   if (why != DropReason::kCount) return why;
   if ((fl & (kTcpFlagFin | kTcpFlagRst)) && ctx.smc != nullptr && ctx.smc->flows.size() != 0 &&
-      ctx.smc->flows.contains(smc_flow_hash(key))) {
+      ctx.smc->flows.contains(fh)) {
     stage_event(ctx, (fl & kTcpFlagRst) ? SmcEventType::kRst : SmcEventType::kFin, in_port, key, v, false);
   }
   return DropReason::kCount;
