@@ -1,5 +1,7 @@
 #include "vdpa/migration.h"
 
+#include "dataplane/fastpath/checksum.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cstring>
@@ -27,14 +29,6 @@ constexpr std::pair<MigState, MigState> kArcs[] = {
 
 constexpr char kMagic[8] = {'E', 'S', 'W', 'V', 'M', 'I', 'G', '\0'};
 
-uint32_t crc32(const uint8_t* p, size_t n) {
-  uint32_t c = 0xffffffffu;
-  for (size_t i = 0; i < n; ++i) {
-    c ^= p[i];
-    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
-  }
-  return ~c;
-}
 
 struct Writer {
   std::vector<uint8_t> b;
@@ -171,7 +165,7 @@ std::vector<uint8_t> encode_mig_stream(const MigStream& s) {
   for (const auto& r : s.rules) w.str(r);
   const uint32_t body_len = static_cast<uint32_t>(w.b.size() - body);
   for (int i = 0; i < 4; ++i) w.b[body - 4 + i] = static_cast<uint8_t>(body_len >> (8 * i));
-  w.u32(crc32(w.b.data(), w.b.size()));
+  w.u32(esw::dp::crc32_ieee(w.b.data(), w.b.size()));
   return w.b;
 }
 
@@ -200,7 +194,7 @@ bool decode_mig_stream(const uint8_t* data, size_t len, MigStream& out, std::str
                                body_len, len - r.off));
   }
   if (r.ok()) {
-    const uint32_t want = crc32(data, len - 4);
+    const uint32_t want = esw::dp::crc32_ieee(data, len - 4);
     uint32_t got = 0;
     for (int i = 0; i < 4; ++i) got |= static_cast<uint32_t>(data[len - 4 + i]) << (8 * i);
     if (got != want) r.fail(len - 4, fmt::format("checksum: 0x{:08x}, the content sums to 0x{:08x}", got, want));

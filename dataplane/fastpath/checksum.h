@@ -21,4 +21,15 @@ inline void csum_replace(uint8_t* csum, const uint8_t* old_bytes, const uint8_t*
   csum[1] = static_cast<uint8_t>(c);
 }
 
+// CRC-32 (IEEE 802.3, reflected, as zlib's crc32(crc, p, n)), bitwise: control path only (the RoCE ICRC of
+// synthesized packets, the migration stream's seal).
+inline uint32_t crc32_ieee(const uint8_t* p, size_t n, uint32_t crc = 0) noexcept {
+  crc = ~crc;
+  for (size_t i = 0; i < n; ++i) {
+    crc ^= p[i];
+    for (int b = 0; b < 8; ++b) crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1u)));
+  }
+  return ~crc;
+}
+
 }  // namespace esw::dp

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstring>
 
+#include "dataplane/fastpath/checksum.h"
 #include "dataplane/fastpath/parser.h"
 #include "dataplane/fastpath/proto.h"
 
@@ -177,15 +178,6 @@ uint16_t fold(uint32_t s) {
   return static_cast<uint16_t>(~s);
 }
 
-// CRC-32 (IEEE, reflected, as zlib), bitwise: control path only.
-uint32_t crc32(uint32_t crc, const uint8_t* p, size_t n) {
-  crc = ~crc;
-  for (size_t i = 0; i < n; ++i) {
-    crc ^= p[i];
-    for (int b = 0; b < 8; ++b) crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1u)));
-  }
-  return ~crc;
-}
 
 // ---- layers -----------------------------------------------------------------------------------------------------
 
@@ -380,7 +372,7 @@ void fill_icrc(Bytes& pkt, size_t l3, size_t l4, bool v6) {
   p[udp + 6] = 0xff;
   p[udp + 7] = 0xff;
   p[udp + 8 + 4] = 0xff;
-  const uint32_t icrc = crc32(0, p.data(), p.size());
+  const uint32_t icrc = crc32_ieee(p.data(), p.size());
   const size_t at = pkt.size() - 4;
   for (int i = 0; i < 4; ++i) pkt[at + static_cast<size_t>(i)] = static_cast<uint8_t>(icrc >> (8 * i));
 }

@@ -1,6 +1,7 @@
 // vdpa/migration.h: the VFIO v2 arc table, what each state lets the workers do, and the device-state stream
 // (round trip; every truncation, every corrupted byte and fields out of bounds behind a valid checksum refused
 // with a located error).
+#include "dataplane/fastpath/checksum.h"
 #include "vdpa/migration.h"
 
 #include <gtest/gtest.h>
@@ -74,16 +75,8 @@ MigStream sample() {
   return s;
 }
 
-uint32_t crc32(const uint8_t* p, size_t n) {
-  uint32_t c = 0xffffffffu;
-  for (size_t i = 0; i < n; ++i) {
-    c ^= p[i];
-    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
-  }
-  return ~c;
-}
 void reseal(std::vector<uint8_t>& b) {
-  const uint32_t c = crc32(b.data(), b.size() - 4);
+  const uint32_t c = esw::dp::crc32_ieee(b.data(), b.size() - 4);
   for (int i = 0; i < 4; ++i) b[b.size() - 4 + i] = static_cast<uint8_t>(c >> (8 * i));
 }
 
