@@ -14,6 +14,8 @@
 
 #include <fmt/format.h>
 
+#include "dataplane/ports/xdp_maps.h"
+
 namespace esw::dp {
 namespace {
 
@@ -23,10 +25,6 @@ struct GuardCfg {
   uint8_t enabled;
   uint8_t pad;
   uint8_t link_local[16];
-};
-struct Lpm4 {
-  uint32_t prefixlen;
-  uint8_t addr[4];
 };
 struct Lpm6 {
   uint32_t prefixlen;
@@ -40,28 +38,6 @@ int prefix_len(const uint8_t* mask, size_t n) {
   return len;
 }
 
-// Inserts `want` and deletes every other key, in that order (a bound address is never missing in between).
-template <typename Key>
-std::string sync_trie(int fd, const std::vector<Key>& want, const char* what) {
-  const uint8_t one = 1;
-  for (const Key& k : want) {
-    if (bpf_map_update_elem(fd, &k, &one, BPF_ANY) != 0) {
-      return fmt::format("cannot update the XDP program's {} map: {}", what, std::strerror(errno));
-    }
-  }
-  std::vector<Key> stale;
-  Key cur{}, next{};
-  const void* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    bool keep = false;
-    for (const Key& k : want) keep = keep || std::memcmp(&k, &next, sizeof k) == 0;
-    if (!keep) stale.push_back(next);
-    cur = next;
-    prev = &cur;
-  }
-  for (const Key& k : stale) bpf_map_delete_elem(fd, &k);
-  return "";
-}
 
 }  // namespace
 
@@ -199,9 +175,9 @@ std::string XdpGuard::attach(const std::string& iface, const std::string& want_m
 
 std::string XdpGuard::set(const Binding& b) {
   if (!attached()) return "";
-  std::vector<Lpm4> v4;
+  std::vector<XdpLpm4> v4;
   for (const Prefix4& p : b.ipv4) {
-    Lpm4 k{};
+    XdpLpm4 k{};
     k.prefixlen = static_cast<uint32_t>(prefix_len(reinterpret_cast<const uint8_t*>(&p.mask), 4));
     std::memcpy(k.addr, &p.addr, 4);
     v4.push_back(k);
@@ -214,8 +190,8 @@ std::string XdpGuard::set(const Binding& b) {
     v6.push_back(k);
   }
   // Addresses first, then the switch: a new binding never drops a frame of the new identity on the way.
-  if (std::string e = sync_trie(v4_fd_, v4, "esw_ipv4"); !e.empty()) return e;
-  if (std::string e = sync_trie(v6_fd_, v6, "esw_ipv6"); !e.empty()) return e;
+  if (std::string e = xdp_sync_set(v4_fd_, v4, "esw_ipv4"); !e.empty()) return e;
+  if (std::string e = xdp_sync_set(v6_fd_, v6, "esw_ipv6"); !e.empty()) return e;
   GuardCfg c{};
   std::memcpy(c.mac, b.mac.data(), 6);
   std::memcpy(c.link_local, b.link_local.data(), 16);
@@ -228,28 +204,9 @@ std::string XdpGuard::set(const Binding& b) {
 }
 
 void XdpGuard::add_drops(std::array<uint64_t, static_cast<size_t>(DropReason::kCount)>& dropped) const {
-  if (drops_fd_ < 0) return;
-  const int ncpu = libbpf_num_possible_cpus();
-  if (ncpu <= 0) return;
-  std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu));
-  const std::pair<uint32_t, DropReason> reasons[] = {{kDropSpoofedMac, DropReason::kSpoofedMac},
-                                                     {kDropSpoofedIp, DropReason::kSpoofedIp}};
-  for (const auto& [key, reason] : reasons) {
-    if (bpf_map_lookup_elem(drops_fd_, &key, per_cpu.data()) != 0) continue;
-    uint64_t sum = 0;
-    for (uint64_t n : per_cpu) sum += n;
-    dropped[static_cast<size_t>(reason)] += sum;
-  }
+  dropped[static_cast<size_t>(DropReason::kSpoofedMac)] += xdp_sum_per_cpu(drops_fd_, kDropSpoofedMac);
+  dropped[static_cast<size_t>(DropReason::kSpoofedIp)] += xdp_sum_per_cpu(drops_fd_, kDropSpoofedIp);
 }
-
-namespace {
-uint64_t sum_per_cpu(int fd, uint32_t key, std::vector<uint64_t>& per_cpu) {
-  if (bpf_map_lookup_elem(fd, &key, per_cpu.data()) != 0) return 0;
-  uint64_t sum = 0;
-  for (uint64_t n : per_cpu) sum += n;
-  return sum;
-}
-}  // namespace
 
 size_t XdpGuard::set_rules(const std::vector<offload::XdpDropRule>& rules, std::vector<uint64_t>& old_hits,
                            std::string& err) {
@@ -266,15 +223,13 @@ size_t XdpGuard::set_rules(const std::vector<offload::XdpDropRule>& rules, std::
     return 0;
   }
   const int ncpu = libbpf_num_possible_cpus();
-  std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu > 0 ? ncpu : 1), 0);
+  const std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu > 0 ? ncpu : 1), 0);  // zeroes a slot's counters
   for (uint32_t i = 0; i < nrules_; ++i) {
-    old_hits.push_back(sum_per_cpu(hits_fd_, i, per_cpu));
-    std::fill(per_cpu.begin(), per_cpu.end(), 0);
+    old_hits.push_back(xdp_sum_per_cpu(hits_fd_, i));
     bpf_map_update_elem(hits_fd_, &i, per_cpu.data(), BPF_ANY);
   }
   nrules_ = 0;
   for (const offload::XdpDropRule& r : rules) {
-    std::fill(per_cpu.begin(), per_cpu.end(), 0);
     if (bpf_map_update_elem(rules_fd_, &n, &r, BPF_ANY) != 0 ||
         bpf_map_update_elem(hits_fd_, &n, per_cpu.data(), BPF_ANY) != 0) {
       err = fmt::format("cannot add rule slot {} to the XDP program's esw_rules map: {}", n, std::strerror(errno));
@@ -292,11 +247,7 @@ size_t XdpGuard::set_rules(const std::vector<offload::XdpDropRule>& rules, std::
 
 void XdpGuard::rule_hits(std::vector<uint64_t>& per_slot) const {
   per_slot.assign(nrules_, 0);
-  if (hits_fd_ < 0) return;
-  const int ncpu = libbpf_num_possible_cpus();
-  if (ncpu <= 0) return;
-  std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu));
-  for (uint32_t i = 0; i < nrules_; ++i) per_slot[i] = sum_per_cpu(hits_fd_, i, per_cpu);
+  for (uint32_t i = 0; i < nrules_; ++i) per_slot[i] = xdp_sum_per_cpu(hits_fd_, i);
 }
 
 }  // namespace esw::dp

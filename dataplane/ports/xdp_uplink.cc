@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "dataplane/ports/xdp_guard.h"
+#include "dataplane/ports/xdp_maps.h"
 
 namespace esw::dp {
 namespace {
@@ -23,32 +24,6 @@ struct MacKey {
   uint8_t addr[6];
   uint8_t pad[2];
 };
-struct Lpm4 {
-  uint32_t prefixlen;
-  uint8_t addr[4];
-};
-
-template <typename Key>
-std::string sync_set(int fd, const std::vector<Key>& want, const char* what) {
-  const uint8_t one = 1;
-  for (const Key& k : want) {
-    if (bpf_map_update_elem(fd, &k, &one, BPF_ANY) != 0) {
-      return fmt::format("cannot update the uplink XDP program's {} map: {}", what, std::strerror(errno));
-    }
-  }
-  std::vector<Key> stale;
-  Key cur{}, next{};
-  const void* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    const bool keep = std::any_of(want.begin(), want.end(),
-                                  [&](const Key& k) { return std::memcmp(&k, &next, sizeof k) == 0; });
-    if (!keep) stale.push_back(next);
-    cur = next;
-    prev = &cur;
-  }
-  for (const Key& k : stale) bpf_map_delete_elem(fd, &k);
-  return "";
-}
 
 std::array<uint8_t, 6> solicited_node_mac(const uint8_t* ip6) {
   return {0x33, 0x33, 0xff, ip6[13], ip6[14], ip6[15]};
@@ -103,18 +78,18 @@ std::string XdpUplink::set(const UplinkOwned& owned) {
     std::memcpy(k.addr, m.data(), 6);
     macs.push_back(k);
   }
-  std::vector<Lpm4> arp;
+  std::vector<XdpLpm4> arp;
   for (const Prefix4& p : owned.arp) {
-    Lpm4 k{};
+    XdpLpm4 k{};
     k.prefixlen = static_cast<uint32_t>(__builtin_popcount(p.mask));
     const uint32_t net = p.addr & p.mask;
     std::memcpy(k.addr, &net, 4);
-    if (std::none_of(arp.begin(), arp.end(), [&](const Lpm4& x) { return std::memcmp(&x, &k, sizeof k) == 0; })) {
+    if (std::none_of(arp.begin(), arp.end(), [&](const XdpLpm4& x) { return std::memcmp(&x, &k, sizeof k) == 0; })) {
       arp.push_back(k);
     }
   }
-  if (std::string e = sync_set(macs_fd_, macs, "esw_macs"); !e.empty()) return e;
-  if (std::string e = sync_set(arp_fd_, arp, "esw_arp"); !e.empty()) return e;
+  if (std::string e = xdp_sync_set(macs_fd_, macs, "esw_macs"); !e.empty()) return e;
+  if (std::string e = xdp_sync_set(arp_fd_, arp, "esw_arp"); !e.empty()) return e;
   UplinkCfg c{};
   c.broadcast = owned.broadcast ? 1 : 0;
   c.multicast = owned.multicast ? 1 : 0;
@@ -126,17 +101,8 @@ std::string XdpUplink::set(const UplinkOwned& owned) {
 }
 
 void XdpUplink::counters(uint64_t& to_switch, uint64_t& to_host) const {
-  to_switch = to_host = 0;
-  if (stats_fd_ < 0) return;
-  const int ncpu = libbpf_num_possible_cpus();
-  if (ncpu <= 0) return;
-  std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu));
-  for (uint32_t key : {0u, 1u}) {
-    if (bpf_map_lookup_elem(stats_fd_, &key, per_cpu.data()) != 0) continue;
-    uint64_t sum = 0;
-    for (uint64_t n : per_cpu) sum += n;
-    (key == 0 ? to_switch : to_host) = sum;
-  }
+  to_switch = xdp_sum_per_cpu(stats_fd_, 0);
+  to_host = xdp_sum_per_cpu(stats_fd_, 1);
 }
 
 }  // namespace esw::dp
