@@ -29,14 +29,10 @@ void XdpOffload::install(const std::vector<uint32_t>& new_ids,
       }
       continue;
     }
+    // suspend_changed emptied this program and carried its counts: it has no old hits.
     std::vector<uint64_t> old_hits;
     std::string err;
     const size_t got = port->set_xdp_drop_rules(pp.rules, old_hits, err);
-    if (old != live_.end()) {
-      for (size_t s = 0; s < old_hits.size() && s < old->second.ids.size(); ++s) {
-        carried_[old->second.ids[s]] += old_hits[s];
-      }
-    }
     if (got < pp.rules.size()) {
       fmt::print(stderr, "eswitchd: warning: port {}: offload: {} of {} drop rule(s) run in XDP, the other {} in "
                  "software only: {}\n", pp.name, got, pp.rules.size(), pp.rules.size() - got, err);
@@ -44,16 +40,7 @@ void XdpOffload::install(const std::vector<uint32_t>& new_ids,
     ids.resize(got);
     next[pp.port] = Live{pp.name, std::move(ids), pp.rules};
   }
-  // Ports whose offload was turned off (or that went away): their programs forget the rules.
-  for (auto& [idx, l] : live_) {
-    if (next.count(idx)) continue;
-    Port* port = slots[idx].get();
-    if (port == nullptr || port->name() != l.name || !port->xdp_rules_capable()) continue;
-    std::vector<uint64_t> old_hits;
-    std::string err;
-    port->set_xdp_drop_rules({}, old_hits, err);
-    for (size_t s = 0; s < old_hits.size() && s < l.ids.size(); ++s) carried_[l.ids[s]] += old_hits[s];
-  }
+  // Ports whose offload was turned off (or that went away) were emptied by suspend_changed.
   live_ = std::move(next);
   planned.clear();
 }
@@ -117,10 +104,7 @@ bool Switch::plan_xdp_offload(Plan& p, ApplyResult& result) {
   std::deque<RuleInfo> kept;
   std::vector<offload::XdpRuleView> views;
   std::vector<uint64_t> keys;
-  std::vector<std::string> where;
   std::vector<bool> generated;  // the pipeline's own rules (l2 hairpin drops...): `required` does not insist on them
-  std::map<uint32_t, const RuleBook::Installed*> by_id;
-  for (const RuleBook::Installed& r : book_.installed()) by_id[r.id] = &r;
   for (const Plan::Keep& k : p.keep) {
     std::optional<RuleInfo> info = classifier_->find(k.id);
     if (!info) continue;
@@ -130,16 +114,21 @@ bool Switch::plan_xdp_offload(Plan& p, ApplyResult& result) {
     views.push_back({&ri.spec, static_cast<const ActionList*>(ri.spec.actions)});
     keys.push_back(k.id);
     generated.push_back(k.origin == RuleDef::Origin::kGenerated);
-    const auto it = by_id.find(k.id);
-    where.push_back(it != by_id.end() ? book_.where_of(*it->second, extra_rules_) : fmt::format("rule {}", k.id));
   }
   for (size_t k = 0; k < p.add.size(); ++k) {
     const CompiledRule& c = p.compiled.rules[p.add[k]];
     views.push_back({&c.spec, static_cast<const ActionList*>(c.spec.actions)});
     keys.push_back(XdpOffload::kNewBase + k);
     generated.push_back(c.origin == RuleDef::Origin::kGenerated);
-    where.push_back(c.where);
   }
+  // Where a rule is written, only for the error of `required` (not formatted for every rule of every apply).
+  auto where = [&](size_t index) -> std::string {
+    if (index >= kept.size()) return p.compiled.rules[p.add[index - kept.size()]].where;
+    for (const RuleBook::Installed& r : book_.installed()) {
+      if (r.id == keys[index]) return book_.where_of(r, extra_rules_);
+    }
+    return fmt::format("rule {}", keys[index]);
+  };
   bool ok = true;
   for (size_t v = 0; v < p.desired.vports.size(); ++v) {
     const cfg::VportConfig& vc = p.desired.vports[v];
@@ -163,7 +152,7 @@ bool Switch::plan_xdp_offload(Plan& p, ApplyResult& result) {
         e.path = p.slots[idx].where + ".attach.offload";
         e.line = p.slots[idx].line;
         e.message = fmt::format("required, but rule {} cannot run in vport {}'s XDP program: {}",
-                                where[d.index], vc.name, d.reason);
+                                where(d.index), vc.name, d.reason);
         result.errors.push_back(std::move(e));
         ok = false;
       }

@@ -40,6 +40,7 @@ class XdpOffload {
   // After the apply's rules are live: maps added rules' keys to their ids, writes each planned port's rules
   // (ports no longer planned are emptied). A rule the program has no room for stays in software (logged once
   // per port and apply where that changes).
+  // Requires suspend_changed to have run in the same apply (it empties every program whose rules change).
   void install(const std::vector<uint32_t>& new_ids, const std::array<std::unique_ptr<Port>, kMaxPorts>& slots);
   // Rules that went away: their XDP counts are forgotten (ids are reused).
   void forget(const std::vector<uint32_t>& removed_ids);
