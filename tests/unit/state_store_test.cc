@@ -170,21 +170,28 @@ TEST_F(StateStoreTest, SecondOwnerIsRefusedWithThePid) {
 
 // Write-behind with group commit: every submission gets a ticket, durable() reaches the last one, saves queued
 // behind a write are coalesced, and what is on disk is the newest submission of each part. The writer is held in
-// its first on_durable call (after the config's write) while 200 rules saves are submitted: they queue behind it
+// its first on_durable call (after the config's write, and only then) while 200 rules saves are submitted: they queue behind it
 // and must become one write.
 TEST_F(StateStoreTest, WriterCoalescesAndReportsDurableTickets) {
   StateStore s(dir_);
   std::atomic<uint64_t> reported{0};
   std::atomic<bool> first{true};
+  std::promise<void> entered;
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
   uint64_t last = 0;
   {
     StateWriter w(s, [&](uint64_t t) {
-      if (first.exchange(false)) released.wait();
+      if (first.exchange(false)) {
+        entered.set_value();
+        released.wait();
+      }
       reported.store(t);
     });
     last = w.submit_config({"apiVersion: eswitch/v1\n", "a.yaml", 2});
+    // Only once the writer holds in the config's callback are the rules submitted: had the writer not yet taken
+    // the config, it could take the first rules save with it and write three files.
+    entered.get_future().wait();
     for (int i = 0; i < 200; ++i) {
       const uint64_t t = w.submit_rules({"name=r" + std::to_string(i) + ",in_port=vm1 actions=drop"});
       EXPECT_GT(t, last);
