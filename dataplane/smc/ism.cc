@@ -233,6 +233,30 @@ Result Service::attach(const Requester& req, uint64_t token, DmbGrant* out) {
   return {};
 }
 
+Result Service::bind_flow(const Requester& req, uint64_t token, const Flow& flow) {
+  auto it = dmbs_.find(token);
+  if (it == dmbs_.end()) return fail(Err::kNoToken, "ism: bind_flow: no DMB with this token");
+  if (it->second.owner_vport != req.vport)
+    return fail(Err::kNotGranted, "ism: bind_flow: only the owner vport may bind its DMB to a flow");
+  if (it->second.has_flow) return fail(Err::kInvalid, "ism: bind_flow: the DMB is already bound to a flow");
+  if (flow.local_port == 0 || flow.remote_port == 0 || flow.local_ip == 0 || flow.remote_ip == 0)
+    return fail(Err::kInvalid, "ism: bind_flow: address or port 0");
+  if (flow_validator_) {
+    if (const char* why = flow_validator_(it->second.owner_vport, it->second.writer_vport, flow))
+      return fail(Err::kNotGranted, why);
+  }
+  it->second.has_flow = true;
+  it->second.flow = flow;
+  return {};
+}
+
+bool Service::revoke_dmb(uint64_t token) {
+  auto it = dmbs_.find(token);
+  if (it == dmbs_.end()) return false;
+  revoke(it);
+  return true;
+}
+
 Result Service::detach(const Requester& req, uint64_t token) {
   auto it = dmbs_.find(token);
   if (it == dmbs_.end()) return fail(Err::kNoToken, "ism: detach: no DMB with this token");
@@ -298,6 +322,29 @@ const uint8_t* Service::debug_view(uint64_t token, uint64_t* size) const noexcep
   if (it == dmbs_.end()) return nullptr;
   *size = it->second.size;
   return it->second.map;
+}
+
+std::vector<DmbInfo> Service::dmbs() const {
+  std::vector<DmbInfo> out;
+  out.reserve(dmbs_.size());
+  for (const auto& [token, d] : dmbs_) {
+    DmbInfo i;
+    i.token = token;
+    i.size = d.size;
+    i.owner_vport = d.owner_vport;
+    i.writer_vport = d.writer_vport;
+    i.writers = static_cast<uint32_t>(d.writer_clients.size());
+    // The producer cursor the writer keeps at offset 8: {u16 wrap, u32 count, u8 flags, u8 flags}, read once.
+    const uint64_t word = std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(d.map + 8)).load(std::memory_order_relaxed);
+    const uint64_t ring = d.size - kCdcHeaderSize;
+    const uint64_t count = (word >> 16) & 0xFFFFFFFF;
+    i.produced = (word & 0xFFFF) * ring + std::min(count, ring);
+    i.aborted = (std::atomic_ref<uint8_t>(d.map[kCdcConsFlagsOffset]).load(std::memory_order_relaxed) & kCdcStateAbort) != 0;
+    i.has_flow = d.has_flow;
+    i.flow = d.flow;
+    out.push_back(i);
+  }
+  return out;
 }
 
 }  // namespace esw::smc::ism
