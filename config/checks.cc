@@ -9,6 +9,7 @@
 
 #include "config/schema_limits.h"
 #include "config/net_text.h"
+#include "config/schema_smc.h"
 
 namespace esw::cfg::detail {
 
@@ -429,6 +430,7 @@ void check_model(Config& config, Diagnostics& diag) {
   check_pipeline(config, diag);
   check_tables(config, diag);
   check_limits(config, diag);
+  check_smc_ism(config, diag);  // schema_smc.cc
 }
 
 }  // namespace esw::cfg::detail

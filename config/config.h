@@ -116,6 +116,18 @@ struct RateLimit {
   uint64_t tx_burst_bytes = 0;  // committed burst; 0 = tx_max_bps / 8 / 10 (100 ms worth), at least 2 MTUs
 };
 
+// The vport's endpoint of the emulated ISM service (SMC-D between local vports, dataplane/smc/ism_server.h):
+// `smc: {policy: allow, ism: {socket: ..., owner: ..., group: ..., mode: ..., max_dmbs: N, max_bytes: N}}`.
+struct SmcIsmConfig {
+  std::string socket;           // absolute path of the unix socket (bind-mounted into the vport's tenant)
+  int64_t owner = -1;           // uid of the socket file; -1: eswitchd's
+  int64_t group = -1;           // gid; -1: eswitchd's
+  uint32_t mode = 0600;         // permission bits of the socket file
+  uint32_t max_dmbs = 64;       // DMBs the vport may own at once
+  uint64_t max_bytes = 64ull << 20;  // bytes of DMBs the vport may own at once
+  bool operator==(const SmcIsmConfig&) const = default;
+};
+
 // A VF/SF function on the switch (after devlink port functions). Its identity is what anti-spoofing enforces.
 struct VportConfig {
   std::string name;                    // <= 11 characters: its representor netdev is "rep-<name>"
@@ -132,6 +144,7 @@ struct VportConfig {
   bool roce = false;                   // RoCEv2 (UDP 4791) allowed
   bool roce_strict = false;            // RoCEv2 to other vports only for QPs/rkeys an SMC-R CLC exchange granted
   SmcPolicy smc = SmcPolicy::kAllow;   // deny: the SMC TCP option is removed from SYN/SYN-ACKs (both ends use TCP)
+  std::optional<SmcIsmConfig> smc_ism; // set: eswitchd serves an ISM endpoint for this vport (needs smc: allow)
   bool dhcp_client = false;            // DHCP/DHCPv6 client discovery from unbound addresses allowed
   bool egress_multicast = true;        // deliver broadcast/multicast frames to this vport
   RateLimit rate;

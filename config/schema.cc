@@ -1,6 +1,7 @@
 // The schema of each section of the config: one read_<section>() each, built from config/yaml_reader.h. Rules
 // and tables: schema_rules.cc; the compact rule string: rule_text.cc.
 #include "config/schema.h"
+#include "config/schema_smc.h"
 
 #include "config/formats.h"
 #include "config/schema_limits.h"
@@ -194,7 +195,7 @@ bool read_vport(const Value& v, VportConfig& out) {
     m.optional("trust", out.trust, Bool{});
     m.optional("roce", out.roce, Bool{});
     m.optional("roce_strict", out.roce_strict, Bool{});
-    m.optional("smc", out.smc, one_of({SmcPolicy::kAllow, SmcPolicy::kDeny}));
+    m.optional("smc", out, read_vport_smc);  // schema_smc.cc: allow | deny | {policy, ism}
     m.optional("dhcp_client", out.dhcp_client, Bool{});
     m.optional("egress_multicast", out.egress_multicast, Bool{});
     m.optional("rate", out.rate, read_rate);

@@ -340,6 +340,22 @@ int cmd_show(const Options& o, const std::string& what, const ShowOptions& so) {
     fmt::print("events: {} enqueued, {} lost (ring full), {} read; grants: {} flows, {} QPs, {} rkeys; idle timeout {}s\n",
                to_str(e["enqueued"]), to_str(e["lost"]), to_str(e["read"]), to_str(g["flows"]), to_str(g["qp"]),
                to_str(g["rkey"]), to_str(r["idle_timeout_s"]));
+    if (r.contains("ism")) {  // the emulated ISM service (SMC-D between vports)
+      const json& ism = r["ism"];
+      fmt::print("SMC-D (emulated ISM, CHID {}):\n", to_str(ism["chid"]));
+      Table ep({{"VPORT"}, {"SOCKET"}, {"MODE"}, {"CLIENTS", true}, {"DMBS", true}, {"DMB_BYTES", true}});
+      for (const auto& x : ism["endpoints"]) {
+        ep.row({to_str(x["vport"]), to_str(x["socket"]), to_str(x["mode"]), to_str(x["clients"]), to_str(x["dmbs"]),
+                to_str(x["bytes"])});
+      }
+      ep.print(stdout);
+      Table d({{"OWNER"}, {"WRITER"}, {"TOKEN"}, {"SIZE", true}, {"BYTES", true}, {"ABORTED"}});
+      for (const auto& x : ism["dmbs"]) {
+        d.row({to_str(x["owner"]), to_str(x["writer"]), to_str(x["token"]), to_str(x["size"]), to_str(x["bytes"]),
+               x.value("aborted", false) ? "yes" : "no"});
+      }
+      d.print(stdout);
+    }
   } else if (what == "representors") {
     Table t({{"VPORT"}, {"REPRESENTOR"}, {"KIND"}, {"ACTIVE"}});
     for (const auto& v : r["representors"]) {

@@ -13,6 +13,7 @@
 #include "control/api_protocol.h"
 #include "dataplane/daemon/api_methods.h"
 #include "dataplane/daemon/eal.h"
+#include "dataplane/daemon/ism_service.h"
 #include "dataplane/daemon/switch.h"
 #include "dataplane/fastpath/stats.h"
 #include "dataplane/ports/port.h"
@@ -362,6 +363,7 @@ json run_show(ApiContext& ctx, const ApiCall& call) {
     out["total"] = matched;
   } else if (what == "smc") {
     out = smc_json(ctx.sw.smc_report());
+    if (const IsmService* ism = ism_service()) out["ism"] = ism->report();  // SMC-D endpoints and DMBs
   } else {
     throw ApiError{"bad_request",
                    fmt::format("show: unknown \"{}\"; one of ports, vports, tables, rules, representors, smc", what)};

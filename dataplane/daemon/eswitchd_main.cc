@@ -48,6 +48,7 @@
 #include "dataplane/daemon/api_server.h"
 #include "dataplane/daemon/eal.h"
 #include "dataplane/daemon/event_loop.h"
+#include "dataplane/daemon/ism_service.h"
 #include "dataplane/daemon/instance_lock.h"
 #include "dataplane/daemon/state_store.h"
 #include "dataplane/daemon/state_writer.h"
@@ -130,6 +131,7 @@ int run(int argc, char** argv) {
   std::vector<std::string> traces;
   std::string api_socket_override;
   double smc_idle_timeout = 600;
+  unsigned ism_chid = esw::dp::kDefaultIsmChid;
   std::string state_dir = "/var/lib/eswitch";
   app.add_option("-c,--config", config_path,
                  "YAML config file; replaces the saved state (default: the saved state, else the embedded "
@@ -149,6 +151,9 @@ int run(int argc, char** argv) {
   app.add_option("--trace", traces,
                  "trace a packet description (e.g. in_port=vm1,ipv4,ipv4_dst=198.18.0.2,tcp,tcp_dst=80) "
                  "through the configured tables and exit; repeatable");
+  app.add_option("--smc-ism-chid", ism_chid,
+                 "CHID of the emulated ISM device (SMC-D between vports with smc.ism), 0xFF00-0xFFFE")
+      ->check(CLI::Range(0xFF00u, 0xFFFEu));
   app.add_option("--smc-idle-timeout", smc_idle_timeout,
                  "seconds without an SMC event (SYN, CLC, FIN/RST) after which an SMC session and its RoCEv2 grants "
                  "end")
@@ -388,9 +393,17 @@ int run(int argc, char** argv) {
         }
         return info;
       });
+      // The emulated ISM service's per-vport endpoints (dataplane/daemon/ism_service.h) follow every apply.
+      auto ism = std::make_unique<esw::dp::IsmService>(loop, static_cast<uint16_t>(ism_chid));
+      esw::dp::set_ism_service(ism.get());
+      auto ism_sync = [&] {
+        for (const auto& p : ism->sync(sw)) fmt::print(stderr, "eswitchd: {}\n", p);
+      };
+      ism_sync();
       // After an apply, once the request that made it has been answered.
       if (api) {
         api->on_applied([&] {
+          ism_sync();
           const uint64_t ticket = persist();
           loop.post([&] { telemetry->publish_now(); });
           return ticket;
@@ -433,6 +446,8 @@ int run(int argc, char** argv) {
       notify_supervisor("STOPPING=1");
 
       if (stop_signal != 0) fmt::print("eswitchd: signal {} received, stopping\n", stop_signal);
+      esw::dp::set_ism_service(nullptr);
+      ism.reset();  // endpoints unlinked, DMBs zeroed
       telemetry.reset();  // clears the snapshots
       if (writer) {
         writer->drain();  // what was committed is saved; its held replies go out (best effort) before the close

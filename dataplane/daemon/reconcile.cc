@@ -37,7 +37,10 @@ std::string binding_text(const cfg::VportConfig& v) {
                      v.hw_addr.value_or("-"), ips, v.vlan ? std::to_string(*v.vlan) : "-",
                      v.state == cfg::VportState::kActive ? "active" : "inactive", v.spoofchk, v.trust, v.roce,
                      v.roce_strict, v.smc == cfg::SmcPolicy::kAllow ? "allow" : "deny", v.dhcp_client, v.egress_multicast,
-                     v.rate.tx_max_bps);
+                     v.rate.tx_max_bps) +
+         (v.smc_ism ? fmt::format(" smc_ism={}:{}:{}:{:o}:{}:{}", v.smc_ism->socket, v.smc_ism->owner, v.smc_ism->group,
+                                  v.smc_ism->mode, v.smc_ism->max_dmbs, v.smc_ism->max_bytes)
+                    : "");
 }
 
 // Rule identity as two independent 64-bit hashes (std::hash and FNV-1a): equal text -> equal pair; a collision

@@ -25,6 +25,15 @@ uint64_t random_u64() {
 
 constexpr size_t kPage = 4096;  // the first page holds the CDC header; DMBs are >= 16 KiB
 
+// The CDC consumer cursor word (offset 16) holds the connection state flags in its top byte (little endian: byte
+// 23). Tenants replace that word with a compare-exchange that keeps an abort flag (tenant/esw_smc.cc: publish),
+// so the service sets the flag with an atomic operation on the same 8-byte word.
+static_assert(kCdcConsFlagsOffset == 16 + 7);
+std::atomic_ref<uint64_t> cons_word(uint8_t* map) {
+  return std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(map + 16));
+}
+constexpr uint64_t kAbortBit = uint64_t{kCdcStateAbort} << 56;
+
 Result fail(Err e, const char* reason, int sys_errno = 0) { return Result{e, reason, sys_errno}; }
 
 bool valid_size(uint64_t size) {
@@ -97,7 +106,7 @@ Result Service::remove_vport(uint32_t vport) {
       // the abort flag; it unregisters (zeroes) the DMB when it closes. Zeroing now would wipe that flag.
       it->second.writer_vport = kNoVport;
       it->second.writer_clients.clear();
-      std::atomic_ref<uint8_t>(it->second.map[kCdcConsFlagsOffset]).fetch_or(kCdcStateAbort);
+      cons_word(it->second.map).fetch_or(kAbortBit);
       raise(it->second.event_fd);
     }
     it = next;
@@ -181,9 +190,11 @@ void Service::revoke(std::map<uint64_t, Dmb>::iterator it) {
   // Zero what the tenants shared (and free the pages): mappings that survive see zeros, the data does not. The
   // abort flag is set first and kept, so a tenant still reading sees "connection aborted", never a zeroed
   // cursor that would look like a protocol violation.
-  std::atomic_ref<uint8_t>(d.map[kCdcConsFlagsOffset]).store(kCdcStateAbort);
-  std::memset(d.map, 0, kCdcConsFlagsOffset);
-  std::memset(d.map + kCdcConsFlagsOffset + 1, 0, kPage - kCdcConsFlagsOffset - 1);
+  // The whole consumer word is replaced (cursor zero, abort flag) in one store; a writer's later cursor update
+  // fails on the flag (its compare-exchange) instead of wiping it.
+  cons_word(d.map).store(kAbortBit);
+  std::memset(d.map, 0, 16);
+  std::memset(d.map + 24, 0, kPage - 24);
   if (fallocate(d.rw_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, kPage, static_cast<off_t>(d.size - kPage)) != 0)
     std::memset(d.map + kPage, 0, d.size - kPage);
   counters_.bytes_zeroed += d.size;
@@ -231,6 +242,30 @@ Result Service::attach(const Requester& req, uint64_t token, DmbGrant* out) {
   counters_.attaches++;
   *out = DmbGrant{d.token, d.size, writer ? d.rw_fd : d.ro_fd, d.event_fd};
   return {};
+}
+
+Result Service::bind_flow(const Requester& req, uint64_t token, const Flow& flow) {
+  auto it = dmbs_.find(token);
+  if (it == dmbs_.end()) return fail(Err::kNoToken, "ism: bind_flow: no DMB with this token");
+  if (it->second.owner_vport != req.vport)
+    return fail(Err::kNotGranted, "ism: bind_flow: only the owner vport may bind its DMB to a flow");
+  if (it->second.has_flow) return fail(Err::kInvalid, "ism: bind_flow: the DMB is already bound to a flow");
+  if (flow.local_port == 0 || flow.remote_port == 0 || flow.local_ip == 0 || flow.remote_ip == 0)
+    return fail(Err::kInvalid, "ism: bind_flow: address or port 0");
+  if (flow_validator_) {
+    if (const char* why = flow_validator_(it->second.owner_vport, it->second.writer_vport, flow))
+      return fail(Err::kNotGranted, why);
+  }
+  it->second.has_flow = true;
+  it->second.flow = flow;
+  return {};
+}
+
+bool Service::revoke_dmb(uint64_t token) {
+  auto it = dmbs_.find(token);
+  if (it == dmbs_.end()) return false;
+  revoke(it);
+  return true;
 }
 
 Result Service::detach(const Requester& req, uint64_t token) {
@@ -285,7 +320,7 @@ void Service::release_client(uint64_t client) {
       if (c != d.writer_clients.end()) {
         d.writer_clients.erase(c);
         // The owner's peer is gone mid-connection: abort flag where the peer's CDC state lives, then wake it.
-        std::atomic_ref<uint8_t>(d.map[kCdcConsFlagsOffset]).fetch_or(kCdcStateAbort);
+        cons_word(d.map).fetch_or(kAbortBit);
         raise(d.event_fd);
       }
     }
@@ -298,6 +333,29 @@ const uint8_t* Service::debug_view(uint64_t token, uint64_t* size) const noexcep
   if (it == dmbs_.end()) return nullptr;
   *size = it->second.size;
   return it->second.map;
+}
+
+std::vector<DmbInfo> Service::dmbs() const {
+  std::vector<DmbInfo> out;
+  out.reserve(dmbs_.size());
+  for (const auto& [token, d] : dmbs_) {
+    DmbInfo i;
+    i.token = token;
+    i.size = d.size;
+    i.owner_vport = d.owner_vport;
+    i.writer_vport = d.writer_vport;
+    i.writers = static_cast<uint32_t>(d.writer_clients.size());
+    // The producer cursor the writer keeps at offset 8: {u16 wrap, u32 count, u8 flags, u8 flags}, read once.
+    const uint64_t word = std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(d.map + 8)).load(std::memory_order_relaxed);
+    const uint64_t ring = d.size - kCdcHeaderSize;
+    const uint64_t count = (word >> 16) & 0xFFFFFFFF;
+    i.produced = (word & 0xFFFF) * ring + std::min(count, ring);
+    i.aborted = (cons_word(d.map).load(std::memory_order_relaxed) & kAbortBit) != 0;
+    i.has_flow = d.has_flow;
+    i.flow = d.flow;
+    out.push_back(i);
+  }
+  return out;
 }
 
 }  // namespace esw::smc::ism

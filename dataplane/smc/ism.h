@@ -19,6 +19,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <span>
 #include <unordered_map>
@@ -82,6 +83,27 @@ struct DmbGrant {
   int event_fd = -1;   // the DMB's eventfd: the owner waits on it, the writer signals it
 };
 
+// The TCP connection (IPv4) a DMB serves, as its owner sees it.
+struct Flow {
+  uint32_t local_ip = 0, remote_ip = 0;  // host order
+  uint16_t local_port = 0, remote_port = 0;
+  bool operator==(const Flow&) const = default;
+};
+
+// One DMB as show/telemetry report it. `produced`: what the writer has put into the ring so far, from the
+// producer cursor of the CDC header it writes (wrap * ring + count; a tenant-written value, so only a report).
+struct DmbInfo {
+  uint64_t token = 0;
+  uint64_t size = 0;
+  uint32_t owner_vport = 0;
+  uint32_t writer_vport = 0;  // kNoVport: the writer vport was removed
+  uint32_t writers = 0;       // writer clients attached now
+  uint64_t produced = 0;
+  bool aborted = false;       // the CDC abort flag is set (by the service or a tenant)
+  bool has_flow = false;      // bind_flow() was called
+  Flow flow;
+};
+
 struct Counters {
   uint64_t dmbs_registered = 0, dmbs_unregistered = 0, dmbs_revoked = 0;
   uint64_t attaches = 0, attach_refused = 0, signals = 0, writes = 0, write_refused = 0;
@@ -121,11 +143,22 @@ class Service {
   // The client's connection ended: its DMBs are unregistered (zeroed, writer told) and its attachments dropped
   // (the owner of each DMB it wrote to is told through the abort flag in that DMB's CDC header + eventfd).
   void release_client(uint64_t client);
+  // The owner vport names the TCP connection its DMB serves (once; a second bind is refused).
+  Result bind_flow(const Requester& req, uint64_t token, const Flow& flow);
+  // Who may bind: a validator (eswitchd: does the switch forward this TCP flow both ways between exactly these two
+  // vports, their own addresses) returning nullptr when the flow is acceptable, else the reason. None: any flow.
+  using FlowValidator = std::function<const char*(uint32_t owner_vport, uint32_t writer_vport, const Flow& flow)>;
+  void set_flow_validator(FlowValidator v) { flow_validator_ = std::move(v); }
+  // Control plane (the switch would now drop the DMB's TCP flow): zero and revoke it like an unregister, the
+  // writer told through the abort flag. False when the token is unknown.
+  bool revoke_dmb(uint64_t token);
 
   size_t dmb_count() const noexcept { return dmbs_.size(); }
   size_t dmb_count(uint32_t vport) const noexcept;
   uint64_t dmb_bytes(uint32_t vport) const noexcept;
   const Counters& counters() const noexcept { return counters_; }
+  // Every DMB, by token (allocates: control path).
+  std::vector<DmbInfo> dmbs() const;
   // For tests: the service's own mapping of a DMB (nullptr when the token is unknown).
   const uint8_t* debug_view(uint64_t token, uint64_t* size) const noexcept;
 
@@ -136,6 +169,8 @@ class Service {
     uint32_t writer_vport = 0;
     uint64_t owner_client = 0;
     std::vector<uint64_t> writer_clients;  // clients that attached as writer
+    bool has_flow = false;
+    Flow flow;
     uint64_t size = 0;
     int rw_fd = -1;
     int ro_fd = -1;
@@ -153,6 +188,7 @@ class Service {
   static void raise(int event_fd) noexcept;
 
   uint16_t chid_;
+  FlowValidator flow_validator_;
   std::unordered_map<uint32_t, Vport> vports_;
   std::map<uint64_t, Dmb> dmbs_;  // by token
   Counters counters_;

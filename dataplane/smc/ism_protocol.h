@@ -19,6 +19,9 @@ enum Op : uint16_t {
   kDetach = 5,      // a = token
   kSignal = 6,      // a = token: raise the DMB's eventfd
   kQueryGid = 7,    // a = gid, b = gid_ext -> status 0 when a local vport has it
+  kBindFlow = 8,    // a = token of an own DMB, b = local IPv4 << 32 | remote IPv4 (host order),
+                    // c = local port << 16 | remote port: the TCP connection the DMB serves (the owner's view).
+                    // eswitchd revokes the DMB when a change makes the switch drop that flow.
 };
 
 struct Request {

@@ -262,6 +262,13 @@ bool Server::handle(uint64_t key, const proto::Request& rq, int bad_status, cons
       }
       case proto::kDetach: r = svc_.detach(who, rq.a); break;
       case proto::kSignal: r = svc_.signal(who, rq.a); break;
+      case proto::kBindFlow: {
+        const Flow f{static_cast<uint32_t>(rq.b >> 32), static_cast<uint32_t>(rq.b), static_cast<uint16_t>(rq.c >> 16),
+                     static_cast<uint16_t>(rq.c)};
+        r = (rq.c >> 32) ? Result{Err::kInvalid, "ism: bind_flow: ports field has bits above 32", 0}
+                         : svc_.bind_flow(who, rq.a, f);
+        break;
+      }
       case proto::kQueryGid: {
         uint32_t v = 0;
         if (!svc_.vport_of(Gid{rq.a, rq.b}, &v)) r = Result{Err::kNoVport, "ism: query_gid: no local vport has it", 0};

@@ -423,6 +423,131 @@ TEST_F(IsmServerTest, KilledPeerGivesCleanErrorAndFreesGrants) {
   EXPECT_GE(svc_.counters().dmbs_revoked, 2u);
 }
 
+// The control plane revokes one DMB of an open connection while both tenants keep their endpoints (eswitchd does
+// this when a rule change drops the connection's TCP flow, ism_service.cc). The abort flag it sets in the DMB
+// is sticky: the writer's next cursor update must not wipe it (a plain store of the consumer word did, so the
+// owner never learnt of the revoke and the writer went on writing), and the writer learns of it from that DMB.
+// One process holds both ends, so the order is fixed: A writes B's DMB after the revoke, then B reads.
+TEST_F(IsmServerTest, RevokedDmbAbortIsStickyAgainstTheWriter) {
+  int go[2], ack[2];
+  ASSERT_EQ(pipe(go), 0);
+  ASSERT_EQ(pipe(ack), 0);
+  spawn([&] {
+    esw_smc *sa, *sb;
+    CHILD_CHECK(esw_smc_open(path(kA).c_str(), &sa) == 0 && esw_smc_open(path(kB).c_str(), &sb) == 0, "open");
+    uint64_t ga[2], gb[2];
+    CHILD_CHECK(esw_smc_gid(sa, &ga[0], &ga[1], nullptr) == 0 && esw_smc_gid(sb, &gb[0], &gb[1], nullptr) == 0, "gid");
+    esw_smc_dmb *own_a, *own_b;
+    CHILD_CHECK(esw_smc_register_dmb(sa, 64 * 1024, gb[0], gb[1], &own_a) == 0, "reg A");
+    CHILD_CHECK(esw_smc_register_dmb(sb, 64 * 1024, ga[0], ga[1], &own_b) == 0, "reg B");
+    esw_smcd_stream *a, *b;
+    CHILD_CHECK(esw_smcd_stream_open(sa, own_a, esw_smc_dmb_token(own_b), &a) == 0, "stream A");
+    CHILD_CHECK(esw_smcd_stream_open(sb, own_b, esw_smc_dmb_token(own_a), &b) == 0, "stream B");
+    esw_smcd_set_timeout_ms(a, 300);
+    esw_smcd_set_timeout_ms(b, 300);
+    std::vector<uint8_t> buf(1000, 0x5A), in(1000);
+    CHILD_CHECK(esw_smcd_send(a, buf.data(), 1000) == 1000, "send before");
+    CHILD_CHECK(esw_smcd_recv(b, in.data(), 1000) == 1000 && in == buf, "recv before");
+    CHILD_CHECK(esw_smcd_send(b, buf.data(), 10) == 10, "send back before");
+    const uint64_t tok = esw_smc_dmb_token(own_b);
+    CHILD_CHECK(write(go[1], &tok, sizeof tok) == sizeof tok, "ask for the revoke");
+    char x;
+    CHILD_CHECK(read(ack[0], &x, 1) == 1, "revoked");
+    // A is the writer of the revoked DMB: its send must fail, and must not clear the flag for B.
+    ssize_t w = esw_smcd_send(a, buf.data(), 100);
+    CHILD_CHECK(w == -ECONNRESET, "writer's send after its peer's DMB was revoked: %zd", w);
+    ssize_t r = esw_smcd_recv(b, in.data(), 100);
+    CHILD_CHECK(r == -ECONNRESET, "owner's recv after its DMB was revoked (and the writer sent): %zd", r);
+    CHILD_CHECK(esw_smcd_send(b, buf.data(), 10) == -ECONNRESET, "owner's send after the revoke");
+    // A's receiving side: the 10 bytes B sent before the revoke are in A's (not revoked) DMB; the connection is
+    // reset all the same (sticky since the failed send).
+    CHILD_CHECK(esw_smcd_recv(a, in.data(), 100) == -ECONNRESET, "writer's recv after the reset");
+    esw_smcd_abort(a);
+    esw_smcd_abort(b);
+    esw_smc_close(sa);
+    esw_smc_close(sb);
+  });
+  close(go[1]);
+  close(ack[0]);
+  bool revoked = false;
+  const double end = now_s() + 30;
+  while (!revoked && now_s() < end) {
+    pollfd p[2] = {{server_.fd(), POLLIN, 0}, {go[0], POLLIN, 0}};
+    poll(p, 2, 5);
+    server_.service();
+    if (p[1].revents & POLLIN) {
+      uint64_t tok = 0;
+      ASSERT_EQ(read(go[0], &tok, sizeof tok), static_cast<ssize_t>(sizeof tok));
+      EXPECT_TRUE(svc_.revoke_dmb(tok));
+      revoked = true;
+      ASSERT_EQ(write(ack[1], "r", 1), 1);
+    }
+  }
+  EXPECT_TRUE(revoked) << "the child never asked for the revoke";
+  auto st = serve(30);
+  for (int s : st) EXPECT_TRUE(WIFEXITED(s) && WEXITSTATUS(s) == 0) << "child status " << s;
+  close(go[0]);
+  close(ack[1]);
+  EXPECT_EQ(svc_.dmb_count(), 0u);
+}
+
+// Both DMBs of a connection revoked while it streams flat out (what eswitchd does when a rule now drops the TCP
+// flow: both directions are checked, both DMBs go). Sender and receiver, without timeouts, must both end with
+// -ECONNRESET, promptly; before the abort flag was sticky, one of them usually waited forever. Five rounds.
+TEST_F(IsmServerTest, RevokeWhileStreamingResetsBothEnds) {
+  for (int round = 0; round < 5; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    int ch[2], t[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, ch), 0);
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, t), 0);  // the revoke time, to each child
+    auto end_side = [&](bool sender, int chan, int tfd) {
+      esw_smc* s;
+      esw_smcd_stream* st = connect_pair(path(sender ? kA : kB), chan, 1 << 20, &s);
+      std::vector<uint8_t> buf(1 << 16, 0x33);
+      ssize_t r;
+      uint64_t moved = 0;
+      while ((r = sender ? esw_smcd_send(st, buf.data(), buf.size()) : esw_smcd_recv(st, buf.data(), buf.size())) > 0)
+        moved += static_cast<uint64_t>(r);
+      const double t_err = now_s();
+      CHILD_CHECK(r == -ECONNRESET, "%s ended with %zd after %llu bytes", sender ? "send" : "recv", r,
+                  static_cast<unsigned long long>(moved));
+      double t_rev = 0;
+      CHILD_CHECK(read(tfd, &t_rev, sizeof t_rev) == sizeof t_rev, "revoke time");
+      std::fprintf(stderr, "%s: -ECONNRESET %.1f ms after the revoke (%llu bytes moved)\n",
+                   sender ? "sender" : "receiver", (t_err - t_rev) * 1e3, static_cast<unsigned long long>(moved));
+      CHILD_CHECK(t_err - t_rev < 2.0, "took %.3f s", t_err - t_rev);
+      esw_smcd_abort(st);
+      esw_smc_close(s);
+    };
+    spawn([&] {
+      close(ch[1]);
+      end_side(true, ch[0], t[1]);
+    });
+    spawn([&] {
+      close(ch[0]);
+      end_side(false, ch[1], t[1]);
+    });
+    close(ch[0]);
+    close(ch[1]);
+    const double until = now_s() + 0.3 + 0.05 * round;
+    while (now_s() < until) {
+      pollfd p{server_.fd(), POLLIN, 0};
+      poll(&p, 1, 5);
+      server_.service();
+    }
+    ASSERT_EQ(svc_.dmb_count(), 2u);
+    const double t_rev = now_s();
+    for (const DmbInfo& d : svc_.dmbs()) EXPECT_TRUE(svc_.revoke_dmb(d.token));
+    for (int i = 0; i < 2; ++i) ASSERT_EQ(write(t[0], &t_rev, sizeof t_rev), static_cast<ssize_t>(sizeof t_rev));
+    auto st = serve(20);
+    for (int s : st) EXPECT_TRUE(WIFEXITED(s) && WEXITSTATUS(s) == 0) << "child status " << s;
+    close(t[0]);
+    close(t[1]);
+    EXPECT_EQ(svc_.dmb_count(), 0u);
+    if (HasFailure()) break;
+  }
+}
+
 // Protocol checks at the socket: wrong length, wrong version, fds from the tenant, unknown op; another vport's
 // token; limits through the library; a tenant without permission on the socket cannot connect.
 TEST_F(IsmServerTest, EndpointRejectsBadRequestsAndForeignVports) {

@@ -46,6 +46,10 @@ ESW_SMC_EXPORT int esw_smc_query_gid(esw_smc* s, uint64_t gid, uint64_t gid_ext)
  * size: 16 KiB << n, n <= 6 (incl. the 32-byte CDC header). Mapped read-only here. */
 ESW_SMC_EXPORT int esw_smc_register_dmb(esw_smc* s, uint64_t size, uint64_t peer_gid, uint64_t peer_gid_ext,
                                         esw_smc_dmb** out);
+/* Names the TCP connection (IPv4, host byte order) an own DMB serves: eswitchd tears the DMB down (zeroed,
+ * abort flag: both ends -ECONNRESET) when a rule or vport change makes the switch drop that flow. */
+ESW_SMC_EXPORT int esw_smc_bind_flow(esw_smc* s, esw_smc_dmb* own, uint32_t local_ip, uint32_t remote_ip,
+                                     uint16_t local_port, uint16_t remote_port);
 /* The peer's DMB, granted to this vport as writer (mapped read-write). */
 ESW_SMC_EXPORT int esw_smc_attach_dmb(esw_smc* s, uint64_t token, esw_smc_dmb** out);
 /* Unregisters (own DMB: the service zeroes it) or detaches (peer's DMB), unmaps, frees. */
@@ -67,7 +71,9 @@ ESW_SMC_EXPORT ssize_t esw_smcd_send(esw_smcd_stream* st, const void* buf, size_
 ESW_SMC_EXPORT ssize_t esw_smcd_recv(esw_smcd_stream* st, void* buf, size_t len);
 /* A wait longer than this gives -ETIMEDOUT (0: wait forever; the default). */
 ESW_SMC_EXPORT void esw_smcd_set_timeout_ms(esw_smcd_stream* st, int timeout_ms);
-/* Polls of the cursors before sleeping on the eventfd (default 200; more lowers latency, burns CPU). */
+/* The most polls of the cursors before sleeping on the eventfd (default 200). A receiver adapts below it: polls
+ * that end in sleep anyway halve its budget, polls that find data double it (polling only helps when the peer
+ * runs on another CPU at the same time). */
 ESW_SMC_EXPORT void esw_smcd_set_spin(esw_smcd_stream* st, int spins);
 /* Done writing: the peer's recv returns 0 once it has read everything. */
 ESW_SMC_EXPORT int esw_smcd_shutdown(esw_smcd_stream* st);
