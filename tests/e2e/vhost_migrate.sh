@@ -11,6 +11,8 @@
 # learned the guest on B's side, an illegal arc refused with both state names, corrupted / truncated / foreign
 # streams refused with the byte and field at fault, both eswitchds stop cleanly.
 #
+# The migration state is also read from B's DPDK telemetry (/eswitch/vports,NAME: migration_state, session).
+#
 # usage: vhost_migrate.sh PATH/TO/eswitchd PATH/TO/eswitchctl
 set -euo pipefail
 ESWITCHD=${1:?usage: $0 eswitchd eswitchctl}
@@ -19,6 +21,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../../scripts/lib/netns.sh
 source "$HERE/../../scripts/lib/netns.sh"
 command -v dpdk-testpmd >/dev/null || { echo "SKIP: dpdk-testpmd not installed (package dpdk)"; exit 77; }
+TELEMETRY=$(command -v dpdk-telemetry.py || true)
+[[ -n "$TELEMETRY" ]] || { echo "SKIP: dpdk-telemetry.py missing (dpdk-dev)"; exit 77; }
 esw_e2e_begin vmig
 B_PID=""
 cleanup() {
@@ -115,6 +119,24 @@ echo "ok: illegal arc refused: $out"
 ctl_b vport migrate vm --to-state RUNNING_P2P >/dev/null
 ctl_b vport migrate vm --to-state STOP >/dev/null
 
+# B's DPDK telemetry shows the vport's migration state (published every 200 ms): poll until it reads WANT.
+tel_b_vport() {  # tel_b_vport VPORT WANT_STATE -> prints the /eswitch/vports,VPORT reply (JSON)
+  local out="" i
+  for ((i = 0; i < 20; i++)); do
+    out=$(printf '/eswitch/vports,%s\n' "$1" | timeout 20 "$TELEMETRY" -f "$PREFIX-b" 2>/dev/null | grep '^{' | tail -1) || true
+    if /usr/bin/python3 -c 'import json,sys; sys.exit(json.loads(sys.argv[1])["/eswitch/vports"]["migration_state"] != sys.argv[2])' \
+      "$out" "$2" 2>/dev/null; then
+      echo "$out"
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "$out"
+  return 1
+}
+tel=$(tel_b_vport vm STOP) || failb "B's telemetry does not show vm in STOP: $tel"
+echo "ok: B's telemetry: vm migration_state STOP"
+
 # Live traffic: 10 ms pings for the whole migration.
 NPING=700
 ip netns exec "$NS" ping -D -i 0.01 -c "$NPING" -W 1 198.18.0.1 >"$WORK/ping.log" 2>&1 &
@@ -205,6 +227,17 @@ print(p["state"] if sys.argv[2] == "state" else p["counters"][sys.argv[2]])' "$1
 [[ $(peer_of vm state) == RUNNING ]] || failb "B shows vm in state $(peer_of vm state), not RUNNING"
 (( $(peer_of vm announces) == 1 )) || failb "B sent $(peer_of vm announces) announces, not 1"
 echo "ok: show ports on B: vm RUNNING, 1 RARP announce"
+# The same in B's telemetry: RUNNING, the guest connected, traffic on queue pair 0, the announce.
+tel=$(tel_b_vport vm RUNNING) || failb "B's telemetry does not show vm RUNNING: $tel"
+/usr/bin/python3 - "$tel" <<'PY' || failb "B's telemetry session view of vm is wrong: $tel"
+import json, sys
+v = json.loads(sys.argv[1])["/eswitch/vports"]
+ok = v["vhost_connected"] == 1 and v["q0_rx_packets"] > 0 and v["q0_tx_packets"] > 0 and v["vhost_announces"] == 1
+print(f"  B telemetry vm: {v['migration_state']}, connected {v['vhost_connected']}, features 0x{v['vhost_features']:x}, "
+      f"q0 rx {v['q0_rx_packets']} tx {v['q0_tx_packets']}, announces {v['vhost_announces']}")
+sys.exit(0 if ok else 1)
+PY
+echo "ok: B's telemetry: vm RUNNING with its session (features, queue pair 0 traffic, announce)"
 
 # Counters continue: B's vm counts start at A's (from the stream) and grew.
 saved_rx=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rx_packets"])' "$WORK/save.json")
@@ -241,6 +274,7 @@ for f in bad short ver vm fifo link; do
   esac
 done
 [[ $(peer_of vm9 state) == STOP ]] || failb "vm9 is $(peer_of vm9 state) after the refused streams, not STOP"
+tel=$(tel_b_vport vm9 STOP) || failb "B's telemetry does not show vm9 STOP: $tel"
 out=$(ctl_b vport migrate vm9 --to-state RUNNING_P2P 2>&1) || failb "vm9 did not stay in STOP: $out"
 echo "ok: corrupted, truncated, wrong-version and foreign streams refused; the vport stayed STOP"
 
