@@ -54,6 +54,26 @@ void with_port(int vid, F&& f) noexcept {
   if (it != registry().end()) f(*it->second);
 }
 
+// vhost-user messages, seen before rte_vhost's own handlers (rte_vhost_extern_callback_register). `msg` is the
+// message as on the wire (vhost-user spec: le32 request, le32 flags, le32 size, payload; DPDK's VhostUserMsg is
+// not in its public headers). Only VHOST_USER_NET_SET_MTU is looked at: refused (RESULT_ERR: rte_vhost answers the
+// front-end's REPLY_ACK with a failure) when it is above the vport's MTU, else left to rte_vhost.
+constexpr uint32_t kVhostUserNetSetMtu = 20;
+rte_vhost_msg_result cb_pre_msg(int vid, void* msg) {
+  const auto* b = static_cast<const uint8_t*>(msg);
+  uint32_t request = 0, size = 0;
+  std::memcpy(&request, b, sizeof(request));
+  if (request != kVhostUserNetSetMtu) return RTE_VHOST_MSG_RESULT_NOT_HANDLED;
+  std::memcpy(&size, b + 8, sizeof(size));
+  if (size < sizeof(uint64_t)) return RTE_VHOST_MSG_RESULT_NOT_HANDLED;  // rte_vhost's handler refuses it
+  uint64_t mtu = 0;
+  std::memcpy(&mtu, b + 12, sizeof(mtu));
+  bool ok = true;
+  with_port(vid, [&](VhostUserPort& p) { ok = p.on_set_mtu(vid, mtu); });
+  return ok ? RTE_VHOST_MSG_RESULT_NOT_HANDLED : RTE_VHOST_MSG_RESULT_ERR;
+}
+const rte_vhost_user_extern_ops kExternOps = {.pre_msg_handle = cb_pre_msg, .post_msg_handle = nullptr};
+
 int cb_new_device(int vid) {
   with_port(vid, [vid](VhostUserPort& p) { p.on_new_device(vid); });
   return 0;
@@ -62,6 +82,8 @@ void cb_destroy_device(int vid) {
   with_port(vid, [vid](VhostUserPort& p) { p.on_destroy_device(vid); });
 }
 int cb_new_connection(int vid) {
+  // Before the session's first message is read (rte_vhost adds the socket to its poll set after this returns).
+  rte_vhost_extern_callback_register(vid, &kExternOps, nullptr);
   with_port(vid, [vid](VhostUserPort& p) { p.on_connection(vid, true); });
   return 0;
 }
@@ -123,6 +145,13 @@ VhostUserArgs parse_vhost_user_args(const std::string& devargs) {
     } else if (k == "vdpa") {
       if (v.empty()) throw dp::Error("vhost_user: vdpa needs a device name");
       a.vdpa = v;
+    } else if (k == "mtu") {
+      char* e = nullptr;
+      const long n = std::strtol(v.c_str(), &e, 10);
+      if (v.empty() || *e != '\0' || n < 68 || n > 65535) {
+        throw dp::Error(fmt::format("vhost_user: mtu '{}' is not in 68..65535", v));
+      }
+      a.mtu = static_cast<uint16_t>(n);
     } else if (k == "queues") {
       char* e = nullptr;
       const long n = std::strtol(v.c_str(), &e, 10);
@@ -145,8 +174,8 @@ VhostUserArgs parse_vhost_user_args(const std::string& devargs) {
 }
 
 std::string format_vhost_user_args(const VhostUserArgs& a) {
-  return fmt::format("socket={},mode={},queues={}{}", a.socket, a.client ? "client" : "server", a.queues,
-                     a.vdpa.empty() ? "" : ",vdpa=" + a.vdpa);
+  return fmt::format("socket={},mode={},queues={}{}{}", a.socket, a.client ? "client" : "server", a.queues,
+                     a.vdpa.empty() ? "" : ",vdpa=" + a.vdpa, a.mtu == 0 ? "" : fmt::format(",mtu={}", a.mtu));
 }
 
 VhostUserPort::~VhostUserPort() { close(); }
@@ -307,6 +336,18 @@ void VhostUserPort::on_features_changed(int /*vid*/, uint64_t features) noexcept
   log_features_.store(features, std::memory_order_relaxed);
 }
 
+bool VhostUserPort::on_set_mtu(int vid, uint64_t mtu) noexcept {
+  const bool ok = args_.mtu == 0 || mtu <= args_.mtu;
+  if (ok) {
+    frontend_mtu_.store(mtu, std::memory_order_relaxed);
+  } else {
+    mtu_refused_.fetch_add(1, std::memory_order_relaxed);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  post({EventKind::kMtu, vid, 0, ok, mtu});
+  return ok;
+}
+
 void VhostUserPort::on_new_device(int vid) noexcept {
   uint64_t features = 0;
   rte_vhost_get_negotiated_features(vid, &features);
@@ -380,6 +421,18 @@ void VhostUserPort::service() noexcept {
       case EventKind::kDestroy:
         ++disconnects_;
         publish = -2;
+        break;
+      case EventKind::kMtu:
+        if (e.enable) {
+          fmt::print("eswitchd: vport {}: the guest's front-end set MTU {} (VHOST_USER_NET_SET_MTU){}\n", spec_.name,
+                     e.features, args_.mtu == 0 ? "" : fmt::format(", within the vport's MTU {}", args_.mtu));
+        } else {
+          fmt::print("eswitchd: vport {}: error: vhost-user socket {}: the guest's front-end asked for MTU {} "
+                     "(VHOST_USER_NET_SET_MTU), above the vport's MTU {}: refused (the front-end does not start "
+                     "the device until it asks for {} or less)\n",
+                     spec_.name, args_.socket, e.features, args_.mtu, args_.mtu);
+        }
+        fflush(stdout);
         break;
       case EventKind::kConnection:
         // The vhost-user socket session (before the guest's driver makes the device ready, and after it is gone).
@@ -456,6 +509,7 @@ dp::DriverCounters VhostUserPort::driver_counters() const {
     c.opackets += txq_[q].packets;
     c.oerrors += txq_[q].dropped;
     c.ierrors += rxq_[q].offload.errors;  // offload requests that made no sense: frame dropped
+    c.ierrors += rxq_[q].mtu_dropped;     // frames above the vport's MTU: dropped
   }
   return c;
 }
@@ -484,7 +538,9 @@ dp::PeerStatus VhostUserPort::peer_status() const {
   s.disconnects = disconnects_;
   s.queues.resize(args_.queues);
   OffloadCounters o;
+  uint64_t mtu_dropped = 0;
   for (uint16_t q = 0; q < args_.queues; ++q) {
+    mtu_dropped += rxq_[q].mtu_dropped;
     o.csum_completed += rxq_[q].offload.csum_completed;
     o.gso_frames += rxq_[q].offload.gso_frames;
     o.gso_segments += rxq_[q].offload.gso_segments;
@@ -495,7 +551,11 @@ dp::PeerStatus VhostUserPort::peer_status() const {
                 {"gso_segments", o.gso_segments},
                 {"offload_errors", o.errors},
                 {"announces", announces_sent()},
-                {"vrings_refused", vrings_refused_}};
+                {"vrings_refused", vrings_refused_},
+                {"mtu", args_.mtu},
+                {"frontend_mtu", frontend_mtu_.load(std::memory_order_relaxed)},
+                {"mtu_refused", mtu_refused_.load(std::memory_order_relaxed)},
+                {"mtu_dropped", mtu_dropped}};
   s.state = mig_state_name(mig_state());
   for (uint16_t q = 0; q < args_.queues; ++q) {
     dp::PeerQueue& pq = s.queues[q];
@@ -544,13 +604,24 @@ uint16_t VhostUserPort::rx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uin
     const uint16_t k = rte_vhost_dequeue_burst(vid, static_cast<uint16_t>(2 * queue + 1), self->pool_, fresh,
                                                std::min<uint16_t>(static_cast<uint16_t>(n - got), kVhostBurst));
     rte_mbuf* segs[kMaxSegments];
+    const bool mtu = self->args_.mtu != 0;
     for (uint16_t i = 0; i < k; ++i) {
       if (!needs_offload(fresh[i])) {
+        if (mtu && self->above_mtu(fresh[i])) {
+          rte_pktmbuf_free(fresh[i]);
+          ++rq.mtu_dropped;
+          continue;
+        }
         pkts[got++] = fresh[i];
         continue;
       }
       const uint16_t made = complete_offloads(fresh[i], self->pool_, segs, rq.offload);
       for (uint16_t s = 0; s < made; ++s) {
+        if (mtu && self->above_mtu(segs[s])) {  // a TSO frame cut at an MSS the vport's MTU does not allow
+          rte_pktmbuf_free(segs[s]);
+          ++rq.mtu_dropped;
+          continue;
+        }
         if (got < n) {
           pkts[got++] = segs[s];
         } else {
@@ -562,6 +633,23 @@ uint16_t VhostUserPort::rx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uin
   rq.busy.fetch_sub(1, std::memory_order_release);
   rq.packets += got;
   return got;
+}
+
+// Whether the frame's L3 part (after the Ethernet header and up to two 802.1Q/802.1ad tags) is above the MTU.
+bool VhostUserPort::above_mtu(rte_mbuf* m) const noexcept {
+  if (m->pkt_len <= static_cast<uint32_t>(args_.mtu) + RTE_ETHER_HDR_LEN) return false;  // the common case
+  uint8_t buf[RTE_ETHER_HDR_LEN + 8];
+  uint32_t l2 = RTE_ETHER_HDR_LEN;
+  const auto* h = static_cast<const uint8_t*>(rte_pktmbuf_read(m, 0, std::min<uint32_t>(m->pkt_len, sizeof(buf)), buf));
+  if (h != nullptr) {
+    for (uint32_t at = 12; at + 2 <= std::min<uint32_t>(m->pkt_len, sizeof(buf)) && l2 < RTE_ETHER_HDR_LEN + 8;
+         at += 4) {
+      const uint16_t type = static_cast<uint16_t>(h[at] << 8 | h[at + 1]);
+      if (type != RTE_ETHER_TYPE_VLAN && type != RTE_ETHER_TYPE_QINQ) break;
+      l2 += 4;
+    }
+  }
+  return m->pkt_len > l2 + args_.mtu;
 }
 
 uint16_t VhostUserPort::tx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uint16_t n) noexcept {

@@ -15,6 +15,12 @@
 #     it changes back: answered again;
 #   - it moves to a foreign IPv4 address: cut off the same way (spoofed_ip / arp_spoof counted, nothing from the
 #     foreign address reaches the tenant); it moves back: answered again.
+# MTU: the vport has `mtu: 1400` (the tenant too, so TCP's MSS fits). Boot 1 gives the device host_mtu=1400
+# (VIRTIO_NET_F_MTU): QEMU sends VHOST_USER_NET_SET_MTU, eswitchd accepts it (logged, peer frontend_mtu) and the
+# guest's driver caps its MTU at 1400 (raising it fails; a 1500-byte ping is fragmented and answered; nothing
+# dropped for size). Boot 2 has no host_mtu: the guest keeps MTU 1500, its 1500-byte pings are dropped by
+# eswitchd and counted (peer mtu_dropped) while 1400-byte ones are answered. (A front-end MTU above the vport's
+# is refused: tests/integration/vhost_port_test.cc VhostPortMtu, a hand-written front-end, no third boot.)
 # eswitchd stops cleanly at the end (exit 0: every mbuf back).
 #
 # usage: vhost_linux_guest.sh PATH/TO/eswitchd PATH/TO/eswitchctl
@@ -36,13 +42,14 @@ esw_guest_kernel || fail "no guest kernel"
 
 MAC1=02:00:c6:12:00:01 MAC3=02:00:c6:12:00:03
 esw_host_add "$P" t1 "$MAC1" 198.18.0.1/24 2001:db8::1/64
+ip -n "$P-t1" link set "${P}t1" mtu 1400  # the vport's MTU: TCP's MSS from the tenant fits it
 cat >"$WORK/esw.yaml" <<YAML
 apiVersion: eswitch/v1
 dataplane: { main_core: 0, worker_cores: [1], memory_mb: 256, mbufs: 8192, idle_sleep_us: 50, file_prefix: $PREFIX, api_socket: "$SOCK" }
 representors: { kind: none }
 vports:
   - { name: vm1, hw_addr: "$MAC1", ipv4: [198.18.0.1], ipv6: ["2001:db8::1"], attach: { devargs: "net_af_packet0,iface=${P}t1p" } }
-  - { name: vm3, hw_addr: "$MAC3", ipv4: [198.18.0.3], ipv6: ["2001:db8::3"], attach: { vhost_user: { socket: "$WORK/vm3.sock", mode: server, queues: 2 } } }
+  - { name: vm3, hw_addr: "$MAC3", ipv4: [198.18.0.3], ipv6: ["2001:db8::3"], attach: { vhost_user: { socket: "$WORK/vm3.sock", mode: server, queues: 2, mtu: 1400 } } }
 YAML
 esw_start_eswitchd "$ESWITCHD" "$WORK/esw.yaml"
 for _ in $(seq 50); do [[ -S "$WORK/vm3.sock" ]] && break; sleep 0.1; done
@@ -66,6 +73,11 @@ for c in 0 1; do [ -d /sys/class/net/eth0/queues/tx-$c ] && taskset $((1 << c)) 
 echo "GUEST: neigh $(ip neigh show 198.18.0.1 | cut -d' ' -f5) $(ip -6 neigh show 2001:db8::1 | cut -d' ' -f5)"
 dd if=/dev/zero bs=65536 count=128 2>/dev/null | nc -w 10 198.18.0.1 5001 && echo "GUEST: tcp sent"
 n=$(nc -w 10 198.18.0.1 5002 </dev/null | wc -c); echo "GUEST: tcp received $n"
+# MTU: 1400 when the device offered it (host_mtu=1400, VIRTIO_NET_F_MTU: the driver's maximum), else 1500.
+mtu=$(cat /sys/class/net/eth0/mtu); echo "GUEST: mtu $mtu"
+if [ "$mtu" = 1400 ]; then ip link set eth0 mtu 1500 2>/dev/null && echo "GUEST: mtu raised" || echo "GUEST: mtu capped"; fi
+ping -c 3 -W 2 -s 1372 198.18.0.1 >/dev/null 2>&1 && echo "GUEST: ping 1400 ok"
+ping -c 3 -W 1 -s 1472 198.18.0.1 >/dev/null 2>&1 && echo "GUEST: ping 1500 answered" || echo "GUEST: ping 1500 cut off"
 # The negotiated feature bits as the guest's virtio core sees them ('0'/'1' per bit, bit 0 first).
 echo "GUEST: features $(cat /sys/bus/virtio/devices/*/features | head -1)"
 # A foreign MAC set while the link is up: virtio_net sends VIRTIO_NET_CTRL_MAC_ADDR_SET on the control queue
@@ -140,17 +152,26 @@ rows = [l.split() for l in open("/proc/net/snmp") if l.startswith(("Tcp:", "Udp:
 print(sum(int(v) for h, v in zip(rows[0::2], rows[1::2]) for k, v in zip(h, v) if k == "InCsumErrors"))'
 }
 
+# A counter of the vport's vhost-user session (show ports: peer.counters).
+peer_counter() {
+  ctl --json show ports | /usr/bin/python3 -c '
+import json, sys
+p = next(p for p in json.load(sys.stdin)["ports"] if p["name"] == sys.argv[1])
+print(p["peer"]["counters"][sys.argv[2]])' "$1" "$2"
+}
+
 boot() {
-  local name=$1 queues=$2 ring=$3 extra=${4:-}
+  local name=$1 queues=$2 ring=$3 mtu=$4 extra=${5:-}
   local csum0
   csum0=$(csum_errors)
   local log="$WORK/$name.console"
   rm -f "$WORK/sink.count"
   tenant_servers
-  local ip0 mac0 t0=$SECONDS
+  local ip0 mac0 mtud0 t0=$SECONDS
   ip0=$(( $(esw_vport_drops vm3 spoofed_ip) + $(esw_vport_drops vm3 arp_spoof) )) mac0=$(esw_vport_drops vm3 spoofed_mac)
+  mtud0=$(peer_counter vm3 mtu_dropped)
   # shellcheck disable=SC2086
-  esw_guest_boot "$log" "$WORK/initrd.gz" "$WORK/vm3.sock" "$MAC3" "$queues" $extra
+  esw_guest_boot "$log" "$WORK/initrd.gz" "$WORK/vm3.sock" "$MAC3" "$queues" $extra $([[ $mtu == 1400 ]] && echo host_mtu=1400)
   ESW_EXTRA_PIDS+=("$ESW_GUEST_PID")
   local i
   for ((i = 0; i < 1800; i++)); do
@@ -210,8 +231,9 @@ for e in errs: print("  peer check:", e)
 sys.exit(1 if errs else 0)
 PY
   local ipd=$(( $(esw_vport_drops vm3 spoofed_ip) + $(esw_vport_drops vm3 arp_spoof) - ip0 )) macd=$(( $(esw_vport_drops vm3 spoofed_mac) - mac0 ))
+  local mtud=$(( $(peer_counter vm3 mtu_dropped) - mtud0 ))
   sed -n 's/^GUEST: /  guest: /p' "$log"
-  echo "  $name: $((SECONDS - t0)) s; eswitchd: vm3 spoofed_ip+arp_spoof +$ipd spoofed_mac +$macd; tenant received $(cat "$WORK/sink.count" 2>/dev/null || echo none) bytes, $foreign frame(s) from the foreign MAC/IP"
+  echo "  $name: $((SECONDS - t0)) s; eswitchd: vm3 spoofed_ip+arp_spoof +$ipd spoofed_mac +$macd mtu_dropped +$mtud; tenant received $(cat "$WORK/sink.count" 2>/dev/null || echo none) bytes, $foreign frame(s) from the foreign MAC/IP"
   g() { grep -q "^GUEST: $1" "$log" || { sed 's/^/  guest: /' "$log" "$log.qemu" >&2; fail "$name: $2"; }; }
   g "queues $queues" "the guest does not see $queues queue pairs"
   g "ping4 ok" "the guest could not ping the tenant over IPv4"
@@ -231,6 +253,22 @@ PY
   g "own ip answered again" "the guest was not answered again after taking its own IPv4 address back"
   ((own > 0)) || fail "$name: the tenant's packet socket saw no frame from the guest at all (sniffer broken?)"
   ((foreign == 0)) || fail "$name: $foreign frame(s) from the guest's foreign MAC/IP reached the tenant"
+  g "ping 1400 ok" "a 1400-byte IPv4 packet (the vport's MTU) from the guest was not answered"
+  if [[ $mtu == 1400 ]]; then
+    # The front-end's MTU reached eswitchd and was accepted; the guest's driver holds to it.
+    (( (feat >> 3) & 1 )) || fail "$name: VIRTIO_NET_F_MTU not negotiated with host_mtu=1400 ('$line')"
+    grep -q "vport vm3: the guest's front-end set MTU 1400 (VHOST_USER_NET_SET_MTU), within the vport's MTU 1400" \
+      "$WORK/eswitchd.log" || fail "$name: eswitchd did not log the front-end's MTU 1400"
+    (( $(peer_counter vm3 frontend_mtu) == 1400 )) || fail "$name: peer frontend_mtu is $(peer_counter vm3 frontend_mtu)"
+    g "mtu 1400" "the guest's MTU is not the device's 1400"
+    g "mtu capped" "the guest raised its MTU above the device's 1400"
+    g "ping 1500 answered" "a 1500-byte ping from a guest with MTU 1400 (fragmented) was not answered"
+    ((mtud == 0)) || fail "$name: $mtud frame(s) dropped for size from a guest with MTU 1400"
+  else
+    g "mtu 1500" "the guest's MTU is not 1500 without host_mtu"
+    g "ping 1500 cut off" "a 1500-byte IPv4 packet above the vport's MTU 1400 got through"
+    ((mtud >= 3)) || fail "$name: mtu_dropped rose by $mtud, expected >= 3 (the guest's 1500-byte pings)"
+  fi
   local q
   for ((q = 0; q < queues; q++)); do g "ping from cpu$q ok" "the guest could not ping from vCPU $q"; done
   ((ipd >= 3)) || fail "$name: spoofed_ip + arp_spoof rose by $ipd, expected >= 3 (the guest's ARP/pings from 198.18.0.99)"
@@ -238,8 +276,8 @@ PY
   echo "ok: $name"
 }
 
-boot "split-1q" 1 split
-boot "packed-2q" 2 packed packed=on
+boot "split-1q" 1 split 1400
+boot "packed-2q" 2 packed 1500 packed=on
 
 esw_stop_eswitchd
-echo "PASS: a Linux virtio_net guest (QEMU TCG) on a vhost-user vport: ARP/ND, ping v4/v6, TCP both ways, binding, split 1q and packed 2q"
+echo "PASS: a Linux virtio_net guest (QEMU TCG) on a vhost-user vport: ARP/ND, ping v4/v6, TCP both ways, binding (MAC over the control queue, IP), MTU, split 1q and packed 2q"
