@@ -33,7 +33,7 @@ constexpr uint16_t kVhostBurst = 32;  // rte_vhost's MAX_PKT_BURST: it takes at 
 constexpr uint64_t bit(unsigned b) { return 1ULL << b; }
 constexpr unsigned kFCsum = 0, kFGuestCsum = 1, kFGuestTso4 = 7, kFGuestTso6 = 8, kFGuestEcn = 9, kFGuestUfo = 10,
                    kFHostTso4 = 11, kFHostTso6 = 12, kFHostEcn = 13, kFHostUfo = 14, kFMrgRxbuf = 15, kFMq = 22,
-                   kFVersion1 = 32;
+                   kFVersion1 = 32, kFRingPackedBit = 34;
 constexpr uint64_t kDisabledFeatures = bit(kFHostEcn) | bit(kFGuestEcn) | bit(kFHostUfo) | bit(kFGuestUfo);
 [[maybe_unused]] constexpr uint64_t kOffloadFeatures = bit(kFCsum) | bit(kFGuestCsum) | bit(kFHostTso4) |
                                                        bit(kFHostTso6) | bit(kFGuestTso4) | bit(kFGuestTso6);
@@ -354,6 +354,8 @@ void VhostUserPort::on_new_device(int vid) noexcept {
   log_features_.store(features, std::memory_order_relaxed);
   std::lock_guard<std::mutex> lock(mu_);
   live_vid_ = vid;
+  // A resumed vport's packed rings take the stream's positions before any worker may use the device.
+  if (rings_restore_pending_) restore_note_ = restore_rings_locked(vid);
   post({EventKind::kNew, vid, 0, true, features});
 }
 
@@ -477,16 +479,19 @@ void VhostUserPort::service() noexcept {
                spec_.name, args_.socket, features_, enabled_queue_pairs(), args_.queues);
     if (!resumed_vrings_.empty() && resumed_vrings_.size() == 2u * args_.queues) {
       // After a migration: where the guest's rings are now against where the stream left them (a split ring
-      // restarts from its used index; packed rings would need the stream's indices set back).
+      // restarts from its used index in guest memory; a packed ring took the stream's positions unless the
+      // guest restarted it: restore_rings_locked).
       std::string cmp;
+      const bool packed = (features_ >> kFRingPackedBit) & 1;
       for (uint16_t i = 0; i < 2 * args_.queues; ++i) {
         uint16_t a = 0, u = 0;
         rte_vhost_get_vring_base(publish, i, &a, &u);
-        cmp += fmt::format(" vring{} {}/{}->{}/{}", i, resumed_vrings_[i].last_avail, resumed_vrings_[i].last_used,
-                           a, u);
+        const MigVring now = MigVring::from_vhost_base(a, u, packed);
+        cmp += fmt::format(" vring{} {}->{}", i, ring_position(resumed_vrings_[i], packed), ring_position(now, packed));
       }
-      fmt::print("eswitchd: vport {}: resumed from a migration stream; avail/used stream->guest:{}\n", spec_.name,
-                 cmp);
+      fmt::print("eswitchd: vport {}: resumed from a migration stream ({} ring); avail/used stream->now:{}{}\n",
+                 spec_.name, packed ? "packed" : "split", cmp, restore_note_.empty() ? "" : "; " + restore_note_);
+      restore_note_.clear();
     }
     fflush(stdout);
   }
@@ -555,7 +560,8 @@ dp::PeerStatus VhostUserPort::peer_status() const {
                 {"mtu", args_.mtu},
                 {"frontend_mtu", frontend_mtu_.load(std::memory_order_relaxed)},
                 {"mtu_refused", mtu_refused_.load(std::memory_order_relaxed)},
-                {"mtu_dropped", mtu_dropped}};
+                {"mtu_dropped", mtu_dropped},
+                {"rings_restored", restored_rings_.load(std::memory_order_relaxed)}};
   s.state = mig_state_name(mig_state());
   for (uint16_t q = 0; q < args_.queues; ++q) {
     dp::PeerQueue& pq = s.queues[q];
@@ -744,23 +750,57 @@ bool VhostUserPort::inject_announce(rte_mbuf** pkts, uint16_t /*n*/) noexcept {
   return true;
 }
 
+namespace {
+
+// Packed ring (virtio 1.2 2.8): descriptors of 16 bytes {le64 addr; le32 len; le16 id; le16 flags}; the driver
+// makes slot i available by setting AVAIL (bit 7) to its wrap counter and USED (bit 15) to the opposite. Counts
+// the slots available from the device's position (index, wrap) on: what the guest offered that the device has
+// not taken. (<linux/virtio_ring.h> does not compile as C++.)
+uint16_t packed_available(const rte_vhost_vring& vr, uint16_t index, bool wrap) {
+  if (vr.desc_packed == nullptr || vr.size == 0 || index >= vr.size) return 0;
+  const auto* base = reinterpret_cast<const uint8_t*>(vr.desc_packed);
+  uint16_t n = 0;
+  while (n < vr.size) {
+    const auto* flags = reinterpret_cast<const uint16_t*>(base + 16u * index + 14);
+    const uint16_t f = __atomic_load_n(flags, __ATOMIC_ACQUIRE);
+    const bool avail = (f >> 7) & 1, used = (f >> 15) & 1;
+    if (avail != wrap || used == wrap) break;
+    ++n;
+    if (++index == vr.size) {
+      index = 0;
+      wrap = !wrap;
+    }
+  }
+  return n;
+}
+}  // namespace
+
 void VhostUserPort::save_mig(MigStream& s) const {
   const int vid = vid_.load(std::memory_order_acquire);
   s.features = vid >= 0 ? features_ : 0;
+  s.packed = (s.features >> kFRingPackedBit) & 1;
   s.queue_pairs = args_.queues;
   s.vrings.assign(2 * args_.queues, MigVring{});
   for (uint16_t i = 0; i < 2 * args_.queues; ++i) {
     MigVring& v = s.vrings[i];
-    v.enabled = vring_on_[i];
-    if (vid < 0) continue;
-    rte_vhost_get_vring_base(vid, i, &v.last_avail, &v.last_used);
-    rte_vhost_vring vr{};
-    if (!(features_ & bit(34)) && rte_vhost_get_vhost_vring(vid, i, &vr) == 0 && vr.avail != nullptr) {
-      // Split ring: what the guest made available that the engine has not taken yet.
-      // (struct vring_avail is {le16 flags; le16 idx; ...}: <linux/virtio_ring.h> does not compile as C++.)
-      const auto* avail_idx = reinterpret_cast<const uint16_t*>(vr.avail) + 1;
-      v.inflight = static_cast<uint16_t>(__atomic_load_n(avail_idx, __ATOMIC_ACQUIRE) - v.last_avail);
+    const bool enabled = vring_on_[i];
+    if (vid >= 0) {
+      uint16_t avail = 0, used = 0;
+      // Packed: index | wrap counter << 15 for both (DPDK 22.11 lib/vhost/vhost.c).
+      if (rte_vhost_get_vring_base(vid, i, &avail, &used) == 0) v = MigVring::from_vhost_base(avail, used, s.packed);
+      rte_vhost_vring vr{};
+      if (rte_vhost_get_vhost_vring(vid, i, &vr) == 0) {
+        if (s.packed) {
+          v.inflight = packed_available(vr, v.last_avail, v.avail_wrap);
+        } else if (vr.avail != nullptr) {
+          // Split ring: what the guest made available that the engine has not taken yet.
+          // (struct vring_avail is {le16 flags; le16 idx; ...}.)
+          const auto* avail_idx = reinterpret_cast<const uint16_t*>(vr.avail) + 1;
+          v.inflight = static_cast<uint16_t>(__atomic_load_n(avail_idx, __ATOMIC_ACQUIRE) - v.last_avail);
+        }
+      }
     }
+    v.enabled = enabled;
   }
   const dp::DriverCounters d = driver_counters();
   s.counters.engine_rx = d.ipackets;
@@ -774,9 +814,59 @@ void VhostUserPort::load_mig(const MigStream& s, const dp::PortCounters& carried
   carried_rx_ = s.counters.engine_rx;
   carried_tx_ = s.counters.engine_tx;
   carried_refused_ = s.counters.engine_tx_refused;
-  resumed_vrings_ = s.vrings;
   if (rte_ether_unformat_addr(s.hw_addr.c_str(), &announce_mac_) != 0) announce_mac_ = rte_ether_addr{};
-  if (resumed_vrings_.empty()) resumed_vrings_.push_back({});  // marks "resumed" for the announce
+  std::string note;
+  {
+    std::lock_guard<std::mutex> lock(mu_);  // the vhost thread reads them in new_device
+    resumed_vrings_ = s.vrings;
+    rings_restore_pending_ = s.packed && s.vrings.size() == 2u * args_.queues;
+    // The guest's session may be up already (it reached this eswitchd before the stream was installed): the
+    // vport is RESUMING, so nothing polls its rings while they are set.
+    if (rings_restore_pending_ && live_vid_ >= 0) note = restore_rings_locked(live_vid_);
+    if (resumed_vrings_.empty()) resumed_vrings_.push_back({});  // marks "resumed" for the announce
+  }
+  if (!note.empty()) {
+    fmt::print("eswitchd: vport {}: {}\n", spec_.name, note);
+    fflush(stdout);
+  }
+}
+
+std::string VhostUserPort::ring_position(const MigVring& v, bool packed) {
+  if (!packed) return fmt::format("{}/{}", v.last_avail, v.last_used);
+  return fmt::format("{}w{}/{}w{}", v.last_avail, v.avail_wrap ? 1 : 0, v.last_used, v.used_wrap ? 1 : 0);
+}
+
+// A packed ring has no index in guest memory that the device could restart from (a split ring has the used
+// index, which rte_vhost resynchronises to): its position is where the device last stopped, which only the stream
+// knows once the front-end lost its session with the source. So each vring takes the stream's avail/used
+// index and wrap counters (rte_vhost_set_vring_base), unless the front-end restarted the ring (slot 0, wrap
+// counters 1: a driver reset, or DPDK virtio_user's reconnect, which re-initialises packed rings): then the
+// stream's positions no longer exist in it. Called with mu_ held, before the device is polled.
+std::string VhostUserPort::restore_rings_locked(int vid) noexcept {
+  rings_restore_pending_ = false;
+  unsigned set = 0, same = 0, restarted = 0, failed = 0;
+  for (uint16_t i = 0; i < resumed_vrings_.size(); ++i) {
+    uint16_t a = 0, u = 0;
+    if (rte_vhost_get_vring_base(vid, i, &a, &u) != 0) {
+      ++failed;
+      continue;
+    }
+    const MigVring now = MigVring::from_vhost_base(a, u, true);
+    const MigVring& want = resumed_vrings_[i];
+    if (now.same_position(want)) {
+      ++same;
+    } else if (now.last_avail == 0 && now.avail_wrap && now.last_used == 0 && now.used_wrap) {
+      ++restarted;
+    } else if (rte_vhost_set_vring_base(vid, i, want.vhost_avail(), want.vhost_used()) == 0) {
+      ++set;
+    } else {
+      ++failed;
+    }
+  }
+  restored_rings_.fetch_add(set, std::memory_order_relaxed);
+  return fmt::format("packed rings from the stream: {} set to the stream's avail/used and wrap counters, {} already "
+                     "there, {} restarted by the guest (kept), {} without a ring",
+                     set, same, restarted, failed);
 }
 
 void VhostUserPort::add_carried(dp::PortCounters& c) const { c += carried_; }

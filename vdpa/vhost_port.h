@@ -124,6 +124,8 @@ class VhostUserPort final : public dp::Port {
   enum class EventKind : uint8_t { kNew, kDestroy, kVring, kConnection, kMtu };
   bool inject_announce(rte_mbuf** pkts, uint16_t n) noexcept;
   void quiesce() noexcept;
+  std::string restore_rings_locked(int vid) noexcept;  // mu_ held
+  static std::string ring_position(const MigVring& v, bool packed);
   struct Event {
     EventKind kind;
     int vid;
@@ -164,7 +166,12 @@ class VhostUserPort final : public dp::Port {
   dp::PortCounters carried_{};             // switch counters carried over from a migration stream
   uint64_t carried_rx_ = 0, carried_tx_ = 0, carried_refused_ = 0;
   rte_ether_addr announce_mac_{};          // the guest's MAC (the vport's hw_addr), from the stream
-  std::vector<MigVring> resumed_vrings_;   // from the stream, compared with the guest's rings when it connects
+  // From the stream (under mu_: the vhost thread reads them in new_device): compared with the guest's rings when
+  // it connects; a packed ring's positions are set back from them once (restore_rings_locked).
+  std::vector<MigVring> resumed_vrings_;
+  bool rings_restore_pending_ = false;
+  std::string restore_note_;  // what the restore did, logged with the guest's session
+  std::atomic<uint64_t> restored_rings_{0};  // packed vrings set from a stream
 
   // Main lcore state.
   bool vring_on_[2 * kMaxQueues] = {};  // as rte_vhost reported them for device vring_vid_
