@@ -68,6 +68,7 @@ struct VhostUserAttachment {
   bool client = false;  // server: eswitchd listens; client: eswitchd connects (and reconnects)
   uint16_t queues = 1;  // queue pairs, 1..8
   std::string vdpa_device;  // non-empty: a hardware vDPA device (rte_vdpa name) serves the queues, not software
+  uint16_t mtu = 0;  // 0: none. Else the largest L3 frame the guest may send (F_MTU; a larger front-end MTU is refused)
 };
 
 // eswitch's own XDP program on a net_af_xdp attachment (dataplane/xdp/, dataplane/ports/xdp_guard.h).

@@ -123,13 +123,14 @@ bool read_vhost_mode(const Value& v, bool& client) {
   return true;
 }
 
-// `vhost_user: { socket, mode, queues }`: a vport served over vhost-user by rte_vhost (vdpa/).
+// `vhost_user: { socket, mode, queues, vdpa_device, mtu }`: a vport served over vhost-user by rte_vhost (vdpa/).
 bool read_vhost_user(const Value& v, VhostUserAttachment& out) {
   return read_map(v, [&](MapReader& m) {
     m.required("socket", out.socket, checked_text(check_vhost_socket));
     m.optional("mode", out.client, read_vhost_mode);
     m.optional("queues", out.queues, Integer<uint16_t>{.min = 1, .max = kMaxVhostQueues});
     m.optional("vdpa_device", out.vdpa_device, Text{.non_empty = true});
+    m.optional("mtu", out.mtu, Integer<uint16_t>{.min = kMinVhostMtu, .max = kMaxVhostMtu});
   });
 }
 

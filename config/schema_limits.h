@@ -17,6 +17,9 @@ inline constexpr size_t kMaxIdentifierLen = 63;  // meter, table and rule names
 inline constexpr size_t kMaxFilePrefixLen = 64;
 inline constexpr size_t kMaxUnixPathLen = 107;  // sizeof(sockaddr_un::sun_path) - 1
 inline constexpr uint16_t kMaxVhostQueues = 8;  // vhost-user queue pairs per vport (vdpa/vhost_port.h kMaxQueues)
+// vhost_user.mtu: virtio-net's MTU range (VIRTIO_MIN_MTU 68 .. VIRTIO_MAX_MTU 65535, DPDK lib/vhost).
+inline constexpr uint16_t kMinVhostMtu = 68;
+inline constexpr uint16_t kMaxVhostMtu = 65535;
 inline constexpr size_t kMaxGroupNameLen = 32;  // what shadow-utils accepts
 inline constexpr size_t kMaxPorts = 256;        // dataplane/flow_key.h kMaxPorts: uplinks + vports + representors
 inline constexpr int64_t kMaxTableId = 254;     // 255 is the classifier's "no table"

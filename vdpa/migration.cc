@@ -28,6 +28,7 @@ constexpr std::pair<MigState, MigState> kArcs[] = {
 };
 
 constexpr char kMagic[8] = {'E', 'S', 'W', 'V', 'M', 'I', 'G', '\0'};
+constexpr unsigned kRingPackedBit = 34;  // VIRTIO_F_RING_PACKED
 
 
 struct Writer {
@@ -103,6 +104,20 @@ struct Reader {
 
 }  // namespace
 
+MigVring MigVring::from_vhost_base(uint16_t avail, uint16_t used, bool packed) {
+  MigVring v;
+  if (packed) {
+    v.last_avail = avail & 0x7fff;
+    v.avail_wrap = (avail >> 15) & 1;
+    v.last_used = used & 0x7fff;
+    v.used_wrap = (used >> 15) & 1;
+  } else {
+    v.last_avail = avail;
+    v.last_used = used;
+  }
+  return v;
+}
+
 const char* mig_state_name(MigState s) { return kNames[static_cast<size_t>(s)]; }
 
 std::optional<MigState> parse_mig_state(std::string_view name) {
@@ -143,11 +158,14 @@ std::vector<uint8_t> encode_mig_stream(const MigStream& s) {
   const size_t body = w.b.size();
   w.str(s.vport);
   w.u64(s.features);
+  w.u8(s.packed ? 1 : 0);
   w.u16(s.queue_pairs);
   w.u16(static_cast<uint16_t>(s.vrings.size()));
   for (const MigVring& v : s.vrings) {
     w.u16(v.last_avail);
+    w.u8(v.avail_wrap ? 1 : 0);
     w.u16(v.last_used);
+    w.u8(v.used_wrap ? 1 : 0);
     w.u16(v.inflight);
     w.u8(v.enabled ? 1 : 0);
   }
@@ -207,6 +225,14 @@ bool decode_mig_stream(const uint8_t* data, size_t len, MigStream& out, std::str
   out.vport = r.str("vport name", 64);
   out.features = r.u64("features");
   size_t at = r.off;
+  const uint8_t layout = r.u8("ring layout");
+  if (r.ok() && layout > 1) r.fail(at, fmt::format("ring layout: {} is not 0 (split) or 1 (packed)", layout));
+  out.packed = layout == 1;
+  if (r.ok() && out.packed != ((out.features >> kRingPackedBit) & 1)) {
+    r.fail(at, fmt::format("ring layout: {} but the features 0x{:x} {} RING_PACKED", out.packed ? "packed" : "split",
+                           out.features, out.packed ? "lack" : "have"));
+  }
+  at = r.off;
   out.queue_pairs = r.u16("queue pairs");
   if (r.ok() && (out.queue_pairs < 1 || out.queue_pairs > kMigMaxQueuePairs)) {
     r.fail(at, fmt::format("queue pairs: {} is not in 1..{}", out.queue_pairs, kMigMaxQueuePairs));
@@ -219,8 +245,29 @@ bool decode_mig_stream(const uint8_t* data, size_t len, MigStream& out, std::str
   for (uint16_t i = 0; r.ok() && i < nvrings; ++i) {
     MigVring v;
     const std::string f = fmt::format("vring {}", i);
-    v.last_avail = r.u16((f + " last_avail").c_str());
-    v.last_used = r.u16((f + " last_used").c_str());
+    // A packed ring's indices are descriptor slots (15 bits) with a wrap counter each; a split ring's are
+    // free-running 16-bit counters without one.
+    auto wrap = [&](const std::string& field) {
+      const size_t w_at = r.off;
+      const uint8_t w = r.u8(field.c_str());
+      if (r.ok() && w > (out.packed ? 1 : 0)) {
+        r.fail(w_at, out.packed ? fmt::format("{}: {} is not 0 or 1", field, w)
+                                : fmt::format("{}: {} on a split ring (which has no wrap counter)", field, w));
+      }
+      return w == 1;
+    };
+    auto index = [&](const std::string& field) {
+      const size_t i_at = r.off;
+      const uint16_t i = r.u16(field.c_str());
+      if (r.ok() && out.packed && i > 0x7fff) {
+        r.fail(i_at, fmt::format("{}: {} is not a packed ring slot (0..32767)", field, i));
+      }
+      return i;
+    };
+    v.last_avail = index(f + " last_avail");
+    v.avail_wrap = wrap(f + " avail_wrap");
+    v.last_used = index(f + " last_used");
+    v.used_wrap = wrap(f + " used_wrap");
     at = r.off;
     v.inflight = r.u16((f + " inflight").c_str());
     if (r.ok() && v.inflight > 32768) r.fail(at, fmt::format("{} inflight: {} is above a vring's 32768", f, v.inflight));

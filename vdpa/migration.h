@@ -38,7 +38,9 @@ bool mig_rx_allowed(MigState s);
 bool mig_tx_allowed(MigState s);
 
 // The device state a vport carries from one eswitchd to another.
-inline constexpr uint32_t kMigStreamVersion = 1;
+// Version 2: the ring layout (split / packed) and, per vring, the avail and used indices with their wrap counters
+// as separate fields (version 1 had rte_vhost's packed 16-bit form only, and no layout). Only version 2 is read.
+inline constexpr uint32_t kMigStreamVersion = 2;
 inline constexpr uint16_t kMigMaxQueuePairs = 8;
 inline constexpr size_t kMigMaxAddrs = 64;        // bound ipv4 / ipv6 entries
 inline constexpr size_t kMigMaxAddrLen = 64;      // one address or prefix as text
@@ -47,10 +49,23 @@ inline constexpr size_t kMigMaxRuleLen = 4096;    // one rule's text
 inline constexpr size_t kMigMaxDropReasons = 64;
 inline constexpr size_t kMigMaxStreamBytes = 8u << 20;
 
+// Where the device is in one vring. Split ring: the free-running 16-bit last avail / last used indices, no wrap
+// counters. Packed ring: descriptor indices 0..32767 and the device's avail / used wrap counters (the ring's
+// position is index + wrap; rte_vhost_get/set_vring_base pack them as `index | wrap << 15`).
 struct MigVring {
-  uint16_t last_avail = 0, last_used = 0;  // rte_vhost_get_vring_base (packed rings: wrap counter in bit 15)
-  uint16_t inflight = 0;                   // descriptors the guest made available that are not used yet
+  uint16_t last_avail = 0, last_used = 0;
+  bool avail_wrap = false, used_wrap = false;  // packed rings only (false for a split ring)
+  uint16_t inflight = 0;                       // descriptors the guest made available that are not used yet
   bool enabled = false;
+
+  // rte_vhost's 16-bit form (rte_vhost_get_vring_base / rte_vhost_set_vring_base, DPDK 22.11 lib/vhost/vhost.c).
+  static MigVring from_vhost_base(uint16_t avail, uint16_t used, bool packed);
+  uint16_t vhost_avail() const { return static_cast<uint16_t>(last_avail | (avail_wrap ? 0x8000 : 0)); }
+  uint16_t vhost_used() const { return static_cast<uint16_t>(last_used | (used_wrap ? 0x8000 : 0)); }
+  bool same_position(const MigVring& o) const {
+    return last_avail == o.last_avail && last_used == o.last_used && avail_wrap == o.avail_wrap &&
+           used_wrap == o.used_wrap;
+  }
 };
 
 struct MigCounters {
@@ -62,6 +77,7 @@ struct MigCounters {
 struct MigStream {
   std::string vport;
   uint64_t features = 0;  // what the guest negotiated
+  bool packed = false;    // the ring layout: RING_PACKED (bit 34) negotiated; must agree with `features`
   uint16_t queue_pairs = 0;
   std::vector<MigVring> vrings;  // 2 * queue_pairs: RX vring 2q, TX vring 2q+1
   std::string hw_addr;           // the binding as configured

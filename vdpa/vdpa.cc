@@ -9,7 +9,7 @@ void register_port_kinds() {
 }
 
 std::string vhost_user_devargs(const cfg::VhostUserAttachment& a) {
-  return format_vhost_user_args({a.socket, a.client, a.queues, a.vdpa_device});
+  return format_vhost_user_args({a.socket, a.client, a.queues, a.vdpa_device, a.mtu});
 }
 
 }  // namespace esw::vdpa

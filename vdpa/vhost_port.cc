@@ -33,7 +33,7 @@ constexpr uint16_t kVhostBurst = 32;  // rte_vhost's MAX_PKT_BURST: it takes at 
 constexpr uint64_t bit(unsigned b) { return 1ULL << b; }
 constexpr unsigned kFCsum = 0, kFGuestCsum = 1, kFGuestTso4 = 7, kFGuestTso6 = 8, kFGuestEcn = 9, kFGuestUfo = 10,
                    kFHostTso4 = 11, kFHostTso6 = 12, kFHostEcn = 13, kFHostUfo = 14, kFMrgRxbuf = 15, kFMq = 22,
-                   kFVersion1 = 32;
+                   kFVersion1 = 32, kFRingPackedBit = 34;
 constexpr uint64_t kDisabledFeatures = bit(kFHostEcn) | bit(kFGuestEcn) | bit(kFHostUfo) | bit(kFGuestUfo);
 [[maybe_unused]] constexpr uint64_t kOffloadFeatures = bit(kFCsum) | bit(kFGuestCsum) | bit(kFHostTso4) |
                                                        bit(kFHostTso6) | bit(kFGuestTso4) | bit(kFGuestTso6);
@@ -54,6 +54,26 @@ void with_port(int vid, F&& f) noexcept {
   if (it != registry().end()) f(*it->second);
 }
 
+// vhost-user messages, seen before rte_vhost's own handlers (rte_vhost_extern_callback_register). `msg` is the
+// message as on the wire (vhost-user spec: le32 request, le32 flags, le32 size, payload; DPDK's VhostUserMsg is
+// not in its public headers). Only VHOST_USER_NET_SET_MTU is looked at: refused (RESULT_ERR: rte_vhost answers the
+// front-end's REPLY_ACK with a failure) when it is above the vport's MTU, else left to rte_vhost.
+constexpr uint32_t kVhostUserNetSetMtu = 20;
+rte_vhost_msg_result cb_pre_msg(int vid, void* msg) {
+  const auto* b = static_cast<const uint8_t*>(msg);
+  uint32_t request = 0, size = 0;
+  std::memcpy(&request, b, sizeof(request));
+  if (request != kVhostUserNetSetMtu) return RTE_VHOST_MSG_RESULT_NOT_HANDLED;
+  std::memcpy(&size, b + 8, sizeof(size));
+  if (size < sizeof(uint64_t)) return RTE_VHOST_MSG_RESULT_NOT_HANDLED;  // rte_vhost's handler refuses it
+  uint64_t mtu = 0;
+  std::memcpy(&mtu, b + 12, sizeof(mtu));
+  bool ok = true;
+  with_port(vid, [&](VhostUserPort& p) { ok = p.on_set_mtu(vid, mtu); });
+  return ok ? RTE_VHOST_MSG_RESULT_NOT_HANDLED : RTE_VHOST_MSG_RESULT_ERR;
+}
+const rte_vhost_user_extern_ops kExternOps = {.pre_msg_handle = cb_pre_msg, .post_msg_handle = nullptr};
+
 int cb_new_device(int vid) {
   with_port(vid, [vid](VhostUserPort& p) { p.on_new_device(vid); });
   return 0;
@@ -62,6 +82,8 @@ void cb_destroy_device(int vid) {
   with_port(vid, [vid](VhostUserPort& p) { p.on_destroy_device(vid); });
 }
 int cb_new_connection(int vid) {
+  // Before the session's first message is read (rte_vhost adds the socket to its poll set after this returns).
+  rte_vhost_extern_callback_register(vid, &kExternOps, nullptr);
   with_port(vid, [vid](VhostUserPort& p) { p.on_connection(vid, true); });
   return 0;
 }
@@ -123,6 +145,13 @@ VhostUserArgs parse_vhost_user_args(const std::string& devargs) {
     } else if (k == "vdpa") {
       if (v.empty()) throw dp::Error("vhost_user: vdpa needs a device name");
       a.vdpa = v;
+    } else if (k == "mtu") {
+      char* e = nullptr;
+      const long n = std::strtol(v.c_str(), &e, 10);
+      if (v.empty() || *e != '\0' || n < 68 || n > 65535) {
+        throw dp::Error(fmt::format("vhost_user: mtu '{}' is not in 68..65535", v));
+      }
+      a.mtu = static_cast<uint16_t>(n);
     } else if (k == "queues") {
       char* e = nullptr;
       const long n = std::strtol(v.c_str(), &e, 10);
@@ -145,8 +174,8 @@ VhostUserArgs parse_vhost_user_args(const std::string& devargs) {
 }
 
 std::string format_vhost_user_args(const VhostUserArgs& a) {
-  return fmt::format("socket={},mode={},queues={}{}", a.socket, a.client ? "client" : "server", a.queues,
-                     a.vdpa.empty() ? "" : ",vdpa=" + a.vdpa);
+  return fmt::format("socket={},mode={},queues={}{}{}", a.socket, a.client ? "client" : "server", a.queues,
+                     a.vdpa.empty() ? "" : ",vdpa=" + a.vdpa, a.mtu == 0 ? "" : fmt::format(",mtu={}", a.mtu));
 }
 
 VhostUserPort::~VhostUserPort() { close(); }
@@ -307,12 +336,26 @@ void VhostUserPort::on_features_changed(int /*vid*/, uint64_t features) noexcept
   log_features_.store(features, std::memory_order_relaxed);
 }
 
+bool VhostUserPort::on_set_mtu(int vid, uint64_t mtu) noexcept {
+  const bool ok = args_.mtu == 0 || mtu <= args_.mtu;
+  if (ok) {
+    frontend_mtu_.store(mtu, std::memory_order_relaxed);
+  } else {
+    mtu_refused_.fetch_add(1, std::memory_order_relaxed);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  post({EventKind::kMtu, vid, 0, ok, mtu});
+  return ok;
+}
+
 void VhostUserPort::on_new_device(int vid) noexcept {
   uint64_t features = 0;
   rte_vhost_get_negotiated_features(vid, &features);
   log_features_.store(features, std::memory_order_relaxed);
   std::lock_guard<std::mutex> lock(mu_);
   live_vid_ = vid;
+  // A resumed vport's packed rings take the stream's positions before any worker may use the device.
+  if (rings_restore_pending_) restore_note_ = restore_rings_locked(vid);
   post({EventKind::kNew, vid, 0, true, features});
 }
 
@@ -381,6 +424,18 @@ void VhostUserPort::service() noexcept {
         ++disconnects_;
         publish = -2;
         break;
+      case EventKind::kMtu:
+        if (e.enable) {
+          fmt::print("eswitchd: vport {}: the guest's front-end set MTU {} (VHOST_USER_NET_SET_MTU){}\n", spec_.name,
+                     e.features, args_.mtu == 0 ? "" : fmt::format(", within the vport's MTU {}", args_.mtu));
+        } else {
+          fmt::print("eswitchd: vport {}: error: vhost-user socket {}: the guest's front-end asked for MTU {} "
+                     "(VHOST_USER_NET_SET_MTU), above the vport's MTU {}: refused (the front-end does not start "
+                     "the device until it asks for {} or less)\n",
+                     spec_.name, args_.socket, e.features, args_.mtu, args_.mtu);
+        }
+        fflush(stdout);
+        break;
       case EventKind::kConnection:
         // The vhost-user socket session (before the guest's driver makes the device ready, and after it is gone).
         fmt::print("eswitchd: vport {}: vhost-user session {} on {}\n", spec_.name, e.enable ? "opened" : "closed",
@@ -424,16 +479,19 @@ void VhostUserPort::service() noexcept {
                spec_.name, args_.socket, features_, enabled_queue_pairs(), args_.queues);
     if (!resumed_vrings_.empty() && resumed_vrings_.size() == 2u * args_.queues) {
       // After a migration: where the guest's rings are now against where the stream left them (a split ring
-      // restarts from its used index; packed rings would need the stream's indices set back).
+      // restarts from its used index in guest memory; a packed ring took the stream's positions unless the
+      // guest restarted it: restore_rings_locked).
       std::string cmp;
+      const bool packed = (features_ >> kFRingPackedBit) & 1;
       for (uint16_t i = 0; i < 2 * args_.queues; ++i) {
         uint16_t a = 0, u = 0;
         rte_vhost_get_vring_base(publish, i, &a, &u);
-        cmp += fmt::format(" vring{} {}/{}->{}/{}", i, resumed_vrings_[i].last_avail, resumed_vrings_[i].last_used,
-                           a, u);
+        const MigVring now = MigVring::from_vhost_base(a, u, packed);
+        cmp += fmt::format(" vring{} {}->{}", i, ring_position(resumed_vrings_[i], packed), ring_position(now, packed));
       }
-      fmt::print("eswitchd: vport {}: resumed from a migration stream; avail/used stream->guest:{}\n", spec_.name,
-                 cmp);
+      fmt::print("eswitchd: vport {}: resumed from a migration stream ({} ring); avail/used stream->now:{}{}\n",
+                 spec_.name, packed ? "packed" : "split", cmp, restore_note_.empty() ? "" : "; " + restore_note_);
+      restore_note_.clear();
     }
     fflush(stdout);
   }
@@ -456,6 +514,7 @@ dp::DriverCounters VhostUserPort::driver_counters() const {
     c.opackets += txq_[q].packets;
     c.oerrors += txq_[q].dropped;
     c.ierrors += rxq_[q].offload.errors;  // offload requests that made no sense: frame dropped
+    c.ierrors += rxq_[q].mtu_dropped;     // frames above the vport's MTU: dropped
   }
   return c;
 }
@@ -484,7 +543,9 @@ dp::PeerStatus VhostUserPort::peer_status() const {
   s.disconnects = disconnects_;
   s.queues.resize(args_.queues);
   OffloadCounters o;
+  uint64_t mtu_dropped = 0;
   for (uint16_t q = 0; q < args_.queues; ++q) {
+    mtu_dropped += rxq_[q].mtu_dropped;
     o.csum_completed += rxq_[q].offload.csum_completed;
     o.gso_frames += rxq_[q].offload.gso_frames;
     o.gso_segments += rxq_[q].offload.gso_segments;
@@ -495,7 +556,12 @@ dp::PeerStatus VhostUserPort::peer_status() const {
                 {"gso_segments", o.gso_segments},
                 {"offload_errors", o.errors},
                 {"announces", announces_sent()},
-                {"vrings_refused", vrings_refused_}};
+                {"vrings_refused", vrings_refused_},
+                {"mtu", args_.mtu},
+                {"frontend_mtu", frontend_mtu_.load(std::memory_order_relaxed)},
+                {"mtu_refused", mtu_refused_.load(std::memory_order_relaxed)},
+                {"mtu_dropped", mtu_dropped},
+                {"rings_restored", restored_rings_.load(std::memory_order_relaxed)}};
   s.state = mig_state_name(mig_state());
   for (uint16_t q = 0; q < args_.queues; ++q) {
     dp::PeerQueue& pq = s.queues[q];
@@ -544,13 +610,24 @@ uint16_t VhostUserPort::rx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uin
     const uint16_t k = rte_vhost_dequeue_burst(vid, static_cast<uint16_t>(2 * queue + 1), self->pool_, fresh,
                                                std::min<uint16_t>(static_cast<uint16_t>(n - got), kVhostBurst));
     rte_mbuf* segs[kMaxSegments];
+    const bool mtu = self->args_.mtu != 0;
     for (uint16_t i = 0; i < k; ++i) {
       if (!needs_offload(fresh[i])) {
+        if (mtu && self->above_mtu(fresh[i])) {
+          rte_pktmbuf_free(fresh[i]);
+          ++rq.mtu_dropped;
+          continue;
+        }
         pkts[got++] = fresh[i];
         continue;
       }
       const uint16_t made = complete_offloads(fresh[i], self->pool_, segs, rq.offload);
       for (uint16_t s = 0; s < made; ++s) {
+        if (mtu && self->above_mtu(segs[s])) {  // a TSO frame cut at an MSS the vport's MTU does not allow
+          rte_pktmbuf_free(segs[s]);
+          ++rq.mtu_dropped;
+          continue;
+        }
         if (got < n) {
           pkts[got++] = segs[s];
         } else {
@@ -562,6 +639,23 @@ uint16_t VhostUserPort::rx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uin
   rq.busy.fetch_sub(1, std::memory_order_release);
   rq.packets += got;
   return got;
+}
+
+// Whether the frame's L3 part (after the Ethernet header and up to two 802.1Q/802.1ad tags) is above the MTU.
+bool VhostUserPort::above_mtu(rte_mbuf* m) const noexcept {
+  if (m->pkt_len <= static_cast<uint32_t>(args_.mtu) + RTE_ETHER_HDR_LEN) return false;  // the common case
+  uint8_t buf[RTE_ETHER_HDR_LEN + 8];
+  uint32_t l2 = RTE_ETHER_HDR_LEN;
+  const auto* h = static_cast<const uint8_t*>(rte_pktmbuf_read(m, 0, std::min<uint32_t>(m->pkt_len, sizeof(buf)), buf));
+  if (h != nullptr) {
+    for (uint32_t at = 12; at + 2 <= std::min<uint32_t>(m->pkt_len, sizeof(buf)) && l2 < RTE_ETHER_HDR_LEN + 8;
+         at += 4) {
+      const uint16_t type = static_cast<uint16_t>(h[at] << 8 | h[at + 1]);
+      if (type != RTE_ETHER_TYPE_VLAN && type != RTE_ETHER_TYPE_QINQ) break;
+      l2 += 4;
+    }
+  }
+  return m->pkt_len > l2 + args_.mtu;
 }
 
 uint16_t VhostUserPort::tx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uint16_t n) noexcept {
@@ -656,23 +750,57 @@ bool VhostUserPort::inject_announce(rte_mbuf** pkts, uint16_t /*n*/) noexcept {
   return true;
 }
 
+namespace {
+
+// Packed ring (virtio 1.2 2.8): descriptors of 16 bytes {le64 addr; le32 len; le16 id; le16 flags}; the driver
+// makes slot i available by setting AVAIL (bit 7) to its wrap counter and USED (bit 15) to the opposite. Counts
+// the slots available from the device's position (index, wrap) on: what the guest offered that the device has
+// not taken. (<linux/virtio_ring.h> does not compile as C++.)
+uint16_t packed_available(const rte_vhost_vring& vr, uint16_t index, bool wrap) {
+  if (vr.desc_packed == nullptr || vr.size == 0 || index >= vr.size) return 0;
+  const auto* base = reinterpret_cast<const uint8_t*>(vr.desc_packed);
+  uint16_t n = 0;
+  while (n < vr.size) {
+    const auto* flags = reinterpret_cast<const uint16_t*>(base + 16u * index + 14);
+    const uint16_t f = __atomic_load_n(flags, __ATOMIC_ACQUIRE);
+    const bool avail = (f >> 7) & 1, used = (f >> 15) & 1;
+    if (avail != wrap || used == wrap) break;
+    ++n;
+    if (++index == vr.size) {
+      index = 0;
+      wrap = !wrap;
+    }
+  }
+  return n;
+}
+}  // namespace
+
 void VhostUserPort::save_mig(MigStream& s) const {
   const int vid = vid_.load(std::memory_order_acquire);
   s.features = vid >= 0 ? features_ : 0;
+  s.packed = (s.features >> kFRingPackedBit) & 1;
   s.queue_pairs = args_.queues;
   s.vrings.assign(2 * args_.queues, MigVring{});
   for (uint16_t i = 0; i < 2 * args_.queues; ++i) {
     MigVring& v = s.vrings[i];
-    v.enabled = vring_on_[i];
-    if (vid < 0) continue;
-    rte_vhost_get_vring_base(vid, i, &v.last_avail, &v.last_used);
-    rte_vhost_vring vr{};
-    if (!(features_ & bit(34)) && rte_vhost_get_vhost_vring(vid, i, &vr) == 0 && vr.avail != nullptr) {
-      // Split ring: what the guest made available that the engine has not taken yet.
-      // (struct vring_avail is {le16 flags; le16 idx; ...}: <linux/virtio_ring.h> does not compile as C++.)
-      const auto* avail_idx = reinterpret_cast<const uint16_t*>(vr.avail) + 1;
-      v.inflight = static_cast<uint16_t>(__atomic_load_n(avail_idx, __ATOMIC_ACQUIRE) - v.last_avail);
+    const bool enabled = vring_on_[i];
+    if (vid >= 0) {
+      uint16_t avail = 0, used = 0;
+      // Packed: index | wrap counter << 15 for both (DPDK 22.11 lib/vhost/vhost.c).
+      if (rte_vhost_get_vring_base(vid, i, &avail, &used) == 0) v = MigVring::from_vhost_base(avail, used, s.packed);
+      rte_vhost_vring vr{};
+      if (rte_vhost_get_vhost_vring(vid, i, &vr) == 0) {
+        if (s.packed) {
+          v.inflight = packed_available(vr, v.last_avail, v.avail_wrap);
+        } else if (vr.avail != nullptr) {
+          // Split ring: what the guest made available that the engine has not taken yet.
+          // (struct vring_avail is {le16 flags; le16 idx; ...}.)
+          const auto* avail_idx = reinterpret_cast<const uint16_t*>(vr.avail) + 1;
+          v.inflight = static_cast<uint16_t>(__atomic_load_n(avail_idx, __ATOMIC_ACQUIRE) - v.last_avail);
+        }
+      }
     }
+    v.enabled = enabled;
   }
   const dp::DriverCounters d = driver_counters();
   s.counters.engine_rx = d.ipackets;
@@ -686,9 +814,59 @@ void VhostUserPort::load_mig(const MigStream& s, const dp::PortCounters& carried
   carried_rx_ = s.counters.engine_rx;
   carried_tx_ = s.counters.engine_tx;
   carried_refused_ = s.counters.engine_tx_refused;
-  resumed_vrings_ = s.vrings;
   if (rte_ether_unformat_addr(s.hw_addr.c_str(), &announce_mac_) != 0) announce_mac_ = rte_ether_addr{};
-  if (resumed_vrings_.empty()) resumed_vrings_.push_back({});  // marks "resumed" for the announce
+  std::string note;
+  {
+    std::lock_guard<std::mutex> lock(mu_);  // the vhost thread reads them in new_device
+    resumed_vrings_ = s.vrings;
+    rings_restore_pending_ = s.packed && s.vrings.size() == 2u * args_.queues;
+    // The guest's session may be up already (it reached this eswitchd before the stream was installed): the
+    // vport is RESUMING, so nothing polls its rings while they are set.
+    if (rings_restore_pending_ && live_vid_ >= 0) note = restore_rings_locked(live_vid_);
+    if (resumed_vrings_.empty()) resumed_vrings_.push_back({});  // marks "resumed" for the announce
+  }
+  if (!note.empty()) {
+    fmt::print("eswitchd: vport {}: {}\n", spec_.name, note);
+    fflush(stdout);
+  }
+}
+
+std::string VhostUserPort::ring_position(const MigVring& v, bool packed) {
+  if (!packed) return fmt::format("{}/{}", v.last_avail, v.last_used);
+  return fmt::format("{}w{}/{}w{}", v.last_avail, v.avail_wrap ? 1 : 0, v.last_used, v.used_wrap ? 1 : 0);
+}
+
+// A packed ring has no index in guest memory that the device could restart from (a split ring has the used
+// index, which rte_vhost resynchronises to): its position is where the device last stopped, which only the stream
+// knows once the front-end lost its session with the source. So each vring takes the stream's avail/used
+// index and wrap counters (rte_vhost_set_vring_base), unless the front-end restarted the ring (slot 0, wrap
+// counters 1: a driver reset, or DPDK virtio_user's reconnect, which re-initialises packed rings): then the
+// stream's positions no longer exist in it. Called with mu_ held, before the device is polled.
+std::string VhostUserPort::restore_rings_locked(int vid) noexcept {
+  rings_restore_pending_ = false;
+  unsigned set = 0, same = 0, restarted = 0, failed = 0;
+  for (uint16_t i = 0; i < resumed_vrings_.size(); ++i) {
+    uint16_t a = 0, u = 0;
+    if (rte_vhost_get_vring_base(vid, i, &a, &u) != 0) {
+      ++failed;
+      continue;
+    }
+    const MigVring now = MigVring::from_vhost_base(a, u, true);
+    const MigVring& want = resumed_vrings_[i];
+    if (now.same_position(want)) {
+      ++same;
+    } else if (now.last_avail == 0 && now.avail_wrap && now.last_used == 0 && now.used_wrap) {
+      ++restarted;
+    } else if (rte_vhost_set_vring_base(vid, i, want.vhost_avail(), want.vhost_used()) == 0) {
+      ++set;
+    } else {
+      ++failed;
+    }
+  }
+  restored_rings_.fetch_add(set, std::memory_order_relaxed);
+  return fmt::format("packed rings from the stream: {} set to the stream's avail/used and wrap counters, {} already "
+                     "there, {} restarted by the guest (kept), {} without a ring",
+                     set, same, restarted, failed);
 }
 
 void VhostUserPort::add_carried(dp::PortCounters& c) const { c += carried_; }

@@ -18,7 +18,14 @@
 //  a worker marks its queue busy, then reads the vid; the callback clears the vid, then reads the marks).
 //
 // devargs (canonical, written by the switch's plan from the config's `attach.vhost_user`):
-//   "socket=/abs/path,mode=server|client,queues=N[,vdpa=NAME]"   (N in 1..kMaxQueues)
+//   "socket=/abs/path,mode=server|client,queues=N[,vdpa=NAME][,mtu=M]"   (N in 1..kMaxQueues, M in 68..65535)
+//
+// mtu=M: the vport's MTU. A front-end that sets a larger one (VHOST_USER_NET_SET_MTU: QEMU's host_mtu= with
+// VIRTIO_NET_F_MTU negotiated) is refused with a logged error (with REPLY_ACK the front-end gets the failure:
+// QEMU then reports "MTU not supported by the backend" and does not start the device); frames from the guest
+// whose L3 part (after the Ethernet header and up to two VLAN tags) is above M are dropped and counted
+// (peer counters mtu_dropped; also the device's ierrors). The value the guest's driver reads is the
+// front-end's (virtio config space belongs to QEMU); the port checks it and records it (frontend_mtu).
 //
 // vdpa=NAME: a hardware vDPA device (an rte_vdpa device probed by its driver: mlx5, ifc, sfc) is attached to the
 // socket with rte_vhost_driver_attach_vdpa_device; the device moves the guest's descriptors itself, so the port
@@ -52,6 +59,7 @@ struct VhostUserArgs {
   bool client = false;  // false: eswitchd listens (server), true: eswitchd connects (and reconnects)
   uint16_t queues = 1;
   std::string vdpa;  // non-empty: attach this hardware vDPA device (rte_vdpa name) instead of the software engine
+  uint16_t mtu = 0;  // 0: no limit; else the largest L3 packet the guest may send (and the largest front-end MTU)
 };
 
 // Parses the canonical devargs; throws dp::Error naming what is wrong.
@@ -86,6 +94,8 @@ class VhostUserPort final : public dp::Port {
   void on_connection(int vid, bool up) noexcept;
   void on_vring_state(int vid, uint16_t vring, bool enable) noexcept;
   void on_features_changed(int vid, uint64_t features) noexcept;
+  // VHOST_USER_NET_SET_MTU (rte_vhost's message thread, before rte_vhost handles it): false refuses it.
+  bool on_set_mtu(int vid, uint64_t mtu) noexcept;
 
   // Migration (main lcore; vdpa/migration.h). set_mig_state() does not check the arc (the caller does); it
   // returns once no worker is inside a burst that the new state forbids. save_mig() fills the engine's part of a
@@ -107,19 +117,23 @@ class VhostUserPort final : public dp::Port {
     // rx: guest offloads completed (offload.h); segments of a GSO frame that did not fit in the burst wait in
     // `held` for the next one (room for a whole burst of maximal GSO frames: allocated at open).
     OffloadCounters offload;
+    uint64_t mtu_dropped = 0;       // rx: frames above the vport's MTU
     std::vector<rte_mbuf*> held;
     uint32_t held_at = 0, held_n = 0;
   };
-  enum class EventKind : uint8_t { kNew, kDestroy, kVring, kConnection };
+  enum class EventKind : uint8_t { kNew, kDestroy, kVring, kConnection, kMtu };
   bool inject_announce(rte_mbuf** pkts, uint16_t n) noexcept;
   void quiesce() noexcept;
+  std::string restore_rings_locked(int vid) noexcept;  // mu_ held
+  static std::string ring_position(const MigVring& v, bool packed);
   struct Event {
     EventKind kind;
     int vid;
     uint16_t vring;
     bool enable;
-    uint64_t features;  // kNew: what the guest negotiated
+    uint64_t features;  // kNew: what the guest negotiated; kMtu: the MTU the front-end set (enable: accepted)
   };
+  bool above_mtu(rte_mbuf* m) const noexcept;
 
   static uint16_t rx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uint16_t n) noexcept;
   static uint16_t tx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uint16_t n) noexcept;
@@ -152,7 +166,12 @@ class VhostUserPort final : public dp::Port {
   dp::PortCounters carried_{};             // switch counters carried over from a migration stream
   uint64_t carried_rx_ = 0, carried_tx_ = 0, carried_refused_ = 0;
   rte_ether_addr announce_mac_{};          // the guest's MAC (the vport's hw_addr), from the stream
-  std::vector<MigVring> resumed_vrings_;   // from the stream, compared with the guest's rings when it connects
+  // From the stream (under mu_: the vhost thread reads them in new_device): compared with the guest's rings when
+  // it connects; a packed ring's positions are set back from them once (restore_rings_locked).
+  std::vector<MigVring> resumed_vrings_;
+  bool rings_restore_pending_ = false;
+  std::string restore_note_;  // what the restore did, logged with the guest's session
+  std::atomic<uint64_t> restored_rings_{0};  // packed vrings set from a stream
 
   // Main lcore state.
   bool vring_on_[2 * kMaxQueues] = {};  // as rte_vhost reported them for device vring_vid_
@@ -162,6 +181,9 @@ class VhostUserPort final : public dp::Port {
   uint64_t connects_ = 0, disconnects_ = 0;
   uint16_t reported_pairs_ = 0;  // queue pairs on when last logged
   uint64_t vrings_refused_ = 0;  // vrings the guest enabled beyond the configured queue pairs (not served)
+  // VHOST_USER_NET_SET_MTU, written by rte_vhost's thread.
+  std::atomic<uint64_t> frontend_mtu_{0};  // the last MTU accepted (0: none set)
+  std::atomic<uint64_t> mtu_refused_{0};   // front-end MTUs above the vport's
 
   // Shared with rte_vhost's thread.
   std::mutex mu_;

@@ -40,6 +40,7 @@ struct PortSnap {
   std::string driver;
   bool link_up = false;
   PortCounters counters;
+  PeerStatus peer;  // the backend's session with its peer (a vhost-user guest): present = false when none
 };
 
 struct VportSnap {
@@ -49,6 +50,7 @@ struct VportSnap {
   uint64_t rx_packets = 0;
   uint64_t tx_packets = 0;
   std::vector<std::pair<std::string, uint64_t>> drops;
+  PeerStatus peer;  // its port's (same name), as in `eswitchctl show ports`
 };
 
 struct TableSnap {
@@ -140,6 +142,24 @@ void port_counters(rte_tel_data* d, const PortCounters& c, bool by_reason) {
   }
 }
 
+// A vhost-user session (PeerStatus), flat as dpdk-telemetry.py shows dicts: connection, negotiated features,
+// migration state, per queue pair rx/tx/drops, the engine's own counters.
+void peer_fields(rte_tel_data* d, const PeerStatus& p) {
+  add_u64(d, "vhost_connected", p.connected ? 1 : 0);
+  add_u64(d, "vhost_features", p.features);
+  add_u64(d, "vhost_connects", p.connects);
+  add_u64(d, "vhost_disconnects", p.disconnects);
+  if (!p.state.empty()) add_str(d, "migration_state", p.state);
+  for (size_t q = 0; q < p.queues.size(); ++q) {
+    const PeerQueue& x = p.queues[q];
+    add_u64(d, fmt::format("q{}_enabled", q), x.rx_enabled && x.tx_enabled ? 1 : 0);
+    add_u64(d, fmt::format("q{}_rx_packets", q), x.rx_packets);
+    add_u64(d, fmt::format("q{}_tx_packets", q), x.tx_packets);
+    add_u64(d, fmt::format("q{}_tx_dropped", q), x.tx_dropped);
+  }
+  for (const auto& [k, v] : p.counters) add_u64(d, "vhost_" + k, v);
+}
+
 bool has_param(const char* params) { return params != nullptr && params[0] != '\0'; }
 
 int not_running(rte_tel_data* d) {
@@ -189,6 +209,7 @@ int cmd_ports(const char*, const char* params, rte_tel_data* d) {
       add_str(d, "driver", p.driver);
       add_u64(d, "link_up", p.link_up ? 1 : 0);
       port_counters(d, p.counters, true);
+      if (p.peer.present) peer_fields(d, p.peer);
       return 0;
     }
     return -1;  // no such port: dpdk-telemetry.py prints null
@@ -230,6 +251,7 @@ int cmd_vports(const char*, const char* params, rte_tel_data* d) {
       add_u64(d, "tx_packets", v.tx_packets);
       add_u64(d, "drops", totals(v));
       for (const auto& [reason, n] : v.drops) add_u64(d, "drops_" + reason, n);
+      if (v.peer.present) peer_fields(d, v.peer);
       return 0;
     }
     return -1;
@@ -249,6 +271,10 @@ int cmd_vports(const char*, const char* params, rte_tel_data* d) {
     add_u64(c, "rx_packets", v.rx_packets);
     add_u64(c, "tx_packets", v.tx_packets);
     add_u64(c, "drops", totals(v));
+    if (v.peer.present) {
+      add_u64(c, "vhost_connected", v.peer.connected ? 1 : 0);
+      if (!v.peer.state.empty()) add_str(c, "migration_state", v.peer.state);
+    }
     rte_tel_data_add_dict_container(d, v.name.c_str(), c, 0);
   }
   return 0;
@@ -465,11 +491,21 @@ void Telemetry::publish(const Switch& sw, const TelemetryInfo& info, bool with_r
   auto snap = std::make_shared<Snapshot>();
   snap->info = info;
   snap->workers = static_cast<unsigned>(sw.config().dataplane.worker_cores.size());
+  std::map<std::string, PeerStatus> peers;  // ports with a peer session (vhost-user vports), by name
+  for (const auto& port : sw.ports()) {
+    if (port == nullptr) continue;
+    PeerStatus ps = port->peer_status();
+    if (ps.present) peers[port->name()] = std::move(ps);
+  }
+  auto peer_of = [&](const std::string& name) {
+    auto it = peers.find(name);
+    return it != peers.end() ? it->second : PeerStatus{};
+  };
   for (const PortStats& p : sw.port_stats()) {
-    snap->ports.push_back({p.name, port_role_name(p.role), p.driver, p.link_up, p.counters});
+    snap->ports.push_back({p.name, port_role_name(p.role), p.driver, p.link_up, p.counters, peer_of(p.name)});
   }
   for (const VportStats& v : sw.vport_stats()) {
-    snap->vports.push_back({v.name, v.representor, v.active, v.rx_packets, v.tx_packets, v.drops});
+    snap->vports.push_back({v.name, v.representor, v.active, v.rx_packets, v.tx_packets, v.drops, peer_of(v.name)});
   }
   snap->classifier = sw.classifier_stats();
   snap->worker_cycles = sw.worker_cycles();

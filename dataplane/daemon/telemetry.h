@@ -3,7 +3,10 @@
 //
 //   /eswitch/info                  pid, file prefix, API socket, config generation and hash, counts
 //   /eswitch/ports[,NAME]          per-port counters (all ports, or one port with drops by reason)
-//   /eswitch/vports[,NAME]         per-vport counters (all vports, or one vport with drops by reason)
+//   /eswitch/vports[,NAME]         per-vport counters (all vports, or one vport with drops by reason); a vhost-user
+//                                  vport adds its session: vhost_connected, migration_state, and with NAME the
+//                                  negotiated vhost_features, per queue pair qN_rx/tx_packets, qN_tx_dropped and
+//                                  the engine's counters (vhost_*); /eswitch/ports,NAME the same
 //   /eswitch/tables                per-table rule count and count-action totals
 //   /eswitch/classifier            classifier snapshot statistics
 //   /eswitch/workers               per worker: busy/idle TSC cycles, packets, cycles per packet

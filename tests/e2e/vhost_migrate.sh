@@ -11,14 +11,25 @@
 # learned the guest on B's side, an illegal arc refused with both state names, corrupted / truncated / foreign
 # streams refused with the byte and field at fault, both eswitchds stop cleanly.
 #
-# usage: vhost_migrate.sh PATH/TO/eswitchd PATH/TO/eswitchctl
+# RING=packed (third argument): the guest's rings are packed (virtio_user packed_vq=1); the stream carries each
+# vring's avail/used index with its wrap counters and B reports what it did with them (virtio_user restarts
+# packed rings when it reconnects, so B keeps the guest's restarted positions).
+# The migration state is also read from B's DPDK telemetry (/eswitch/vports,NAME: migration_state, session).
+#
+# usage: vhost_migrate.sh PATH/TO/eswitchd PATH/TO/eswitchctl [split|packed]
 set -euo pipefail
-ESWITCHD=${1:?usage: $0 eswitchd eswitchctl}
-ESWITCHCTL=${2:?usage: $0 eswitchd eswitchctl}
+ESWITCHD=${1:?usage: $0 eswitchd eswitchctl [split|packed]}
+ESWITCHCTL=${2:?usage: $0 eswitchd eswitchctl [split|packed]}
+RING=${3:-split}
+[[ $RING == split || $RING == packed ]] || { echo "usage: $0 eswitchd eswitchctl [split|packed]" >&2; exit 2; }
+GUEST_RING_OPT=""
+[[ $RING == packed ]] && GUEST_RING_OPT=",packed_vq=1"
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../../scripts/lib/netns.sh
 source "$HERE/../../scripts/lib/netns.sh"
 command -v dpdk-testpmd >/dev/null || { echo "SKIP: dpdk-testpmd not installed (package dpdk)"; exit 77; }
+TELEMETRY=$(command -v dpdk-telemetry.py || true)
+[[ -n "$TELEMETRY" ]] || { echo "SKIP: dpdk-telemetry.py missing (dpdk-dev)"; exit 77; }
 esw_e2e_begin vmig
 B_PID=""
 cleanup() {
@@ -75,7 +86,7 @@ config b yes >"$WORK/b.yaml"
 
 # The guest listens first; A connects to it.
 dpdk-testpmd --no-huge -m 1024 --single-file-segments --no-pci --file-prefix "$PREFIX-guest" \
-  --lcores "0@0,1@0" --vdev "net_virtio_user0,path=$GUEST_SOCK,server=1,mac=$MAC1,queues=1,queue_size=256" -- \
+  --lcores "0@0,1@0" --vdev "net_virtio_user0,path=$GUEST_SOCK,server=1,mac=$MAC1,queues=1,queue_size=256$GUEST_RING_OPT" -- \
   --total-num-mbufs=8192 --nb-cores=1 --rxq=1 --txq=1 --forward-mode=icmpecho --stats-period 1 \
   >"$WORK/guest.log" 2>&1 </dev/null &
 GUEST_PID=$!
@@ -114,6 +125,24 @@ grep -q "RUNNING -> STOP_COPY" <<<"$out" || failb "the refusal does not name bot
 echo "ok: illegal arc refused: $out"
 ctl_b vport migrate vm --to-state RUNNING_P2P >/dev/null
 ctl_b vport migrate vm --to-state STOP >/dev/null
+
+# B's DPDK telemetry shows the vport's migration state (published every 200 ms): poll until it reads WANT.
+tel_b_vport() {  # tel_b_vport VPORT WANT_STATE -> prints the /eswitch/vports,VPORT reply (JSON)
+  local out="" i
+  for ((i = 0; i < 20; i++)); do
+    out=$(printf '/eswitch/vports,%s\n' "$1" | timeout 20 "$TELEMETRY" -f "$PREFIX-b" 2>/dev/null | grep '^{' | tail -1) || true
+    if /usr/bin/python3 -c 'import json,sys; sys.exit(json.loads(sys.argv[1])["/eswitch/vports"]["migration_state"] != sys.argv[2])' \
+      "$out" "$2" 2>/dev/null; then
+      echo "$out"
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "$out"
+  return 1
+}
+tel=$(tel_b_vport vm STOP) || failb "B's telemetry does not show vm in STOP: $tel"
+echo "ok: B's telemetry: vm migration_state STOP"
 
 # Live traffic: 10 ms pings for the whole migration.
 NPING=700
@@ -168,7 +197,7 @@ PY
 )
 echo "  timeline: A PRE_COPY..STOP_COPY $(ms "$t0" "$t1") ms (3 eswitchctl calls), B RESUMING..RUNNING $(ms "$t1" "$t2") ms" \
   "(4 calls; A's apply removing the vport meanwhile), A's apply done +$(ms "$t2" "$t3") ms, B's guest seen +$(ms "$t3" "$t4") ms"
-grep -E "vport vm: (vhost-user|migration)" "$WORK/b.log" | sed 's/^/  B: /'
+grep -E "vport vm: (vhost-user|migration|resumed|packed rings)" "$WORK/b.log" | sed 's/^/  B: /'
 
 api_ms=$(/usr/bin/python3 -c '
 import json, sys
@@ -181,7 +210,15 @@ import sys
 s = set(int(x) for x in sys.argv[1].split()); n = int(sys.argv[2])
 print(sum(1 for i in range(n - 100, n + 1) if i in s))' "$seqs" "$NPING")
 ((tail_ok >= 90)) || failb "pings did not resume through B ($tail_ok of the last 100 answered)"
-grep -q "resumed from a migration stream" "$WORK/b.log" || failb "B did not log the resume"
+grep -q "resumed from a migration stream ($RING ring)" "$WORK/b.log" || failb "B did not log the resume of a $RING ring"
+# The stream's ring layout: what the guest negotiated (RING_PACKED, bit 34).
+saved_packed=$(/usr/bin/python3 -c 'import json,sys; print((json.load(open(sys.argv[1]))["features"] >> 34) & 1)' "$WORK/save.json")
+[[ $saved_packed == $([[ $RING == packed ]] && echo 1 || echo 0) ]] || failb "the stream's features have RING_PACKED=$saved_packed for a $RING ring"
+if [[ $RING == packed ]]; then
+  # virtio_user re-initialises packed rings when it reconnects: B keeps the guest's restarted positions.
+  grep -Eq "packed rings from the stream: .* [1-9][0-9]* restarted by the guest \(kept\)" "$WORK/b.log" ||
+    failb "B did not report what it did with the stream's packed ring positions"
+fi
 
 b_rules_after=$(rule_total ctl_b)
 installed=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rules"])' "$WORK/install.json")
@@ -205,6 +242,19 @@ print(p["state"] if sys.argv[2] == "state" else p["counters"][sys.argv[2]])' "$1
 [[ $(peer_of vm state) == RUNNING ]] || failb "B shows vm in state $(peer_of vm state), not RUNNING"
 (( $(peer_of vm announces) == 1 )) || failb "B sent $(peer_of vm announces) announces, not 1"
 echo "ok: show ports on B: vm RUNNING, 1 RARP announce"
+# The same in B's telemetry: RUNNING, the guest connected, traffic on queue pair 0, the announce.
+tel=$(tel_b_vport vm RUNNING) || failb "B's telemetry does not show vm RUNNING: $tel"
+/usr/bin/python3 - "$tel" "$RING" <<'PY' || failb "B's telemetry session view of vm is wrong: $tel"
+import json, sys
+v = json.loads(sys.argv[1])["/eswitch/vports"]
+packed = (v["vhost_features"] >> 34) & 1
+ok = v["vhost_connected"] == 1 and v["q0_rx_packets"] > 0 and v["q0_tx_packets"] > 0 and v["vhost_announces"] == 1
+ok = ok and packed == (sys.argv[2] == "packed")
+print(f"  B telemetry vm: {v['migration_state']}, connected {v['vhost_connected']}, features 0x{v['vhost_features']:x}, "
+      f"q0 rx {v['q0_rx_packets']} tx {v['q0_tx_packets']}, announces {v['vhost_announces']}")
+sys.exit(0 if ok else 1)
+PY
+echo "ok: B's telemetry: vm RUNNING with its session (features, queue pair 0 traffic, announce)"
 
 # Counters continue: B's vm counts start at A's (from the stream) and grew.
 saved_rx=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rx_packets"])' "$WORK/save.json")
@@ -241,6 +291,7 @@ for f in bad short ver vm fifo link; do
   esac
 done
 [[ $(peer_of vm9 state) == STOP ]] || failb "vm9 is $(peer_of vm9 state) after the refused streams, not STOP"
+tel=$(tel_b_vport vm9 STOP) || failb "B's telemetry does not show vm9 STOP: $tel"
 out=$(ctl_b vport migrate vm9 --to-state RUNNING_P2P 2>&1) || failb "vm9 did not stay in STOP: $out"
 echo "ok: corrupted, truncated, wrong-version and foreign streams refused; the vport stayed STOP"
 
@@ -252,4 +303,4 @@ wait "$B_PID" || rc=$?
 B_PID=""
 [[ $rc -eq 0 ]] || failb "eswitchd B exited with $rc"
 esw_stop_eswitchd
-echo "PASS: vhost-user vport migrated between eswitchds under 10 ms pings: loss window $window ms, no duplicates, counters continue, RARP moved the guest, illegal arc and bad streams refused"
+echo "PASS ($RING ring): vhost-user vport migrated between eswitchds under 10 ms pings: loss window $window ms, no duplicates, counters continue, RARP moved the guest, illegal arc and bad streams refused"

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <optional>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -474,6 +475,125 @@ TEST(VhostPortErrors, QueuePairsAboveTheConfiguredMaximumAreRefusedAndCounted) {
   EXPECT_EQ(sw.mempool_report().in_use, 0u);
 }
 
+// A vhost-user front-end speaking the protocol on the socket by hand (what QEMU sends for host_mtu=: the
+// virtio_user driver never sends VHOST_USER_NET_SET_MTU): header {le32 request, le32 flags, le32 size}, payload.
+struct RawFrontEnd {
+  int fd = -1;
+  explicit RawFrontEnd(const std::string& path) {
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
+    if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) throw std::runtime_error("connect");
+    timeval tv{3, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  }
+  ~RawFrontEnd() { ::close(fd); }
+  static constexpr uint32_t kVersion = 1, kReply = 1u << 2, kNeedReply = 1u << 3;
+  void send(uint32_t request, uint32_t flags, const uint64_t* u64) {
+    uint8_t b[20];
+    const uint32_t size = u64 != nullptr ? 8 : 0;
+    std::memcpy(b, &request, 4);
+    std::memcpy(b + 4, &flags, 4);
+    std::memcpy(b + 8, &size, 4);
+    if (u64 != nullptr) std::memcpy(b + 12, u64, 8);
+    if (::send(fd, b, 12 + size, MSG_NOSIGNAL) != static_cast<ssize_t>(12 + size)) throw std::runtime_error("send");
+  }
+  // The reply's u64 payload, or nullopt when none came (closed / timed out).
+  std::optional<uint64_t> reply(uint32_t request) {
+    uint8_t b[20];
+    size_t got = 0;
+    while (got < sizeof(b)) {
+      const ssize_t n = ::recv(fd, b + got, sizeof(b) - got, 0);
+      if (n <= 0) return std::nullopt;
+      got += static_cast<size_t>(n);
+    }
+    uint32_t req = 0, flags = 0, size = 0;
+    std::memcpy(&req, b, 4);
+    std::memcpy(&flags, b + 4, 4);
+    std::memcpy(&size, b + 8, 4);
+    if (req != request || !(flags & kReply) || size != 8) return std::nullopt;
+    uint64_t v = 0;
+    std::memcpy(&v, b + 12, 8);
+    return v;
+  }
+  std::optional<uint64_t> call(uint32_t request, uint32_t flags = kVersion, const uint64_t* u64 = nullptr) {
+    send(request, flags, u64);
+    return reply(request);
+  }
+};
+
+uint64_t peer_counter(const VhostUserPort& vp, const std::string& name) {
+  for (const auto& [k, v] : vp.peer_status().counters) {
+    if (k == name) return v;
+  }
+  ADD_FAILURE() << "no peer counter " << name;
+  return 0;
+}
+
+// The vport's MTU (vhost_user.mtu): a front-end MTU above it is refused on the wire (REPLY_ACK failure), one at or
+// below it accepted and recorded; frames from a guest whose L3 part is above it are dropped and counted, the
+// others forwarded unchanged.
+TEST(VhostPortMtu, FrontEndMtuAboveTheVportsIsRefusedAndLargerFramesDropped) {
+  const std::string sock = socket_dir() + "/vm-mtu.sock";
+  RingPort ring("vhmtu");
+  esw::cfg::Config c = base_config();
+  c.uplinks.push_back(esw::test::uplink("up", ring.devname));
+  c.vports.push_back(vhost_vport("vm1", sock, 1));
+  c.vports.back().attach.vhost_user->mtu = 1400;
+  c.pipeline.mode = esw::cfg::PipelineMode::kCrossConnect;
+  c.pipeline.cross_connect = {{"up", "vm1"}, {"vm1", "up"}};
+  esw::dp::Switch sw(c);
+  sw.start();
+  VhostUserPort* vp = vhost_port(sw, "vm1");
+  ASSERT_NE(vp, nullptr);
+  EXPECT_TRUE(vp->offered_features() >> 3 & 1) << "VIRTIO_NET_F_MTU not offered";
+  EXPECT_EQ(peer_counter(*vp, "mtu"), 1400u);
+  {
+    constexpr uint32_t kGetFeatures = 1, kGetProtocolFeatures = 15, kSetProtocolFeatures = 16, kNetSetMtu = 20;
+    constexpr uint64_t kReplyAck = 1ULL << 3, kNetMtu = 1ULL << 4;  // VHOST_USER_PROTOCOL_F_*
+    RawFrontEnd fe(sock);
+    const auto features = fe.call(kGetFeatures);
+    ASSERT_TRUE(features.has_value());
+    EXPECT_TRUE(*features >> 3 & 1) << "F_MTU not offered on the wire";
+    const auto proto = fe.call(kGetProtocolFeatures);
+    ASSERT_TRUE(proto.has_value());
+    ASSERT_EQ(*proto & (kReplyAck | kNetMtu), kReplyAck | kNetMtu) << "REPLY_ACK / NET_MTU not offered";
+    const uint64_t want = kReplyAck | kNetMtu;
+    fe.send(kSetProtocolFeatures, RawFrontEnd::kVersion, &want);
+    const uint32_t ack = RawFrontEnd::kVersion | RawFrontEnd::kNeedReply;
+    for (const auto& [mtu, refused] : std::vector<std::pair<uint64_t, bool>>{{9000, true}, {1401, true}, {1400, false},
+                                                                              {1280, false}}) {
+      const auto r = fe.call(kNetSetMtu, ack, &mtu);
+      ASSERT_TRUE(r.has_value()) << "no REPLY_ACK for MTU " << mtu << " (the session was closed?)";
+      EXPECT_EQ(*r, refused ? 1u : 0u) << "MTU " << mtu;
+    }
+    EXPECT_EQ(peer_counter(*vp, "mtu_refused"), 2u);
+    EXPECT_EQ(peer_counter(*vp, "frontend_mtu"), 1280u);
+  }
+  {
+    // Frames from a guest: L3 1400 passes, 1401 and more are dropped; the rest of the burst is forwarded.
+    Guest g("mtu", sock, 1, false);
+    ASSERT_TRUE(serve_until(sw, [&] { return vp->device_ready() && vp->enabled_queue_pairs() == 1; }));
+    const std::vector<std::vector<uint8_t>> fs = {frame(1, 64), frame(2, 1414), frame(3, 1415), frame(4, 2000),
+                                                  frame(5, 1000)};
+    ASSERT_EQ(g.send(0, fs), fs.size());
+    std::vector<std::vector<uint8_t>> got;
+    serve_until(sw, [&] {
+      auto more = ring.take_bytes(5, 0ms);
+      got.insert(got.end(), more.begin(), more.end());
+      return false;
+    }, 500ms);
+    ASSERT_EQ(got.size(), 3u);
+    EXPECT_TRUE(got[0] == fs[0] && got[1] == fs[1] && got[2] == fs[4]);
+    EXPECT_EQ(peer_counter(*vp, "mtu_dropped"), 2u);
+    EXPECT_EQ(vp->driver_counters().ierrors, 2u);
+  }
+  serve_until(sw, [&] { return !vp->device_ready(); });
+  sw.close();
+  EXPECT_EQ(sw.mempool_report().in_use, 0u);
+}
+
 // eswitchd stopping (or the vport removed) while the guest is connected and sending: close() unregisters the
 // socket, rte_vhost destroys the device under the workers' feet only after they are out of it, and every mbuf is
 // back in the pool; the guest sees a disconnect, nothing worse.
@@ -617,6 +737,12 @@ TEST(VhostPortErrors, DevargsAreChecked) {
   EXPECT_TRUE(a.client);
   EXPECT_EQ(a.queues, 4);
   EXPECT_EQ(esw::vdpa::format_vhost_user_args(a), "socket=/a.sock,mode=client,queues=4");
+  EXPECT_EQ(esw::vdpa::parse_vhost_user_args("socket=/a.sock,mtu=9000").mtu, 9000);
+  EXPECT_EQ(esw::vdpa::format_vhost_user_args(esw::vdpa::parse_vhost_user_args("socket=/a.sock,mtu=1500")),
+            "socket=/a.sock,mode=server,queues=1,mtu=1500");
+  EXPECT_THROW(esw::vdpa::parse_vhost_user_args("socket=/a.sock,mtu=67"), esw::dp::Error);
+  EXPECT_THROW(esw::vdpa::parse_vhost_user_args("socket=/a.sock,mtu=65536"), esw::dp::Error);
+  EXPECT_THROW(esw::vdpa::parse_vhost_user_args("socket=/a.sock,mtu=15x"), esw::dp::Error);
 }
 
 class Env : public ::testing::Environment {

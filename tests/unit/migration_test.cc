@@ -8,6 +8,8 @@
 
 #include <set>
 
+#include <fmt/format.h>
+
 namespace esw::vdpa {
 namespace {
 
@@ -62,8 +64,14 @@ MigStream sample() {
   s.vport = "vm1";
   s.features = 0x150208000ULL;
   s.queue_pairs = 2;
-  for (uint16_t i = 0; i < 4; ++i) s.vrings.push_back({static_cast<uint16_t>(100 + i), static_cast<uint16_t>(90 + i),
-                                                       static_cast<uint16_t>(i), i != 3});
+  for (uint16_t i = 0; i < 4; ++i) {
+    MigVring v;
+    v.last_avail = static_cast<uint16_t>(100 + i);
+    v.last_used = static_cast<uint16_t>(90 + i);
+    v.inflight = i;
+    v.enabled = i != 3;
+    s.vrings.push_back(v);
+  }
   s.hw_addr = "02:00:c6:12:00:01";
   s.ipv4 = {"198.18.0.1", "198.18.1.0/24"};
   s.ipv6 = {"2001:db8::1"};
@@ -104,8 +112,62 @@ TEST(MigrationStream, RoundTrip) {
   EXPECT_EQ(d.rules, s.rules);
 }
 
+// A packed ring: RING_PACKED negotiated, each vring at a descriptor slot with its own avail / used wrap counters.
+MigStream packed_sample() {
+  MigStream s = sample();
+  s.features |= 1ULL << 34;
+  s.packed = true;
+  // rte_vhost_get_vring_base's form: index | wrap << 15.
+  s.vrings[0] = MigVring::from_vhost_base(0x8000 | 255, 0x8000 | 250, true);  // both counters 1
+  s.vrings[1] = MigVring::from_vhost_base(3, 0x8000 | 254, true);             // avail wrapped, used not yet
+  s.vrings[2] = MigVring::from_vhost_base(0, 0, true);                        // second lap, slot 0
+  s.vrings[3] = MigVring::from_vhost_base(0x7fff, 0xffff, true);              // the largest slot
+  s.vrings[1].inflight = 7;
+  s.vrings[0].enabled = s.vrings[1].enabled = true;
+  return s;
+}
+
+TEST(MigrationStream, PackedRingRoundTrip) {
+  const MigStream s = packed_sample();
+  EXPECT_EQ(s.vrings[1].last_avail, 3);
+  EXPECT_FALSE(s.vrings[1].avail_wrap);
+  EXPECT_EQ(s.vrings[1].last_used, 254);
+  EXPECT_TRUE(s.vrings[1].used_wrap);
+  const std::vector<uint8_t> b = encode_mig_stream(s);
+  MigStream d;
+  std::string err;
+  ASSERT_TRUE(decode_mig_stream(b.data(), b.size(), d, err)) << err;
+  EXPECT_TRUE(d.packed);
+  ASSERT_EQ(d.vrings.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_TRUE(d.vrings[i].same_position(s.vrings[i])) << i;
+    // Back to rte_vhost_set_vring_base's form unchanged.
+    EXPECT_EQ(d.vrings[i].vhost_avail(), s.vrings[i].vhost_avail()) << i;
+    EXPECT_EQ(d.vrings[i].vhost_used(), s.vrings[i].vhost_used()) << i;
+    EXPECT_EQ(d.vrings[i].enabled, s.vrings[i].enabled) << i;
+  }
+  EXPECT_EQ(d.vrings[0].vhost_avail(), 0x8000 | 255);
+  EXPECT_EQ(d.vrings[1].vhost_avail(), 3);
+  EXPECT_EQ(d.vrings[1].vhost_used(), 0x8000 | 254);
+  EXPECT_EQ(d.vrings[3].vhost_used(), 0xffff);
+  EXPECT_EQ(d.vrings[1].inflight, 7);
+  // A split ring's indices are free-running 16-bit counters: bit 15 is part of the index, not a wrap counter.
+  const MigVring split = MigVring::from_vhost_base(0x8001, 0xfffe, false);
+  EXPECT_EQ(split.last_avail, 0x8001);
+  EXPECT_EQ(split.last_used, 0xfffe);
+  EXPECT_FALSE(split.avail_wrap || split.used_wrap);
+  MigStream sp = sample();
+  sp.vrings[0] = split;
+  const std::vector<uint8_t> b2 = encode_mig_stream(sp);
+  ASSERT_TRUE(decode_mig_stream(b2.data(), b2.size(), d, err)) << err;
+  EXPECT_FALSE(d.packed);
+  EXPECT_EQ(d.vrings[0].last_avail, 0x8001);
+  EXPECT_EQ(d.vrings[0].vhost_used(), 0xfffe);
+}
+
 TEST(MigrationStream, EveryTruncationAndEveryCorruptByteRefused) {
-  const std::vector<uint8_t> b = encode_mig_stream(sample());
+  for (const MigStream& s : {sample(), packed_sample()}) {
+  const std::vector<uint8_t> b = encode_mig_stream(s);
   for (size_t n = 0; n < b.size(); ++n) {
     MigStream d;
     std::string err;
@@ -121,6 +183,7 @@ TEST(MigrationStream, EveryTruncationAndEveryCorruptByteRefused) {
       EXPECT_FALSE(decode_mig_stream(c.data(), c.size(), d, err)) << "byte " << i << " ^ " << int(x);
       EXPECT_NE(err.find("byte "), std::string::npos) << err;
     }
+  }
   }
 }
 
@@ -142,9 +205,26 @@ TEST(MigrationStream, BoundsBehindAValidChecksum) {
       {"rule length", [](MigStream& s) { s.rules = {std::string(4097, 'x')}; }, "rule 0: length 4097"},
       {"rule count", [](MigStream& s) { s.rules.assign(1025, "x"); }, "rule count: 1025"},
       {"drop reasons", [](MigStream& s) { s.counters.dropped.assign(65, 0); }, "drop reason count: 65"},
+      // Ring layout and positions.
+      {"packed without RING_PACKED", [](MigStream& s) { s.features &= ~(1ULL << 34); },
+       "ring layout: packed but the features 0x"},
+      {"split with RING_PACKED",
+       [](MigStream& s) {
+         s.packed = false;
+         for (auto& v : s.vrings) v.avail_wrap = v.used_wrap = false;
+       },
+       "ring layout: split but the features 0x"},
+      {"packed slot", [](MigStream& s) { s.vrings[2].last_used = 0x8000; }, "vring 2 last_used: 32768 is not a packed ring slot"},
+      {"split wrap", [](MigStream& s) {
+         s.features &= ~(1ULL << 34);
+         s.packed = false;
+         for (auto& v : s.vrings) v.avail_wrap = v.used_wrap = false;
+         s.vrings[1].avail_wrap = true;
+       },
+       "vring 1 avail_wrap: 1 on a split ring"},
   };
   for (const Case& c : cases) {
-    MigStream s = sample();
+    MigStream s = packed_sample();
     c.mutate(s);
     const std::vector<uint8_t> b = encode_mig_stream(s);
     MigStream d;
@@ -163,12 +243,26 @@ TEST(MigrationStream, BoundsBehindAValidChecksum) {
   std::string err;
   EXPECT_FALSE(decode_mig_stream(b.data(), b.size(), d, err));
   EXPECT_NE(err.find("2 byte(s) left after the last field"), std::string::npos) << err;
-  // A different version, resealed: refused at byte 8.
-  b = encode_mig_stream(sample());
-  b[8] = 2;
+  // Another version, resealed: refused at byte 8. Version 1 (no ring layout, packed positions in rte_vhost's
+  // 16-bit form) is not read.
+  for (uint8_t v : {1, 3}) {
+    b = encode_mig_stream(sample());
+    b[8] = v;
+    reseal(b);
+    EXPECT_FALSE(decode_mig_stream(b.data(), b.size(), d, err));
+    EXPECT_NE(err.find(fmt::format("byte 8: version: {} is not 2", v)), std::string::npos) << err;
+  }
+  // A wrap counter byte other than 0/1 on a packed ring, resealed: refused naming the vring and field.
+  const MigStream ps = packed_sample();
+  b = encode_mig_stream(ps);
+  // Find vring 0's avail_wrap byte: header 16, name (2 + 3), features 8, layout 1, queue pairs 2, vring count 2,
+  // then vring 0: last_avail 2, avail_wrap 1.
+  const size_t wrap_at = 16 + 2 + ps.vport.size() + 8 + 1 + 2 + 2 + 2;
+  ASSERT_EQ(b[wrap_at], 1);
+  b[wrap_at] = 2;
   reseal(b);
   EXPECT_FALSE(decode_mig_stream(b.data(), b.size(), d, err));
-  EXPECT_NE(err.find("byte 8: version: 2 is not 1"), std::string::npos) << err;
+  EXPECT_NE(err.find(fmt::format("byte {}: vring 0 avail_wrap: 2 is not 0 or 1", wrap_at)), std::string::npos) << err;
 }
 
 }  // namespace
