@@ -93,6 +93,13 @@ TEST(ConfigLoader, DefaultConfigLoads) {
   EXPECT_EQ(c.vports[0].ipv6, std::vector<std::string>{"2001:db8::1"});
   EXPECT_EQ(c.vports[1].ipv4, std::vector<std::string>{"198.18.0.2"});
   EXPECT_EQ(c.vports[1].ipv6, std::vector<std::string>{"2001:db8::2"});
+  // The demo's "SMC-D beside TCP" step: vm1 and vm2 have emulated-ISM endpoints, vm3 none.
+  ASSERT_TRUE(c.vports[0].smc_ism.has_value());
+  ASSERT_TRUE(c.vports[1].smc_ism.has_value());
+  EXPECT_EQ(c.vports[0].smc_ism->socket, "/run/eswitch/vm1.ism");
+  EXPECT_EQ(c.vports[1].smc_ism->socket, "/run/eswitch/vm2.ism");
+  EXPECT_EQ(c.vports[0].smc, SmcPolicy::kAllow);
+  EXPECT_FALSE(c.vports[2].smc_ism.has_value());
   EXPECT_EQ(c.representors.kind, RepresentorKind::kTap);
   // One counting rule that forwards where l2 forwards anyway.
   ASSERT_EQ(c.tables.size(), 1u);
