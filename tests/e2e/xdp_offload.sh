@@ -9,11 +9,19 @@
 # in XDP must have dropped frames (show rules --json: runs xdp, xdp_drops) that the worker never saw (vm1's rx
 # counter grew by exactly the frames XDP let through).
 #
-# usage: xdp_offload.sh PATH/TO/eswitchd PATH/TO/eswitchctl PATH/TO/guard.bpf.c
+# Then the program is changed from outside while eswitchd runs (tests/tools/xdp_swap holds the original):
+#   swapped  another program that feeds the same AF_XDP socket replaces it: the next apply warns naming the
+#            port, every rule runs in software (show rules: runs software), same delivered set, every frame
+#            reaches the worker; once the original is back, an apply offloads again (XDP drops, same set)
+#   xdp off  `ip link set dev X xdp off`: the next apply falls back with the warning; back: offloaded again
+#
+# usage: xdp_offload.sh PATH/TO/eswitchd PATH/TO/eswitchctl PATH/TO/guard.bpf.c PATH/TO/xdp_swap
 set -euo pipefail
-ESWITCHD=${1:?usage: $0 eswitchd eswitchctl guard.bpf.c}
-ESWITCHCTL=${2:?usage: $0 eswitchd eswitchctl guard.bpf.c}
-GUARD_SRC=${3:?usage: $0 eswitchd eswitchctl guard.bpf.c}
+USAGE="usage: $0 eswitchd eswitchctl guard.bpf.c xdp_swap"
+ESWITCHD=${1:?$USAGE}
+ESWITCHCTL=${2:?$USAGE}
+GUARD_SRC=${3:?$USAGE}
+XDP_SWAP=${4:?$USAGE}
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../../scripts/lib/netns.sh
 source "$HERE/../../scripts/lib/netns.sh"
@@ -136,8 +144,71 @@ echo "auto: $n_xdp rules in XDP dropped $xdrops frames"
 ((rx_auto == 200 - xdrops)) || fail "vm1's worker rx grew by $rx_auto, expected 200 - $xdrops (XDP drops must never reach the worker)"
 cmp -s "$WORK/off.got" "$WORK/auto.got" || fail "offload auto delivered other frames than offload off: $(diff "$WORK/off.got" "$WORK/auto.got" | head -5 | tr '\n' ' ')"
 ctl show rules | grep -q "xdp" || fail "show rules (text) does not say where rules run"
-esw_stop_eswitchd
 echo "ok: offload off and auto deliver the same $(grep -c . "$WORK/off.got" || true) frames; $xdrops died in XDP, unseen by the worker"
+
+# 1b. The program replaced from outside by one that feeds the same AF_XDP socket but is not eswitch's.
+clang -O2 -g -target bpf -I"/usr/include/$(gcc -print-multiarch)" -c "$HERE/xdp_plain.bpf.c" \
+  -o "$WORK/plain.bpf.o" || fail "clang xdp_plain.bpf.c"
+# swap_start OBJ|hold: xdp_swap in the background (it puts eswitch's program back on SIGTERM).
+swap_start() {
+  rm -f "$WORK/swap.ready"
+  "$XDP_SWAP" "${P}t1p" "$1" "$WORK/swap.ready" &
+  SWAP_PID=$!
+  ESW_EXTRA_PIDS+=("$SWAP_PID")
+  esw_wait_file "$WORK/swap.ready" "$SWAP_PID" 20 || fail "xdp_swap $1 did not start"
+}
+swap_end() {
+  kill -TERM "$SWAP_PID"
+  wait "$SWAP_PID" || fail "xdp_swap could not put eswitch's program back"
+}
+# fallback_apply WHAT: an apply of the same config must succeed, warn naming vm1 and leave every rule in software.
+fallback_apply() {
+  local warned
+  warned=$(grep -c "port vm1: offload: eswitch's XDP program is not on its interface" "$WORK/eswitchd.log" || true)
+  ctl apply "$WORK/auto.yaml" >/dev/null || fail "$1: the apply failed instead of falling back to software"
+  (($(grep -c "port vm1: offload: eswitch's XDP program is not on its interface" "$WORK/eswitchd.log" || true) > warned)) ||
+    fail "$1: no warning naming the port after the apply"
+  read -r n_xdp d0 <<<"$(xdp_sum)"
+  ((n_xdp == 0)) || fail "$1: $n_xdp rules still said to run in XDP"
+  ctl show rules --json | /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin)["rules"]; sys.exit(0 if r and all(x["runs"] == "software" and not x["xdp_ports"] for x in r) else 1)' ||
+    fail "$1: show rules does not say runs: software for every rule"
+}
+# offload_again WHAT: eswitch's program is back; an apply must offload the rules again.
+offload_again() {
+  ctl apply "$WORK/auto.yaml" >/dev/null || fail "$1: apply with the program back"
+  read -r n_xdp d0 <<<"$(xdp_sum)"
+  ((n_xdp >= 4)) || fail "$1: the program is back, yet only $n_xdp rules run in XDP after an apply"
+}
+swap_start "$WORK/plain.bpf.o"
+read -r n_xdp _ <<<"$(xdp_sum)"
+((n_xdp == 0)) || fail "eswitch's program was replaced, yet show rules says $n_xdp rules run in XDP"
+fallback_apply swapped
+send swapped
+read -r n_xdp d1 <<<"$(xdp_sum)"
+((d1 == d0)) || fail "swapped: XDP drops grew by $((d1 - d0)) with a foreign program"
+(($(cat "$WORK/swapped.rx") == 200)) || fail "swapped: the worker saw $(cat "$WORK/swapped.rx") of 200 frames (the foreign program feeds it all)"
+cmp -s "$WORK/off.got" "$WORK/swapped.got" || fail "program replaced: the results differ from software: $(diff "$WORK/off.got" "$WORK/swapped.got" | head -5 | tr '\n' ' ')"
+swap_end
+offload_again back
+grep -q "port vm1: XDP: eswitch's program (id [0-9]*) is on ${P}t1p again" "$WORK/eswitchd.log" || fail "no note that the program is back"
+send back
+read -r n_xdp d1 <<<"$(xdp_sum)"
+((d1 > d0)) || fail "back: the rules in XDP dropped nothing"
+(($(cat "$WORK/back.rx") == 200 - (d1 - d0))) || fail "back: worker rx +$(cat "$WORK/back.rx"), XDP drops $((d1 - d0))"
+cmp -s "$WORK/off.got" "$WORK/back.got" || fail "program back: the results differ from software"
+echo "ok: program replaced from outside: warned, all in software, same frames; back: $((d1 - d0)) XDP drops again"
+
+# 1c. `ip link set dev X xdp off`: nothing reaches the switch then (no program feeds the socket), but the apply
+# must fall back and say so; with the program back, an apply offloads again.
+swap_start hold
+ip link set dev "${P}t1p" xdp off
+ip link set dev "${P}t1p" xdpgeneric off 2>/dev/null || true
+! ip -d link show dev "${P}t1p" | grep -q "prog/xdp" || fail "ip link set dev ${P}t1p xdp off left a program attached"
+fallback_apply "xdp off"
+swap_end
+offload_again "xdp off, back"
+esw_stop_eswitchd
+echo "ok: program detached with ip link: warned, all in software; back: $n_xdp rules in XDP again"
 
 # 2. A program with room for 2 rules: the rest stay in software, same results.
 clang -O2 -g -target bpf -DESW_XDP_MAX_RULES=2 -I"/usr/include/$(gcc -print-multiarch)" -c "$GUARD_SRC" \
@@ -168,4 +239,4 @@ grep -q "offload: required, but rule .*by-mac.* cannot run in vport vm1's XDP pr
   fail "no located error naming the rule: $(grep -m2 -i offload "$WORK/req.log")"
 echo "ok: $(grep -m1 'offload: required, but' "$WORK/req.log")"
 rm -rf "/var/run/dpdk/$PREFIX"
-echo "PASS: XDP offload tier: drops in XDP never reach the worker; off, auto and a full map give the same result per frame"
+echo "PASS: XDP offload tier: drops in XDP never reach the worker; off, auto, a full map and a replaced program give the same result per frame"
