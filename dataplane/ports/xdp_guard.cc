@@ -23,9 +23,12 @@ namespace {
 struct GuardCfg {
   uint8_t mac[6];
   uint8_t enabled;
-  uint8_t pad;
+  uint8_t rule_frames;  // which frames meet the offloaded rules: kRules*
   uint8_t link_local[16];
 };
+// What the binding stage lets reach the tables: nothing from an inactive vport; from a spoof-checked one only
+// ARP, IPv4 and IPv6, ARP after checks the program does not make (so only IPv4/IPv6 meet rules in XDP).
+constexpr uint8_t kRulesNone = 0, kRulesIp = 1, kRulesAll = 2;
 struct Lpm6 {
   uint32_t prefixlen;
   uint8_t addr[16];
@@ -252,6 +255,7 @@ std::string XdpGuard::set(const Binding& b) {
   std::memcpy(c.mac, b.mac.data(), 6);
   std::memcpy(c.link_local, b.link_local.data(), 16);
   c.enabled = b.spoofchk && b.active && b.has_mac ? 1 : 0;
+  c.rule_frames = !b.active ? kRulesNone : b.spoofchk ? kRulesIp : kRulesAll;
   const uint32_t zero = 0;
   if (bpf_map_update_elem(cfg_fd_, &zero, &c, BPF_ANY) != 0) {
     return fmt::format("cannot update the XDP program's esw_cfg map: {}", std::strerror(errno));
