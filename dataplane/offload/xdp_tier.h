@@ -18,6 +18,10 @@
 // the worker, so they are counted under the binding's reason as in software); on an inactive vport none do.
 // A rule the map has no room for stays in software only.
 //
+// Steer rules (output to one port) are not offered: a kernel redirect would skip the destination's egress
+// filter, the SMC/RoCE output checks and the output port's tx counters, and a veth drops redirected frames
+// unless its peer runs XDP or GRO (dataplane/xdp/README.md, "Steer rules are not offloaded").
+//
 // Threading: main lcore only.
 
 #include <cstdint>
