@@ -22,10 +22,11 @@ void XdpOffload::install(const std::vector<uint32_t>& new_ids,
       next[pp.port] = Live{pp.name, std::move(ids), pp.rules};
       continue;
     }
-    if (!port->xdp_rules_capable()) {
+    if (!port->xdp_rules_capable() || !port->xdp_program_current()) {
       if (!pp.rules.empty()) {
-        fmt::print(stderr, "eswitchd: warning: port {}: offload: its XDP program is not attached; its {} drop "
-                   "rule(s) run in software only\n", pp.name, pp.rules.size());
+        fmt::print(stderr, "eswitchd: warning: port {}: offload: eswitch's XDP program is not on its interface "
+                   "(detached or replaced from outside); its {} drop rule(s) run in software only until an apply "
+                   "finds the program again\n", pp.name, pp.rules.size());
       }
       continue;
     }
@@ -51,8 +52,11 @@ void XdpOffload::suspend_changed(const std::array<std::unique_ptr<Port>, kMaxPor
     for (const PortPlan& q : planned) {
       if (q.port == idx) pp = &q;
     }
-    if (pp != nullptr && pp->rules == l.rules && pp->name == l.name) continue;
     Port* port = slots[idx].get();
+    // A program detached or replaced from outside since the last apply: its rules are no longer running; what
+    // it dropped is read through the maps still open, and install writes the rules again (or falls back).
+    const bool current = port != nullptr && port->name() == l.name && port->xdp_program_current();
+    if (pp != nullptr && pp->rules == l.rules && pp->name == l.name && current) continue;
     if (port != nullptr && port->name() == l.name && port->xdp_rules_capable()) {
       std::vector<uint64_t> old_hits;
       std::string err;
@@ -75,11 +79,13 @@ std::map<uint32_t, XdpOffload::RuleReport> XdpOffload::report(
   for (const auto& [idx, l] : live_) {
     const Port* port = slots[idx].get();
     if (port == nullptr || port->name() != l.name) continue;
+    // A program replaced from outside runs none of them any more (its counts stay readable until the next apply).
+    const bool current = port->xdp_program_current();
     std::vector<uint64_t> hits;
     port->xdp_rule_hits(hits);
     for (size_t s = 0; s < l.ids.size(); ++s) {
       RuleReport& r = out[l.ids[s]];
-      r.ports.push_back(l.name);
+      if (current) r.ports.push_back(l.name);
       if (s < hits.size()) r.xdp_drops += hits[s];
     }
   }

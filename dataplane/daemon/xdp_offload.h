@@ -35,7 +35,9 @@ class XdpOffload {
   std::vector<PortPlan> planned;
 
   // Before the apply's rules go live: programs whose rules change stop using them (those frames go to the
-  // worker, which has every rule), so no frame sees a removed or now-overlapped rule in XDP.
+  // worker, which has every rule), so no frame sees a removed or now-overlapped rule in XDP. A program that is
+  // no longer on its interface (detached or replaced from outside) counts as changed: install rewrites its rules
+  // into eswitch's program found again, or leaves them in software with a warning naming the port.
   void suspend_changed(const std::array<std::unique_ptr<Port>, kMaxPorts>& slots);
   // After the apply's rules are live: maps added rules' keys to their ids, writes each planned port's rules
   // (ports no longer planned are emptied). A rule the program has no room for stays in software (logged once

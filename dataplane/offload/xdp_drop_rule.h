@@ -1,9 +1,15 @@
 #pragma once
 // One drop rule as the XDP offload tier hands it to an af_xdp vport's program (dataplane/xdp/guard.bpf.c,
-// struct esw_rule: the same layout). A frame matches when it is untagged IPv4 and
-// (saddr & src_mask) == src, (daddr & dst_mask) == dst, (protocol & proto_mask) == proto and, when dport_mask is
-// not 0, it is an unfragmented TCP/UDP packet with (dport & dport_mask) == dport. Values are pre-masked, in
-// network order. Header-only: the port layer (ports/xdp_guard.*) writes it, offload/xdp_tier.* makes it.
+// struct esw_rule: the same layout). The program tries a rule only on untagged frames it parsed like the
+// worker's parser; a frame matches when every masked field equals the rule's (pre-masked) value:
+//  - destination / source MAC, ethertype (network order);
+//  - IPv4 source / destination (network order; rules with these match ethertype IPv4 exactly);
+//  - IPv6 source / destination, four network-order words each (rules with these match ethertype IPv6 exactly);
+//  - the IP protocol (IPv4 protocol, IPv6 next header when it is not an extension header: else the frame is
+//    left to the worker for that rule);
+//  - when dport_mask is not 0, the L4 destination port of an unfragmented TCP/UDP packet whose L4 header is
+//    there (else left to the worker).
+// Header-only: the port layer (ports/xdp_guard.*) writes it, offload/xdp_tier.* makes it.
 
 #include <cstdint>
 
@@ -12,11 +18,16 @@ namespace esw::dp::offload {
 struct XdpDropRule {
   uint32_t src = 0, src_mask = 0;
   uint32_t dst = 0, dst_mask = 0;
+  uint32_t src6[4] = {0, 0, 0, 0}, src6_mask[4] = {0, 0, 0, 0};
+  uint32_t dst6[4] = {0, 0, 0, 0}, dst6_mask[4] = {0, 0, 0, 0};
+  uint8_t dmac[6] = {0, 0, 0, 0, 0, 0}, dmac_mask[6] = {0, 0, 0, 0, 0, 0};
+  uint8_t smac[6] = {0, 0, 0, 0, 0, 0}, smac_mask[6] = {0, 0, 0, 0, 0, 0};
+  uint16_t eth_type = 0, eth_type_mask = 0;
   uint16_t dport = 0, dport_mask = 0;
   uint8_t proto = 0, proto_mask = 0;
-  uint8_t pad[2] = {0, 0};
+  uint8_t pad[6] = {0, 0, 0, 0, 0, 0};
   bool operator==(const XdpDropRule&) const = default;
 };
-static_assert(sizeof(XdpDropRule) == 24, "layout shared with guard.bpf.c struct esw_rule");
+static_assert(sizeof(XdpDropRule) == 120, "layout shared with guard.bpf.c struct esw_rule");
 
 }  // namespace esw::dp::offload

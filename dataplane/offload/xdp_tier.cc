@@ -22,15 +22,12 @@ bool all_zero(const void* p, size_t n) {
 // The first key field the mask uses that the program cannot match, or "".
 const char* unsupported_field(const FlowKey& m) {
   if (m.vlan_tci[0] != 0 || m.vlan_tci[1] != 0) return "the VLAN tag";
-  if (!all_zero(m.eth_dst, 6)) return "eth_dst";
-  if (!all_zero(m.eth_src, 6)) return "eth_src";
   if (m.ip_tos != 0) return "the TOS/DSCP";
   if (m.ip_ttl != 0) return "the TTL";
   if (m.ip_frag != 0) return "fragment bits";
   if (m.tp_src != 0) return "the L4 source port";
   if (m.tcp_flags != 0) return "TCP flags";
   if (m.smc_option != 0) return "the SMC option";
-  if (!all_zero(m.ipv6_src, 16) || !all_zero(m.ipv6_dst, 16)) return "IPv6 addresses";
   if (!all_zero(m.nd_target, 16)) return "the ND target";
   if (!all_zero(m.arp_sha, 6) || !all_zero(m.arp_tha, 6)) return "ARP/ND link-layer addresses";
   if (m.tun_id != 0) return "the tunnel id";
@@ -59,22 +56,47 @@ std::string xdp_express(const RuleSpec& r, const ActionList& al, const XdpPortTr
   if (m.in_port != 0 && (m.in_port != 0xffff || v.in_port != port.in_port)) return "matches other ports";
   if (port.rate_limited) return "the vport has a rate limit (XDP drops would not spend its budget)";
   if (const char* f = unsupported_field(m); *f != '\0') return fmt::format("matches {}, which XDP here cannot", f);
-  if (m.eth_type != 0xffff || v.eth_type != htons(0x0800)) return "does not match IPv4 exactly (eth_type)";
+  const bool is4 = m.eth_type == 0xffff && v.eth_type == htons(0x0800);
+  const bool is6 = m.eth_type == 0xffff && v.eth_type == htons(0x86dd);
+  if ((m.ipv4_src != 0 || m.ipv4_dst != 0) && !is4) return "matches IPv4 addresses without eth_type IPv4 exactly";
+  if ((!all_zero(m.ipv6_src, 16) || !all_zero(m.ipv6_dst, 16)) && !is6) {
+    return "matches IPv6 addresses without eth_type IPv6 exactly";
+  }
+  if (m.ip_proto != 0 && !is4 && !is6) return "matches the IP protocol without eth_type IPv4 or IPv6 exactly";
   if (m.ip_proto != 0 && m.ip_proto != 0xff) return "matches part of the IP protocol";
   if (m.tp_dst != 0 && (m.ip_proto != 0xff || (v.ip_proto != 6 && v.ip_proto != 17))) {
     return "matches an L4 port without protocol tcp or udp";
   }
-  if (port.roce_strict && (m.ip_proto == 0 || v.ip_proto == 6)) {
+  // Could a TCP segment match? (Not when the rule pins a non-IP ethertype or another protocol.)
+  const bool ip_possible = (m.eth_type & (v.eth_type ^ htons(0x0800))) == 0 ||
+                           (m.eth_type & (v.eth_type ^ htons(0x86dd))) == 0;
+  if (port.roce_strict && ip_possible && (m.ip_proto == 0 || v.ip_proto == 6)) {
     return "can match TCP on a roce_strict vport (its SMC exchanges must reach the worker)";
   }
-  out.src = v.ipv4_src;
+  std::memcpy(out.dmac_mask, m.eth_dst, 6);
+  std::memcpy(out.smac_mask, m.eth_src, 6);
+  for (int i = 0; i < 6; ++i) {
+    out.dmac[i] = static_cast<uint8_t>(v.eth_dst[i] & m.eth_dst[i]);
+    out.smac[i] = static_cast<uint8_t>(v.eth_src[i] & m.eth_src[i]);
+  }
+  out.eth_type_mask = m.eth_type;
+  out.eth_type = static_cast<uint16_t>(v.eth_type & m.eth_type);
   out.src_mask = m.ipv4_src;
-  out.dst = v.ipv4_dst;
+  out.src = v.ipv4_src & m.ipv4_src;
   out.dst_mask = m.ipv4_dst;
-  out.proto = v.ip_proto;
+  out.dst = v.ipv4_dst & m.ipv4_dst;
+  std::memcpy(out.src6_mask, m.ipv6_src, 16);
+  std::memcpy(out.dst6_mask, m.ipv6_dst, 16);
+  std::memcpy(out.src6, v.ipv6_src, 16);
+  std::memcpy(out.dst6, v.ipv6_dst, 16);
+  for (int w = 0; w < 4; ++w) {
+    out.src6[w] &= out.src6_mask[w];
+    out.dst6[w] &= out.dst6_mask[w];
+  }
   out.proto_mask = m.ip_proto;
-  out.dport = v.tp_dst;
+  out.proto = static_cast<uint8_t>(v.ip_proto & m.ip_proto);
   out.dport_mask = m.tp_dst;
+  out.dport = static_cast<uint16_t>(v.tp_dst & m.tp_dst);
   return "";
 }
 

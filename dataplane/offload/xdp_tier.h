@@ -4,14 +4,23 @@
 // frames they drop never reach a worker. Software stays the source of truth: the worker keeps the full rule
 // set, and a rule is offered to a port only when the program's answer cannot differ from the worker's:
 //  - table 0, no goto, no key rewrite, actions exactly `drop`;
-//  - it matches IPv4 exactly (eth_type 0x0800) and otherwise only IPv4 source/destination (any mask), IP protocol
-//    (exact) and the L4 destination port (any mask, with protocol TCP or UDP exact); in_port exact or wildcard;
+//  - it matches only destination/source MAC, ethertype, IPv4 source/destination (with eth_type IPv4 exact),
+//    IPv6 source/destination (with eth_type IPv6 exact), all with any mask, the IP protocol (exact, with eth_type
+//    IPv4 or IPv6 exact) and the L4 destination port (any mask, with protocol TCP or UDP exact); in_port exact
+//    or wildcard;
 //  - no other rule of table 0 with a priority >= its own could match one of the same frames on that port
 //    (rules_overlap, so the first matching offloaded rule is the software's winner too);
 //  - the vport has no rate limit (frames dropped in XDP would not spend its meter's budget) and, for rules that
 //    can match TCP, is not roce_strict (the SMC stage would not see a dropped CLC exchange's grants).
-// What the program cannot decide (VLAN-tagged frames, fragments for port rules, short headers) it passes to the
-// worker. A rule the map has no room for stays in software only.
+// What the program cannot decide (VLAN-tagged frames, fragments for port rules, IPv6 extension headers for
+// protocol/port rules, short headers) it passes to the worker. On a spoof-checked vport only IPv4/IPv6 frames
+// meet the rules in XDP (the binding stage decides ARP and drops other ethertypes before any table: those go to
+// the worker, so they are counted under the binding's reason as in software); on an inactive vport none do.
+// A rule the map has no room for stays in software only.
+//
+// Steer rules (output to one port) are not offered: a kernel redirect would skip the destination's egress
+// filter, the SMC/RoCE output checks and the output port's tx counters, and a veth drops redirected frames
+// unless its peer runs XDP or GRO (dataplane/xdp/README.md, "Steer rules are not offloaded").
 //
 // Threading: main lcore only.
 

@@ -139,6 +139,7 @@ void EthdevPort::open(const PortSpec& spec, uint16_t index, rte_mempool* pool, u
     std::string iface;
     const size_t at = spec.devargs.find("iface=");
     if (at != std::string::npos) iface = spec.devargs.substr(at + 6, spec.devargs.find(',', at) - (at + 6));
+    xdp_iface_ = iface;
     const std::string err = spec.role == PortRole::kUplink ? xdp_uplink_.attach(iface, spec.xdp_mode)
                                                            : xdp_.attach(iface, spec.xdp_mode);
     if (!err.empty()) fail(err, 0);
@@ -161,9 +162,21 @@ void EthdevPort::set_uplink_vports(const std::vector<const Binding*>& vports, co
 }
 
 void EthdevPort::set_binding(const Binding& b) noexcept {
-  if (!xdp_.attached()) return;
-  const std::string err = xdp_.set(b);
-  if (err.empty()) return;
+  if (!xdp_.managed()) return;
+  const uint32_t before = xdp_.program_id();
+  std::string err;
+  try {
+    err = xdp_.set(b);  // first makes sure the maps are those of the program on the interface now
+  } catch (const std::exception& e) {
+    err = e.what();
+  }
+  if (err.empty()) {
+    if (xdp_.program_id() != before) {
+      fmt::print(stderr, "eswitchd: port {}: XDP: eswitch's program (id {}) is on {} again; its maps are in use\n",
+                 spec_.name, xdp_.program_id(), xdp_iface_);
+    }
+    return;
+  }
   // The worker's binding stage enforces everything anyway: switch the program's part off rather than let it
   // drop with a stale binding.
   Binding off;

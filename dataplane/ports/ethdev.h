@@ -45,6 +45,7 @@ class EthdevPort final : public Port {
   void set_uplink_vports(const std::vector<const Binding*>& vports, const UplinkXdpPolicy& p) noexcept override;
   void add_early_drops(std::array<uint64_t, static_cast<size_t>(DropReason::kCount)>& dropped) const override;
   bool xdp_rules_capable() const override { return xdp_.attached(); }
+  bool xdp_program_current() const override { return xdp_.program_current(); }
   size_t set_xdp_drop_rules(const std::vector<offload::XdpDropRule>& rules, std::vector<uint64_t>& old_hits,
                             std::string& err) override {
     return xdp_.set_rules(rules, old_hits, err);
@@ -64,6 +65,7 @@ class EthdevPort final : public Port {
   // af_packet: the PMD's sockets, whose kernel ring-overflow drops (read-and-reset) are added up as imissed.
   std::vector<int> afp_fds_;
   mutable uint64_t afp_drops_ = 0;
+  std::string xdp_iface_;  // the interface of an af_xdp port with eswitch's program
   XdpGuard xdp_;  // xdp_program builtin on a vport: eswitch's guard program on the af_xdp interface
   XdpUplink xdp_uplink_;  // xdp_program builtin on an uplink: eswitch's uplink program
 };

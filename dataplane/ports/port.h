@@ -138,6 +138,9 @@ class Port {
   // XDP offload tier (offload/xdp_tier.h): can this port's own XDP program drop rules? (an af_xdp vport with
   // the builtin program). set_xdp_drop_rules: see XdpGuard::set_rules.
   virtual bool xdp_rules_capable() const { return false; }
+  // Is the program whose maps the port holds still the one on its interface? (It may have been detached or
+  // replaced from outside since the last apply; the next apply finds the maps again or falls back.)
+  virtual bool xdp_program_current() const { return false; }
   virtual size_t set_xdp_drop_rules(const std::vector<offload::XdpDropRule>& /*rules*/,
                                     std::vector<uint64_t>& old_hits, std::string& err) {
     old_hits.clear();

@@ -23,9 +23,12 @@ namespace {
 struct GuardCfg {
   uint8_t mac[6];
   uint8_t enabled;
-  uint8_t pad;
+  uint8_t rule_frames;  // which frames meet the offloaded rules: kRules*
   uint8_t link_local[16];
 };
+// What the binding stage lets reach the tables: nothing from an inactive vport; from a spoof-checked one only
+// ARP, IPv4 and IPv6, ARP after checks the program does not make (so only IPv4/IPv6 meet rules in XDP).
+constexpr uint8_t kRulesNone = 0, kRulesIp = 1, kRulesAll = 2;
 struct Lpm6 {
   uint32_t prefixlen;
   uint8_t addr[16];
@@ -100,14 +103,33 @@ XdpGuard::~XdpGuard() { release(); }
 
 void XdpGuard::release() noexcept {
   nrules_ = 0;
+  iface_.clear();
+  want_mode_.clear();
+  prog_id_ = 0;
   for (int* fd : {&cfg_fd_, &v4_fd_, &v6_fd_, &drops_fd_, &rules_fd_, &nrules_fd_, &hits_fd_}) {
     if (*fd >= 0) ::close(*fd);
     *fd = -1;
   }
 }
 
+uint32_t xdp_attached_program_id(const std::string& iface) {
+  const unsigned ifindex = if_nametoindex(iface.c_str());
+  if (ifindex == 0) return 0;
+  bpf_xdp_query_opts q{};
+  q.sz = sizeof q;
+  if (bpf_xdp_query(static_cast<int>(ifindex), 0, &q) != 0) return 0;
+  switch (q.attach_mode) {
+    case XDP_ATTACHED_DRV: return q.drv_prog_id;
+    case XDP_ATTACHED_SKB: return q.skb_prog_id;
+    case XDP_ATTACHED_HW: return q.hw_prog_id;
+    case XDP_ATTACHED_MULTI: return q.drv_prog_id != 0 ? q.drv_prog_id : q.skb_prog_id;
+    default: return 0;
+  }
+}
+
 std::string xdp_find_program_maps(const std::string& iface, const std::string& want_mode,
-                                  const std::vector<std::pair<std::string, int*>>& maps, std::string& mode) {
+                                  const std::vector<std::pair<std::string, int*>>& maps, std::string& mode,
+                                  uint32_t* prog_id_out) {
   const unsigned ifindex = if_nametoindex(iface.c_str());
   if (ifindex == 0) return fmt::format("XDP: no interface {}", iface);
   bpf_xdp_query_opts q{};
@@ -156,7 +178,10 @@ std::string xdp_find_program_maps(const std::string& iface, const std::string& w
   for (const auto& [name, out] : maps) {
     if (*out < 0) missing += (missing.empty() ? "" : "/") + name;
   }
-  if (missing.empty()) return "";
+  if (missing.empty()) {
+    if (prog_id_out != nullptr) *prog_id_out = prog_id;
+    return "";
+  }
   for (const auto& [name, out] : maps) {
     if (*out >= 0) ::close(*out);
     *out = -1;
@@ -166,14 +191,48 @@ std::string xdp_find_program_maps(const std::string& iface, const std::string& w
 
 std::string XdpGuard::attach(const std::string& iface, const std::string& want_mode) {
   release();
+  iface_ = iface;
+  want_mode_ = want_mode;
+  drops_base_ = {};
   return xdp_find_program_maps(iface, want_mode,
                                {{"esw_cfg", &cfg_fd_}, {"esw_ipv4", &v4_fd_}, {"esw_ipv6", &v6_fd_},
                                 {"esw_drops", &drops_fd_}, {"esw_rules", &rules_fd_}, {"esw_nrules", &nrules_fd_},
                                 {"esw_rule_hits", &hits_fd_}},
-                               mode_);
+                               mode_, &prog_id_);
+}
+
+bool XdpGuard::program_current() const {
+  return attached() && prog_id_ != 0 && xdp_attached_program_id(iface_) == prog_id_;
+}
+
+std::string XdpGuard::refresh(bool& changed) {
+  changed = false;
+  if (!managed() || program_current()) return "";
+  // The maps open are those of a program no longer on the interface: keep its drop counts, let its maps go.
+  if (attached()) {
+    drops_base_[0] += xdp_sum_per_cpu(drops_fd_, kDropSpoofedMac);
+    drops_base_[1] += xdp_sum_per_cpu(drops_fd_, kDropSpoofedIp);
+  }
+  const std::string iface = iface_, want = want_mode_;
+  const std::array<uint64_t, 2> base = drops_base_;
+  release();
+  iface_ = iface;
+  want_mode_ = want;
+  drops_base_ = base;
+  prog_id_ = 0;
+  std::string err = xdp_find_program_maps(iface_, want_mode_,
+                                          {{"esw_cfg", &cfg_fd_}, {"esw_ipv4", &v4_fd_}, {"esw_ipv6", &v6_fd_},
+                                           {"esw_drops", &drops_fd_}, {"esw_rules", &rules_fd_},
+                                           {"esw_nrules", &nrules_fd_}, {"esw_rule_hits", &hits_fd_}},
+                                          mode_, &prog_id_);
+  if (!err.empty()) return err;
+  changed = true;
+  return "";
 }
 
 std::string XdpGuard::set(const Binding& b) {
+  bool changed = false;
+  if (std::string e = refresh(changed); !e.empty()) return e;
   if (!attached()) return "";
   std::vector<XdpLpm4> v4;
   for (const Prefix4& p : b.ipv4) {
@@ -196,6 +255,7 @@ std::string XdpGuard::set(const Binding& b) {
   std::memcpy(c.mac, b.mac.data(), 6);
   std::memcpy(c.link_local, b.link_local.data(), 16);
   c.enabled = b.spoofchk && b.active && b.has_mac ? 1 : 0;
+  c.rule_frames = !b.active ? kRulesNone : b.spoofchk ? kRulesIp : kRulesAll;
   const uint32_t zero = 0;
   if (bpf_map_update_elem(cfg_fd_, &zero, &c, BPF_ANY) != 0) {
     return fmt::format("cannot update the XDP program's esw_cfg map: {}", std::strerror(errno));
@@ -204,8 +264,8 @@ std::string XdpGuard::set(const Binding& b) {
 }
 
 void XdpGuard::add_drops(std::array<uint64_t, static_cast<size_t>(DropReason::kCount)>& dropped) const {
-  dropped[static_cast<size_t>(DropReason::kSpoofedMac)] += xdp_sum_per_cpu(drops_fd_, kDropSpoofedMac);
-  dropped[static_cast<size_t>(DropReason::kSpoofedIp)] += xdp_sum_per_cpu(drops_fd_, kDropSpoofedIp);
+  dropped[static_cast<size_t>(DropReason::kSpoofedMac)] += drops_base_[0] + xdp_sum_per_cpu(drops_fd_, kDropSpoofedMac);
+  dropped[static_cast<size_t>(DropReason::kSpoofedIp)] += drops_base_[1] + xdp_sum_per_cpu(drops_fd_, kDropSpoofedIp);
 }
 
 size_t XdpGuard::set_rules(const std::vector<offload::XdpDropRule>& rules, std::vector<uint64_t>& old_hits,

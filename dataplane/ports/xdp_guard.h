@@ -27,9 +27,13 @@ std::string xdp_uplink_object_path();
 
 // Finds the XDP program attached to IFACE (checking its mode against want_mode: auto, native or generic) and
 // opens the maps named in `maps` (name -> where to put the fd). Returns "" or the cause; on error no fd is left
-// open. `mode` gets the mode the program runs in.
+// open. `mode` gets the mode the program runs in, `prog_id` (when given) the program's id.
 std::string xdp_find_program_maps(const std::string& iface, const std::string& want_mode,
-                                  const std::vector<std::pair<std::string, int*>>& maps, std::string& mode);
+                                  const std::vector<std::pair<std::string, int*>>& maps, std::string& mode,
+                                  uint32_t* prog_id = nullptr);
+
+// The id of the XDP program attached to IFACE now (0: none, or the interface is gone).
+uint32_t xdp_attached_program_id(const std::string& iface);
 
 // Loads the program once on its own (then unloads it) so that a program the kernel refuses is reported with the
 // cause: "" or e.g. "the kernel's verifier refused guard.bpf.o: BPF program is too large. Processed 1000001 insn".
@@ -45,10 +49,21 @@ class XdpGuard {
   // Finds eswitch's program attached to IFACE and its maps. Returns "" or the cause ("no XDP program on ...").
   // want_mode: "auto", "native" or "generic"; a program attached in another mode is an error naming both.
   std::string attach(const std::string& iface, const std::string& want_mode);
+  // The port asked for eswitch's program on an interface (attach was called), whether or not its maps are open.
+  bool managed() const { return !iface_.empty(); }
   bool attached() const { return cfg_fd_ >= 0; }
   const std::string& mode() const { return mode_; }
-  // Mirrors the binding into the maps (enabled only for an active, spoof-checked vport with a MAC).
-  // Returns "" or the cause.
+  uint32_t program_id() const { return prog_id_; }
+  // Is the program whose maps are open still the one attached to the interface? (Someone may have detached or
+  // replaced it from outside: `ip link set dev X xdp off`, another loader. Then writing the maps does nothing.)
+  bool program_current() const;
+  // Makes the open maps those of the program attached now: "" when they already are, or eswitch's program is
+  // attached again (a new program: its maps are found again, `changed` set); else the cause, and no map is
+  // open (attached() false) until a later refresh finds eswitch's program. Drop counts of a program left behind
+  // are kept (add_drops goes on counting them).
+  std::string refresh(bool& changed);
+  // Refreshes, then mirrors the binding into the maps (enabled only for an active, spoof-checked vport with a
+  // MAC). Returns "" or the cause.
   std::string set(const Binding& b);
   // Adds the program's drops (summed over CPUs) to `dropped` by reason.
   void add_drops(std::array<uint64_t, static_cast<size_t>(DropReason::kCount)>& dropped) const;
@@ -66,6 +81,9 @@ class XdpGuard {
   int rules_fd_ = -1, nrules_fd_ = -1, hits_fd_ = -1;
   size_t nrules_ = 0;
   std::string mode_;
+  std::string iface_, want_mode_;
+  uint32_t prog_id_ = 0;
+  std::array<uint64_t, 2> drops_base_{};  // drops of programs replaced since (spoofed_mac, spoofed_ip)
 };
 
 }  // namespace esw::dp

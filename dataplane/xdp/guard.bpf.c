@@ -14,10 +14,13 @@
 // vport is inactive or spoofchk is off: then everything goes to the worker) and reads esw_drops (per CPU).
 //
 // XDP offload tier (`offload: auto | required` on the vport, dataplane/offload/xdp_tier.h): after the binding
-// checks, untagged IPv4 frames are tried against esw_rules[0 .. esw_nrules[0]) — drop rules of table 0 that no
-// higher-priority rule overlaps, so the first match is the software's answer too — and a match is dropped and
-// counted per CPU in esw_rule_hits[slot]. Everything else goes on to the socket; the worker keeps the full rule
-// set. ESW_XDP_MAX_RULES sizes the rule maps (tests build a small variant to see a full map).
+// checks, untagged frames are tried against esw_rules[0 .. esw_nrules[0]) — drop rules of table 0 that no
+// higher-priority rule overlaps, so the first match is the software's answer too — on MACs, ethertype, IPv4 /
+// IPv6 source and destination, IP protocol and L4 destination port, and a match is dropped and counted per CPU
+// in esw_rule_hits[slot]. Which frames meet the rules follows the binding stage (esw_cfg.rule_frames): on a
+// spoof-checked vport only IPv4/IPv6 (the binding decides ARP and drops other ethertypes before any table), on
+// an inactive one none. Everything else goes on to the socket; the worker keeps the full rule set.
+// ESW_XDP_MAX_RULES sizes the rule maps (tests build a small variant to see a full map).
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -33,10 +36,14 @@ struct {
   __type(value, __u32);
 } xsks_map SEC(".maps");
 
+// rule_frames: which frames meet the offloaded rules (ESW_RULES_*).
+#define ESW_RULES_NONE 0
+#define ESW_RULES_IP 1
+#define ESW_RULES_ALL 2
 struct esw_guard_cfg {
   __u8 mac[6];
   __u8 enabled;
-  __u8 pad;
+  __u8 rule_frames;
   __u8 link_local[16];
 };
 
@@ -84,13 +91,18 @@ struct {
 #define ESW_XDP_MAX_RULES 64
 #endif
 
-// Layout shared with dataplane/ports/xdp_guard.cc (XdpDropRule). Addresses and port in network order.
+// Layout shared with dataplane/offload/xdp_drop_rule.h (XdpDropRule). Values pre-masked, network order.
 struct esw_rule {
   __u32 src, src_mask;
   __u32 dst, dst_mask;
+  __u32 src6[4], src6_mask[4];
+  __u32 dst6[4], dst6_mask[4];
+  __u8 dmac[6], dmac_mask[6];
+  __u8 smac[6], smac_mask[6];
+  __u16 eth_type, eth_type_mask;
   __u16 dport, dport_mask;
   __u8 proto, proto_mask;
-  __u8 pad[2];
+  __u8 pad[6];
 };
 
 struct {
@@ -161,7 +173,8 @@ static __always_inline int guard_check(struct xdp_md* ctx) {
   return -1;
 }
 
-// The offloaded drop rules: the slot of the first rule the frame matches, or -1.
+// The offloaded drop rules: the slot of the first rule the frame matches, or -1. Fields are read as the worker's
+// parser reads them (dataplane/fastpath/parser.cc); what cannot be read the same way is left to the worker.
 static __always_inline int rule_check(struct xdp_md* ctx) {
   void* data = (void*)(long)ctx->data;
   void* data_end = (void*)(long)ctx->data_end;
@@ -169,30 +182,81 @@ static __always_inline int rule_check(struct xdp_md* ctx) {
   __u32* np = bpf_map_lookup_elem(&esw_nrules, &zero);
   if (!np || *np == 0) return -1;
   const __u32 n = *np;
+  struct esw_guard_cfg* cfg = bpf_map_lookup_elem(&esw_cfg, &zero);
+  if (!cfg || cfg->rule_frames == ESW_RULES_NONE) return -1;
   struct ethhdr* eth = data;
   if ((void*)(eth + 1) > data_end) return -1;
-  if (eth->h_proto != bpf_htons(ETH_P_IP)) return -1;  // VLAN-tagged frames too: the worker decides
-  struct iphdr* ip = (void*)(eth + 1);
-  if ((void*)(ip + 1) > data_end) return -1;
-  if (ip->version != 4 || ip->ihl < 5) return -1;  // the worker's parser calls it malformed
-  // L4 destination port: only for an unfragmented TCP/UDP packet whose header is all there.
+  const __u16 type = eth->h_proto;
+  // VLAN-tagged frames: the worker decides (its key has the inner ethertype and the tags).
+  if (type == bpf_htons(ETH_P_8021Q) || type == bpf_htons(ETH_P_8021AD)) return -1;
+  __u32 s4 = 0, d4 = 0;
+  __u32 s6[4] = {0, 0, 0, 0}, d6[4] = {0, 0, 0, 0};
+  int proto = -1;  // -1: not known here (not IP, or behind IPv6 extension headers)
   int have_port = 0;
   __u16 dport = 0;
-  if ((ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) && (ip->frag_off & bpf_htons(0x3fff)) == 0) {
-    __u8* l4 = (__u8*)ip + ((__u32)ip->ihl & 0xf) * 4;
-    if ((void*)(l4 + 4) <= data_end) {
-      dport = *(__u16*)(l4 + 2);
-      have_port = 1;
+  if (type == bpf_htons(ETH_P_IP)) {
+    struct iphdr* ip = (void*)(eth + 1);
+    if ((void*)(ip + 1) > data_end) return -1;
+    if (ip->version != 4 || ip->ihl < 5) return -1;  // the worker's parser calls it malformed
+    s4 = ip->saddr;
+    d4 = ip->daddr;
+    proto = ip->protocol;
+    // L4 destination port: only for an unfragmented TCP/UDP packet whose header is all there.
+    if ((ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) && (ip->frag_off & bpf_htons(0x3fff)) == 0) {
+      __u8* l4 = (__u8*)ip + ((__u32)ip->ihl & 0xf) * 4;
+      if ((void*)(l4 + 4) <= data_end) {
+        dport = *(__u16*)(l4 + 2);
+        have_port = 1;
+      }
     }
+  } else if (type == bpf_htons(ETH_P_IPV6)) {
+    struct ipv6hdr* ip6 = (void*)(eth + 1);
+    if ((void*)(ip6 + 1) > data_end) return -1;
+    if (ip6->version != 6) return -1;
+#pragma unroll
+    for (int w = 0; w < 4; w++) {
+      s6[w] = ip6->saddr.in6_u.u6_addr32[w];
+      d6[w] = ip6->daddr.in6_u.u6_addr32[w];
+    }
+    const __u8 nh = ip6->nexthdr;
+    // The worker's protocol is the one after the extension headers (hop-by-hop, routing, fragment, AH,
+    // destination options): behind one, protocol and port rules are the worker's call.
+    if (nh != 0 && nh != 43 && nh != 44 && nh != 51 && nh != 60) {
+      proto = nh;
+      if (nh == IPPROTO_TCP || nh == IPPROTO_UDP) {
+        __u8* l4 = (__u8*)(ip6 + 1);
+        if ((void*)(l4 + 4) <= data_end) {
+          dport = *(__u16*)(l4 + 2);
+          have_port = 1;
+        }
+      }
+    }
+  } else if (cfg->rule_frames != ESW_RULES_ALL) {
+    return -1;  // ARP and other ethertypes on a spoof-checked vport: the binding stage's call
   }
   for (__u32 i = 0; i < ESW_XDP_MAX_RULES; i++) {
     if (i >= n) break;
     __u32 slot = i;
     struct esw_rule* r = bpf_map_lookup_elem(&esw_rules, &slot);
     if (!r) break;
-    if ((ip->saddr & r->src_mask) != r->src) continue;
-    if ((ip->daddr & r->dst_mask) != r->dst) continue;
-    if ((ip->protocol & r->proto_mask) != r->proto) continue;
+    if ((type & r->eth_type_mask) != r->eth_type) continue;
+    __u8 diff = 0;
+#pragma unroll
+    for (int b = 0; b < 6; b++) {
+      diff |= (eth->h_dest[b] & r->dmac_mask[b]) ^ r->dmac[b];
+      diff |= (eth->h_source[b] & r->smac_mask[b]) ^ r->smac[b];
+    }
+    if (diff != 0) continue;
+    if ((s4 & r->src_mask) != r->src) continue;
+    if ((d4 & r->dst_mask) != r->dst) continue;
+    __u32 diff6 = 0;
+#pragma unroll
+    for (int w = 0; w < 4; w++) {
+      diff6 |= (s6[w] & r->src6_mask[w]) ^ r->src6[w];
+      diff6 |= (d6[w] & r->dst6_mask[w]) ^ r->dst6[w];
+    }
+    if (diff6 != 0) continue;
+    if (r->proto_mask != 0 && (proto < 0 || ((__u8)proto & r->proto_mask) != r->proto)) continue;
     if (r->dport_mask != 0 && (!have_port || (dport & r->dport_mask) != r->dport)) continue;
     return (int)i;
   }
