@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <chrono>
@@ -404,6 +405,7 @@ void VhostUserPort::service() noexcept {
   if (!open_) return;
   uint64_t counter;
   [[maybe_unused]] auto r = ::read(event_fd_, &counter, sizeof(counter));
+  watch_rings();
   std::lock_guard<std::mutex> lock(mu_);  // held briefly: the vhost thread only appends
   if (events_.empty()) return;
   bool vrings_changed = false;
@@ -419,6 +421,7 @@ void VhostUserPort::service() noexcept {
         features_ = e.features;
         ++connects_;
         publish = e.vid;
+        std::erase(unready_vids_, e.vid);
         break;
       case EventKind::kDestroy:
         ++disconnects_;
@@ -440,6 +443,16 @@ void VhostUserPort::service() noexcept {
         // The vhost-user socket session (before the guest's driver makes the device ready, and after it is gone).
         fmt::print("eswitchd: vport {}: vhost-user session {} on {}\n", spec_.name, e.enable ? "opened" : "closed",
                    args_.socket);
+        if (e.enable) {
+          ++sessions_;
+          unready_vids_.push_back(e.vid);
+        } else if (std::find(unready_vids_.begin(), unready_vids_.end(), e.vid) != unready_vids_.end()) {
+          std::erase(unready_vids_, e.vid);
+          ++sessions_unready_;
+          fmt::print("eswitchd: vport {}: error: vhost-user socket {}: the session closed before the guest's device "
+                     "was ready (the front-end's negotiation was refused - see rte_vhost's message above - or it "
+                     "gave up; counted in sessions_unready)\n", spec_.name, args_.socket);
+        }
         fflush(stdout);
         break;
       case EventKind::kVring:
@@ -494,6 +507,54 @@ void VhostUserPort::service() noexcept {
       restore_note_.clear();
     }
     fflush(stdout);
+  }
+}
+
+void VhostUserPort::watch_rings() noexcept {
+  const uint64_t now = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+  if (now < next_watch_ns_) return;
+  next_watch_ns_ = now + 1'000'000'000;
+  // Packed rings have no index rte_vhost reads under its lock (rte_vhost_avail_entries is split-only): not watched.
+  const bool split = !((features_ >> kFRingPackedBit) & 1);
+  // An empty pool also stops the engine (rte_vhost cannot allocate): that is not the guest's doing.
+  const bool pool_ok = pool_ != nullptr && rte_mempool_avail_count(pool_) >= 2u * kVhostBurst;
+  const bool polled = mig_rx_allowed(mig_state());
+  for (uint16_t q = 0; q < args_.queues; ++q) {
+    RingWatch& w = watch_[q];
+    Queue& rq = rxq_[q];
+    // The same handshake as a worker's: destroy_device waits for the mark, so the device outlives the calls.
+    rq.busy.fetch_add(1, std::memory_order_seq_cst);
+    const int vid = vid_.load(std::memory_order_seq_cst);
+    uint16_t pending = 0, avail = 0, used = 0;
+    const bool on = vid >= 0 && split && rx_on_[q].load(std::memory_order_relaxed) &&
+                    rte_vhost_get_vring_base(vid, static_cast<uint16_t>(2 * q + 1), &avail, &used) == 0;
+    if (on) pending = rte_vhost_avail_entries(vid, static_cast<uint16_t>(2 * q + 1));
+    rq.busy.fetch_sub(1, std::memory_order_release);
+    if (!on) {
+      w = RingWatch{};
+      continue;
+    }
+    const bool stuck = w.seen && polled && pool_ok && pending != 0 && w.pending != 0 && avail == w.last_avail;
+    if (stuck && !w.stalled) {
+      w.stalled = true;
+      ++vring_stalls_;
+      fmt::print("eswitchd: vport {}: error: vhost-user socket {}: the guest's TX vring {} has {} descriptor(s) the "
+                 "engine cannot take, stuck at avail index {} for a second (a descriptor outside guest memory or a "
+                 "broken chain): that vring is stalled until the guest resets it; counted in vring_stalls, other "
+                 "vports are not affected\n",
+                 spec_.name, args_.socket, 2 * q + 1, pending, avail);
+      fflush(stdout);
+    } else if (w.stalled && avail != w.last_avail) {
+      w.stalled = false;
+      fmt::print("eswitchd: vport {}: the guest's TX vring {} moves again (avail index {})\n", spec_.name, 2 * q + 1,
+                 avail);
+      fflush(stdout);
+    }
+    w.seen = true;
+    w.pending = pending;
+    w.last_avail = avail;
   }
 }
 
@@ -557,6 +618,9 @@ dp::PeerStatus VhostUserPort::peer_status() const {
                 {"offload_errors", o.errors},
                 {"announces", announces_sent()},
                 {"vrings_refused", vrings_refused_},
+                {"sessions", sessions_},
+                {"sessions_unready", sessions_unready_},
+                {"vring_stalls", vring_stalls_},
                 {"mtu", args_.mtu},
                 {"frontend_mtu", frontend_mtu_.load(std::memory_order_relaxed)},
                 {"mtu_refused", mtu_refused_.load(std::memory_order_relaxed)},

@@ -134,6 +134,7 @@ class VhostUserPort final : public dp::Port {
     uint64_t features;  // kNew: what the guest negotiated; kMtu: the MTU the front-end set (enable: accepted)
   };
   bool above_mtu(rte_mbuf* m) const noexcept;
+  void watch_rings() noexcept;
 
   static uint16_t rx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uint16_t n) noexcept;
   static uint16_t tx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uint16_t n) noexcept;
@@ -181,6 +182,22 @@ class VhostUserPort final : public dp::Port {
   uint64_t connects_ = 0, disconnects_ = 0;
   uint16_t reported_pairs_ = 0;  // queue pairs on when last logged
   uint64_t vrings_refused_ = 0;  // vrings the guest enabled beyond the configured queue pairs (not served)
+  // Sessions (vhost-user connections) and those closed before the guest's device was ever ready: a front-end
+  // that negotiated something rte_vhost refused (features not offered, bad memory table...) or gave up.
+  uint64_t sessions_ = 0, sessions_unready_ = 0;
+  std::vector<int> unready_vids_;
+  // The stall watch (split rings; main lcore, once a second): a guest TX vring whose available descriptors the
+  // engine cannot take (a descriptor outside guest memory, a broken chain: rte_vhost leaves it at the head of the
+  // ring) while the worker polls it and the pool has mbufs. Counted once per episode (vring_stalls).
+  struct RingWatch {
+    uint16_t last_avail = 0;
+    uint16_t pending = 0;
+    bool seen = false;
+    bool stalled = false;
+  };
+  RingWatch watch_[kMaxQueues] = {};
+  uint64_t next_watch_ns_ = 0;
+  uint64_t vring_stalls_ = 0;
   // VHOST_USER_NET_SET_MTU, written by rte_vhost's thread.
   std::atomic<uint64_t> frontend_mtu_{0};  // the last MTU accepted (0: none set)
   std::atomic<uint64_t> mtu_refused_{0};   // front-end MTUs above the vport's
