@@ -245,12 +245,18 @@ int wait_event(esw_smcd_stream* st) {
   return 0;
 }
 
+// The DMB eventfds are non-blocking (EFD_NONBLOCK from the service): reading one clears it or fails with EAGAIN.
 void drain_event(int fd) {
-  pollfd p{fd, POLLIN, 0};
-  if (poll(&p, 1, 0) == 1 && (p.revents & POLLIN)) {
-    uint64_t v;
-    [[maybe_unused]] ssize_t r = read(fd, &v, sizeof v);
-  }
+  uint64_t v;
+  [[maybe_unused]] ssize_t r = read(fd, &v, sizeof v);
+}
+
+// Something for a reader: data in our ring, or the peer's end (done writing, closed, abort, revoke).
+bool pending(const esw_smcd_stream* st) {
+  uint64_t avail = 0;
+  if (!distance(decode(load_word(st->own->map, 8)), st->received, st->ring_own, &avail) || avail > 0) return true;
+  return (decode(load_word(st->own->map, 16)).state_flags & (kStateDoneWriting | kStateClosed | kStateAbort)) ||
+         peer_dmb_revoked(st);
 }
 
 int fail_stream(esw_smcd_stream* st, int status) {
@@ -425,7 +431,12 @@ ssize_t esw_smcd_send_flags(esw_smcd_stream* st, const void* buf, size_t len, in
       continue;
     }
     spins = 0;
-    st->prod_flags &= static_cast<uint8_t>(~kProdWriteBlocked);
+    if (st->prod_flags & kProdWriteBlocked) {
+      // The reader's "space again" signal is not for pollers waiting to read: drop it unless something is pending.
+      st->prod_flags &= static_cast<uint8_t>(~kProdWriteBlocked);
+      drain_event(st->own->event_fd);
+      if (pending(st)) signal_fd(st->own->event_fd);
+    }
     uint64_t n = std::min<uint64_t>(space, len - done);
     uint64_t off = st->sent % st->ring_peer;
     uint64_t first = std::min<uint64_t>(n, st->ring_peer - off);
@@ -482,7 +493,10 @@ ssize_t esw_smcd_recv_flags(esw_smcd_stream* st, void* buf, size_t len, int flag
         return static_cast<ssize_t>(n);
       }
       st->received += n;
-      if (n < avail) signal_fd(st->own->event_fd);  // more left: keep the eventfd readable for pollers
+      // Keep the eventfd's level meaningful for pollers of it (esw-smc-run dups it over the program's fd): raised
+      // while data or an end is pending, drained when the ring is empty (then checked once more, so a signal
+      // raised between our read and the drain is not lost).
+      if (n < avail || (drain_event(st->own->event_fd), pending(st))) signal_fd(st->own->event_fd);
       // What was read was written before any revoke; a revoke seen now ends the stream at the next call.
       if (!publish(st) && peer_dmb_revoked(st))
         fail_stream(st, set_err(-ECONNRESET, "esw_smcd_recv: the peer's DMB was revoked or aborted"));
