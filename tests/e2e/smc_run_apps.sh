@@ -61,7 +61,7 @@ counter() {
 # rx bytes the switch received from vm1's tenant (root side of its veth)
 vm1_bytes() { cat "/sys/class/net/${P}t1p/statistics/rx_bytes"; }
 # stream_bytes FILE: bytes the esw-smc-run streams logged in FILE moved (sent + received, summed)
-stream_bytes() { awk '/smcd stream closed/ { for (i = 1; i <= NF; i++) if ($i ~ /^(sent|received)=/) { split($i, kv, "="); s += kv[2] } } END { print s + 0 }' "$1"; }
+stream_bytes() { awk '/smcd stream closed/ { for (i = 1; i <= NF; i++) if ($i ~ /^(sent|received)=/) { split($i, kv, "="); s += kv[2] } } END { printf "%.0f\n", s }' "$1"; }
 wait_port() {  # NS PORT PID: until something listens there
   for _ in $(seq 100); do
     ip netns exec "$P-$1" ss -Hltn "sport = :$2" | grep -q . && return 0

@@ -449,7 +449,14 @@ ssize_t esw_smcd_send_flags(esw_smcd_stream* st, const void* buf, size_t len, in
         return fail_stream(st, set_err(-ECONNRESET, "esw_smcd_send: the peer's DMB was revoked or aborted"));
       return fail_stream(st, set_err(-EPIPE, "esw_smcd_send: the peer closed the connection"));
     }
-    signal_fd(st->peer->event_fd);
+    // Signal only when the reader had consumed everything before this write: otherwise it has been signalled for
+    // that data and will look at the producer cursor again (it re-checks after its last read emptied the ring).
+    // Our producer store, this fence, the load of its consumer cursor; its consumer store, a fence, its load of
+    // our producer cursor: one side sees the other's store.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    uint64_t unread;
+    if (!behind(decode(load_word(st->own->map, 16)), st->sent - n, st->ring_peer, &unread) || unread == 0)
+      signal_fd(st->peer->event_fd);
   }
   return static_cast<ssize_t>(done);
 }
@@ -496,11 +503,17 @@ ssize_t esw_smcd_recv_flags(esw_smcd_stream* st, void* buf, size_t len, int flag
       // Keep the eventfd's level meaningful for pollers of it (esw-smc-run dups it over the program's fd): raised
       // while data or an end is pending, drained when the ring is empty (then checked once more, so a signal
       // raised between our read and the drain is not lost).
-      if (n < avail || (drain_event(st->own->event_fd), pending(st))) signal_fd(st->own->event_fd);
       // What was read was written before any revoke; a revoke seen now ends the stream at the next call.
       if (!publish(st) && peer_dmb_revoked(st))
         fail_stream(st, set_err(-ECONNRESET, "esw_smcd_recv: the peer's DMB was revoked or aborted"));
+      // Our consumer store (publish) before the loads below: the writer skips its signal while it sees unread data.
       std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (n < avail) {
+        signal_fd(st->own->event_fd);
+      } else {
+        drain_event(st->own->event_fd);
+        if (pending(st)) signal_fd(st->own->event_fd);
+      }
       if (decode(load_word(st->own->map, 16)).prod_flags & kProdWriteBlocked) signal_fd(st->peer->event_fd);
       return static_cast<ssize_t>(n);
     }
