@@ -10,6 +10,7 @@
 # receiver's MBps), iperf3 (receiver Gbit/s) and redis-benchmark -t set,get (requests/s), --secs S seconds each,
 # and prints the ratios against TCP over the veth pair (goal of issue 12: latency <= 0.5x, throughput >= 1.7x).
 # usage: smc_ism_switch.sh ESWITCHD SMC_ISM_PEER [--bytes N] [--msgs M] [--spin S] [--apps ESW_SMC_RUN] [--secs S]
+#        [--poll-spin US]
 #        (root; 77 when not root)
 set -euo pipefail
 ESWITCHD=${1:?usage: $0 eswitchd smc_ism_peer [--bytes N] [--msgs M]}
@@ -20,12 +21,14 @@ MSGS=20000
 SPIN=()
 APPS=""
 SECS=3
+POLLSPIN=0  # esw-smc-run -p: polling of the cursors before poll/select/epoll_wait sleep, microseconds
 while (($#)); do
   case $1 in
     --bytes) BYTES=$2; shift 2 ;;
     --msgs) MSGS=$2; shift 2 ;;
     --spin) SPIN=(--spin "$2"); shift 2 ;;
     --apps) APPS=$2; shift 2 ;;
+    --poll-spin) POLLSPIN=$2; shift 2 ;;
     --secs) SECS=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -138,7 +141,8 @@ if [[ -n $APPS ]]; then
   echo "programs: sockperf (ping-pong 64 B, throughput 1400 B), iperf3, redis-benchmark -t set,get -c 8; ${SECS}s each; load: $(cut -d' ' -f1-3 /proc/loadavg)"
   app tcp_veth "$VB" "$VA" 198.18.42.2 5310 env -- env
   app tcp_eswitch "$P-b" "$P-a" 198.18.41.2 5320 env -- env
-  app smcd_eswitch "$P-b" "$P-a" 198.18.41.2 5330 "$APPS" -d -e "$WORK/b.ism" -- "$APPS" -d -e "$WORK/a.ism"
+  app smcd_eswitch "$P-b" "$P-a" 198.18.41.2 5330 "$APPS" -d -p "$POLLSPIN" -e "$WORK/b.ism" -- \
+    "$APPS" -d -p "$POLLSPIN" -e "$WORK/a.ism"
   grep -q "connected over SMC-D" "$WORK/app.smcd_eswitch.pp" || { echo "FAIL: sockperf did not use SMC-D"; exit 1; }
   grep -q "connected over SMC-D" "$WORK/app.smcd_eswitch.ipe" || { echo "FAIL: iperf3 did not use SMC-D"; exit 1; }
   grep -q "connected over SMC-D" "$WORK/app.smcd_eswitch.rbe" || { echo "FAIL: redis-benchmark did not use SMC-D"; exit 1; }

@@ -42,7 +42,11 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <poll.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/select.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -89,6 +93,9 @@ using shutdown_t = int (*)(int, int);
 using getsockopt_t = int (*)(int, int, int, void*, socklen_t*);
 using setsockopt_t = int (*)(int, int, int, const void*, socklen_t);
 using getname_t = int (*)(int, sockaddr*, socklen_t*);
+using poll_t = int (*)(pollfd*, nfds_t, int);
+using select_t = int (*)(int, fd_set*, fd_set*, fd_set*, timeval*);
+using epoll_wait_t = int (*)(int, epoll_event*, int, int);
 
 struct Real {
   connect_t connect = real<connect_t>("connect");
@@ -116,6 +123,9 @@ struct Real {
   setsockopt_t setsockopt = real<setsockopt_t>("setsockopt");
   getname_t getsockname = real<getname_t>("getsockname");
   getname_t getpeername = real<getname_t>("getpeername");
+  poll_t poll = real<poll_t>("poll");
+  select_t select = real<select_t>("select");
+  epoll_wait_t epoll_wait = real<epoll_wait_t>("epoll_wait");
 };
 
 Real& R() {
@@ -133,6 +143,11 @@ struct Conn {
 
 constexpr int kMaxFd = 65536;
 std::atomic<Conn*> g_conn[kMaxFd];
+// Live streams for the optional polling before poll/select/epoll_wait sleep (ESW_SMC_POLL_SPIN_US).
+constexpr int kLive = 256;
+std::atomic<Conn*> g_live[kLive];
+std::atomic<int> g_nlive{0};
+int g_spin_us = -1;
 std::atomic<bool> g_listen[kMaxFd];
 
 std::recursive_mutex g_mu;  // the endpoint connection (one request at a time)
@@ -186,8 +201,28 @@ esw_smc* ism() {
 
 Conn* conn_of(int fd) { return fd >= 0 && fd < kMaxFd ? g_conn[fd].load(std::memory_order_acquire) : nullptr; }
 
+void live_add(Conn* c) {
+  for (auto& slot : g_live) {
+    Conn* none = nullptr;
+    if (slot.compare_exchange_strong(none, c)) {
+      g_nlive.fetch_add(1);
+      return;
+    }
+  }
+}
+void live_del(Conn* c) {
+  for (auto& slot : g_live) {
+    Conn* me = c;
+    if (slot.compare_exchange_strong(me, nullptr)) {
+      g_nlive.fetch_sub(1);
+      return;
+    }
+  }
+}
+
 void unref(Conn* c) {
   if (c->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  live_del(c);
   if (!g_child) {
     uint64_t sent = 0, received = 0;
     esw_smcd_counts(c->st, &sent, &received);
@@ -239,7 +274,35 @@ bool convert(int fd, esw_smcd_stream* st, bool nonblock) {
   c->nonblock = nonblock;
   attach(fd, nullptr);
   g_conn[fd].store(c, std::memory_order_release);
+  live_add(c);
   return true;
+}
+
+int64_t now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+// Before a program sleeps in poll/select/epoll_wait: poll the live streams' cursors for up to ESW_SMC_POLL_SPIN_US
+// microseconds (default 0: off). True when one has data: the caller then asks the kernel without sleeping (the
+// writer raises the eventfd right after publishing its cursor) before sleeping with the program's timeout. Pays only
+// when the peer runs on another CPU at the same time. Single-threaded use of converted fds assumed while polling.
+bool spin_for_data(int timeout_ms) {
+  if (g_spin_us < 0) {
+    const char* v = std::getenv("ESW_SMC_POLL_SPIN_US");
+    g_spin_us = v ? std::atoi(v) : 0;
+  }
+  if (g_spin_us <= 0 || timeout_ms == 0 || g_nlive.load(std::memory_order_relaxed) == 0 || g_child) return false;
+  const int64_t until = now_ns() + int64_t{g_spin_us} * 1000;
+  for (int round = 0;; ++round) {
+    for (auto& slot : g_live) {
+      Conn* c = slot.load(std::memory_order_acquire);
+      if (c && esw_smcd_readable(c->st) != 0) return true;
+    }
+    if ((round & 15) == 15 && now_ns() > until) return false;
+    __builtin_ia32_pause();
+  }
 }
 
 void set_blocking(int fd, int flags, bool blocking) {
@@ -577,4 +640,45 @@ EXPORT ssize_t sendmsg(int fd, const msghdr* m, int flags) {
   Conn* c = conn_of(fd);
   if (!c) return R().sendmsg(fd, m, flags);
   return do_writev(c, m->msg_iov, static_cast<int>(m->msg_iovlen), flags, flags & MSG_NOSIGNAL);
+}
+
+// ---- readiness: the kernel's, on the eventfds; optional polling before sleeping ---------------------------------
+
+EXPORT int poll(pollfd* fds, nfds_t n, int timeout) {
+  if (spin_for_data(timeout)) {
+    for (int i = 0; i < 64; ++i) {
+      int r = R().poll(fds, n, 0);
+      if (r != 0) return r;
+    }
+  }
+  return R().poll(fds, n, timeout);
+}
+
+EXPORT int epoll_wait(int ep, epoll_event* ev, int max, int timeout) {
+  if (spin_for_data(timeout)) {
+    for (int i = 0; i < 64; ++i) {
+      int r = R().epoll_wait(ep, ev, max, 0);
+      if (r != 0) return r;
+    }
+  }
+  return R().epoll_wait(ep, ev, max, timeout);
+}
+
+EXPORT int select(int nfds, fd_set* r, fd_set* w, fd_set* e, timeval* tv) {
+  const int timeout = tv ? static_cast<int>(tv->tv_sec * 1000 + tv->tv_usec / 1000) : -1;
+  if ((tv == nullptr || timeout > 0) && spin_for_data(timeout)) {
+    fd_set r0, w0, e0;
+    if (r) r0 = *r;
+    if (w) w0 = *w;
+    if (e) e0 = *e;
+    for (int i = 0; i < 64; ++i) {
+      timeval zero{0, 0};
+      int k = R().select(nfds, r, w, e, &zero);
+      if (k != 0) return k;
+      if (r) *r = r0;
+      if (w) *w = w0;
+      if (e) *e = e0;
+    }
+  }
+  return R().select(nfds, r, w, e, tv);
 }
