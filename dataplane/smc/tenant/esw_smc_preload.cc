@@ -45,6 +45,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/select.h>
 #include <time.h>
 #include <sys/socket.h>
@@ -135,6 +136,9 @@ Real& R() {
 
 struct Conn {
   esw_smcd_stream* st = nullptr;
+  // Processes holding this stream (shared memory page: fork copies the Conn, not this counter). The last process
+  // to close its last fd number closes the stream (the peer sees the end); the others only drop their numbers.
+  std::atomic<int>* holders = nullptr;
   int tcp_fd = -1;
   std::atomic<int> refs{1};
   std::atomic<bool> nonblock{false};
@@ -153,7 +157,7 @@ std::atomic<bool> g_listen[kMaxFd];
 std::recursive_mutex g_mu;  // the endpoint connection (one request at a time)
 esw_smc* g_ism = nullptr;
 bool g_tried = false;
-bool g_child = false;  // after fork: streams belong to the parent
+bool g_child = false;  // after fork (no cursor polling in a child)
 int g_debug = -1;
 
 bool debug() {
@@ -174,6 +178,11 @@ void log(const char* fmt, ...) {
   [[maybe_unused]] ssize_t w = R().write(2, buf, static_cast<size_t>(n));
 }
 
+void live_add(struct Conn* c);
+// Before fork: every live stream gets one more holder (the child). A stream not in the live list (more than kLive
+// at once) is not counted: the first process to close it ends it.
+void before_fork();
+
 void after_fork_child() {
   g_child = true;
   g_ism = nullptr;  // the parent's endpoint connection must not carry our requests; open our own when needed
@@ -185,7 +194,7 @@ esw_smc* ism() {
   if (g_ism || g_tried) return g_ism;
   g_tried = true;
   static bool atfork = false;
-  if (!atfork) atfork = pthread_atfork(nullptr, nullptr, after_fork_child) == 0;
+  if (!atfork) atfork = pthread_atfork(before_fork, nullptr, after_fork_child) == 0;
   const char* ep = std::getenv("ESW_SMC_ENDPOINT");
   if (!ep || !*ep) return nullptr;
   if (esw_smc_open(ep, &g_ism) != 0) {
@@ -220,10 +229,17 @@ void live_del(Conn* c) {
   }
 }
 
+void before_fork() {
+  for (auto& slot : g_live)
+    if (Conn* c = slot.load(std::memory_order_acquire)) c->holders->fetch_add(1);
+}
+
 void unref(Conn* c) {
   if (c->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   live_del(c);
-  if (!g_child) {
+  const bool last = c->holders->fetch_sub(1) == 1;
+  if (last) munmap(c->holders, sizeof *c->holders);
+  if (last) {
     uint64_t sent = 0, received = 0;
     esw_smcd_counts(c->st, &sent, &received);
     std::lock_guard lock(g_mu);
@@ -269,6 +285,12 @@ bool convert(int fd, esw_smcd_stream* st, bool nonblock) {
   }
   auto* c = new (std::nothrow) Conn;
   if (!c) return false;
+  void* h = mmap(nullptr, sizeof(std::atomic<int>), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (h == MAP_FAILED) {
+    delete c;
+    return false;
+  }
+  c->holders = new (h) std::atomic<int>(1);
   c->st = st;
   c->tcp_fd = tcp;
   c->nonblock = nonblock;
