@@ -76,8 +76,8 @@ stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 PARTS=${ESW_SMCRUN_PARTS:-semantics sockperf iperf3 redis}  # debugging: run some parts only
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 SECONDS=0
-if part hold; then  # debugging: keep the setup for ESW_SMCRUN_HOLD seconds (paths in $WORK/env)
-  printf 'P=%s EP1=%s EP2=%s SOCK=%s\n' "$P" "$EP1" "$EP2" "$SOCK" >/tmp/esw-smcrun-env.$$
+if part hold; then  # debugging: keep the setup for ESW_SMCRUN_HOLD seconds
+  echo "holding: P=$P EP1=$EP1 EP2=$EP2 SOCK=$SOCK"
   sleep "${ESW_SMCRUN_HOLD:-300}"
 fi
 # ---------------------------------------------------------------- socket semantics (Python's socket module)
