@@ -14,6 +14,8 @@ PKGS=(
   iproute2 ethtool iputils-ping netcat-openbsd tcpdump tshark python3 python3-scapy procps psmisc
   # a real Linux virtio_net guest under QEMU (TCG) for the vhost-user tests; its kernel is downloaded, not installed
   qemu-system-x86 busybox-static
+  # unmodified programs under esw-smc-run (tests/e2e/smc_run_apps.sh, bench/smc_ism_switch.sh)
+  sockperf iperf3 redis-server redis-tools
 )
 
 missing=()

@@ -212,7 +212,9 @@ nlohmann::json IsmService::report() const {
             {"signals", c.signals}, {"bytes_zeroed", c.bytes_zeroed}, {"clients_accepted", s.accepted},
             {"clients_refused", s.refused_clients}, {"clients_closed", s.closed}, {"requests", s.requests},
             {"bad_requests", s.bad_requests}, {"dropped_slow", s.dropped_slow},
-            {"flows_torn_down", flows_torn_down_}}}};
+            {"flows_torn_down", flows_torn_down_},
+            // esw-smc-run: connect intents recorded / taken by the accepting server / refused (no listener)
+            {"intents", s.intents}, {"intents_taken", s.intents_taken}, {"intents_refused", s.intents_refused}}}};
 }
 
 void IsmService::publish() {

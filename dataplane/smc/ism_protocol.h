@@ -22,6 +22,17 @@ enum Op : uint16_t {
   kBindFlow = 8,    // a = token of an own DMB, b = local IPv4 << 32 | remote IPv4 (host order),
                     // c = local port << 16 | remote port: the TCP connection the DMB serves (the owner's view).
                     // eswitchd revokes the DMB when a change makes the switch drop that flow.
+  // Capability announcements for transparent use (esw-smc-run, which cannot set the SMC TCP option): the service
+  // knows both local ends, so it answers "is the peer an SMC endpoint" for local peers. Entries belong to the
+  // announcing client (dropped when it disconnects). IPv4 addresses and ports in host order.
+  kListen = 9,      // a = IPv4 (0: any) << 16 | port: this client listens there with SMC-D enabled
+  kUnlisten = 10,   // a = as kListen
+  kConnectIntent = 11,  // a = dst IPv4 << 32 | dst port << 16 | src port: status 0 when an SMC-enabled listener is
+                        // announced for dst (its IPv4 or any); then the intent is recorded: the client will send a
+                        // CLC Proposal on that connection. -ENOENT: no listener (the client stays plain TCP).
+  kTakeIntent = 12, // a = local IPv4 << 32 | local port << 16 | peer port (the accepting server's view): status 0
+                    // (and the intent is removed) when a client announced it will send a Proposal on that
+                    // connection; -ENOENT: a plain client, nothing to wait for.
 };
 
 struct Request {

@@ -162,6 +162,8 @@ void Server::close_client(uint64_t key) {
     if (l.cfg.vport == it->second.vport && l.clients > 0) l.clients--;
   clients_.erase(it);
   client_info_.erase(key);
+  std::erase_if(listens_, [key](const auto& e) { return e.second == key; });
+  std::erase_if(intents_, [key](const auto& e) { return e.second == key; });
   counters_.closed++;
   svc_.release_client(key);
 }
@@ -272,6 +274,42 @@ bool Server::handle(uint64_t key, const proto::Request& rq, int bad_status, cons
       case proto::kQueryGid: {
         uint32_t v = 0;
         if (!svc_.vport_of(Gid{rq.a, rq.b}, &v)) r = Result{Err::kNoVport, "ism: query_gid: no local vport has it", 0};
+        break;
+      }
+      case proto::kListen:
+      case proto::kUnlisten:
+        if (rq.a >> 48) {
+          r = Result{Err::kInvalid, "ism: listen: address field has bits above 48", 0};
+        } else if (rq.op == proto::kUnlisten) {
+          auto it = listens_.find(rq.a);
+          if (it != listens_.end() && it->second == key) listens_.erase(it);
+        } else if (listens_.size() >= kMaxAnnounce && !listens_.contains(rq.a)) {
+          r = Result{Err::kLimit, "ism: listen: too many announced listeners on this host", 0};
+        } else {
+          listens_[rq.a] = key;
+        }
+        break;
+      case proto::kConnectIntent: {
+        const uint64_t port = rq.a >> 16 & 0xFFFF, ip = rq.a >> 32;
+        if (!listens_.contains(ip << 16 | port) && !listens_.contains(port)) {
+          counters_.intents_refused++;
+          r = Result{Err::kNoToken, "ism: connect_intent: no SMC-enabled listener announced there", 0};
+        } else if (intents_.size() >= kMaxAnnounce && !intents_.contains(rq.a)) {
+          r = Result{Err::kLimit, "ism: connect_intent: too many pending intents on this host", 0};
+        } else {
+          intents_[rq.a] = key;
+          counters_.intents++;
+        }
+        break;
+      }
+      case proto::kTakeIntent: {
+        auto it = intents_.find(rq.a);
+        if (it == intents_.end()) {
+          r = Result{Err::kNoToken, "ism: take_intent: no client announced SMC-D on this connection", 0};
+        } else {
+          intents_.erase(it);
+          counters_.intents_taken++;
+        }
         break;
       }
       default:

@@ -43,6 +43,7 @@ struct ClientInfo {
 
 struct ServerCounters {
   uint64_t accepted = 0, refused_clients = 0, closed = 0, requests = 0, bad_requests = 0, dropped_slow = 0;
+  uint64_t intents = 0, intents_taken = 0, intents_refused = 0;  // esw-smc-run: connect intents recorded / taken / no listener
 };
 
 class Server {
@@ -85,6 +86,11 @@ class Server {
   std::unordered_map<uint64_t, Listener> listeners_;  // key -> listener
   std::unordered_map<uint64_t, Client> clients_;      // key (= Requester::client) -> client
   std::unordered_map<uint64_t, ClientInfo> client_info_;
+  // esw-smc-run capability announcements (proto::kListen / kConnectIntent): key -> announcing client key.
+  // Bounded (kMaxAnnounce each); a client's entries go when it disconnects.
+  static constexpr size_t kMaxAnnounce = 65536;
+  std::unordered_map<uint64_t, uint64_t> listens_;  // IPv4 << 16 | port
+  std::unordered_map<uint64_t, uint64_t> intents_;  // dst IPv4 << 32 | dst port << 16 | src port
   ServerCounters counters_;
 };
 

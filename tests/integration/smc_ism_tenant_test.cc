@@ -647,6 +647,44 @@ TEST_F(IsmServerTest, EndpointRejectsBadRequestsAndForeignVports) {
   EXPECT_EQ(svc_.dmb_count(), 0u);
 }
 
+// esw-smc-run's capability announcements: a listener announced on one vport's endpoint (address or any), connect
+// intents from another vport recorded only where a listener is, taken once by the accepting side; unlisten and the
+// announcing client's disconnect withdraw its listeners; bad fields refused.
+TEST_F(IsmServerTest, ListenIntentAndTake) {
+  spawn([&] {
+    esw_smc *sa, *sb, *sb2;
+    CHILD_CHECK(esw_smc_open(path(kA).c_str(), &sa) == 0 && esw_smc_open(path(kB).c_str(), &sb) == 0 &&
+                    esw_smc_open(path(kB).c_str(), &sb2) == 0, "open");
+    const uint32_t ip_b = 0xC6120002, ip_x = 0xC6120009;  // 198.18.0.2, 198.18.0.9
+    CHILD_CHECK(esw_smc_connect_intent(sa, ip_b, 7000, 40000) == -ENOENT, "intent before any listener");
+    CHILD_CHECK(std::strstr(esw_smc_last_error(), "no SMC-enabled listener") != nullptr, "reason: %s", esw_smc_last_error());
+    CHILD_CHECK(esw_smc_listen(sb, ip_b, 7000, 1) == 0, "listen");
+    CHILD_CHECK(esw_smc_connect_intent(sa, ip_b, 7000, 40000) == 0, "intent to the listener");
+    CHILD_CHECK(esw_smc_connect_intent(sa, ip_x, 7000, 40001) == -ENOENT, "intent to another address");
+    CHILD_CHECK(esw_smc_connect_intent(sa, ip_b, 7001, 40002) == -ENOENT, "intent to another port");
+    CHILD_CHECK(esw_smc_take_intent(sb, ip_b, 7000, 40001) == -ENOENT, "take of an intent never made");
+    CHILD_CHECK(esw_smc_take_intent(sb, ip_b, 7000, 40000) == 0, "take");
+    CHILD_CHECK(esw_smc_take_intent(sb, ip_b, 7000, 40000) == -ENOENT, "taken twice");
+    CHILD_CHECK(esw_smc_listen(sb, ip_b, 7000, 0) == 0, "unlisten");
+    CHILD_CHECK(esw_smc_connect_intent(sa, ip_b, 7000, 40003) == -ENOENT, "intent after unlisten");
+    CHILD_CHECK(esw_smc_listen(sb2, 0, 7002, 1) == 0, "listen on any address");
+    CHILD_CHECK(esw_smc_connect_intent(sa, ip_x, 7002, 40004) == 0, "intent to a wildcard listener");
+    esw_smc_close(sb2);  // its listener goes with it
+    int r = 0;
+    for (int i = 0; i < 200 && (r = esw_smc_connect_intent(sa, ip_x, 7002, 40005)) == 0; ++i) usleep(10000);
+    CHILD_CHECK(r == -ENOENT, "listener of a closed client still announced (%d)", r);
+    // an intent stays with its client: the server can still take 40004 (sa is alive)
+    CHILD_CHECK(esw_smc_take_intent(sb, ip_x, 7002, 40004) == 0, "take after the listener's client left");
+    esw_smc_close(sa);
+    esw_smc_close(sb);
+  });
+  auto st = serve(60);
+  for (int s : st) EXPECT_TRUE(WIFEXITED(s) && WEXITSTATUS(s) == 0) << "child status " << s;
+  EXPECT_EQ(server_.counters().intents, 2u);
+  EXPECT_EQ(server_.counters().intents_taken, 2u);
+  EXPECT_GE(server_.counters().intents_refused, 5u);
+}
+
 // Removing a vport mid-stream: its peer sees a reset; the removed vport's DMBs are zeroed and gone.
 TEST_F(IsmServerTest, VportRemovalMidTransfer) {
   int ch[2];

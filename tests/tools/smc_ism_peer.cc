@@ -32,15 +32,13 @@
 #include <string>
 #include <vector>
 
-#include "dataplane/smc/clc.h"
 #include "dataplane/smc/tenant/esw_smc.h"
-
-namespace clc = esw::smc;
 
 namespace {
 
-constexpr uint64_t kDmbSize = 1u << 20;  // 16 KiB << 6
-constexpr uint8_t kDmbeSizeCode = 6;
+// fake_local: claim this local IPv4 address instead of the socket's when binding the DMB to the flow (tests: an
+// address not bound to the vport; eswitchd refuses, the side Declines with CNFERR).
+uint32_t g_fake_local = 0;
 
 double now_s() {
   timespec ts;
@@ -73,90 +71,6 @@ bool read_all(int fd, void* b, size_t n) {
     p += k, n -= static_cast<size_t>(k);
   }
   return true;
-}
-
-// One CLC message from the TCP stream (header first for the length).
-bool read_clc(int fd, clc::Message& m, std::vector<uint8_t>& raw) {
-  raw.assign(8, 0);
-  if (!read_all(fd, raw.data(), 8)) return false;
-  const uint16_t len = static_cast<uint16_t>(raw[5] << 8 | raw[6]);
-  if (len < 8 || len > 4096) return false;
-  raw.resize(len);
-  if (!read_all(fd, raw.data() + 8, len - 8u)) return false;
-  return clc::parse(raw, m).ok();
-}
-bool send_clc(int fd, const clc::Message& m) {
-  uint8_t buf[1024];
-  clc::Result r = clc::build(m, buf);
-  if (!r.ok()) die(std::string("clc build: ") + r.reason);
-  return write_all(fd, buf, r.size);
-}
-
-void fill_peer_id(uint8_t* id) {
-  const pid_t p = getpid();
-  std::memset(id, 0, 8);
-  std::memcpy(id, &p, sizeof p);
-}
-
-clc::Message decline(uint32_t code) {
-  clc::Message m;
-  m.hdr.type = clc::MsgType::kDecline;
-  m.hdr.version = 2;
-  m.hdr.typev1 = clc::Path::kD;
-  fill_peer_id(m.decline.peer_id);
-  m.decline.diag = code;
-  m.decline.os_type = clc::kOsLinux;
-  return m;
-}
-
-clc::Message accept_confirm(clc::MsgType t, uint64_t gid, uint64_t gid_ext, uint16_t chid, uint64_t token) {
-  clc::Message m;
-  m.hdr.type = t;
-  m.hdr.version = 2;
-  m.hdr.typev1 = clc::Path::kD;
-  m.hdr.flag = true;  // first contact
-  clc::SmcdAcceptConfirm& d = m.accept_confirm.d;
-  d.ism_gid = gid;
-  d.gid_ext = gid_ext;
-  d.chid = chid;
-  d.dmb_token = token;
-  d.dmbe_size = kDmbeSizeCode;
-  std::memcpy(m.accept_confirm.eid, "ESWITCH-SMCD-EMULATED-ISM-LOCAL ", clc::kEidLen);
-  clc::FirstContactExt& f = m.accept_confirm.fce;
-  f.present = true;
-  f.v2x = true;
-  f.os_type = clc::kOsLinux;
-  f.release = 1;
-  std::memcpy(f.hostname, "eswitch-tenant", 14);
-  return m;
-}
-
-// The peer's emulated-ISM GID from a Proposal (identity() merges the gid/gid_ext pair).
-bool proposal_gid(const clc::Message& m, clc::IsmGid* out) {
-  const clc::Identity id = clc::identity(m);
-  for (int i = 0; i < id.ism_count; ++i) {
-    if (id.ism[i].emulated) {
-      *out = id.ism[i];
-      return true;
-    }
-  }
-  return false;
-}
-
-// Tells the service which TCP connection the own DMB serves (so a change that drops it tears SMC-D down).
-// 0 when bound; else the Decline code to send: CNFERR when the switch refused the flow (EACCES), INTERR otherwise.
-// fake_local: claim this local IPv4 address instead of the socket's (tests: an address not bound to the vport).
-uint32_t g_fake_local = 0;
-uint32_t bind_flow(esw_smc* ism, esw_smc_dmb* own, int fd) {
-  sockaddr_in l{}, r{};
-  socklen_t ll = sizeof l, rl = sizeof r;
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&l), &ll) != 0 || getpeername(fd, reinterpret_cast<sockaddr*>(&r), &rl) != 0)
-    return clc::kDeclInterr;
-  const uint32_t local = g_fake_local ? g_fake_local : ntohl(l.sin_addr.s_addr);
-  const int rc = esw_smc_bind_flow(ism, own, local, ntohl(r.sin_addr.s_addr), ntohs(l.sin_port), ntohs(r.sin_port));
-  if (rc == 0) return 0;
-  std::fprintf(stderr, "smc_ism_peer: bind_flow: %s\n", esw_smc_last_error());
-  return rc == -EACCES ? clc::kDeclCnfErr : clc::kDeclInterr;
 }
 
 // The data path: SMC-D stream or the TCP socket.
@@ -214,92 +128,23 @@ struct Session {
 void open_ism(const Args& a, Session& s) {
   if (a.endpoint == "-") return;
   if (esw_smc_open(a.endpoint.c_str(), &s.ism) != 0) die(std::string("open endpoint: ") + esw_smc_last_error());
+  if (g_fake_local) esw_smc_set_claimed_local(s.ism, g_fake_local);
   if (esw_smc_gid(s.ism, &s.gid, &s.gid_ext, &s.chid) != 0) die(std::string("hello: ") + esw_smc_last_error());
 }
 
-// Server side of the handshake: peek whether the client starts with a CLC Proposal.
+// The CLC handshake is the tenant library's (esw_smcd_accept_fd / esw_smcd_connect_fd): an SMC-D stream, or a
+// fallback to the TCP connection with the Decline code (0: the client sent no Proposal).
 void server_handshake(int fd, Session& s) {
-  uint8_t head[8];
-  ssize_t k = recv(fd, head, sizeof head, MSG_PEEK | MSG_WAITALL);
-  if (k != 8 || std::memcmp(head, "\xE2\xD4\xC3", 3) != 0) return;  // not SMC: plain TCP from the first byte
-  clc::Message m;
-  std::vector<uint8_t> raw;
-  if (!read_clc(fd, m, raw) || m.hdr.type != clc::MsgType::kProposal) die("bad CLC proposal");
-  clc::IsmGid peer{};
-  uint32_t code = 0;
-  esw_smc_dmb* own = nullptr;
-  if (!s.ism) {
-    code = clc::kDeclNoSmcdDev;  // no SMC-D device here
-  } else if (!proposal_gid(m, &peer) || peer.chid != s.chid) {
-    code = clc::kDeclNoSmcd2Dev;  // no common emulated ISM
-  } else if (esw_smc_query_gid(s.ism, peer.gid, peer.gid_ext) != 0) {
-    code = clc::kDeclNoSmcd2Dev;  // the GID is no local vport's
-  } else if (esw_smc_register_dmb(s.ism, kDmbSize, peer.gid, peer.gid_ext, &own) != 0) {
-    code = clc::kDeclMaxDmb;  // out of DMBs (limit)
-  } else if ((code = bind_flow(s.ism, own, fd)) != 0) {
-    esw_smc_release_dmb(s.ism, own);
-  }
-  if (code) {
-    s.decline = code;
-    if (!send_clc(fd, decline(code))) die("send decline");
-    return;
-  }
-  if (!send_clc(fd, accept_confirm(clc::MsgType::kAccept, s.gid, s.gid_ext, s.chid, esw_smc_dmb_token(own))))
-    die("send accept");
-  if (!read_clc(fd, m, raw)) die("no CLC confirm");
-  if (m.hdr.type == clc::MsgType::kDecline) {
-    s.decline = m.decline.diag;
-    esw_smc_release_dmb(s.ism, own);
-    return;
-  }
-  if (m.hdr.type != clc::MsgType::kConfirm || m.accept_confirm.d.ism_gid != peer.gid ||
-      m.accept_confirm.d.gid_ext != peer.gid_ext)
-    die("confirm does not match the proposal");
-  if (esw_smcd_stream_open(s.ism, own, m.accept_confirm.d.dmb_token, &s.t.st) != 0)
-    die(std::string("stream open: ") + esw_smc_last_error());
+  const int r = esw_smcd_accept_fd(s.ism, fd, &s.t.st, &s.decline);
+  if (r < 0) die(std::string("CLC handshake (server): ") + esw_smc_last_error());
+  if (s.decline) std::fprintf(stderr, "smc_ism_peer: fallback to TCP: %s\n", esw_smc_last_error());
 }
 
 void client_handshake(int fd, Session& s) {
   if (!s.ism) return;  // not SMC-enabled: plain TCP, no Proposal
-  clc::Message p;
-  p.hdr.type = clc::MsgType::kProposal;
-  p.hdr.version = 2;
-  p.hdr.typev1 = clc::Path::kNone;
-  p.hdr.typev2 = clc::Path::kD;
-  fill_peer_id(p.proposal.peer_id);
-  p.proposal.has_v2_ext = true;
-  p.proposal.has_smcd_v2_ext = true;
-  p.proposal.v2.eid_count = 1;
-  p.proposal.v2.ism_count = 2;
-  p.proposal.v2.release = 1;
-  p.proposal.v2.feature_mask = 1;  // emulated ISM
-  std::memcpy(p.proposal.v2.ueids[0], "ESWITCH-SMCD-EMULATED-ISM-LOCAL ", clc::kEidLen);
-  p.proposal.smcd_v2.ism[0] = {s.gid, s.chid};
-  p.proposal.smcd_v2.ism[1] = {s.gid_ext, s.chid};
-  if (!send_clc(fd, p)) die("send proposal");
-  clc::Message m;
-  std::vector<uint8_t> raw;
-  if (!read_clc(fd, m, raw)) die("no CLC answer to the proposal");
-  if (m.hdr.type == clc::MsgType::kDecline) {
-    s.decline = m.decline.diag;
-    return;
-  }
-  if (m.hdr.type != clc::MsgType::kAccept || m.hdr.typev1 != clc::Path::kD) die("answer is not an SMC-D accept");
-  const clc::SmcdAcceptConfirm d = m.accept_confirm.d;
-  esw_smc_dmb* own = nullptr;
-  uint32_t code = 0;
-  if (esw_smc_query_gid(s.ism, d.ism_gid, d.gid_ext) != 0) code = clc::kDeclNoSmcd2Dev;
-  else if (esw_smc_register_dmb(s.ism, kDmbSize, d.ism_gid, d.gid_ext, &own) != 0) code = clc::kDeclMaxDmb;
-  else if ((code = bind_flow(s.ism, own, fd)) != 0) esw_smc_release_dmb(s.ism, own);
-  if (code) {
-    s.decline = code;
-    if (!send_clc(fd, decline(code))) die("send decline");
-    return;
-  }
-  if (!send_clc(fd, accept_confirm(clc::MsgType::kConfirm, s.gid, s.gid_ext, s.chid, esw_smc_dmb_token(own))))
-    die("send confirm");
-  if (esw_smcd_stream_open(s.ism, own, d.dmb_token, &s.t.st) != 0)
-    die(std::string("stream open: ") + esw_smc_last_error());
+  const int r = esw_smcd_connect_fd(s.ism, fd, &s.t.st, &s.decline);
+  if (r < 0) die(std::string("CLC handshake (client): ") + esw_smc_last_error());
+  if (s.decline) std::fprintf(stderr, "smc_ism_peer: fallback to TCP: %s\n", esw_smc_last_error());
 }
 
 void report(const Session& s, uint64_t bytes, double secs, uint64_t msgs, std::vector<double>& rtts, const char* res) {

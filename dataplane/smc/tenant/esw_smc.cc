@@ -3,6 +3,8 @@
 
 #include "dataplane/smc/tenant/esw_smc.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -19,9 +21,11 @@
 #include <cstring>
 #include <new>
 
+#include "dataplane/smc/clc.h"
 #include "dataplane/smc/ism_protocol.h"
 
 namespace proto = esw::smc::ism::proto;
+namespace clc = esw::smc;
 
 namespace {
 
@@ -98,6 +102,8 @@ bool behind(const Cursor& c, uint64_t mine, uint64_t ring, uint64_t* out) {
 struct esw_smc {
   int fd = -1;
   uint32_t next_id = 1;
+  uint64_t dmb_size = 1u << 20;  // for the CLC functions
+  uint32_t claimed_local = 0;    // tests: claim this local IPv4 when binding the flow
 };
 
 struct esw_smc_dmb {
@@ -239,6 +245,20 @@ int wait_event(esw_smcd_stream* st) {
   return 0;
 }
 
+// The DMB eventfds are non-blocking (EFD_NONBLOCK from the service): reading one clears it or fails with EAGAIN.
+void drain_event(int fd) {
+  uint64_t v;
+  [[maybe_unused]] ssize_t r = read(fd, &v, sizeof v);
+}
+
+// Something for a reader: data in our ring, or the peer's end (done writing, closed, abort, revoke).
+bool pending(const esw_smcd_stream* st) {
+  uint64_t avail = 0;
+  if (!distance(decode(load_word(st->own->map, 8)), st->received, st->ring_own, &avail) || avail > 0) return true;
+  return (decode(load_word(st->own->map, 16)).state_flags & (kStateDoneWriting | kStateClosed | kStateAbort)) ||
+         peer_dmb_revoked(st);
+}
+
 int fail_stream(esw_smcd_stream* st, int status) {
   st->err = status;
   return status;
@@ -360,7 +380,9 @@ void esw_smcd_set_spin(esw_smcd_stream* st, int spins) { st->spin = st->spin_cur
 
 void esw_smcd_set_timeout_ms(esw_smcd_stream* st, int timeout_ms) { st->timeout_ms = timeout_ms; }
 
-ssize_t esw_smcd_send(esw_smcd_stream* st, const void* buf, size_t len) {
+ssize_t esw_smcd_send(esw_smcd_stream* st, const void* buf, size_t len) { return esw_smcd_send_flags(st, buf, len, 0); }
+
+ssize_t esw_smcd_send_flags(esw_smcd_stream* st, const void* buf, size_t len, int flags) {
   if (st->err) return st->err;
   if (st->state_flags & (kStateDoneWriting | kStateClosed))
     return set_err(-EPIPE, "esw_smcd_send: this side has shut down writing");
@@ -381,6 +403,16 @@ ssize_t esw_smcd_send(esw_smcd_stream* st, const void* buf, size_t len) {
       return fail_stream(st, set_err(-EPROTO, "esw_smcd_send: peer's consumer cursor is outside the ring, ahead of "
                                               "what was sent or more than a ring behind"));
     uint64_t space = st->ring_peer - inflight;
+    if (space == 0 && (flags & ESW_SMCD_DONTWAIT)) {
+      if (done > 0) break;
+      if (!(st->prod_flags & kProdWriteBlocked)) {  // ask the receiver to signal us when it consumes
+        st->prod_flags |= kProdWriteBlocked;
+        if (!publish(st)) continue;
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        continue;
+      }
+      return set_err(-EAGAIN, "esw_smcd_send: the peer's DMB is full");
+    }
     if (space == 0) {
       if (spins++ < st->spin) {
         __builtin_ia32_pause();
@@ -399,7 +431,12 @@ ssize_t esw_smcd_send(esw_smcd_stream* st, const void* buf, size_t len) {
       continue;
     }
     spins = 0;
-    st->prod_flags &= static_cast<uint8_t>(~kProdWriteBlocked);
+    if (st->prod_flags & kProdWriteBlocked) {
+      // The reader's "space again" signal is not for pollers waiting to read: drop it unless something is pending.
+      st->prod_flags &= static_cast<uint8_t>(~kProdWriteBlocked);
+      drain_event(st->own->event_fd);
+      if (pending(st)) signal_fd(st->own->event_fd);
+    }
     uint64_t n = std::min<uint64_t>(space, len - done);
     uint64_t off = st->sent % st->ring_peer;
     uint64_t first = std::min<uint64_t>(n, st->ring_peer - off);
@@ -412,14 +449,27 @@ ssize_t esw_smcd_send(esw_smcd_stream* st, const void* buf, size_t len) {
         return fail_stream(st, set_err(-ECONNRESET, "esw_smcd_send: the peer's DMB was revoked or aborted"));
       return fail_stream(st, set_err(-EPIPE, "esw_smcd_send: the peer closed the connection"));
     }
-    signal_fd(st->peer->event_fd);
+    // Signal only when the reader had consumed everything before this write: otherwise it has been signalled for
+    // that data and will look at the producer cursor again (it re-checks after its last read emptied the ring).
+    // Our producer store, this fence, the load of its consumer cursor; its consumer store, a fence, its load of
+    // our producer cursor: one side sees the other's store.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    uint64_t unread;
+    if (!behind(decode(load_word(st->own->map, 16)), st->sent - n, st->ring_peer, &unread) || unread == 0)
+      signal_fd(st->peer->event_fd);
   }
   return static_cast<ssize_t>(done);
 }
 
-ssize_t esw_smcd_recv(esw_smcd_stream* st, void* buf, size_t len) {
-  if (st->err) return st->err;
+ssize_t esw_smcd_recv(esw_smcd_stream* st, void* buf, size_t len) { return esw_smcd_recv_flags(st, buf, len, 0); }
+
+ssize_t esw_smcd_recv_flags(esw_smcd_stream* st, void* buf, size_t len, int flags) {
+  if (st->err) {
+    signal_fd(st->own->event_fd);  // stays readable for level-triggered pollers
+    return st->err;
+  }
   if (len == 0) return 0;
+  bool drained = false;
   auto* dst = static_cast<uint8_t*>(buf);
   int spins = 0;
   // Polling pays only when the peer runs on another CPU at the same time; on a machine with more runnable tasks
@@ -445,15 +495,39 @@ ssize_t esw_smcd_recv(esw_smcd_stream* st, void* buf, size_t len) {
       uint64_t first = std::min<uint64_t>(n, st->ring_own - off);
       std::memcpy(dst, st->own->map + kHdr + off, first);
       if (n > first) std::memcpy(dst + first, st->own->map + kHdr, n - first);
+      if (flags & ESW_SMCD_PEEK) {
+        signal_fd(st->own->event_fd);  // still readable
+        return static_cast<ssize_t>(n);
+      }
       st->received += n;
+      // Keep the eventfd's level meaningful for pollers of it (esw-smc-run dups it over the program's fd): raised
+      // while data or an end is pending, drained when the ring is empty (then checked once more, so a signal
+      // raised between our read and the drain is not lost).
       // What was read was written before any revoke; a revoke seen now ends the stream at the next call.
       if (!publish(st) && peer_dmb_revoked(st))
         fail_stream(st, set_err(-ECONNRESET, "esw_smcd_recv: the peer's DMB was revoked or aborted"));
+      // Our consumer store (publish) before the loads below: the writer skips its signal while it sees unread data.
       std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (n < avail) {
+        signal_fd(st->own->event_fd);
+      } else {
+        drain_event(st->own->event_fd);
+        if (pending(st)) signal_fd(st->own->event_fd);
+      }
       if (decode(load_word(st->own->map, 16)).prod_flags & kProdWriteBlocked) signal_fd(st->peer->event_fd);
       return static_cast<ssize_t>(n);
     }
-    if (cons.state_flags & (kStateDoneWriting | kStateClosed)) return 0;
+    if (cons.state_flags & (kStateDoneWriting | kStateClosed)) {
+      if (flags & ESW_SMCD_DONTWAIT) signal_fd(st->own->event_fd);
+      return 0;
+    }
+    if (flags & ESW_SMCD_DONTWAIT) {
+      // Nothing there: consume the pending signals, then look once more (a signal raised after the drain stays).
+      if (drained) return set_err(-EAGAIN, "esw_smcd_recv: no data");
+      drain_event(st->own->event_fd);
+      drained = true;
+      continue;
+    }
     if (spins++ < budget) {
       __builtin_ia32_pause();
       continue;
@@ -488,5 +562,265 @@ static int end_stream(esw_smcd_stream* st, uint8_t flags) {
 
 int esw_smcd_close(esw_smcd_stream* st) { return end_stream(st, kStateDoneWriting | kStateClosed); }
 int esw_smcd_abort(esw_smcd_stream* st) { return end_stream(st, kStateAbort); }
+
+int esw_smcd_event_fd(const esw_smcd_stream* st) { return st->own->event_fd; }
+
+ssize_t esw_smcd_readable(esw_smcd_stream* st) {
+  if (st->err) return st->err;
+  uint64_t avail = 0;
+  if (!distance(decode(load_word(st->own->map, 8)), st->received, st->ring_own, &avail)) return 0;
+  return static_cast<ssize_t>(avail);
+}
+
+void esw_smcd_counts(const esw_smcd_stream* st, uint64_t* sent, uint64_t* received) {
+  if (sent) *sent = st->sent;
+  if (received) *received = st->received;
+}
+
+int esw_smc_set_dmb_size(esw_smc* s, uint64_t size) {
+  for (uint64_t n = 0; n <= 6; ++n)
+    if (size == (uint64_t{16384} << n)) return s->dmb_size = size, 0;
+  return set_err(-EINVAL, "esw_smc_set_dmb_size: size must be 16 KiB << n, n <= 6");
+}
+void esw_smc_set_claimed_local(esw_smc* s, uint32_t ipv4) { s->claimed_local = ipv4; }
+
+int esw_smc_listen(esw_smc* s, uint32_t ip, uint16_t port, int on) {
+  proto::Reply rp{};
+  return rpc(s, on ? proto::kListen : proto::kUnlisten, static_cast<uint64_t>(ip) << 16 | port, 0, 0, &rp, nullptr);
+}
+int esw_smc_connect_intent(esw_smc* s, uint32_t dst_ip, uint16_t dst_port, uint16_t src_port) {
+  proto::Reply rp{};
+  return rpc(s, proto::kConnectIntent, static_cast<uint64_t>(dst_ip) << 32 | uint64_t{dst_port} << 16 | src_port, 0, 0,
+             &rp, nullptr);
+}
+int esw_smc_take_intent(esw_smc* s, uint32_t local_ip, uint16_t local_port, uint16_t peer_port) {
+  proto::Reply rp{};
+  return rpc(s, proto::kTakeIntent, static_cast<uint64_t>(local_ip) << 32 | uint64_t{local_port} << 16 | peer_port, 0,
+             0, &rp, nullptr);
+}
+
+}  // extern "C"
+
+// ---- CLC (SMC-Dv2 over the emulated ISM) ------------------------------------------------------------------------
+namespace {
+
+constexpr char kEid[] = "ESWITCH-SMCD-EMULATED-ISM-LOCAL ";  // 32 chars
+
+bool write_all(int fd, const void* b, size_t n) {
+  const uint8_t* p = static_cast<const uint8_t*>(b);
+  while (n) {
+    ssize_t k = ::send(fd, p, n, MSG_NOSIGNAL);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return false;
+    p += k, n -= static_cast<size_t>(k);
+  }
+  return true;
+}
+bool read_all(int fd, void* b, size_t n) {
+  uint8_t* p = static_cast<uint8_t*>(b);
+  while (n) {
+    ssize_t k = ::recv(fd, p, n, 0);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return false;
+    p += k, n -= static_cast<size_t>(k);
+  }
+  return true;
+}
+
+// One CLC message from the TCP stream (header first for the length). -EPROTO: not a valid CLC message.
+int read_clc(int fd, clc::Message& m) {
+  uint8_t raw[clc::kMaxMsgLen];
+  if (!read_all(fd, raw, 8)) return set_err(errno ? -errno : -ECONNRESET, "esw_smc clc: connection ended in the handshake");
+  const uint16_t len = static_cast<uint16_t>(raw[5] << 8 | raw[6]);
+  if (len < 8 || len > sizeof raw) return set_err(-EPROTO, "esw_smc clc: message length %u out of range", len);
+  if (!read_all(fd, raw + 8, len - 8u)) return set_err(errno ? -errno : -ECONNRESET, "esw_smc clc: connection ended in the handshake");
+  clc::Result r = clc::parse(std::span<const uint8_t>(raw, len), m);
+  if (!r.ok()) return set_err(-EPROTO, "esw_smc clc: invalid message: %s", r.reason);
+  return 0;
+}
+int send_clc(int fd, const clc::Message& m) {
+  uint8_t buf[clc::kMaxMsgLen];
+  clc::Result r = clc::build(m, buf);
+  if (!r.ok()) return set_err(-EINVAL, "esw_smc clc: build: %s", r.reason);
+  if (!write_all(fd, buf, r.size)) return set_err(errno ? -errno : -EPIPE, "esw_smc clc: send failed");
+  return 0;
+}
+
+void fill_peer_id(uint8_t* id) {
+  const pid_t p = getpid();
+  std::memset(id, 0, 8);
+  std::memcpy(id, &p, sizeof p);
+}
+
+clc::Message decline_msg(uint32_t code) {
+  clc::Message m;
+  m.hdr.type = clc::MsgType::kDecline;
+  m.hdr.version = 2;
+  m.hdr.typev1 = clc::Path::kD;
+  fill_peer_id(m.decline.peer_id);
+  m.decline.diag = code;
+  m.decline.os_type = clc::kOsLinux;
+  return m;
+}
+
+uint8_t size_code(uint64_t size) {
+  uint8_t n = 0;
+  while ((uint64_t{16384} << n) < size && n < 6) ++n;
+  return n;
+}
+
+clc::Message accept_confirm(clc::MsgType t, uint64_t gid, uint64_t gid_ext, uint16_t chid, uint64_t token,
+                            uint64_t size) {
+  clc::Message m;
+  m.hdr.type = t;
+  m.hdr.version = 2;
+  m.hdr.typev1 = clc::Path::kD;
+  m.hdr.flag = true;  // first contact
+  clc::SmcdAcceptConfirm& d = m.accept_confirm.d;
+  d.ism_gid = gid;
+  d.gid_ext = gid_ext;
+  d.chid = chid;
+  d.dmb_token = token;
+  d.dmbe_size = size_code(size);
+  std::memcpy(m.accept_confirm.eid, kEid, clc::kEidLen);
+  clc::FirstContactExt& f = m.accept_confirm.fce;
+  f.present = true;
+  f.v2x = true;
+  f.os_type = clc::kOsLinux;
+  f.release = 1;
+  std::memcpy(f.hostname, "eswitch-tenant", 14);
+  return m;
+}
+
+bool proposal_gid(const clc::Message& m, clc::IsmGid* out) {
+  const clc::Identity id = clc::identity(m);
+  for (int i = 0; i < id.ism_count; ++i) {
+    if (id.ism[i].emulated) {
+      *out = id.ism[i];
+      return true;
+    }
+  }
+  return false;
+}
+
+// Binds the own DMB to the TCP flow: 0, or the Decline code (CNFERR when eswitchd refused the flow).
+uint32_t bind_flow(esw_smc* s, esw_smc_dmb* own, int fd) {
+  sockaddr_in l{}, r{};
+  socklen_t ll = sizeof l, rl = sizeof r;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&l), &ll) != 0 ||
+      getpeername(fd, reinterpret_cast<sockaddr*>(&r), &rl) != 0 || l.sin_family != AF_INET)
+    return clc::kDeclInterr;
+  const uint32_t local = s->claimed_local ? s->claimed_local : ntohl(l.sin_addr.s_addr);
+  const int rc = esw_smc_bind_flow(s, own, local, ntohl(r.sin_addr.s_addr), ntohs(l.sin_port), ntohs(r.sin_port));
+  if (rc == 0) return 0;
+  return rc == -EACCES ? clc::kDeclCnfErr : clc::kDeclInterr;
+}
+
+int fallback(uint32_t* decline, uint32_t code) {
+  if (decline) *decline = code;
+  return ESW_SMCD_FALLBACK;
+}
+
+}  // namespace
+
+extern "C" {
+
+int esw_smcd_accept_fd(esw_smc* s, int fd, esw_smcd_stream** out, uint32_t* decline) {
+  *out = nullptr;
+  if (decline) *decline = 0;
+  uint8_t head[8];
+  ssize_t k;
+  do k = recv(fd, head, sizeof head, MSG_PEEK | MSG_WAITALL);
+  while (k < 0 && errno == EINTR);
+  if (k != 8 || (std::memcmp(head, clc::kEyecatcherR, 4) != 0 && std::memcmp(head, clc::kEyecatcherD, 4) != 0))
+    return fallback(decline, 0);  // not SMC: plain TCP from the first byte
+  clc::Message m;
+  if (int r = read_clc(fd, m)) return r;
+  if (m.hdr.type != clc::MsgType::kProposal) return set_err(-EPROTO, "esw_smcd_accept_fd: first CLC message is not a Proposal");
+  clc::IsmGid peer{};
+  uint64_t gid = 0, gid_ext = 0;
+  uint16_t chid = 0;
+  uint32_t code = 0;
+  esw_smc_dmb* own = nullptr;
+  if (!s || esw_smc_gid(s, &gid, &gid_ext, &chid) != 0) {
+    code = clc::kDeclNoSmcdDev;  // no SMC-D device here
+  } else if (!proposal_gid(m, &peer) || peer.chid != chid) {
+    code = clc::kDeclNoSmcd2Dev;  // no common emulated ISM
+  } else if (esw_smc_query_gid(s, peer.gid, peer.gid_ext) != 0) {
+    code = clc::kDeclNoSmcd2Dev;  // the GID is no local vport's
+  } else if (esw_smc_register_dmb(s, s->dmb_size, peer.gid, peer.gid_ext, &own) != 0) {
+    code = clc::kDeclMaxDmb;  // out of DMBs (limit)
+  } else if ((code = bind_flow(s, own, fd)) != 0) {
+    esw_smc_release_dmb(s, own);
+  }
+  if (code) {
+    if (int r = send_clc(fd, decline_msg(code))) return r;
+    return fallback(decline, code);
+  }
+  auto bail = [&](int r) {
+    esw_smc_release_dmb(s, own);
+    return r;
+  };
+  if (int r = send_clc(fd, accept_confirm(clc::MsgType::kAccept, gid, gid_ext, chid, esw_smc_dmb_token(own), s->dmb_size)))
+    return bail(r);
+  if (int r = read_clc(fd, m)) return bail(r);
+  if (m.hdr.type == clc::MsgType::kDecline) {
+    bail(0);
+    return fallback(decline, m.decline.diag);
+  }
+  if (m.hdr.type != clc::MsgType::kConfirm || m.accept_confirm.d.ism_gid != peer.gid ||
+      m.accept_confirm.d.gid_ext != peer.gid_ext)
+    return bail(set_err(-EPROTO, "esw_smcd_accept_fd: the Confirm does not match the Proposal"));
+  if (int r = esw_smcd_stream_open(s, own, m.accept_confirm.d.dmb_token, out)) return bail(r);
+  return 0;
+}
+
+int esw_smcd_connect_fd(esw_smc* s, int fd, esw_smcd_stream** out, uint32_t* decline) {
+  *out = nullptr;
+  if (decline) *decline = 0;
+  uint64_t gid = 0, gid_ext = 0;
+  uint16_t chid = 0;
+  if (int r = esw_smc_gid(s, &gid, &gid_ext, &chid)) return r;
+  clc::Message p;
+  p.hdr.type = clc::MsgType::kProposal;
+  p.hdr.version = 2;
+  p.hdr.typev1 = clc::Path::kNone;
+  p.hdr.typev2 = clc::Path::kD;
+  fill_peer_id(p.proposal.peer_id);
+  p.proposal.has_v2_ext = true;
+  p.proposal.has_smcd_v2_ext = true;
+  p.proposal.v2.eid_count = 1;
+  p.proposal.v2.ism_count = 2;
+  p.proposal.v2.release = 1;
+  p.proposal.v2.feature_mask = 1;  // emulated ISM
+  std::memcpy(p.proposal.v2.ueids[0], kEid, clc::kEidLen);
+  p.proposal.smcd_v2.ism[0] = {gid, chid};
+  p.proposal.smcd_v2.ism[1] = {gid_ext, chid};
+  if (int r = send_clc(fd, p)) return r;
+  clc::Message m;
+  if (int r = read_clc(fd, m)) return r;
+  if (m.hdr.type == clc::MsgType::kDecline) return fallback(decline, m.decline.diag);
+  if (m.hdr.type != clc::MsgType::kAccept || m.hdr.typev1 != clc::Path::kD)
+    return set_err(-EPROTO, "esw_smcd_connect_fd: the answer to the Proposal is not an SMC-D Accept");
+  const clc::SmcdAcceptConfirm d = m.accept_confirm.d;
+  esw_smc_dmb* own = nullptr;
+  uint32_t code = 0;
+  if (d.chid != chid || esw_smc_query_gid(s, d.ism_gid, d.gid_ext) != 0) code = clc::kDeclNoSmcd2Dev;
+  else if (esw_smc_register_dmb(s, s->dmb_size, d.ism_gid, d.gid_ext, &own) != 0) code = clc::kDeclMaxDmb;
+  else if ((code = bind_flow(s, own, fd)) != 0) esw_smc_release_dmb(s, own), own = nullptr;
+  if (code) {
+    if (int r = send_clc(fd, decline_msg(code))) return r;
+    return fallback(decline, code);
+  }
+  if (int r = send_clc(fd, accept_confirm(clc::MsgType::kConfirm, gid, gid_ext, chid, esw_smc_dmb_token(own), s->dmb_size))) {
+    esw_smc_release_dmb(s, own);
+    return r;
+  }
+  if (int r = esw_smcd_stream_open(s, own, d.dmb_token, out)) {
+    esw_smc_release_dmb(s, own);
+    return r;
+  }
+  return 0;
+}
 
 }  // extern "C"

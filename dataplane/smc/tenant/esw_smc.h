@@ -11,8 +11,10 @@
  * Everything the peer writes is untrusted: a cursor outside the ring or claiming more than the ring holds ends
  * the stream with -EPROTO; the library never reads or writes outside the mapped buffers.
  *
- * The CLC handshake (which tells each side the other's GID and DMB token) is not part of this library yet: the
- * caller exchanges GIDs and tokens (esw_smc_gid, esw_smc_dmb_token).
+ * The CLC handshake (SMC-Dv2 with the real CLC messages, dataplane/smc/clc.h) runs over a connected TCP socket:
+ * esw_smcd_connect_fd (client: Proposal, then Accept -> Confirm) and esw_smcd_accept_fd (server: Proposal ->
+ * Accept, then Confirm), or a Decline with its reason, after which both sides use the TCP connection as is.
+ * Lower level: the caller exchanges GIDs and tokens itself (esw_smc_gid, esw_smc_dmb_token).
  *
  * Errors: functions return 0 / a byte count, or -errno; esw_smc_last_error() names the reason (thread-local).
  * A handle is used by one thread at a time.
@@ -81,6 +83,45 @@ ESW_SMC_EXPORT int esw_smcd_shutdown(esw_smcd_stream* st);
  * and release both DMBs. */
 ESW_SMC_EXPORT int esw_smcd_close(esw_smcd_stream* st);
 ESW_SMC_EXPORT int esw_smcd_abort(esw_smcd_stream* st);
+
+/* ---- CLC over a connected TCP socket --------------------------------------------------------------------------
+ * Both block on tcp_fd (the caller makes it blocking for the call) and bind the own DMB to the socket's IPv4 flow
+ * (esw_smc_bind_flow). Return 0: *out is an SMC-D stream (the TCP connection stays open, idle, for the caller
+ * to close with the stream); ESW_SMCD_FALLBACK: use the TCP connection as is, *decline = the Decline code sent
+ * or received (0: the peer sent no Proposal); < 0: the TCP connection broke or the peer violated the protocol
+ * (close it). s may be NULL on the server side: a Proposal then gets a Decline NOSMCDEV. */
+#define ESW_SMCD_FALLBACK 1
+ESW_SMC_EXPORT int esw_smcd_connect_fd(esw_smc* s, int tcp_fd, esw_smcd_stream** out, uint32_t* decline);
+/* Server side: peeks the first 8 bytes; no CLC eyecatcher -> ESW_SMCD_FALLBACK with *decline 0, nothing read
+ * (so only call it when the client is known to speak first: see esw_smc_take_intent). */
+ESW_SMC_EXPORT int esw_smcd_accept_fd(esw_smc* s, int tcp_fd, esw_smcd_stream** out, uint32_t* decline);
+/* DMB size for the CLC functions (16 KiB << n, n <= 6; default 1 MiB). */
+ESW_SMC_EXPORT int esw_smc_set_dmb_size(esw_smc* s, uint64_t size);
+/* Tests: claim this local IPv4 (host order) instead of the socket's when binding the flow (eswitchd refuses an
+ * address not the vport's; the side then Declines with CNFERR). 0: the socket's own. */
+ESW_SMC_EXPORT void esw_smc_set_claimed_local(esw_smc* s, uint32_t ipv4);
+
+/* ---- capability announcements (transparent use: esw-smc-run) ----------------------------------------------------
+ * The service answers "is the peer a local SMC endpoint" for local peers (no TCP option needed). IPv4 host order.
+ * listen: an SMC-enabled server listens on ip (0: any):port. connect_intent: before connect(), 0 when an
+ * SMC-enabled listener is announced for dst (the client then sends a Proposal right after the handshake),
+ * -ENOENT when not (stay plain TCP). take_intent: after accept(), 0 when that client announced a Proposal. */
+ESW_SMC_EXPORT int esw_smc_listen(esw_smc* s, uint32_t ip, uint16_t port, int on);
+ESW_SMC_EXPORT int esw_smc_connect_intent(esw_smc* s, uint32_t dst_ip, uint16_t dst_port, uint16_t src_port);
+ESW_SMC_EXPORT int esw_smc_take_intent(esw_smc* s, uint32_t local_ip, uint16_t local_port, uint16_t peer_port);
+
+/* ---- non-blocking use and readiness --------------------------------------------------------------------------- */
+#define ESW_SMCD_DONTWAIT 1 /* -EAGAIN instead of waiting */
+#define ESW_SMCD_PEEK 2     /* recv: leave the bytes in the ring */
+/* send: with DONTWAIT, what fits (>= 1 byte) or -EAGAIN; recv: as esw_smcd_recv, -EAGAIN when nothing is there. */
+ESW_SMC_EXPORT ssize_t esw_smcd_send_flags(esw_smcd_stream* st, const void* buf, size_t len, int flags);
+ESW_SMC_EXPORT ssize_t esw_smcd_recv_flags(esw_smcd_stream* st, void* buf, size_t len, int flags);
+/* The eventfd the peer raises (data, space, close): poll it for readiness. */
+ESW_SMC_EXPORT int esw_smcd_event_fd(const esw_smcd_stream* st);
+/* Bytes readable now (0 also at end of stream), or -errno when the stream failed. */
+ESW_SMC_EXPORT ssize_t esw_smcd_readable(esw_smcd_stream* st);
+/* Totals of this stream (bytes sent into the peer's DMB, received from ours). */
+ESW_SMC_EXPORT void esw_smcd_counts(const esw_smcd_stream* st, uint64_t* sent, uint64_t* received);
 
 #ifdef __cplusplus
 }
