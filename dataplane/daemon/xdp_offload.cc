@@ -210,12 +210,15 @@ bool Switch::plan_xdp_offload(Plan& p, ApplyResult& result) {
   std::vector<offload::XdpSteerTarget> targets;
   for (uint16_t i = 0; i < p.nb_ports; ++i) {
     const Port* port = slots_[i].get();
-    if (p.slots[i].name.empty() || port == nullptr || port->name() != p.slots[i].name) continue;
+    if (p.slots[i].name.empty()) continue;
     offload::XdpSteerTarget t;
     t.port = i;
     t.name = p.slots[i].name;
-    const std::string iface = port->xdp_interface();
-    if (iface.empty() || !port->xdp_program_current()) {
+    const std::string iface = port != nullptr && port->name() == t.name ? port->xdp_interface() : std::string();
+    if (port == nullptr || port->name() != t.name || p.slots[i].is_new) {
+      t.refused = fmt::format("{} is opened by this apply (steer rules to it are offloaded from the next apply on)",
+                              t.name);
+    } else if (iface.empty() || !port->xdp_program_current()) {
       t.refused = fmt::format("{} is not an af_xdp port with eswitch's XDP program on its interface", t.name);
     } else if (std::string why = xdp_redirect_target(iface, t.ifindex); !why.empty()) {
       t.refused = why;

@@ -252,7 +252,9 @@ std::string XdpGuard::set(const Binding& b) {
   std::memcpy(c.mac, b.mac.data(), 6);
   std::memcpy(c.link_local, b.link_local.data(), 16);
   c.enabled = b.spoofchk && b.active && b.has_mac ? 1 : 0;
-  c.rule_frames = !b.active ? kRulesNone : b.spoofchk ? kRulesIp : kRulesAll;
+  // A spoof-checked vport without a MAC: the binding stage drops every frame (source MAC), the program checks
+  // nothing (enabled 0), so no frame may meet a rule here (a steer rule would deliver what software drops).
+  c.rule_frames = !b.active || (b.spoofchk && !b.has_mac) ? kRulesNone : b.spoofchk ? kRulesIp : kRulesAll;
   const uint32_t zero = 0;
   if (bpf_map_update_elem(cfg_fd_, &zero, &c, BPF_ANY) != 0) {
     return fmt::format("cannot update the XDP program's esw_cfg map: {}", std::strerror(errno));
