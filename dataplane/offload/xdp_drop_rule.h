@@ -29,8 +29,10 @@ struct XdpDropRule {
   uint8_t proto = 0, proto_mask = 0;
   uint8_t action = kActDrop;  // kActRedirect: a steer rule, the frame goes to esw_tx[tx_slot]
   uint8_t tx_slot = 0;
-  uint8_t pad[4] = {0, 0, 0, 0};
+  uint8_t fields = 0;  // kField*: which of the wide compares the rule needs (the program skips the others)
+  uint8_t pad[3] = {0, 0, 0};
   static constexpr uint8_t kActDrop = 0, kActRedirect = 1;
+  static constexpr uint8_t kFieldMacs = 1, kFieldIpv6 = 2;
   bool operator==(const XdpDropRule&) const = default;
 };
 static_assert(sizeof(XdpDropRule) == 120, "layout shared with guard.bpf.c struct esw_rule");

@@ -151,6 +151,9 @@ std::string xdp_express(const RuleSpec& r, const ActionList& al, const XdpPortTr
   out.proto = static_cast<uint8_t>(v.ip_proto & m.ip_proto);
   out.dport_mask = m.tp_dst;
   out.dport = static_cast<uint16_t>(v.tp_dst & m.tp_dst);
+  // The program skips the MAC and IPv6 compares of rules that do not use them (most rules use one or neither).
+  if (!all_zero(m.eth_dst, 6) || !all_zero(m.eth_src, 6)) out.fields |= XdpDropRule::kFieldMacs;
+  if (!all_zero(m.ipv6_src, 16) || !all_zero(m.ipv6_dst, 16)) out.fields |= XdpDropRule::kFieldIpv6;
   return "";
 }
 

@@ -106,8 +106,11 @@ struct esw_rule {
   __u8 proto, proto_mask;
   __u8 action;   // ESW_ACT_*
   __u8 tx_slot;  // ESW_ACT_REDIRECT: key of esw_tx
-  __u8 pad[4];
+  __u8 fields;   // ESW_FIELD_*: the wide compares this rule needs (masks of the others are all zero)
+  __u8 pad[3];
 };
+#define ESW_FIELD_MACS 1
+#define ESW_FIELD_IPV6 2
 #define ESW_ACT_DROP 0
 #define ESW_ACT_REDIRECT 1
 
@@ -302,22 +305,26 @@ static __always_inline int rule_check(struct xdp_md* ctx, __u32* tx_slot) {
     struct esw_rule* r = bpf_map_lookup_elem(&esw_rules, &slot);
     if (!r) break;
     if ((type & r->eth_type_mask) != r->eth_type) continue;
-    __u8 diff = 0;
+    if (r->fields & ESW_FIELD_MACS) {
+      __u8 diff = 0;
 #pragma unroll
-    for (int b = 0; b < 6; b++) {
-      diff |= (eth->h_dest[b] & r->dmac_mask[b]) ^ r->dmac[b];
-      diff |= (eth->h_source[b] & r->smac_mask[b]) ^ r->smac[b];
+      for (int b = 0; b < 6; b++) {
+        diff |= (eth->h_dest[b] & r->dmac_mask[b]) ^ r->dmac[b];
+        diff |= (eth->h_source[b] & r->smac_mask[b]) ^ r->smac[b];
+      }
+      if (diff != 0) continue;
     }
-    if (diff != 0) continue;
     if ((s4 & r->src_mask) != r->src) continue;
     if ((d4 & r->dst_mask) != r->dst) continue;
-    __u32 diff6 = 0;
+    if (r->fields & ESW_FIELD_IPV6) {
+      __u32 diff6 = 0;
 #pragma unroll
-    for (int w = 0; w < 4; w++) {
-      diff6 |= (s6[w] & r->src6_mask[w]) ^ r->src6[w];
-      diff6 |= (d6[w] & r->dst6_mask[w]) ^ r->dst6[w];
+      for (int w = 0; w < 4; w++) {
+        diff6 |= (s6[w] & r->src6_mask[w]) ^ r->src6[w];
+        diff6 |= (d6[w] & r->dst6_mask[w]) ^ r->dst6[w];
+      }
+      if (diff6 != 0) continue;
     }
-    if (diff6 != 0) continue;
     if (r->proto_mask != 0 && (proto < 0 || ((__u8)proto & r->proto_mask) != r->proto)) continue;
     if (r->dport_mask != 0 && (!have_port || (dport & r->dport_mask) != r->dport)) continue;
     // No other offloaded rule can match a frame this one matches: a steer rule's frame the program may not

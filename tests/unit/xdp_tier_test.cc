@@ -8,30 +8,16 @@
 
 #include <cstring>
 
+#include "common/offload_rules.h"
+
 namespace esw::dp::offload {
 namespace {
 
-RuleSpec rule(uint16_t priority = 100) {
-  RuleSpec r;
-  r.id = 1;
-  r.priority = priority;
-  return r;
-}
-ActionList drop_list() {
-  ActionList a;
-  a.actions.push_back(Action{ActionType::kDrop});
-  a.has_fate = true;
-  return a;
-}
-void ipv6(RuleSpec& r) {
-  r.value.eth_type = htons(0x86dd);
-  r.mask.eth_type = 0xffff;
-}
-void set6(uint8_t* v, uint8_t* m, const char* addr, int len) {
-  ASSERT_EQ(inet_pton(AF_INET6, addr, v), 1);
-  std::memset(m, 0, 16);
-  for (int i = 0; i < len; ++i) m[i / 8] |= static_cast<uint8_t>(0x80 >> (i % 8));
-}
+using test::drop_list;
+using test::output_list;
+RuleSpec rule(uint16_t priority = 100) { return test::rule_spec(1, priority); }
+void ipv6(RuleSpec& r) { test::match_ipv6(r); }
+void set6(uint8_t* v, uint8_t* m, const char* addr, int len) { test::set_prefix6(v, m, addr, len); }
 
 const XdpPortTraits kPort{3, false, false};
 
@@ -56,6 +42,7 @@ TEST(XdpTier, Ipv6PrefixesProtocolAndPortAreExpressed) {
   EXPECT_EQ(x.proto, 6);
   EXPECT_EQ(x.dport, htons(80));
   EXPECT_EQ(x.src_mask, 0u);
+  EXPECT_EQ(x.fields, XdpDropRule::kFieldIpv6);  // no MAC compare in the program
 }
 
 TEST(XdpTier, MacsWithMasksAndEthertypeAreExpressedPremasked) {
@@ -74,6 +61,7 @@ TEST(XdpTier, MacsWithMasksAndEthertypeAreExpressedPremasked) {
   EXPECT_EQ(x.dmac_mask[5], 0xfe);
   EXPECT_EQ(std::memcmp(x.smac, src, 6), 0);
   EXPECT_EQ(x.eth_type, htons(0x0806));
+  EXPECT_EQ(x.fields, XdpDropRule::kFieldMacs);  // no IPv6 compare in the program
   // An ARP rule cannot match TCP: a roce_strict vport takes it.
   XdpPortTraits strict = kPort;
   strict.roce_strict = true;
@@ -179,19 +167,6 @@ std::vector<XdpSteerTarget> targets() {
   t[3].ifindex = 78;
   t[3].spoofchk = t[3].has_mac = false;
   return t;
-}
-
-ActionList output_list(uint16_t port, bool count = false) {
-  ActionList a;
-  Action o{ActionType::kOutput};
-  o.port = port;
-  a.actions.push_back(o);
-  if (count) {
-    a.actions.push_back(Action{ActionType::kCount});
-    a.has_count = true;
-  }
-  a.has_fate = true;
-  return a;
 }
 
 // IPv4 UDP to vm3's MAC: what a steer rule must look like to be offloaded towards vm3.
