@@ -378,9 +378,11 @@ int cmd_show(const Options& o, const std::string& what, const ShowOptions& so) {
              {"XDP_DROPS", true}, {"RULE"}, {"MATCH"}, {"ACTIONS"}});
     for (const auto& x : r["rules"]) {
       const std::string match = to_str(x["match"]);
-      // RUNS: software, or xdp (the worker keeps the rule as well; XDP_DROPS: what the programs dropped for it).
+      // RUNS: software (with why not in XDP, on an offload port), or xdp (the worker keeps the rule as well;
+      // XDP_DROPS: what the programs dropped for it; steer rules' redirects count in PACKETS when they count).
       t.row({to_str(x["id"]), to_str(x["table"]), to_str(x["priority"]), to_str(x["packets"]), to_str(x["bytes"]),
-             x.contains("runs") ? to_str(x["runs"]) : "software",
+             (x.contains("runs") ? to_str(x["runs"]) : "software") +
+                 (x.contains("xdp_refused") ? " (" + to_str(x["xdp_refused"]) + ")" : ""),
              x.contains("xdp_drops") ? to_str(x["xdp_drops"]) : "0", to_str(x["where"]),
              match.empty() ? "(any)" : match, to_str(x["actions"])});
     }

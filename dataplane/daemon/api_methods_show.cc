@@ -358,6 +358,8 @@ json run_show(ApiContext& ctx, const ApiCall& call) {
       rules.back()["runs"] = in_xdp ? "xdp" : "software";  // the worker always has the rule too
       rules.back()["xdp_ports"] = in_xdp ? json(x->second.ports) : json::array();
       rules.back()["xdp_drops"] = x != xdp.end() ? x->second.xdp_drops : 0;
+      rules.back()["xdp_steered"] = x != xdp.end() ? x->second.xdp_steered : 0;  // steer rules: redirected in XDP
+      if (!in_xdp && x != xdp.end() && !x->second.refused.empty()) rules.back()["xdp_refused"] = x->second.refused;
     }
     out["rules"] = std::move(rules);
     out["total"] = matched;

@@ -47,6 +47,7 @@ std::vector<PortStats> Switch::port_stats() const {
       }
     }
     p->add_carried(s.counters);
+    xdp_offload_.add_steered_tx(i, s.name, s.counters.tx_packets, s.counters.tx_bytes, slots_);  // XDP steer rules
     out.push_back(std::move(s));
   }
   return out;
@@ -66,6 +67,7 @@ std::vector<VportStats> Switch::vport_stats() const {
     PortCounters c;
     for (const auto& w : workers_) c += w->stats().ports[i];
     slots_[i]->add_carried(c);
+    xdp_offload_.add_steered_tx(static_cast<uint16_t>(i), v.name, c.tx_packets, c.tx_bytes, slots_);
     s.rx_packets = c.rx_packets;
     s.tx_packets = c.tx_packets;
     slots_[i]->add_early_drops(c.dropped);  // dropped below the worker (XDP), by the binding's reasons
@@ -151,6 +153,7 @@ SmcReport Switch::smc_report() const {
 std::vector<RuleStats> Switch::rule_stats() const {
   std::vector<RuleStats> out;
   out.reserve(book_.size());
+  const auto xdp = xdp_offload_.report(slots_);  // steer rules' frames redirected in XDP count as the rule's
   for (const RuleBook::Installed& r : book_.installed()) {
     const std::optional<RuleInfo> info = classifier_->find(r.id);
     if (!info) continue;
@@ -163,6 +166,10 @@ std::vector<RuleStats> Switch::rule_stats() const {
     }
     s.packets -= book_.baseline(r.id).packets;
     s.bytes -= book_.baseline(r.id).bytes;
+    if (const auto x = xdp.find(r.id); x != xdp.end() && static_cast<const ActionList*>(spec.actions)->has_count) {
+      s.packets += x->second.xdp_steered;
+      s.bytes += x->second.xdp_steered_bytes;
+    }
     out.push_back(std::move(s));
   }
   std::sort(out.begin(), out.end(), [](const RuleStats& a, const RuleStats& b) {

@@ -29,7 +29,11 @@ class XdpOffload {
     std::string name;
     std::vector<uint64_t> keys;
     std::vector<offload::XdpDropRule> rules;
+    std::vector<uint16_t> out;          // per rule: a steer rule's destination port index, or kNoOut
+    std::vector<uint32_t> tx_ifindex;   // devmap slot -> interface (steer rules' tx_slot)
+    std::vector<std::pair<uint64_t, std::string>> refused;  // rule key -> why it stays in software here
   };
+  static constexpr uint16_t kNoOut = 0xffff;
 
   // What one apply will do (filled by Switch::execute_plan before anything changes).
   std::vector<PortPlan> planned;
@@ -50,17 +54,33 @@ class XdpOffload {
   struct RuleReport {
     std::vector<std::string> ports;  // where the rule runs in XDP (empty: software only)
     uint64_t xdp_drops = 0;
+    uint64_t xdp_steered = 0, xdp_steered_bytes = 0;  // frames a steer rule redirected in XDP
+    std::string refused;             // why it is not in an offload port's program ("" when it is, or not asked)
   };
   std::map<uint32_t, RuleReport> report(const std::array<std::unique_ptr<Port>, kMaxPorts>& slots) const;
+  // Adds what steer rules redirected in XDP to port `idx` (named `name`) to its tx counters, so they read as
+  // if the worker had sent those frames.
+  void add_steered_tx(uint16_t idx, const std::string& name, uint64_t& tx_packets, uint64_t& tx_bytes,
+                      const std::array<std::unique_ptr<Port>, kMaxPorts>& slots) const;
 
  private:
   struct Live {
     std::string name;
     std::vector<uint32_t> ids;              // slot -> rule id
     std::vector<offload::XdpDropRule> rules;  // what was asked (ids.size() of them got in)
+    std::vector<uint16_t> out;              // slot -> a steer rule's destination (kNoOut: a drop rule)
+    std::vector<std::string> out_name;      // its name then
+    std::vector<uint32_t> tx_ifindex;
   };
+  // Counts of slots being rewritten: kept per rule id and per destination port name.
+  void carry(const Live& l, const std::vector<offload::XdpSlotCount>& old);
   std::map<uint16_t, Live> live_;          // port index -> its program's rules
-  std::map<uint32_t, uint64_t> carried_;   // rule id -> XDP drops of earlier rewrites
+  struct Carried {
+    uint64_t drops = 0, steered = 0, steered_bytes = 0;
+  };
+  std::map<uint32_t, Carried> carried_;    // rule id -> XDP drops / steers of earlier rewrites
+  std::map<std::string, offload::XdpSlotCount> carried_tx_;  // port name -> steered to it by earlier rewrites
+  std::map<uint32_t, std::string> refused_;  // rule id -> why an offload port's program does not have it
 };
 
 }  // namespace esw::dp

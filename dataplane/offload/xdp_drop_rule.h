@@ -1,5 +1,5 @@
 #pragma once
-// One drop rule as the XDP offload tier hands it to an af_xdp vport's program (dataplane/xdp/guard.bpf.c,
+// One drop or steer rule as the XDP offload tier hands it to an af_xdp vport's program (dataplane/xdp/guard.bpf.c,
 // struct esw_rule: the same layout). The program tries a rule only on untagged frames it parsed like the
 // worker's parser; a frame matches when every masked field equals the rule's (pre-masked) value:
 //  - destination / source MAC, ethertype (network order);
@@ -9,6 +9,8 @@
 //    left to the worker for that rule);
 //  - when dport_mask is not 0, the L4 destination port of an unfragmented TCP/UDP packet whose L4 header is
 //    there (else left to the worker).
+// A steer rule (action kActRedirect) takes only the frames guard.bpf.c calls steerable (see there and
+// dataplane/xdp/README.md, "Steer rules"); its other frames go to the worker.
 // Header-only: the port layer (ports/xdp_guard.*) writes it, offload/xdp_tier.* makes it.
 
 #include <cstdint>
@@ -25,9 +27,19 @@ struct XdpDropRule {
   uint16_t eth_type = 0, eth_type_mask = 0;
   uint16_t dport = 0, dport_mask = 0;
   uint8_t proto = 0, proto_mask = 0;
-  uint8_t pad[6] = {0, 0, 0, 0, 0, 0};
+  uint8_t action = kActDrop;  // kActRedirect: a steer rule, the frame goes to esw_tx[tx_slot]
+  uint8_t tx_slot = 0;
+  uint8_t fields = 0;  // kField*: which of the wide compares the rule needs (the program skips the others)
+  uint8_t pad[3] = {0, 0, 0};
+  static constexpr uint8_t kActDrop = 0, kActRedirect = 1;
+  static constexpr uint8_t kFieldMacs = 1, kFieldIpv6 = 2;
   bool operator==(const XdpDropRule&) const = default;
 };
 static_assert(sizeof(XdpDropRule) == 120, "layout shared with guard.bpf.c struct esw_rule");
+
+// What one rule slot of the program counted (esw_rule_hits, esw_rule_bytes, summed over CPUs).
+struct XdpSlotCount {
+  uint64_t packets = 0, bytes = 0;
+};
 
 }  // namespace esw::dp::offload

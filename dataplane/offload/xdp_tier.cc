@@ -44,13 +44,63 @@ bool drop_only(const ActionList& al) {
          !al.has_meter && !al.has_count;
 }
 
+// Why a steer rule to `t` cannot be done by a redirect, or "" (the rule's common checks are done).
+std::string steer_refusal(const RuleSpec& r, const XdpPortTraits& port, int out, const XdpSteerTarget*& target) {
+  const FlowKey& m = r.mask;
+  const FlowKey& v = r.value;
+  target = nullptr;
+  if (out == port.in_port) return "output to the ingress port";
+  if (port.targets != nullptr) {
+    for (const XdpSteerTarget& t : *port.targets) {
+      if (t.port == static_cast<uint16_t>(out)) target = &t;
+    }
+  }
+  if (target == nullptr) return fmt::format("port {} is not an af_xdp port with eswitch's XDP program", out);
+  const XdpSteerTarget& t = *target;
+  if (!t.refused.empty()) return t.refused;
+  if (t.vport && !t.active) return fmt::format("{} is inactive (the worker drops what goes there)", t.name);
+  if (t.vport && t.spoofchk) {
+    bool exact = true;
+    for (int i = 0; i < 6; ++i) exact = exact && m.eth_dst[i] == 0xff;
+    if (!exact || (t.has_mac && std::memcmp(v.eth_dst, t.mac, 6) != 0) || (!t.has_mac && (v.eth_dst[0] & 1))) {
+      return fmt::format("the rule does not pin eth_dst to {}'s {}MAC (its egress filter would judge each frame)",
+                         t.name, t.has_mac ? "" : "unicast ");
+    }
+  }
+  // Frames the program may steer: IPv4 UDP / ICMP, IPv6 UDP (guard.bpf.c). A rule that can match none of them
+  // would never steer.
+  const bool v4 = (m.eth_type & (v.eth_type ^ htons(0x0800))) == 0;
+  const bool v6 = (m.eth_type & (v.eth_type ^ htons(0x86dd))) == 0;
+  if (!v4 && !v6) return "matches no IPv4/IPv6 frame (only UDP and ICMPv4 are steered in XDP)";
+  if (m.ip_proto != 0) {
+    const uint8_t p = v.ip_proto;
+    if (p == 6) return "matches TCP (the SMC stage follows TCP segments by its own state: they stay in the worker)";
+    if (p != 17 && !(p == 1 && v4)) return fmt::format("matches IP protocol {} (only UDP and ICMPv4 are steered in XDP)", p);
+  }
+  return "";
+}
+
 }  // namespace
+
+int xdp_steer_port(const ActionList& al) {
+  if (al.modifies || al.has_mirror || al.has_meter) return -1;
+  int out = -1;
+  for (const Action& a : al.actions) {
+    if (a.type == ActionType::kOutput && out < 0) {
+      out = a.port;
+    } else if (a.type != ActionType::kCount) {
+      return -1;
+    }
+  }
+  return out;
+}
 
 std::string xdp_express(const RuleSpec& r, const ActionList& al, const XdpPortTraits& port, XdpDropRule& out) {
   out = XdpDropRule{};
   if (r.table != 0 || r.goto_table != kNoTable) return "not in table 0 or jumps (goto)";
   if (r.rewrite != nullptr) return "rewrites the key";
-  if (!drop_only(al)) return "actions are not just drop";
+  const int steer_out = drop_only(al) ? -1 : xdp_steer_port(al);
+  if (!drop_only(al) && steer_out < 0) return "actions are not just drop, or output to one port";
   const FlowKey& m = r.mask;
   const FlowKey& v = r.value;
   if (m.in_port != 0 && (m.in_port != 0xffff || v.in_port != port.in_port)) return "matches other ports";
@@ -70,7 +120,11 @@ std::string xdp_express(const RuleSpec& r, const ActionList& al, const XdpPortTr
   // Could a TCP segment match? (Not when the rule pins a non-IP ethertype or another protocol.)
   const bool ip_possible = (m.eth_type & (v.eth_type ^ htons(0x0800))) == 0 ||
                            (m.eth_type & (v.eth_type ^ htons(0x86dd))) == 0;
-  if (port.roce_strict && ip_possible && (m.ip_proto == 0 || v.ip_proto == 6)) {
+  if (steer_out >= 0) {
+    const XdpSteerTarget* t = nullptr;
+    if (std::string why = steer_refusal(r, port, steer_out, t); !why.empty()) return why;
+    out.action = XdpDropRule::kActRedirect;
+  } else if (port.roce_strict && ip_possible && (m.ip_proto == 0 || v.ip_proto == 6)) {
     return "can match TCP on a roce_strict vport (its SMC exchanges must reach the worker)";
   }
   std::memcpy(out.dmac_mask, m.eth_dst, 6);
@@ -97,6 +151,9 @@ std::string xdp_express(const RuleSpec& r, const ActionList& al, const XdpPortTr
   out.proto = static_cast<uint8_t>(v.ip_proto & m.ip_proto);
   out.dport_mask = m.tp_dst;
   out.dport = static_cast<uint16_t>(v.tp_dst & m.tp_dst);
+  // The program skips the MAC and IPv6 compares of rules that do not use them (most rules use one or neither).
+  if (!all_zero(m.eth_dst, 6) || !all_zero(m.eth_src, 6)) out.fields |= XdpDropRule::kFieldMacs;
+  if (!all_zero(m.ipv6_src, 16) || !all_zero(m.ipv6_dst, 16)) out.fields |= XdpDropRule::kFieldIpv6;
   return "";
 }
 
@@ -105,10 +162,20 @@ std::vector<XdpDecision> plan_xdp_port(const std::vector<XdpRuleView>& rules, co
   auto sees_port = [&](const RuleSpec& s) { return (s.mask.in_port & (s.value.in_port ^ port.in_port)) == 0; };
   for (size_t i = 0; i < rules.size(); ++i) {
     const RuleSpec& r = *rules[i].spec;
-    if (r.table != 0 || !sees_port(r) || !drop_only(*rules[i].actions)) continue;
+    const int steer_out = drop_only(*rules[i].actions) ? -1 : xdp_steer_port(*rules[i].actions);
+    if (r.table != 0 || !sees_port(r) || (!drop_only(*rules[i].actions) && steer_out < 0)) continue;
     XdpDecision d;
     d.index = i;
     d.reason = xdp_express(r, *rules[i].actions, port, d.rule);
+    if (steer_out >= 0) {
+      d.steer = true;
+      d.out_port = static_cast<uint16_t>(steer_out);
+      if (port.targets != nullptr) {
+        for (const XdpSteerTarget& t : *port.targets) {
+          if (t.port == d.out_port) d.out_ifindex = t.ifindex;
+        }
+      }
+    }
     if (d.reason.empty()) {
       // Only on this port's frames: a rule for other ports cannot win here.
       RuleSpec here = r;
@@ -123,6 +190,7 @@ std::vector<XdpDecision> plan_xdp_port(const std::vector<XdpRuleView>& rules, co
         }
       }
     }
+    if (d.steer && !d.reason.empty()) d.reason = "steer: " + d.reason;
     out.push_back(std::move(d));
   }
   return out;

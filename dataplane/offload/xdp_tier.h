@@ -18,9 +18,12 @@
 // the worker, so they are counted under the binding's reason as in software); on an inactive vport none do.
 // A rule the map has no room for stays in software only.
 //
-// Steer rules (output to one port) are not offered: a kernel redirect would skip the destination's egress
-// filter, the SMC/RoCE output checks and the output port's tx counters, and a veth drops redirected frames
-// unless its peer runs XDP or GRO (dataplane/xdp/README.md, "Steer rules are not offloaded").
+// Steer rules (actions exactly `output: P`, optionally with `count`) are offered under the same conditions, and
+// only when every output-side step of the worker is a no-op for the frames the program steers
+// (dataplane/xdp/README.md, "Steer rules"): P is another port, an af_xdp port with eswitch's program whose
+// interface takes XDP redirects (XdpSteerTarget::refused ""), active, and when its egress filter is on the rule
+// pins eth_dst to P's MAC; the rule can match a frame the program may steer (UDP or ICMPv4: TCP, ICMPv6,
+// fragments, DHCP/RoCE/VXLAN/Geneve ports go to the worker, guard.bpf.c). Refusals say "steer: <why>".
 //
 // Threading: main lcore only.
 
@@ -34,11 +37,25 @@
 
 namespace esw::dp::offload {
 
+// A port a steer rule may output to, as the tier sees it (filled by the daemon from the open ports).
+struct XdpSteerTarget {
+  uint16_t port = 0;
+  std::string name;
+  std::string refused;  // "": eswitch's program is on its af_xdp interface and the interface takes redirects
+  uint32_t ifindex = 0;
+  bool vport = false;   // has a binding: then active / spoofchk / mac below are its egress filter
+  bool active = true;
+  bool spoofchk = false;
+  bool has_mac = false;
+  uint8_t mac[6] = {0, 0, 0, 0, 0, 0};
+};
+
 // What a vport's binding means for the tier.
 struct XdpPortTraits {
   uint16_t in_port = 0;
   bool rate_limited = false;
   bool roce_strict = false;
+  const std::vector<XdpSteerTarget>* targets = nullptr;  // where steer rules may go (nullptr: nowhere)
 };
 
 // A rule as the tier sees it (table-0 rules of the whole set; others are ignored).
@@ -51,9 +68,15 @@ struct XdpDecision {
   size_t index = 0;       // into the views given to plan_xdp_port
   std::string reason;     // "": offered to the program (then `rule` is what it gets)
   XdpDropRule rule{};
+  bool steer = false;     // a steer rule (rule.action kActRedirect); out_port / out_ifindex: its destination
+  uint16_t out_port = 0;
+  uint32_t out_ifindex = 0;
 };
 
-// For every drop-only rule of table 0 that can see frames of `port`: whether the port's program may drop for
+// The port a steer rule outputs to (actions exactly `output: P`, optionally `count`), or -1.
+int xdp_steer_port(const ActionList& al);
+
+// For every drop-only or steer rule of table 0 that can see frames of `port`: whether the port's program may drop for
 // it, in the order of `rules` (no order needed: a frame matches at most one rule offered).
 std::vector<XdpDecision> plan_xdp_port(const std::vector<XdpRuleView>& rules, const XdpPortTraits& port);
 

@@ -46,11 +46,12 @@ class EthdevPort final : public Port {
   void add_early_drops(std::array<uint64_t, static_cast<size_t>(DropReason::kCount)>& dropped) const override;
   bool xdp_rules_capable() const override { return xdp_.attached(); }
   bool xdp_program_current() const override { return xdp_.program_current(); }
-  size_t set_xdp_drop_rules(const std::vector<offload::XdpDropRule>& rules, std::vector<uint64_t>& old_hits,
-                            std::string& err) override {
-    return xdp_.set_rules(rules, old_hits, err);
+  size_t set_xdp_drop_rules(const std::vector<offload::XdpDropRule>& rules, const std::vector<uint32_t>& tx_ifindex,
+                            std::vector<offload::XdpSlotCount>& old, std::string& err) override {
+    return xdp_.set_rules(rules, tx_ifindex, old, err);
   }
-  void xdp_rule_hits(std::vector<uint64_t>& per_slot) const override { xdp_.rule_hits(per_slot); }
+  void xdp_rule_hits(std::vector<offload::XdpSlotCount>& per_slot) const override { xdp_.rule_hits(per_slot); }
+  std::string xdp_interface() const override { return xdp_.attached() ? xdp_iface_ : std::string(); }
   PortIo io() const noexcept override;
   uint16_t port_id() const override { return port_id_; }
 

@@ -142,12 +142,15 @@ class Port {
   // replaced from outside since the last apply; the next apply finds the maps again or falls back.)
   virtual bool xdp_program_current() const { return false; }
   virtual size_t set_xdp_drop_rules(const std::vector<offload::XdpDropRule>& /*rules*/,
-                                    std::vector<uint64_t>& old_hits, std::string& err) {
-    old_hits.clear();
+                                    const std::vector<uint32_t>& /*tx_ifindex*/,
+                                    std::vector<offload::XdpSlotCount>& old, std::string& err) {
+    old.clear();
     err = "the port has no XDP program of eswitch's";
     return 0;
   }
-  virtual void xdp_rule_hits(std::vector<uint64_t>& per_slot) const { per_slot.clear(); }
+  virtual void xdp_rule_hits(std::vector<offload::XdpSlotCount>& per_slot) const { per_slot.clear(); }
+  // The kernel interface of an af_xdp port with eswitch's program ("" otherwise): where steer rules redirect.
+  virtual std::string xdp_interface() const { return ""; }
 
  protected:
   PortSpec spec_;

@@ -101,15 +101,25 @@ std::string xdp_guard_preflight(const std::string& object_path) {
 
 XdpGuard::~XdpGuard() { release(); }
 
-void XdpGuard::release() noexcept {
+std::vector<std::pair<std::string, int*>> XdpGuard::map_fds() {
+  return {{"esw_cfg", &cfg_fd_},     {"esw_ipv4", &v4_fd_},        {"esw_ipv6", &v6_fd_},
+          {"esw_drops", &drops_fd_}, {"esw_rules", &rules_fd_},    {"esw_nrules", &nrules_fd_},
+          {"esw_rule_hits", &hits_fd_}, {"esw_tx", &tx_fd_},       {"esw_rule_bytes", &bytes_fd_}};
+}
+
+void XdpGuard::close_maps() noexcept {
   nrules_ = 0;
-  iface_.clear();
-  want_mode_.clear();
-  prog_id_ = 0;
-  for (int* fd : {&cfg_fd_, &v4_fd_, &v6_fd_, &drops_fd_, &rules_fd_, &nrules_fd_, &hits_fd_}) {
+  for (int* fd : {&cfg_fd_, &v4_fd_, &v6_fd_, &drops_fd_, &rules_fd_, &nrules_fd_, &hits_fd_, &tx_fd_, &bytes_fd_}) {
     if (*fd >= 0) ::close(*fd);
     *fd = -1;
   }
+}
+
+void XdpGuard::release() noexcept {
+  close_maps();
+  iface_.clear();
+  want_mode_.clear();
+  prog_id_ = 0;
 }
 
 uint32_t xdp_attached_program_id(const std::string& iface) {
@@ -194,11 +204,7 @@ std::string XdpGuard::attach(const std::string& iface, const std::string& want_m
   iface_ = iface;
   want_mode_ = want_mode;
   drops_base_ = {};
-  return xdp_find_program_maps(iface, want_mode,
-                               {{"esw_cfg", &cfg_fd_}, {"esw_ipv4", &v4_fd_}, {"esw_ipv6", &v6_fd_},
-                                {"esw_drops", &drops_fd_}, {"esw_rules", &rules_fd_}, {"esw_nrules", &nrules_fd_},
-                                {"esw_rule_hits", &hits_fd_}},
-                               mode_, &prog_id_);
+  return xdp_find_program_maps(iface, want_mode, map_fds(), mode_, &prog_id_);
 }
 
 bool XdpGuard::program_current() const {
@@ -213,18 +219,9 @@ std::string XdpGuard::refresh(bool& changed) {
     drops_base_[0] += xdp_sum_per_cpu(drops_fd_, kDropSpoofedMac);
     drops_base_[1] += xdp_sum_per_cpu(drops_fd_, kDropSpoofedIp);
   }
-  const std::string iface = iface_, want = want_mode_;
-  const std::array<uint64_t, 2> base = drops_base_;
-  release();
-  iface_ = iface;
-  want_mode_ = want;
-  drops_base_ = base;
+  close_maps();
   prog_id_ = 0;
-  std::string err = xdp_find_program_maps(iface_, want_mode_,
-                                          {{"esw_cfg", &cfg_fd_}, {"esw_ipv4", &v4_fd_}, {"esw_ipv6", &v6_fd_},
-                                           {"esw_drops", &drops_fd_}, {"esw_rules", &rules_fd_},
-                                           {"esw_nrules", &nrules_fd_}, {"esw_rule_hits", &hits_fd_}},
-                                          mode_, &prog_id_);
+  std::string err = xdp_find_program_maps(iface_, want_mode_, map_fds(), mode_, &prog_id_);
   if (!err.empty()) return err;
   changed = true;
   return "";
@@ -255,7 +252,9 @@ std::string XdpGuard::set(const Binding& b) {
   std::memcpy(c.mac, b.mac.data(), 6);
   std::memcpy(c.link_local, b.link_local.data(), 16);
   c.enabled = b.spoofchk && b.active && b.has_mac ? 1 : 0;
-  c.rule_frames = !b.active ? kRulesNone : b.spoofchk ? kRulesIp : kRulesAll;
+  // A spoof-checked vport without a MAC: the binding stage drops every frame (source MAC), the program checks
+  // nothing (enabled 0), so no frame may meet a rule here (a steer rule would deliver what software drops).
+  c.rule_frames = !b.active || (b.spoofchk && !b.has_mac) ? kRulesNone : b.spoofchk ? kRulesIp : kRulesAll;
   const uint32_t zero = 0;
   if (bpf_map_update_elem(cfg_fd_, &zero, &c, BPF_ANY) != 0) {
     return fmt::format("cannot update the XDP program's esw_cfg map: {}", std::strerror(errno));
@@ -268,9 +267,9 @@ void XdpGuard::add_drops(std::array<uint64_t, static_cast<size_t>(DropReason::kC
   dropped[static_cast<size_t>(DropReason::kSpoofedIp)] += drops_base_[1] + xdp_sum_per_cpu(drops_fd_, kDropSpoofedIp);
 }
 
-size_t XdpGuard::set_rules(const std::vector<offload::XdpDropRule>& rules, std::vector<uint64_t>& old_hits,
-                           std::string& err) {
-  old_hits.clear();
+size_t XdpGuard::set_rules(const std::vector<offload::XdpDropRule>& rules, const std::vector<uint32_t>& tx_ifindex,
+                           std::vector<offload::XdpSlotCount>& old, std::string& err) {
+  old.clear();
   if (!attached()) {
     err = "no XDP program";
     return 0;
@@ -285,13 +284,31 @@ size_t XdpGuard::set_rules(const std::vector<offload::XdpDropRule>& rules, std::
   const int ncpu = libbpf_num_possible_cpus();
   const std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu > 0 ? ncpu : 1), 0);  // zeroes a slot's counters
   for (uint32_t i = 0; i < nrules_; ++i) {
-    old_hits.push_back(xdp_sum_per_cpu(hits_fd_, i));
+    old.push_back({xdp_sum_per_cpu(hits_fd_, i), xdp_sum_per_cpu(bytes_fd_, i)});
     bpf_map_update_elem(hits_fd_, &i, per_cpu.data(), BPF_ANY);
+    bpf_map_update_elem(bytes_fd_, &i, per_cpu.data(), BPF_ANY);
   }
   nrules_ = 0;
+  // The steer rules' destinations (a slot the devmap refuses: the rules steering there, and those after them,
+  // stay in software; the program sends a frame whose slot is empty to the worker).
+  std::vector<bool> tx_ok(tx_ifindex.size(), false);
+  std::string tx_err;
+  for (uint32_t t = 0; t < tx_ifindex.size(); ++t) {
+    if (bpf_map_update_elem(tx_fd_, &t, &tx_ifindex[t], BPF_ANY) == 0) {
+      tx_ok[t] = true;
+    } else if (tx_err.empty()) {
+      tx_err = fmt::format("the XDP program's esw_tx map refused interface {} (slot {}): {}", tx_ifindex[t], t,
+                           std::strerror(errno));
+    }
+  }
   for (const offload::XdpDropRule& r : rules) {
+    if (r.action == offload::XdpDropRule::kActRedirect && (r.tx_slot >= tx_ok.size() || !tx_ok[r.tx_slot])) {
+      err = tx_err.empty() ? fmt::format("steer rule in slot {} has no destination", n) : tx_err;
+      break;
+    }
     if (bpf_map_update_elem(rules_fd_, &n, &r, BPF_ANY) != 0 ||
-        bpf_map_update_elem(hits_fd_, &n, per_cpu.data(), BPF_ANY) != 0) {
+        bpf_map_update_elem(hits_fd_, &n, per_cpu.data(), BPF_ANY) != 0 ||
+        bpf_map_update_elem(bytes_fd_, &n, per_cpu.data(), BPF_ANY) != 0) {
       err = fmt::format("cannot add rule slot {} to the XDP program's esw_rules map: {}", n, std::strerror(errno));
       break;
     }
@@ -305,9 +322,9 @@ size_t XdpGuard::set_rules(const std::vector<offload::XdpDropRule>& rules, std::
   return n;
 }
 
-void XdpGuard::rule_hits(std::vector<uint64_t>& per_slot) const {
-  per_slot.assign(nrules_, 0);
-  for (uint32_t i = 0; i < nrules_; ++i) per_slot[i] = xdp_sum_per_cpu(hits_fd_, i);
+void XdpGuard::rule_hits(std::vector<offload::XdpSlotCount>& per_slot) const {
+  per_slot.assign(nrules_, {});
+  for (uint32_t i = 0; i < nrules_; ++i) per_slot[i] = {xdp_sum_per_cpu(hits_fd_, i), xdp_sum_per_cpu(bytes_fd_, i)};
 }
 
 }  // namespace esw::dp

@@ -67,18 +67,24 @@ class XdpGuard {
   std::string set(const Binding& b);
   // Adds the program's drops (summed over CPUs) to `dropped` by reason.
   void add_drops(std::array<uint64_t, static_cast<size_t>(DropReason::kCount)>& dropped) const;
-  // The XDP offload tier's drop rules (offload/xdp_tier.h), in slot order. The program stops using its rules
-  // while they are rewritten (those frames go to the worker, which holds every rule). `old_hits` gets each old
-  // slot's drops (summed over CPUs, then zeroed). Returns how many of `rules` are installed (a prefix); when not
-  // all, `err` says why (e.g. the map is full).
-  size_t set_rules(const std::vector<offload::XdpDropRule>& rules, std::vector<uint64_t>& old_hits, std::string& err);
-  // Drops per installed slot so far (summed over CPUs).
-  void rule_hits(std::vector<uint64_t>& per_slot) const;
+  // The XDP offload tier's drop and steer rules (offload/xdp_tier.h), in slot order; `tx_ifindex[s]` is the
+  // interface behind devmap slot s (a steer rule's tx_slot). The program stops using its rules while they are
+  // rewritten (those frames go to the worker, which holds every rule). `old` gets each old slot's counts
+  // (summed over CPUs, then zeroed). Returns how many of `rules` are installed (a prefix); when not all, `err`
+  // says why (e.g. the map is full, a destination the devmap refused).
+  size_t set_rules(const std::vector<offload::XdpDropRule>& rules, const std::vector<uint32_t>& tx_ifindex,
+                   std::vector<offload::XdpSlotCount>& old, std::string& err);
+  // Frames and bytes per installed slot so far (summed over CPUs).
+  void rule_hits(std::vector<offload::XdpSlotCount>& per_slot) const;
   void release() noexcept;
 
  private:
+  // The program's maps, by name, with where their fds go; and closing them all.
+  std::vector<std::pair<std::string, int*>> map_fds();
+  void close_maps() noexcept;
+
   int cfg_fd_ = -1, v4_fd_ = -1, v6_fd_ = -1, drops_fd_ = -1;
-  int rules_fd_ = -1, nrules_fd_ = -1, hits_fd_ = -1;
+  int rules_fd_ = -1, nrules_fd_ = -1, hits_fd_ = -1, tx_fd_ = -1, bytes_fd_ = -1;
   size_t nrules_ = 0;
   std::string mode_;
   std::string iface_, want_mode_;

@@ -8,29 +8,14 @@
 
 #include <cstring>
 
+#include "common/offload_rules.h"
+
 namespace esw::dp::offload {
 namespace {
 
-RuleSpec base_rule(uint32_t id = 7) {
-  RuleSpec r;
-  r.id = id;
-  r.priority = 100;
-  return r;
-}
-ActionList drop_list() {
-  ActionList a;
-  a.actions.push_back(Action{ActionType::kDrop});
-  a.has_fate = true;
-  return a;
-}
-ActionList output_list(uint16_t port) {
-  ActionList a;
-  Action o{ActionType::kOutput};
-  o.port = port;
-  a.actions.push_back(o);
-  a.has_fate = true;
-  return a;
-}
+using test::drop_list;
+using test::output_list;
+RuleSpec base_rule(uint32_t id = 7) { return test::rule_spec(id, 100); }
 std::vector<rte_flow_item_type> item_types(const RteFlowRule& f) {
   std::vector<rte_flow_item_type> t;
   for (const auto& i : f.pattern()) t.push_back(i.type);
