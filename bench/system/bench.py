@@ -248,7 +248,8 @@ def measure_window(system, point, opts, churner=None, guests=None):
     else:
         result.update(window(system, opts.window, guests, at_sink))
     if result.get("rx_packets", 0) <= 0 or result.get("tx_packets", 0) <= 0:
-        raise systems.Fail("forwarded no packets in the measured window")
+        raise systems.Fail(f"forwarded no packets in the measured window (received {result.get('rx_packets')}, "
+                           f"sent {result.get('tx_packets')} in {result.get('window_s')} s)")
     if guests is not None:
         # Traffic must have gone through the guests: d: the guest received from the system and sent back (the
         # sink can get nothing else); d-rx/bv: every guest process put packets into vhost-user.
@@ -593,7 +594,7 @@ def main():
     opts.warmup_max = 3.0 if opts.short else 5.0
     # vhost-user points: a system may take seconds after the guests connect before it polls their queues (OVS
     # reconfigures its PMDs per new vhost device: 64 of them in bv).
-    opts.warmup_max_vhost = 20.0
+    opts.warmup_max_vhost = 10.0 if opts.short else 20.0
     opts.churn_rate = 1000
     opts.churn_batch = 100
     opts.churn_settle = 0.5 if opts.short else 1.0
