@@ -346,6 +346,8 @@ def plan(traffic_dir: str, opts: PlanOptions) -> list:
 
 
 def mbufs_for(setup: Setup, floor: int = 16384) -> int:
-    """Pool size: net_pcap keeps every frame of its file in an mbuf, plus room for bursts in flight."""
-    need = setup.frames_total + 8192 + 512 * len(setup.sources)
+    """Pool size: net_pcap keeps every frame of its file in an mbuf, plus room for bursts in flight. vhost-user
+    sources hold no frames in the system (the guests replay them; rte_vhost copies each into a fresh mbuf)."""
+    held = 0 if setup.vhost_kind in ("rx", "vports") else setup.frames_total
+    need = held + 8192 + 512 * len(setup.sources)
     return max(floor, 1 << math.ceil(math.log2(need)))
