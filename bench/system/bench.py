@@ -215,6 +215,7 @@ def window(system, seconds, guests=None, at_sink=False):
         pkts = (tx if at_sink else rx) * 1e6 * (tcpu1 - tcpu0)
         if pkts > 0 and CPU_HZ:
             out["oncpu_cycles_per_pkt"] = busiest * CPU_HZ / pkts
+    out.update(system.window_extra())
     if s0.extra and s1.extra and dt > 0:
         for k in s1.extra:
             if k in s0.extra:

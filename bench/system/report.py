@@ -147,7 +147,7 @@ def _vhost_section(results) -> list:
             "tx: the guests' forwarding counters over the window (d: from / back into vhost-user; d-rx, bv: from "
             "their pcaps / into vhost-user); refused: guest tx the full ring did not take (the system did not "
             "drain it: the system is the limit); system -> guest refused: the system's tx the guest's full ring did "
-            "not take (eswitch, OVS); guest CPU: the guests' on-CPU time over the window (100% = one "
+            "not take (eswitch, OVS: port counters; testpmd: forward statistics); guest CPU: the guests' on-CPU time over the window (100% = one "
             "whole core; they busy-poll, so less means they shared the core with something else). d: system -> "
             "guest refused by the guest's ring while the guest refuses nothing itself means the guest is the limit. "
             "fwd thread: the system's busiest thread's on-CPU share of the window and its on-CPU cycles per "

@@ -101,6 +101,10 @@ class System:
     def cycles_end(self) -> Optional[float]:
         return None
 
+    def window_extra(self) -> dict:
+        """More figures over the last window (read by cycles_end), e.g. {"sys_vhost_out_drop_mpps": ...}."""
+        return {}
+
     def churn(self, adds: list, dels: list):
         raise Skip(f"{self.name} has no way to change rules while running")
 
@@ -584,15 +588,28 @@ class Testpmd(System):
 
     def cycles_begin(self):
         self.child.send("clear fwd stats all\n")
+        self._t_clear = time.time()
 
     def cycles_end(self):
         with self.child.cond:
             start = len(self.child.lines)
         self.child.send("show fwd stats all\n")
+        t = time.time()
         got = self.child.wait_for(lambda t: "CPU cycles/packet=" in t, 5.0, start)
         if got is None:
             return None
+        self._window_extra = {}
+        if getattr(self, "pvp_port", None) is not None:
+            # d: what the guest's full ring refused of testpmd's tx to net_vhost (its forward stats of that port).
+            with self.child.cond:
+                text = "\n".join(ln for _, ln in self.child.lines[start:got[0]])
+            m = re.search(rf"Forward statistics for port {self.pvp_port}\b.*?TX-dropped:\s*(\d+)", text, re.S)
+            if m and t > self._t_clear:
+                self._window_extra["sys_vhost_out_drop_mpps"] = int(m.group(1)) / (t - self._t_clear) / 1e6
         return float(re.search(r"CPU cycles/packet=([\d.]+)", got[2]).group(1))
+
+    def window_extra(self) -> dict:
+        return getattr(self, "_window_extra", {})
 
     def stop(self):
         if self.child is None:
