@@ -144,7 +144,7 @@ def rate_between(s0, s1):
     return (s1.rx - s0.rx) / dt / 1e6, (s1.tx - s0.tx) / dt_tx / 1e6, dt
 
 
-def warm_up(system, opts, at_sink=False, min_s=None):
+def warm_up(system, opts, at_sink=False, min_s=None, step=None, max_s=None):
     """Waits until two successive rates (opts.step apart) agree within 5%, at least warmup_min after the start, or
     until warmup_max passes; returns (seconds, whether it was steady). The rate is the received one, or the one
     at the sink for points counted there (PVP)."""
@@ -152,7 +152,7 @@ def warm_up(system, opts, at_sink=False, min_s=None):
     prev = system.sample()
     rates = []
     while True:
-        time.sleep(opts.step)
+        time.sleep(step or opts.step)
         cur = system.sample()
         rx, tx, _ = rate_between(prev, cur)
         prev = cur
@@ -162,7 +162,7 @@ def warm_up(system, opts, at_sink=False, min_s=None):
             max(rates[-2:]) - min(rates[-2:]) <= 0.05 * max(rates[-2:])
         if stable and elapsed >= (opts.warmup_min if min_s is None else min_s):
             return elapsed, True
-        if elapsed >= (opts.warmup_max_vhost if getattr(system, "vhost_dir", None) else opts.warmup_max):
+        if elapsed >= (max_s or (opts.warmup_max_vhost if getattr(system, "vhost_dir", None) else opts.warmup_max)):
             if max(rates[-3:]) <= 0:
                 raise systems.Fail(f"no packets received in {elapsed:.1f} s")
             return elapsed, False
@@ -231,8 +231,10 @@ def measure_window(system, point, opts, churner=None, guests=None):
     at_sink = point.setup.count_at_sink
     # bv: the systems map each guest's 4 KiB pages once per device (64 mappings) and take a page fault per page
     # and mapping first touched: the rate climbs for a while after the guests connect (bench/README.md).
-    min_s = opts.warmup_min_vports if point.setup.vhost_kind == "vports" else None
-    warm_s, stable = warm_up(system, opts, at_sink, min_s)
+    # It ends when two successive 1 s rates agree within 5% (a climb shows over 1 s, not always over 0.25 s).
+    vports = point.setup.vhost_kind == "vports" and not opts.short
+    warm_s, stable = warm_up(system, opts, at_sink, opts.warmup_min_vports if vports else None,
+                             1.0 if vports else None, opts.warmup_max_vports if vports else None)
     result["warmup_s"] = round(warm_s, 3)
     result["steady"] = stable
     if churner is not None:
@@ -251,6 +253,10 @@ def measure_window(system, point, opts, churner=None, guests=None):
         result["during_over_before"] = during["rx_mpps"] / before["rx_mpps"] if before["rx_mpps"] else None
     else:
         result.update(window(system, opts.window, guests, at_sink))
+        if result["rx_packets"] <= 0 or result["tx_packets"] <= 0:
+            # Warm-up saw traffic: on a loaded machine the forwarding thread can get no CPU for a second (seen on
+            # 2 shared cores at load 15). One more window, recorded; still nothing fails the run below.
+            result.update(window(system, opts.window, guests, at_sink), window_retried=True)
     if result.get("rx_packets", 0) <= 0 or result.get("tx_packets", 0) <= 0:
         raise systems.Fail(f"forwarded no packets in the measured window (received {result.get('rx_packets')}, "
                            f"sent {result.get('tx_packets')} in {result.get('window_s')} s)")
@@ -599,7 +605,7 @@ def main():
     # vhost-user points: a system may take seconds after the guests connect before it polls their queues (OVS
     # reconfigures its PMDs per new vhost device: 64 of them in bv).
     opts.warmup_max_vhost = 10.0 if opts.short else 20.0
-    opts.warmup_min_vports = opts.warmup_min if opts.short else 10.0
+    opts.warmup_min_vports, opts.warmup_max_vports = 10.0, 25.0   # bv, not in short mode
     opts.churn_rate = 1000
     opts.churn_batch = 100
     opts.churn_settle = 0.5 if opts.short else 1.0
