@@ -64,7 +64,8 @@ def table_md(results) -> str:
     lines.append(f"Machine: {meta.get('cpu_model', '?')}, {meta.get('cpus', '?')} cores at "
                  f"{meta.get('cpu_mhz', 0):.0f} MHz, hugepages: {'yes' if meta.get('hugepages') else 'no'}; "
                  f"eswitch {meta.get('eswitch_commit', '?')}; {'; '.join(meta.get('packages', []))}.")
-    lines.append(f"Mpps = packets received per second from the source ports (forwarded + dropped by policy); "
+    lines.append(f"Mpps = packets received per second from the source ports (forwarded + dropped by policy; d, "
+                 f"PVP: sent to the sink, i.e. what came back through the guest); "
                  f"median [min–max] of {meta.get('runs', '?')} run(s) of {meta.get('window_s', '?')} s, "
                  f"systems interleaved run by run, {meta.get('workers', 1)} forwarding core(s) each. "
                  f"Frame sizes include the FCS (pcap frames are 4 bytes shorter). "
@@ -110,11 +111,50 @@ def table_md(results) -> str:
                 lines.append(f"| {name} | {e['median_before_mpps']:.2f} | {e['median_mpps']:.2f} "
                              f"[{e['min_mpps']:.2f}–{e['max_mpps']:.2f}] | {e.get('during_over_before') or 0:.2f} | "
                              f"{e.get('changes_per_s', 0):.0f} |")
+    lines += _vhost_section(results)
     if meta.get("unavailable"):
         lines += ["", "## Not available", ""] + [f"- {k}: {v}" for k, v in meta["unavailable"].items()]
     if notes:
         lines += ["", "## Notes", ""] + notes
     return "\n".join(lines) + "\n"
+
+
+def _m(e, k) -> str:
+    v = e.get(f"median_{k}")
+    return f"{v:.2f}" if v is not None else ""
+
+
+def _vhost_section(results) -> list:
+    """Where a vhost-user point's limit is: the guests' own counters next to the system's, medians over the runs."""
+    rows = []
+    for p in results.get("points", []):
+        for name, e in p["systems"].items():
+            if e.get("status") != "ok" or e.get("median_guest_rx_mpps") is None:
+                continue
+            busy = e.get("median_guest_cpu")
+            fwd = e.get("fwd_thread_cpu")
+            onc = e.get("oncpu_cycles_per_pkt")
+            rows.append(f"| {p['id']} | {name} | {e['median_mpps']:.2f} | {_m(e, 'sys_vhost_out_mpps')} | "
+                        f"{_m(e, 'sys_vhost_out_drop_mpps')} | "
+                        f"{_m(e, 'sys_vhost_back_mpps')} | {_m(e, 'guest_rx_mpps')} | {_m(e, 'guest_tx_mpps')} | "
+                        f"{_m(e, 'guest_tx_dropped_mpps')} | {f'{100 * busy:.0f}%' if busy is not None else ''} | "
+                        f"{f'{100 * fwd:.0f}%' if fwd else ''} | {f'{onc:.0f}' if onc else ''} |")
+    if not rows:
+        return []
+    return ["", "## vhost-user guests (d, d-rx, bv)", "",
+            "Mpps, medians over the runs. d (PVP) is counted at the sink: what came back through the guest. "
+            "system -> guest / guest -> system: the system's own counters of its vhost-user port (d). guest rx / "
+            "tx: the guests' forwarding counters over the window (d: from / back into vhost-user; d-rx, bv: from "
+            "their pcaps / into vhost-user); refused: guest tx the full ring did not take (the system did not "
+            "drain it: the system is the limit); system -> guest refused: the system's tx the guest's full ring did "
+            "not take (eswitch, OVS: port counters; testpmd: forward statistics); guest CPU: the guests' on-CPU time over the window (100% = one "
+            "whole core; they busy-poll, so less means they shared the core with something else). d: system -> "
+            "guest refused by the guest's ring while the guest refuses nothing itself means the guest is the limit. "
+            "fwd thread: the system's busiest thread's on-CPU share of the window and its on-CPU cycles per "
+            "counted packet (load-independent, unlike TSC cycles).",
+            "", "| point | system | Mpps | system -> guest | system -> guest refused | guest -> system | guest rx "
+            "| guest tx | guest tx refused | guest CPU | fwd thread CPU | fwd thread on-CPU cycles/pkt |",
+            "|" + "---|" * 12] + rows
 
 
 def _paired(p, a, b) -> list:

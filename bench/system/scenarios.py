@@ -54,6 +54,13 @@ class Setup:
     rules: list = field(default_factory=list)  # [Rule]: user tables (ACL); empty = port to port
     spoofchk: bool = False       # vports bound to MAC + IPv4; OVS gets the equivalent table-0 rules
     vhost: bool = False          # the source reaches the system over vhost-user, fed by a testpmd guest
+    # Which vhost-user shape (with vhost): "rx" = a guest replays a pcap into the system's one vhost-user port
+    # (d-rx); "pvp" = a physical-like pcap source -> system -> vhost-user -> guest (macswap) -> the same vhost-user
+    # port -> system -> sink (d); "vports" = every source is a vhost-user vport fed by a guest (bv).
+    vhost_kind: str = ""
+    guest_server: bool = False   # the guests listen on the vhost-user sockets, the systems connect (client mode)
+    pvp_vport: Optional[str] = None  # pvp: the vhost-user vport between the source and the sink
+    count_at_sink: bool = False  # the point's Mpps is what reached the sink (pvp: what came back through the guest)
     expected_fwd: float = 1.0    # fraction of received packets that must reach the sink
     masks: int = 0               # distinct rule masks (informational)
 
@@ -89,12 +96,25 @@ def _write(path: str, frames) -> int:
 
 
 def port_to_port(traffic_dir: str, size: int, vhost: bool = False) -> Setup:
-    """Scenario a (and d): one flow, one rule (everything from the source to the sink)."""
+    """Scenario a (and d-rx): one flow, one rule (everything from the source to the sink)."""
     path = os.path.join(traffic_dir, f"p2p-1flow-{size}.pcap")
     n = _write(path, [pcapgen.Frame(SRC_MAC, GATEWAY_MAC, pcapgen.ip_int(SRC_IP), RULE_DST_BASE, 1024, 5001, size)])
     src = SourcePort("vm1", path, n)
     return Setup(key=f"p2p-s{size}" + ("-vhost" if vhost else ""), sources=[src], frame_size=size, flows=1,
-                 vhost=vhost)
+                 vhost=vhost, vhost_kind="rx" if vhost else "")
+
+
+PVP_SOURCE = "wire0"
+
+
+def pvp(traffic_dir: str, size: int) -> Setup:
+    """Scenario d (PVP): one flow from a physical-like port (pcap) to the VM's MAC and IPv4; the system sends it to
+    the vhost-user vport vm1, the guest swaps the MACs and sends it back on the same port, the system sends what
+    comes back from vm1 to the sink. Counted at the sink."""
+    path = os.path.join(traffic_dir, f"pvp-1flow-{size}.pcap")
+    n = _write(path, [pcapgen.Frame(GATEWAY_MAC, SRC_MAC, RULE_DST_BASE, pcapgen.ip_int(SRC_IP), 5001, 1024, size)])
+    return Setup(key=f"pvp-s{size}", sources=[SourcePort(PVP_SOURCE, path, n)], frame_size=size, flows=1,
+                 vhost=True, vhost_kind="pvp", guest_server=True, pvp_vport="vm1", count_at_sink=True)
 
 
 # Fields a rule may match besides ip_proto=17 and its own ipv4_dst; mask m matches the subset given by m's bits.
@@ -204,6 +224,16 @@ def antispoof(traffic_dir: str, n_vports: int, n_rules: int, n_flows: int, spoof
                  expected_fwd=1 - spoofed / n_flows, masks=1)
 
 
+def antispoof_vhost(traffic_dir: str, n_vports: int, n_rules: int, n_flows: int, spoof_pct: float,
+                    size: int) -> Setup:
+    """Scenario bv: b with every vport a vhost-user vport; guests (testpmd net_virtio_user, several processes)
+    replay each vport's pcap into its vhost-user port. Rules, flows and the spoofed share as b."""
+    s = antispoof(traffic_dir, n_vports, n_rules, n_flows, spoof_pct, size)
+    s.key += "-vhost"
+    s.vhost, s.vhost_kind, s.guest_server = True, "vports", True
+    return s
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The plan
 
@@ -211,7 +241,7 @@ def antispoof(traffic_dir: str, n_vports: int, n_rules: int, n_flows: int, spoof
 @dataclass
 class PlanOptions:
     short: bool = False
-    scenarios: tuple = ("a", "b", "c", "d", "e", "f", "flows")
+    scenarios: tuple = ("a", "b", "bv", "c", "d", "d-rx", "e", "f", "flows")
 
 
 PEERS_ALL = ["eswitch", "testpmd-io", "testpmd-macswap", "ovs"]
@@ -285,10 +315,25 @@ def plan(traffic_dir: str, opts: PlanOptions) -> list:
                                 {"size": 64, "rules": 1000, "masks": 4, "flows": f},
                                 rule_scaling(traffic_dir, 1000, 4, f), ["eswitch", "ovs", "testpmd-io"]))
 
+    if "bv" in want:
+        bv_vports = 64
+        points.append(Point("bv/64", "bv", f"{bv_vports} vhost-user vports (testpmd virtio_user guests) "
+                            f"anti-spoofing + {b_rules} ACL rules, {b_flows} flows (5% spoofed), 64 B",
+                            {"size": 64, "vports": bv_vports, "rules": b_rules, "flows": b_flows, "spoofed_pct": 5},
+                            antispoof_vhost(traffic_dir, bv_vports, b_rules, b_flows, 5.0, 64),
+                            ["eswitch", "testpmd-io", "ovs"]))
+
     if "d" in want:
         for size in ([64] if short else [64, 1518]):
-            points.append(Point(f"d/{size}", "d", f"vhost-user: a testpmd virtio_user guest replays 1 flow of {size} B "
-                                "into the system over vhost-user; the system forwards it to net_null",
+            points.append(Point(f"d/{size}", "d", f"PVP: 1 flow of {size} B from a pcap port into the system, over "
+                                "vhost-user to a testpmd virtio_user guest (macswap), back over the same vhost-user "
+                                "port, out to net_null; counted at the sink", {"size": size, "flows": 1, "rules": 2},
+                                pvp(traffic_dir, size), ["eswitch", "testpmd-io", "ovs"]))
+
+    if "d-rx" in want and not short:   # the old d: short mode runs d (PVP) and bv for vhost-user
+        for size in [64, 1518]:
+            points.append(Point(f"d-rx/{size}", "d-rx", "vhost-user rx: a testpmd virtio_user guest replays 1 "
+                                f"flow of {size} B into the system over vhost-user; the system forwards it to net_null",
                                 {"size": size, "flows": 1, "rules": 1}, port_to_port(traffic_dir, size, vhost=True),
                                 ["eswitch", "testpmd-io", "ovs"]))
 
@@ -301,6 +346,8 @@ def plan(traffic_dir: str, opts: PlanOptions) -> list:
 
 
 def mbufs_for(setup: Setup, floor: int = 16384) -> int:
-    """Pool size: net_pcap keeps every frame of its file in an mbuf, plus room for bursts in flight."""
-    need = setup.frames_total + 8192 + 512 * len(setup.sources)
+    """Pool size: net_pcap keeps every frame of its file in an mbuf, plus room for bursts in flight. vhost-user
+    sources hold no frames in the system (the guests replay them; rte_vhost copies each into a fresh mbuf)."""
+    held = 0 if setup.vhost_kind in ("rx", "vports") else setup.frames_total
+    need = held + 8192 + 512 * len(setup.sources)
     return max(floor, 1 << math.ceil(math.log2(need)))

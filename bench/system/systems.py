@@ -18,6 +18,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import time
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ class Sample:
     rx: int
     tx: int
     t_tx: Optional[float] = None  # when tx was read, if not at t
+    # More cumulative packet counters read at t, where the system has them (pvp: "vhost_out" = sent to the guest,
+    # "vhost_out_drop" = refused by the guest's full ring, "vhost_back" = received back from the guest).
+    extra: Optional[dict] = None
 
 
 @dataclass
@@ -97,6 +101,10 @@ class System:
     def cycles_end(self) -> Optional[float]:
         return None
 
+    def window_extra(self) -> dict:
+        """More figures over the last window (read by cycles_end), e.g. {"sys_vhost_out_drop_mpps": ...}."""
+        return {}
+
     def churn(self, adds: list, dels: list):
         raise Skip(f"{self.name} has no way to change rules while running")
 
@@ -123,8 +131,14 @@ class System:
     def close(self):
         """End of the whole benchmark."""
 
-    # The vhost-user socket a guest connects to, once start() has run (d).
+    # The vhost-user socket a guest connects to, once start() has run (d-rx).
     vhost_socket: Optional[str] = None
+    # Where the vhost-user sockets of a point live (set by the harness before start()): vport NAME's socket is
+    # vhost_dir/NAME.sock, created by the system (server) or by the guest (setup.guest_server: the system connects).
+    vhost_dir: Optional[str] = None
+
+    def vhost_path(self, name: str) -> str:
+        return os.path.join(self.vhost_dir or self.ctx.run_dir, f"{name}.sock")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -243,14 +257,37 @@ class Eswitch(System):
         if f["representors"]:
             y.append("representors: {kind: none}\n")
         y.append(f"uplinks:\n  - name: {scenarios.SINK}\n    attach: {{devargs: \"net_null0,no-rx=1\"}}\n")
+        mode = "client" if s.guest_server else "server"
+        if s.vhost_kind == "pvp":
+            # PVP: the physical-like source is an uplink (pcap); the VM's vhost-user vport sits between it and the
+            # sink (cross_connect wire0 -> vm1 -> uplink0).
+            if not f["vhost_user_attach"]:
+                raise Skip("eswitchd has no vhost_user vport attachment (PVP is measured with eswitch's own "
+                           "vhost-user vports)")
+            src = s.sources[0]
+            y.append(f"  - name: {src.name}\n    attach: {{devargs: "
+                     f"{_yaml_str(f'net_pcap0,rx_pcap={src.pcap},infinite_rx=1')}}}\n")
+            y.append(f"vports:\n  - name: {s.pvp_vport}\n")
+            if f["vport_binding"]:
+                y.append("    spoofchk: false\n")
+            y.append(f"    attach: {{vhost_user: {{socket: \"__VHOST__{s.pvp_vport}\", mode: {mode}, queues: 1}}}}\n")
+            y.append(f"pipeline:\n  mode: cross_connect\n  cross_connect:\n"
+                     f"    - {{from: {src.name}, to: {s.pvp_vport}}}\n"
+                     f"    - {{from: {s.pvp_vport}, to: {scenarios.SINK}}}\n")
+            text = "".join(y)
+            self._yaml_cache = {s.key: text}
+            return text
         y.append("vports:\n")
         for i, src in enumerate(s.sources):
             y.append(f"  - name: {src.name}\n")
             attach = None
             if s.vhost and f["vhost_user_attach"]:
-                attach = "{vhost_user: {socket: \"__VHOST__\", mode: server, queues: 1}}"
+                attach = f"{{vhost_user: {{socket: \"__VHOST__{src.name}\", mode: {mode}, queues: 1}}}}"
+            elif s.vhost_kind == "vports":
+                raise Skip("eswitchd has no vhost_user vport attachment (64 vhost-user vports need no ethdev only "
+                           "with it)")
             elif s.vhost:
-                devargs = "net_vhost0,iface=__VHOST__,queues=1"
+                devargs = f"net_vhost0,iface=__VHOST__{src.name},queues=1"
             else:
                 devargs = f"net_pcap{i},rx_pcap={src.pcap},infinite_rx=1"
             if s.spoofchk:
@@ -278,14 +315,18 @@ class Eswitch(System):
         self.prefix = prefix
         text = self.config_yaml(point).replace("__PREFIX__", prefix)
         if s.vhost:
-            self.vhost_socket = os.path.join(self.ctx.run_dir, f"vhost-esw{n}.sock")
-            text = text.replace("__VHOST__", self.vhost_socket)
+            names = [s.pvp_vport] if s.vhost_kind == "pvp" else [src.name for src in s.sources]
+            # Longest names first: __VHOST__vm1 must not eat the start of __VHOST__vm10.
+            for name in sorted(names, key=len, reverse=True):
+                text = text.replace(f"__VHOST__{name}", self.vhost_path(name))
+            self.vhost_socket = self.vhost_path(names[0])
         self.running_yaml = text
         cfg = os.path.join(self.ctx.run_dir, f"{self.name}.yaml")
         with open(cfg, "w") as out:
             out.write(text)
-        self.nports = 1 + len(s.sources)
+        self.nports = 1 + len(s.sources) + (1 if s.vhost_kind == "pvp" else 0)
         self.source_names = {src.name for src in s.sources}
+        self.pvp_vport = s.pvp_vport if s.vhost_kind == "pvp" else None
         args = [self.binary, "--config", cfg, "--stats-interval", str(self.STATS_INTERVAL)]
         self.api_path = None
         if self.features()["api_socket_option"]:
@@ -339,7 +380,11 @@ class Eswitch(System):
         rx = sum(int(r[3]) for name, r in rows.items() if name in self.source_names)
         tx = int(rows[scenarios.SINK][5])
         self._last_cycles = self._worker_cycles(j)
-        return Sample(t, rx, tx)
+        extra = None
+        if self.pvp_vport is not None and self.pvp_vport in rows:
+            v = rows[self.pvp_vport]
+            extra = {"vhost_out": int(v[5]), "vhost_out_drop": int(v[7]), "vhost_back": int(v[3])}
+        return Sample(t, rx, tx, extra=extra)
 
     _WORKER_LINE = re.compile(r"worker \d+ lcore \d+: busy_cycles=(\d+) idle_cycles=(\d+) packets=(\d+)")
 
@@ -448,6 +493,9 @@ class Testpmd(System):
             return "testpmd has no rules"
         if point.setup.vhost and self.mode != "io":
             return "vhost-user is measured with io forwarding only"
+        if point.setup.vhost_kind == "vports" and len(point.setup.sources) + 1 > scenarios.max_ethports():
+            return (f"{len(point.setup.sources)} net_vhost ports + the sink need more ethdevs than Debian's DPDK "
+                    f"allows in one process (RTE_MAX_ETHPORTS={scenarios.max_ethports()})")
         return None
 
     def start(self, point):
@@ -461,15 +509,31 @@ class Testpmd(System):
         eal = ["--no-huge", "-m", str(_mem_mb(mbufs)), "--no-pci", f"--file-prefix={self.prefix}",
                "-l", lcores, "--main-lcore", str(self.ctx.main_cpu)]
         vdevs = []
-        if s.vhost:
+        app = ["-i", f"--forward-mode={self.mode}", f"--nb-cores={len(workers)}", f"--total-num-mbufs={mbufs}",
+               "--auto-start", "--record-core-cycles", "--rxq=1", "--txq=1"]
+        # Which port's rx is "received from the sources" and which port's tx is "sent to the sink" (None: all).
+        self.rx_ports = self.tx_ports = None
+        self.pvp_port = None
+        if s.vhost_kind == "pvp":
+            # Ports 0 (pcap source), 1 (net_vhost to the guest), 2 (net_null sink); chained: 0 -> 1 -> 2 (-> 0:
+            # net_null receives nothing).
             eal.append("--single-file-segments")
-            self.vhost_socket = os.path.join(self.ctx.run_dir, f"vhost-tp{n}.sock")
+            self.vhost_socket = self.vhost_path(s.pvp_vport)
+            client = ",client=1" if s.guest_server else ""
+            vdevs += [f"net_pcap0,rx_pcap={s.sources[0].pcap},infinite_rx=1",
+                      f"net_vhost0,iface={self.vhost_socket},queues=1{client}", "net_null0,no-rx=1"]
+            app.append("--port-topology=chained")
+            self.rx_ports, self.tx_ports, self.pvp_port = {0}, {2}, 1
+            self.sink_is_sources = False
+        elif s.vhost:
+            eal.append("--single-file-segments")
+            self.vhost_socket = self.vhost_path(s.sources[0].name)
             vdevs.append(f"net_vhost0,iface={self.vhost_socket},queues=1")
         else:
             vdevs += [f"net_pcap{i},rx_pcap={src.pcap},infinite_rx=1" for i, src in enumerate(s.sources)]
-        app = ["-i", f"--forward-mode={self.mode}", f"--nb-cores={len(workers)}", f"--total-num-mbufs={mbufs}",
-               "--auto-start", "--record-core-cycles", "--rxq=1", "--txq=1"]
-        if len(s.sources) > 1:
+        if s.vhost_kind == "pvp":
+            pass
+        elif len(s.sources) > 1:
             # Each pcap port forwards to itself; net_pcap without a tx file drops (and counts) what it sends. No
             # other topology sends 64 ports to one in testpmd; the cost of the drop is that of net_null's tx.
             app.append("--port-topology=loop")
@@ -497,34 +561,55 @@ class Testpmd(System):
         rx = tx = 0
         t0 = None
         i = start
+        extra = None
         for _ in range(self.nports):
             got = self.child.wait_for(lambda t: "NIC statistics for port" in t, 5.0, i)
             if got is None:
                 raise Fail("dpdk-testpmd did not answer `show port stats all`")
             t0 = t0 or got[1]
+            port = int(re.search(r"for port (\d+)", got[2]).group(1))
             r = self.child.wait_for(lambda t: "RX-packets:" in t, 2.0, got[0])
             w = self.child.wait_for(lambda t: "TX-packets:" in t, 2.0, got[0])
             if r is None or w is None:
                 raise Fail("dpdk-testpmd printed incomplete port stats")
-            rx += int(re.search(r"RX-packets:\s*(\d+)", r[2]).group(1))
-            tx += int(re.search(r"TX-packets:\s*(\d+)", w[2]).group(1))
+            prx = int(re.search(r"RX-packets:\s*(\d+)", r[2]).group(1))
+            ptx = int(re.search(r"TX-packets:\s*(\d+)", w[2]).group(1))
+            if self.rx_ports is None or port in self.rx_ports:
+                rx += prx
+            if self.tx_ports is None or port in self.tx_ports:
+                tx += ptx
+            if port == self.pvp_port:
+                extra = {"vhost_out": ptx, "vhost_back": prx}
             i = w[0] + 1
-        return Sample(t0, rx, tx)
+        return Sample(t0, rx, tx, extra=extra)
 
     def sample(self):
         return self._port_stats()
 
     def cycles_begin(self):
         self.child.send("clear fwd stats all\n")
+        self._t_clear = time.time()
 
     def cycles_end(self):
         with self.child.cond:
             start = len(self.child.lines)
         self.child.send("show fwd stats all\n")
+        t = time.time()
         got = self.child.wait_for(lambda t: "CPU cycles/packet=" in t, 5.0, start)
         if got is None:
             return None
+        self._window_extra = {}
+        if getattr(self, "pvp_port", None) is not None:
+            # d: what the guest's full ring refused of testpmd's tx to net_vhost (its forward stats of that port).
+            with self.child.cond:
+                text = "\n".join(ln for _, ln in self.child.lines[start:got[0]])
+            m = re.search(rf"Forward statistics for port {self.pvp_port}\b.*?TX-dropped:\s*(\d+)", text, re.S)
+            if m and t > self._t_clear:
+                self._window_extra["sys_vhost_out_drop_mpps"] = int(m.group(1)) / (t - self._t_clear) / 1e6
         return float(re.search(r"CPU cycles/packet=([\d.]+)", got[2]).group(1))
+
+    def window_extra(self) -> dict:
+        return getattr(self, "_window_extra", {})
 
     def stop(self):
         if self.child is None:
@@ -541,57 +626,174 @@ class Testpmd(System):
         return None if rc in (0, None) else f"dpdk-testpmd exited with status {rc}"
 
 
-class Guest:
-    """The vhost-user guest of scenario d: a testpmd with a virtio_user port replaying the scenario's pcap into
-    the system under test, all of it on the main core (the system's forwarding core stays its own)."""
+class GuestProc:
+    """One guest process: dpdk-testpmd (interactive, so its forwarding counters can be read and cleared) with
+    net_virtio_user ports, its forwarding lcore on the main core (the system's forwarding core stays its own)."""
 
-    def __init__(self, ctx: Ctx):
+    def __init__(self, ctx: Ctx, vdevs: list, fwd: str, topology: str, mbufs: int, first_socket: str,
+                 server: bool):
         self.ctx = ctx
-        self.child = None
+        n = ctx.next()
+        self.prefix = f"{ctx.sid}-guest{n}"
+        ctx.reg.add("prefixes", self.prefix)
+        self.nports = len(vdevs)
+        self.first_socket = first_socket
+        self.server = server
+        c = ctx.main_cpu
+        args = ["stdbuf", "-oL", TESTPMD, f"--lcores=0@{c},1@{c}", "--main-lcore=0", "--no-huge", "-m",
+                str(_mem_mb(mbufs)), "--single-file-segments", "--no-pci", f"--file-prefix={self.prefix}"]
+        for v in vdevs:
+            args += ["--vdev", v]
+        args += ["--", "-i", f"--forward-mode={fwd}", f"--port-topology={topology}", "--nb-cores=1", "--auto-start",
+                 f"--total-num-mbufs={mbufs}", "--record-core-cycles"]
+        self.child = Child(ctx.reg, f"guest{n}", args, ctx.log_path(f"guest-{n}"), stdin=True, exe=TESTPMD)
 
-    def start(self, socket_path: str, pcap: str):
-        deadline = time.time() + 30
-        while not os.path.exists(socket_path):
-            if time.time() > deadline:
-                raise Fail(f"the system under test did not create the vhost-user socket {socket_path}")
+    def wait_listening(self, timeout=60):
+        """Server mode: the guest's first socket exists (testpmd waits in accept() for the system)."""
+        deadline = time.time() + timeout
+        while not os.path.exists(self.first_socket):
+            if time.time() > deadline or not self.child.alive():
+                raise Fail("the vhost-user guest (testpmd virtio_user, server) did not create "
+                           f"{self.first_socket}: " + self.child.text()[-600:])
             time.sleep(0.05)
-        n = self.ctx.next()
-        self.prefix = f"{self.ctx.sid}-guest{n}"
-        self.ctx.reg.add("prefixes", self.prefix)
-        c = self.ctx.main_cpu
-        args = ["stdbuf", "-oL", TESTPMD, f"--lcores=0@{c},1@{c}", "--main-lcore=0", "--no-huge", "-m", "512",
-                "--single-file-segments", "--no-pci", f"--file-prefix={self.prefix}",
-                "--vdev", f"net_virtio_user0,path={socket_path},queues=1",
-                "--vdev", f"net_pcap0,rx_pcap={pcap},infinite_rx=1",
-                "--", "--forward-mode=io", "--nb-cores=1", "--auto-start", "--total-num-mbufs=16384",
-                "--stats-period=1"]
-        self.child = Child(self.ctx.reg, "guest", args, self.ctx.log_path(f"guest-{n}"), exe=TESTPMD)
-        got = self.child.wait_for(lambda t: "Port statistics" in t or "EAL: Error" in t, timeout=60)
-        if got is None or "Error" in got[2]:
-            self.child.stop()
-            raise Fail("the vhost-user guest (testpmd virtio_user) did not start: " + self.child.text()[-600:])
 
-    def rates(self) -> dict:
-        """The guest's last reported rates: rx = what it pulls from its pcap, tx = what vhost-user accepted. tx well
-        below rx means the system under test is the limit (the virtio ring is full); tx close to rx means the
-        guest itself may be."""
-        text = self.child.text() if self.child else ""
-        # The first period after the start reports zero rates: keep periods with both ports and traffic.
-        complete = [p for p in text.split("Port statistics")
-                    if len(re.findall(r"Rx-pps:", p)) == 2 and len(re.findall(r"Tx-pps:", p)) == 2
-                    and any(int(x) > 0 for x in re.findall(r"Rx-pps:\s*(\d+)", p))]
-        if not complete:
-            return {}
-        rx = sum(int(x) for x in re.findall(r"Rx-pps:\s*(\d+)", complete[-1]))
-        tx = sum(int(x) for x in re.findall(r"Tx-pps:\s*(\d+)", complete[-1]))
-        return {"guest_rx_mpps": rx / 1e6, "guest_tx_mpps": tx / 1e6}
+    def wait_ready(self, timeout):
+        got = self.child.wait_for(lambda t: "Checking link statuses" in t or "EAL: Error" in t or "EXIT" in t or
+                                  "Fail" in t, timeout=timeout)
+        configured = len(set(re.findall(r"Configuring Port (\d+)", self.child.text())))
+        if got is None or "Checking link statuses" not in got[2] or configured != self.nports:
+            errors = [ln for ln in self.child.text().splitlines() if re.search(r"rror|Fail|EXIT|Cannot", ln)]
+            raise Fail(f"the vhost-user guest (testpmd virtio_user) did not start with {self.nports} ports in "
+                       f"{timeout:.0f} s: " + ("; ".join(errors[:4]) or self.child.text()[-400:]))
+
+    def _cpu_s(self) -> float:
+        """On-CPU seconds of the guest process (all its threads) so far."""
+        try:
+            with open(f"/proc/{self.child.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return float("nan")
+
+    def clear(self):
+        self.child.send("clear fwd stats all\n")
+        self.t_clear = time.time()
+        self.cpu0 = self._cpu_s()
+
+    def read(self) -> dict:
+        """Forwarding counters since clear(): rx, tx, tx refused (ring full), busy cycles, elapsed seconds."""
+        with self.child.cond:
+            start = len(self.child.lines)
+        self.child.send("show fwd stats all\n")
+        t = time.time()
+        acc = self.child.wait_for(lambda x: "Accumulated forward statistics" in x, 10.0, start)
+        if acc is None:
+            raise Fail("the guest (testpmd) did not answer `show fwd stats all`")
+        r = self.child.wait_for(lambda x: "RX-packets:" in x, 2.0, acc[0])
+        w = self.child.wait_for(lambda x: "TX-packets:" in x, 2.0, acc[0])
+        if r is None or w is None:
+            raise Fail("the guest (testpmd) printed incomplete forward stats")
+        out = {"rx": int(re.search(r"RX-packets:\s*(\d+)", r[2]).group(1)),
+               "tx": int(re.search(r"TX-packets:\s*(\d+)", w[2]).group(1)),
+               "tx_dropped": int(re.search(r"TX-dropped:\s*(\d+)", w[2]).group(1)), "elapsed": t - self.t_clear}
+        cpu = (self._cpu_s() - self.cpu0) / max(time.time() - self.t_clear, 1e-3)
+        if cpu == cpu:  # not NaN
+            out["cpu"] = cpu
+        return out
 
     def stop(self):
         if self.child is not None:
+            self.child.send("stop\nquit\n")
+            try:
+                self.child.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
             self.child.stop()
             self.child = None
             shutil.rmtree(f"/var/run/dpdk/{self.prefix}", ignore_errors=True)
             self.ctx.reg.remove("prefixes", self.prefix)
+
+
+class Guests:
+    """The vhost-user guests of a point, all testpmd net_virtio_user on the main core, the same for every system:
+      d-rx:   one process, virtio_user + the pcap it replays into the system (io);
+      d:      one process, one virtio_user port in macswap, looped (what the system sends comes back);
+      bv:     processes of up to 16 (virtio_user, pcap) pairs (io, paired: pcap k -> virtio_user k), 32 ethdevs
+              each (Debian's RTE_MAX_ETHPORTS), one pcap per vport (flows, binding, spoofed share as b).
+    With setup.guest_server the guests listen (virtio_user server=1) and the systems connect: start them first."""
+
+    PAIRS_PER_PROC = 16
+    # virtio ring size: room for a scheduler slice of the shared core 0 (256, DPDK's default, made no difference
+    # to bv on the loaded machine).
+    QUEUE_SIZE = 1024
+
+    def __init__(self, ctx: Ctx, setup, socket_of):
+        self.ctx, self.setup, self.socket_of = ctx, setup, socket_of
+        self.procs = []
+        self.server = setup.guest_server
+
+    def _vu(self, i, name):
+        server = ",server=1" if self.server else ""
+        # No mergeable rx buffers, in-order: the guest's fast (vector) paths, as DPDK's PVP reference benchmark
+        # sets its guests up, so the guest is less likely to be the limit. Every system negotiates the same.
+        return (f"net_virtio_user{i},path={self.socket_of(name)},queues=1,queue_size={self.QUEUE_SIZE},"
+                f"mrg_rxbuf=0,in_order=1{server}")
+
+    def launch(self):
+        s = self.setup
+        if s.vhost_kind == "pvp":
+            self.procs.append(GuestProc(self.ctx, [self._vu(0, s.pvp_vport)], "macswap", "loop", 16384,
+                                        self.socket_of(s.pvp_vport), self.server))
+        else:
+            srcs = s.sources
+            per = self.PAIRS_PER_PROC if s.vhost_kind == "vports" else 1
+            for k in range(0, len(srcs), per):
+                chunk = srcs[k:k + per]
+                vdevs = []
+                for i, src in enumerate(chunk):
+                    vdevs += [self._vu(i, src.name), f"net_pcap{i},rx_pcap={src.pcap},infinite_rx=1"]
+                # net_pcap holds its file's frames in mbufs (copied into fresh ones at rx); the rest: rx rings,
+                # tx in flight, the lcore cache. No rounding up: fewer buffers in the pool, fewer pages in use.
+                frames = sum(src.frames for src in chunk)
+                mbufs = frames + len(chunk) * (2 * self.QUEUE_SIZE + 64) + 4096
+                self.procs.append(GuestProc(self.ctx, vdevs, "io", "paired", mbufs, self.socket_of(chunk[0].name),
+                                            self.server))
+        if self.server:
+            for p in self.procs:
+                p.wait_listening()
+
+    def wait_ready(self):
+        # Server mode: virtio_user accepts one socket after the other, and a connecting system retries each
+        # second (rte_vhost's reconnect thread): about 1 s per port of a guest process.
+        timeout = 60 + (self.PAIRS_PER_PROC * 2 if self.server and len(self.procs) > 1 else 0)
+        for p in self.procs:
+            p.wait_ready(timeout)
+
+    def begin(self):
+        for p in self.procs:
+            p.clear()
+
+    def end(self) -> dict:
+        """The guests' own counters over the window (since begin): rx = what they received (d: from the system;
+        d-rx/bv: from their pcaps), tx = what they put into vhost-user, tx_dropped = refused by a full ring (the
+        system did not drain it), cpu = the guests' on-CPU time / window (1.0 = a whole core; they poll, so less
+        means they were not scheduled all the time)."""
+        reads = [p.read() for p in self.procs]
+        dt = statistics.median(r["elapsed"] for r in reads)
+        out = {"guest_rx_mpps": sum(r["rx"] for r in reads) / dt / 1e6,
+               "guest_tx_mpps": sum(r["tx"] for r in reads) / dt / 1e6,
+               "guest_tx_dropped_mpps": sum(r["tx_dropped"] for r in reads) / dt / 1e6,
+               "guest_rx_packets": sum(r["rx"] for r in reads), "guest_tx_packets": sum(r["tx"] for r in reads),
+               "guest_procs": len(reads), "guest_min_tx_packets": min(r["tx"] for r in reads)}
+        cpu = [r["cpu"] for r in reads if "cpu" in r]
+        if cpu:
+            out["guest_cpu"] = sum(cpu)   # on-CPU share of a core, all guest processes together
+        return out
+
+    def stop(self):
+        for p in self.procs:
+            p.stop()
+        self.procs = []
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -748,7 +950,12 @@ class Ovs(System):
                 lines.append(f"table=0,priority=100,in_port={ports[src.name]},dl_src={src.mac},ip,"
                              f"nw_src={src.ipv4},actions=resubmit(,1)")
             lines.append("table=0,priority=0,actions=drop")
-        if not setup.rules:
+        if setup.vhost_kind == "pvp":
+            # PVP: the source to the VM's vhost-user port, what comes back from it to the sink.
+            vm = ports[setup.pvp_vport]
+            lines.append(f"table=0,priority=100,in_port={ports[setup.sources[0].name]},actions=output:{vm}")
+            lines.append(f"table=0,priority=100,in_port={vm},actions=output:{ports[scenarios.SINK]}")
+        elif not setup.rules:
             for src in setup.sources:
                 lines.append(f"table=0,priority=100,in_port={ports[src.name]},actions=output:{ports[scenarios.SINK]}")
         else:
@@ -769,11 +976,29 @@ class Ovs(System):
         cmd += ["--", "add-port", self.BRIDGE, scenarios.SINK, "--", "set", "Interface", scenarios.SINK, "type=dpdk",
                 f"options:dpdk-devargs=net_null{self.vdev_seq},no-rx=1", "ofport_request=1"]
         self.vhost_socket = None
+        self.pmd_rx = s.vhost_kind in ("rx", "vports")
+        self.pvp_ofport = None
+        if s.vhost_kind == "pvp":
+            # The VM's port: OVS connects to the guest's socket (dpdkvhostuserclient).
+            self.pvp_ofport = len(s.sources) + 2
+            self.ports[s.pvp_vport] = self.pvp_ofport
+            self.vhost_socket = self.vhost_path(s.pvp_vport)
+            cmd += ["--", "add-port", self.BRIDGE, s.pvp_vport, "--", "set", "Interface", s.pvp_vport,
+                    "type=dpdkvhostuserclient", f"options:vhost-server-path={self.vhost_socket}",
+                    f"ofport_request={self.pvp_ofport}"]
         for i, src in enumerate(s.sources):
             self.vdev_seq += 1
             ofport = i + 2
             self.ports[src.name] = ofport
-            if s.vhost:
+            if s.vhost_kind == "vports":
+                path = self.vhost_path(src.name)
+                cmd += ["--", "add-port", self.BRIDGE, src.name, "--", "set", "Interface", src.name]
+                if s.guest_server:
+                    cmd += ["type=dpdkvhostuserclient", f"options:vhost-server-path={path}"]
+                else:
+                    raise Fail("bv: the guests are the vhost-user servers (OVS: dpdkvhostuserclient)")
+                cmd.append(f"ofport_request={ofport}")
+            elif s.vhost and s.vhost_kind != "pvp":
                 name = f"vhu{n}"
                 self.vhost_socket = os.path.join(self.dir, name)
                 cmd += ["--", "add-port", self.BRIDGE, name, "--", "set", "Interface", name, "type=dpdkvhostuser",
@@ -814,29 +1039,36 @@ class Ovs(System):
         # One dump-ports reads the sources and the sink at the same moment. OVS reports no port statistics for
         # dpdkvhostuser ports ("?"): then rx comes from the PMDs' receive counter, read just before.
         t0 = time.time()
-        pmd_rx = self._pmd_totals()[0] if self.vhost_socket else None
+        pmd_rx = self._pmd_totals()[0] if self.pmd_rx else None
         t1 = time.time()
         out = self.ofctl("dump-ports", self.BRIDGE, timeout=30)
         t2 = time.time()
         rx = tx = 0
         port = None
+        extra = {}
         for line in out.splitlines():
             m = re.match(r"\s*port\s+(\S+):\s+rx pkts=(\d+)", line)
             if m:
                 port = int(m.group(1)) if m.group(1).isdigit() else None
                 if port in self.sources:
                     rx += int(m.group(2))
+                if port is not None and port == self.pvp_ofport:
+                    extra["vhost_back"] = int(m.group(2))
                 continue
             m = re.match(r"\s*port\s+(\S+):", line)
             if m:
                 port = int(m.group(1)) if m.group(1).isdigit() else None
                 continue
-            m = re.match(r"\s*tx pkts=(\d+)", line)
+            m = re.match(r"\s*tx pkts=(\d+),.*drop=(\d+|\?)", line) or re.match(r"\s*tx pkts=(\d+)", line)
             if m and port == self.ports[scenarios.SINK]:
                 tx += int(m.group(1))
+            if m and port is not None and port == self.pvp_ofport:
+                extra["vhost_out"] = int(m.group(1))
+                if m.lastindex == 2 and m.group(2).isdigit():
+                    extra["vhost_out_drop"] = int(m.group(2))
         if pmd_rx is not None:
             return Sample((t0 + t1) / 2, pmd_rx, tx, (t1 + t2) / 2)
-        return Sample((t1 + t2) / 2, rx, tx)
+        return Sample((t1 + t2) / 2, rx, tx, extra=extra or None)
 
     def cycles_begin(self):
         self._cyc0 = self._pmd_totals()
