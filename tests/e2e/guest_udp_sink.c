@@ -2,7 +2,7 @@
 // scripts/lib/guest.sh): receives UDP datagrams on PORT and appends each one, unchanged, to FILE. The receive
 // buffer is made as large as the kernel allows (SO_RCVBUFFORCE: root), so datagrams can wait in the guest's
 // socket (in the pages the device wrote them to) while the process is stopped. Exits 0 once nothing arrived for
-// 3 s after the first datagram; prints what it got.
+// 5 s after the first datagram; prints what it got.
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     if (n++ == 0) {
-      struct timeval tv = {.tv_sec = 3};
+      struct timeval tv = {.tv_sec = 5};
       setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     }
     bytes += k;

@@ -24,10 +24,23 @@
 # UDP checksum error, rte_vhost saw no used-index mismatch; records sent during the precopy arrived. Losses
 # (the switchover, a full socket) are counted and reported, not required to be zero.
 #
-# usage: vhost_qemu_migrate.sh PATH/TO/eswitchd PATH/TO/eswitchctl
+# Modes: `held` (default) stops the guest's receiver as above; `running` lets it read all along (what is checked
+# is then only what was in flight at the switchover, plus the guest's health).
+#
+# STATUS (not registered in tests/meson.build: it fails in most runs, see vdpa/README.md "Live migration with
+# QEMU"): the migration completes and eswitchd sees LOG_ALL, the log area and frames delivered while logging, but
+# the destination guest's memory is corrupted in most runs - its RX ring stops being refilled (avail == used,
+# interrupt acked, no ping answered), or its kernel oopses (GPF in kmem_cache_alloc under virtnet_poll: a slab
+# freelist pointer that is garbage; NULL dereference in xas_store). Not seen when the stream is paused for the
+# precopy (so it needs device writes during the precopy); also seen with dpdk-testpmd's net_vhost (same rte_vhost
+# 22.11) as the back-end with tso=1. Root cause not found yet.
+#
+# usage: vhost_qemu_migrate.sh PATH/TO/eswitchd PATH/TO/eswitchctl [held|running]
 set -euo pipefail
 ESWITCHD=${1:?usage: $0 eswitchd eswitchctl}
 ESWITCHCTL=${2:?usage: $0 eswitchd eswitchctl}
+MODE=${3:-held}  # held | running (see above)
+[[ $MODE == running || $MODE == held ]] || { echo "usage: $0 eswitchd eswitchctl [running|held]"; exit 2; }
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../../scripts/lib/netns.sh
 source "$HERE/../../scripts/lib/netns.sh"
@@ -61,7 +74,8 @@ for _ in $(seq 50); do [[ -S "$WORK/vm.sock" ]] && break; sleep 0.1; done
 [[ -S "$WORK/vm.sock" ]] || fail "eswitchd did not create the vhost-user socket"
 
 gcc -static -O2 -o "$WORK/guest_udp_sink" "$HERE/guest_udp_sink.c" || fail "cannot build guest_udp_sink"
-cat >"$WORK/test.sh" <<'GUEST'
+{ [[ $MODE == held ]] && echo HOLD=1 || echo HOLD=0; } >"$WORK/test.sh"
+cat >>"$WORK/test.sh" <<'GUEST'
 ip link set lo up
 ip link set eth0 up
 ip addr add 198.18.0.3/24 dev eth0
@@ -71,16 +85,15 @@ echo "32768 32768 32768" >/proc/sys/net/ipv4/udp_mem
 ok=0
 for i in 1 2 3 4 5 6 7 8 9 10; do ping -c 1 -W 1 198.18.0.1 >/dev/null 2>&1 && { ok=1; break; }; done
 [ $ok = 1 ] && echo "GUEST: ping4 ok"
-while :; do echo "GUEST: dbg $(cut -d' ' -f1 /proc/uptime) irq $(grep -i 'virtio\|eth' /proc/interrupts | tr -s ' ' | tr '\n' ' ') udp $(grep Udp: /proc/net/snmp | tail -1) free $(grep MemFree /proc/meminfo | tr -s ' ' | cut -d' ' -f2)"; sleep 2; done &
 guest_udp_sink 7000 /tmp/rx >/tmp/sink.out 2>&1 &
 S=$!
 for i in 1 2 3 4 5 6 7 8 9 10; do grep -q bound /tmp/sink.out && break; sleep 0.2; done
-kill -STOP $S
+[ $HOLD = 1 ] && kill -STOP $S
 echo "GUEST: ready $(cat /tmp/sink.out)"
 # The host lets the guest go (after the migration) by answering "go" on the tenant's port 5004.
 until [ "$(nc -w 2 198.18.0.1 5004 </dev/null 2>/dev/null)" = go ]; do sleep 1; done
 echo "GUEST: go"
-kill -CONT $S
+[ $HOLD = 1 ] && kill -CONT $S
 wait $S; echo "GUEST: sink exit $? $(tail -1 /tmp/sink.out)"
 echo "GUEST: udp $(grep '^Udp:' /proc/net/snmp | tr '\n' ' ')"
 nc -w 10 198.18.0.1 5003 </tmp/rx && echo "GUEST: file sent $(wc -c </tmp/rx)"
@@ -103,6 +116,25 @@ for c in ['{"execute": "qmp_capabilities"}'] + sys.argv[2:]:
     if "error" in r: sys.exit(f"qmp {c}: {r['error']}")
     if c != '{"execute": "qmp_capabilities"}': print(json.dumps(r.get("return")))
 PY
+}
+
+# The destination's view of its RX/TX virtqueues (QEMU 7.2 x-query-virtio-*), for a failure's report.
+qmp_queues() {
+  local q
+  for q in 0 1; do
+    qmp "$WORK/dst.qmp" "{\"execute\": \"x-query-virtio-queue-status\", \"arguments\": {\"path\": \"/machine/peripheral/nic0/virtio-backend\", \"queue\": $q}}" \
+      "{\"execute\": \"x-query-virtio-vhost-queue-status\", \"arguments\": {\"path\": \"/machine/peripheral/nic0/virtio-backend\", \"queue\": $q}}" || true
+  done
+  qmp "$WORK/dst.qmp" '{"execute": "human-monitor-command", "arguments": {"command-line": "info irq"}}' | head -c 600 || true
+  qmp "$WORK/dst.qmp" '{"execute": "x-query-virtio-status", "arguments": {"path": "/machine/peripheral/nic0/virtio-backend"}}' |
+    /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print({k: d.get(k) for k in ("isr", "status", "broken", "started", "start-on-kick", "disable-legacy-check", "vhost-started", "device-endian", "bus-name")})' || true
+  # RX ring (queue 0) in guest memory: avail flags/idx, used_event (avail->ring[256]), used flags/idx.
+  local a=325079040 u=325079616
+  a=$(qmp "$WORK/dst.qmp" '{"execute": "x-query-virtio-queue-status", "arguments": {"path": "/machine/peripheral/nic0/virtio-backend", "queue": 0}}' | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["vring-avail"], d["vring-used"])')
+  u=${a#* } a=${a% *}
+  for x in "xp /2hx $a" "xp /1hx $((a + 4 + 2 * 256))" "xp /2hx $u"; do
+    qmp "$WORK/dst.qmp" "{\"execute\": \"human-monitor-command\", \"arguments\": {\"command-line\": \"$x\"}}" || true
+  done
 }
 
 peer_counter() {
@@ -153,7 +185,7 @@ ESW_EXTRA_PIDS+=("$!")
 
 # The source guest.
 ESW_GUEST_QEMU_EXTRA=(-qmp "unix:$WORK/src.qmp,server=on,wait=off")
-esw_guest_boot "$WORK/src.console" "$WORK/initrd.gz" "$WORK/vm.sock" "$MAC3" 1
+esw_guest_boot "$WORK/src.console" "$WORK/initrd.gz" "$WORK/vm.sock" "$MAC3" 1 id=nic0
 SRC_PID=$ESW_GUEST_PID
 ESW_EXTRA_PIDS+=("$SRC_PID")
 t_boot=$SECONDS
@@ -170,7 +202,7 @@ sleep 2  # the stream fills the stopped receiver's socket queue
 # The destination: the same command line, waiting for the migration stream. Its vhost-user chardev connects to
 # eswitchd's socket now; its device starts when the migrated guest runs.
 ESW_GUEST_QEMU_EXTRA=(-qmp "unix:$WORK/dst.qmp,server=on,wait=off" -incoming "unix:$WORK/mig.sock")
-esw_guest_boot "$WORK/dst.console" "$WORK/initrd.gz" "$WORK/vm.sock" "$MAC3" 1
+esw_guest_boot "$WORK/dst.console" "$WORK/initrd.gz" "$WORK/vm.sock" "$MAC3" 1 id=nic0
 DST_PID=$ESW_GUEST_PID
 ESW_EXTRA_PIDS+=("$DST_PID")
 for _ in $(seq 100); do [[ -S "$WORK/mig.sock" && -S "$WORK/dst.qmp" ]] && break; sleep 0.1; done
@@ -200,6 +232,7 @@ PY
 qmp "$WORK/src.qmp" '{"execute": "quit"}' >/dev/null 2>&1 || true
 for _ in $(seq 100); do kill -0 "$SRC_PID" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$SRC_PID" 2>/dev/null && fail "the source QEMU did not quit"
+kill -0 "$DST_PID" 2>/dev/null || { cat "$WORK/dst.console.qemu" "$WORK/dst.console" >&2; fail "the destination QEMU exited after the migration"; }
 dst_status=$(qmp "$WORK/dst.qmp" '{"execute": "query-status"}' | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')
 echo "  destination QEMU: $dst_status"
 [[ $dst_status == running ]] || fail "the destination guest is '$dst_status', not running"
@@ -207,7 +240,7 @@ echo "  destination QEMU: $dst_status"
 # The destination guest answers pings (its receiver is still stopped).
 pings=$(ip netns exec "$P-t1" ping -c 5 -i 0.3 -W 2 198.18.0.3 2>/dev/null | sed -n 's/.* \([0-9]*\) received.*/\1/p' || true)
 echo "  tenant -> destination guest: ${pings:-0} of 5 pings answered"
-((${pings:-0} >= 3)) || { ctl show ports | grep '^port vm' >&2; cat "$WORK/src.console" "$WORK/dst.console" >&2; fail "the destination guest answered ${pings:-0} of 5 pings"; }
+((${pings:-0} >= 3)) || { ctl show ports | grep '^port vm' >&2; cat "$WORK/src.console" "$WORK/dst.console" >&2; qmp_queues >&2; fail "the destination guest answered ${pings:-0} of 5 pings"; }
 
 # The guest's receiver continues and drains its socket while the stream goes on into the destination guest.
 touch "$WORK/go"
