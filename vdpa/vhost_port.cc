@@ -1,5 +1,6 @@
 #include "vdpa/vhost_port.h"
 
+#include <linux/virtio_config.h>  // VIRTIO_F_RING_PACKED
 #include <rte_pause.h>
 #include <rte_vdpa.h>
 #include <rte_vhost.h>
@@ -29,11 +30,12 @@ constexpr uint16_t kVhostBurst = 32;  // rte_vhost's MAX_PKT_BURST: it takes at 
 
 // Offloads not offered: ECN and UFO. Partial checksums and TCP segmentation from the guest are completed in
 // rx_burst (offload.h); towards the guest only whole frames are sent, so GUEST_CSUM/TSO cost nothing.
-// (virtio spec feature bits; <linux/virtio_net.h> does not compile as C++.)
+// (virtio spec feature bits; <linux/virtio_net.h> does not compile as C++, <linux/virtio_config.h> gives
+// VIRTIO_F_RING_PACKED.)
 constexpr uint64_t bit(unsigned b) { return 1ULL << b; }
 constexpr unsigned kFCsum = 0, kFGuestCsum = 1, kFGuestTso4 = 7, kFGuestTso6 = 8, kFGuestEcn = 9, kFGuestUfo = 10,
                    kFHostTso4 = 11, kFHostTso6 = 12, kFHostEcn = 13, kFHostUfo = 14, kFMrgRxbuf = 15, kFMq = 22,
-                   kFLogAll = 26, kFVersion1 = 32, kFRingPackedBit = 34;
+                   kFVersion1 = 32;
 constexpr uint64_t kDisabledFeatures = bit(kFHostEcn) | bit(kFGuestEcn) | bit(kFHostUfo) | bit(kFGuestUfo);
 [[maybe_unused]] constexpr uint64_t kOffloadFeatures = bit(kFCsum) | bit(kFGuestCsum) | bit(kFHostTso4) |
                                                        bit(kFHostTso6) | bit(kFGuestTso4) | bit(kFGuestTso6);
@@ -335,8 +337,8 @@ void VhostUserPort::on_features_changed(int vid, uint64_t features) noexcept {
   // guest page it writes into the log area the front-end gave it). QEMU sends its log area
   // (VHOST_USER_SET_LOG_BASE) before the SET_FEATURES that turns LOG_ALL on (hw/virtio/vhost.c
   // vhost_migration_log), so its size is known here.
-  const bool was = (log_features_.exchange(features, std::memory_order_relaxed) >> kFLogAll) & 1;
-  const bool now = (features >> kFLogAll) & 1;
+  const bool was = (log_features_.exchange(features, std::memory_order_relaxed) >> VhostUserPort::kLogAllBit) & 1;
+  const bool now = (features >> VhostUserPort::kLogAllBit) & 1;
   if (was == now) return;
   uint64_t base = 0, size = 0;
   if (now) {
@@ -505,7 +507,7 @@ void VhostUserPort::service() noexcept {
       // restarts from its used index in guest memory; a packed ring took the stream's positions unless the
       // guest restarted it: restore_rings_locked).
       std::string cmp;
-      const bool packed = (features_ >> kFRingPackedBit) & 1;
+      const bool packed = (features_ >> VIRTIO_F_RING_PACKED) & 1;
       for (uint16_t i = 0; i < 2 * args_.queues; ++i) {
         uint16_t a = 0, u = 0;
         rte_vhost_get_vring_base(publish, i, &a, &u);
@@ -672,7 +674,7 @@ uint16_t VhostUserPort::rx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uin
   }
   rq.busy.fetch_sub(1, std::memory_order_release);
   rq.packets += got;
-  if ((self->log_features_.load(std::memory_order_relaxed) >> kFLogAll) & 1) rq.logged += got;
+  if ((self->log_features_.load(std::memory_order_relaxed) >> VhostUserPort::kLogAllBit) & 1) rq.logged += got;
   return got;
 }
 
@@ -720,7 +722,7 @@ uint16_t VhostUserPort::tx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uin
   rte_pktmbuf_free_bulk(pkts, sent);
   tq.packets += sent;
   tq.dropped += n - sent;
-  if ((self->log_features_.load(std::memory_order_relaxed) >> kFLogAll) & 1) tq.logged += sent;
+  if ((self->log_features_.load(std::memory_order_relaxed) >> VhostUserPort::kLogAllBit) & 1) tq.logged += sent;
   return sent;
 }
 
@@ -814,7 +816,7 @@ uint16_t packed_available(const rte_vhost_vring& vr, uint16_t index, bool wrap) 
 void VhostUserPort::save_mig(MigStream& s) const {
   const int vid = vid_.load(std::memory_order_acquire);
   s.features = vid >= 0 ? features_ : 0;
-  s.packed = (s.features >> kFRingPackedBit) & 1;
+  s.packed = (s.features >> VIRTIO_F_RING_PACKED) & 1;
   s.queue_pairs = args_.queues;
   s.vrings.assign(2 * args_.queues, MigVring{});
   for (uint16_t i = 0; i < 2 * args_.queues; ++i) {

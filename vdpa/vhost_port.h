@@ -105,7 +105,8 @@ class VhostUserPort final : public dp::Port {
   void set_mig_state(MigState s) noexcept;
   void save_mig(MigStream& s) const;
   void load_mig(const MigStream& s, const dp::PortCounters& carried) noexcept;
-  bool dirty_logging() const { return (log_features_.load(std::memory_order_relaxed) >> 26) & 1; }
+  bool dirty_logging() const { return (log_features_.load(std::memory_order_relaxed) >> kLogAllBit) & 1; }
+  static constexpr unsigned kLogAllBit = 26;  // VHOST_F_LOG_ALL (<linux/vhost_types.h> is not C++-clean here)
   uint64_t announces_sent() const { return announces_.load(std::memory_order_relaxed); }
   void add_carried(dp::PortCounters& c) const override;
 
