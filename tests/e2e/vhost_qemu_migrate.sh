@@ -27,13 +27,13 @@
 # Modes: `held` (default) stops the guest's receiver as above; `running` lets it read all along (what is checked
 # is then only what was in flight at the switchover, plus the guest's health).
 #
-# STATUS (not registered in tests/meson.build: it fails in most runs, see vdpa/README.md "Live migration with
-# QEMU"): the migration completes and eswitchd sees LOG_ALL, the log area and frames delivered while logging, but
-# the destination guest's memory is corrupted in most runs - its RX ring stops being refilled (avail == used,
+# STATUS (not registered in tests/meson.build: it fails in about 2 runs of 3, see vdpa/README.md "Live migration
+# with QEMU"): the migration completes and eswitchd sees LOG_ALL, the log area and frames delivered while logging,
+# but the destination guest's memory is often corrupted - its RX ring stops being refilled (avail == used,
 # interrupt acked, no ping answered), or its kernel oopses (GPF in kmem_cache_alloc under virtnet_poll: a slab
-# freelist pointer that is garbage; NULL dereference in xas_store). Not seen when the stream is paused for the
-# precopy (so it needs device writes during the precopy); also seen with dpdk-testpmd's net_vhost (same rte_vhost
-# 22.11) as the back-end with tso=1. Root cause not found yet.
+# freelist pointer that is garbage; NULL dereference in xas_store). Not seen in 2 runs with the stream paused for
+# the precopy; also seen with dpdk-testpmd's net_vhost (same rte_vhost 22.11) as the back-end with tso=1. Root
+# cause not found yet.
 #
 # usage: vhost_qemu_migrate.sh PATH/TO/eswitchd PATH/TO/eswitchctl [held|running]
 set -euo pipefail
