@@ -2,6 +2,8 @@
 
 #include "dataplane/fastpath/checksum.h"
 
+#include <linux/virtio_config.h>  // VIRTIO_F_RING_PACKED
+
 #include <algorithm>
 #include <cctype>
 #include <cstring>
@@ -28,7 +30,6 @@ constexpr std::pair<MigState, MigState> kArcs[] = {
 };
 
 constexpr char kMagic[8] = {'E', 'S', 'W', 'V', 'M', 'I', 'G', '\0'};
-constexpr unsigned kRingPackedBit = 34;  // VIRTIO_F_RING_PACKED
 
 
 struct Writer {
@@ -228,7 +229,7 @@ bool decode_mig_stream(const uint8_t* data, size_t len, MigStream& out, std::str
   const uint8_t layout = r.u8("ring layout");
   if (r.ok() && layout > 1) r.fail(at, fmt::format("ring layout: {} is not 0 (split) or 1 (packed)", layout));
   out.packed = layout == 1;
-  if (r.ok() && out.packed != ((out.features >> kRingPackedBit) & 1)) {
+  if (r.ok() && out.packed != ((out.features >> VIRTIO_F_RING_PACKED) & 1)) {
     r.fail(at, fmt::format("ring layout: {} but the features 0x{:x} {} RING_PACKED", out.packed ? "packed" : "split",
                            out.features, out.packed ? "lack" : "have"));
   }

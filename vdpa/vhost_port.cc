@@ -1,5 +1,6 @@
 #include "vdpa/vhost_port.h"
 
+#include <linux/virtio_config.h>  // VIRTIO_F_RING_PACKED
 #include <rte_pause.h>
 #include <rte_vdpa.h>
 #include <rte_vhost.h>
@@ -30,11 +31,12 @@ constexpr uint16_t kVhostBurst = 32;  // rte_vhost's MAX_PKT_BURST: it takes at 
 
 // Offloads not offered: ECN and UFO. Partial checksums and TCP segmentation from the guest are completed in
 // rx_burst (offload.h); towards the guest only whole frames are sent, so GUEST_CSUM/TSO cost nothing.
-// (virtio spec feature bits; <linux/virtio_net.h> does not compile as C++.)
+// (virtio spec feature bits; <linux/virtio_net.h> does not compile as C++, <linux/virtio_config.h> gives
+// VIRTIO_F_RING_PACKED.)
 constexpr uint64_t bit(unsigned b) { return 1ULL << b; }
 constexpr unsigned kFCsum = 0, kFGuestCsum = 1, kFGuestTso4 = 7, kFGuestTso6 = 8, kFGuestEcn = 9, kFGuestUfo = 10,
                    kFHostTso4 = 11, kFHostTso6 = 12, kFHostEcn = 13, kFHostUfo = 14, kFMrgRxbuf = 15, kFMq = 22,
-                   kFVersion1 = 32, kFRingPackedBit = 34;
+                   kFVersion1 = 32;
 constexpr uint64_t kDisabledFeatures = bit(kFHostEcn) | bit(kFGuestEcn) | bit(kFHostUfo) | bit(kFGuestUfo);
 [[maybe_unused]] constexpr uint64_t kOffloadFeatures = bit(kFCsum) | bit(kFGuestCsum) | bit(kFHostTso4) |
                                                        bit(kFHostTso6) | bit(kFGuestTso4) | bit(kFGuestTso6);
@@ -331,10 +333,22 @@ void VhostUserPort::post(const Event& e) noexcept {
   if (event_fd_ >= 0) [[maybe_unused]] auto r = ::write(event_fd_, &one, sizeof(one));
 }
 
-void VhostUserPort::on_features_changed(int /*vid*/, uint64_t features) noexcept {
+void VhostUserPort::on_features_changed(int vid, uint64_t features) noexcept {
   // The front-end sets LOG_ALL at the start of a migration and clears it at the end (rte_vhost then logs every
-  // guest page it writes into the log area the front-end gave it).
-  log_features_.store(features, std::memory_order_relaxed);
+  // guest page it writes into the log area the front-end gave it). QEMU sends its log area
+  // (VHOST_USER_SET_LOG_BASE) before the SET_FEATURES that turns LOG_ALL on (hw/virtio/vhost.c
+  // vhost_migration_log), so its size is known here.
+  const bool was = (log_features_.exchange(features, std::memory_order_relaxed) >> VhostUserPort::kLogAllBit) & 1;
+  const bool now = (features >> VhostUserPort::kLogAllBit) & 1;
+  if (was == now) return;
+  uint64_t base = 0, size = 0;
+  if (now) {
+    rte_vhost_get_log_base(vid, &base, &size);
+    log_starts_.fetch_add(1, std::memory_order_relaxed);
+    log_area_bytes_.store(size, std::memory_order_relaxed);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  post({EventKind::kLog, vid, 0, now, size});
 }
 
 bool VhostUserPort::on_set_mtu(int vid, uint64_t mtu) noexcept {
@@ -352,7 +366,8 @@ bool VhostUserPort::on_set_mtu(int vid, uint64_t mtu) noexcept {
 void VhostUserPort::on_new_device(int vid) noexcept {
   uint64_t features = 0;
   rte_vhost_get_negotiated_features(vid, &features);
-  log_features_.store(features, std::memory_order_relaxed);
+  // A migration's source never turns LOG_ALL off (its device stops first): the destination's device does.
+  on_features_changed(vid, features);
   std::lock_guard<std::mutex> lock(mu_);
   live_vid_ = vid;
   // A resumed vport's packed rings take the stream's positions before any worker may use the device.
@@ -439,6 +454,16 @@ void VhostUserPort::service() noexcept {
         }
         fflush(stdout);
         break;
+      case EventKind::kLog:
+        if (e.enable) {
+          fmt::print("eswitchd: vport {}: dirty-page logging on (LOG_ALL, a migration): log area {} bytes\n",
+                     spec_.name, e.features);
+        } else {
+          fmt::print("eswitchd: vport {}: dirty-page logging off ({} frames delivered, {} taken while it was on)\n",
+                     spec_.name, logged_frames(txq_), logged_frames(rxq_));
+        }
+        fflush(stdout);
+        break;
       case EventKind::kConnection:
         // The vhost-user socket session (before the guest's driver makes the device ready, and after it is gone).
         fmt::print("eswitchd: vport {}: vhost-user session {} on {}\n", spec_.name, e.enable ? "opened" : "closed",
@@ -495,7 +520,7 @@ void VhostUserPort::service() noexcept {
       // restarts from its used index in guest memory; a packed ring took the stream's positions unless the
       // guest restarted it: restore_rings_locked).
       std::string cmp;
-      const bool packed = (features_ >> kFRingPackedBit) & 1;
+      const bool packed = (features_ >> VIRTIO_F_RING_PACKED) & 1;
       for (uint16_t i = 0; i < 2 * args_.queues; ++i) {
         uint16_t a = 0, u = 0;
         rte_vhost_get_vring_base(publish, i, &a, &u);
@@ -517,7 +542,7 @@ void VhostUserPort::watch_rings() noexcept {
   if (now < next_watch_ns_) return;
   next_watch_ns_ = now + 1'000'000'000;
   // Packed rings have no index rte_vhost reads under its lock (rte_vhost_avail_entries is split-only): not watched.
-  const bool split = !((features_ >> kFRingPackedBit) & 1);
+  const bool split = !((features_ >> VIRTIO_F_RING_PACKED) & 1);
   // An empty pool also stops the engine (rte_vhost cannot allocate): that is not the guest's doing.
   const bool pool_ok = pool_ != nullptr && rte_mempool_avail_count(pool_) >= 2u * kVhostBurst;
   const bool polled = mig_rx_allowed(mig_state());
@@ -556,6 +581,12 @@ void VhostUserPort::watch_rings() noexcept {
     w.pending = pending;
     w.last_avail = avail;
   }
+}
+
+uint64_t VhostUserPort::logged_frames(const Queue* qs) const {
+  uint64_t n = 0;
+  for (uint16_t q = 0; q < kMaxQueues; ++q) n += qs[q].logged;
+  return n;
 }
 
 uint16_t VhostUserPort::enabled_queue_pairs() const {
@@ -625,7 +656,12 @@ dp::PeerStatus VhostUserPort::peer_status() const {
                 {"frontend_mtu", frontend_mtu_.load(std::memory_order_relaxed)},
                 {"mtu_refused", mtu_refused_.load(std::memory_order_relaxed)},
                 {"mtu_dropped", mtu_dropped},
-                {"rings_restored", restored_rings_.load(std::memory_order_relaxed)}};
+                {"rings_restored", restored_rings_.load(std::memory_order_relaxed)},
+                {"dirty_logging", dirty_logging() ? 1u : 0u},
+                {"log_starts", log_starts_.load(std::memory_order_relaxed)},
+                {"log_area_bytes", log_area_bytes_.load(std::memory_order_relaxed)},
+                {"log_enqueued", logged_frames(txq_)},
+                {"log_dequeued", logged_frames(rxq_)}};
   s.state = mig_state_name(mig_state());
   for (uint16_t q = 0; q < args_.queues; ++q) {
     dp::PeerQueue& pq = s.queues[q];
@@ -702,6 +738,7 @@ uint16_t VhostUserPort::rx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uin
   }
   rq.busy.fetch_sub(1, std::memory_order_release);
   rq.packets += got;
+  if ((self->log_features_.load(std::memory_order_relaxed) >> VhostUserPort::kLogAllBit) & 1) rq.logged += got;
   return got;
 }
 
@@ -749,6 +786,7 @@ uint16_t VhostUserPort::tx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uin
   rte_pktmbuf_free_bulk(pkts, sent);
   tq.packets += sent;
   tq.dropped += n - sent;
+  if ((self->log_features_.load(std::memory_order_relaxed) >> VhostUserPort::kLogAllBit) & 1) tq.logged += sent;
   return sent;
 }
 
@@ -842,7 +880,7 @@ uint16_t packed_available(const rte_vhost_vring& vr, uint16_t index, bool wrap) 
 void VhostUserPort::save_mig(MigStream& s) const {
   const int vid = vid_.load(std::memory_order_acquire);
   s.features = vid >= 0 ? features_ : 0;
-  s.packed = (s.features >> kFRingPackedBit) & 1;
+  s.packed = (s.features >> VIRTIO_F_RING_PACKED) & 1;
   s.queue_pairs = args_.queues;
   s.vrings.assign(2 * args_.queues, MigVring{});
   for (uint16_t i = 0; i < 2 * args_.queues; ++i) {

@@ -105,7 +105,8 @@ class VhostUserPort final : public dp::Port {
   void set_mig_state(MigState s) noexcept;
   void save_mig(MigStream& s) const;
   void load_mig(const MigStream& s, const dp::PortCounters& carried) noexcept;
-  bool dirty_logging() const { return (log_features_.load(std::memory_order_relaxed) >> 26) & 1; }
+  bool dirty_logging() const { return (log_features_.load(std::memory_order_relaxed) >> kLogAllBit) & 1; }
+  static constexpr unsigned kLogAllBit = 26;  // VHOST_F_LOG_ALL (<linux/vhost_types.h> is not C++-clean here)
   uint64_t announces_sent() const { return announces_.load(std::memory_order_relaxed); }
   void add_carried(dp::PortCounters& c) const override;
 
@@ -118,10 +119,11 @@ class VhostUserPort final : public dp::Port {
     // `held` for the next one (room for a whole burst of maximal GSO frames: allocated at open).
     OffloadCounters offload;
     uint64_t mtu_dropped = 0;       // rx: frames above the vport's MTU
+    uint64_t logged = 0;            // frames moved while dirty-page logging was on (LOG_ALL: a migration)
     std::vector<rte_mbuf*> held;
     uint32_t held_at = 0, held_n = 0;
   };
-  enum class EventKind : uint8_t { kNew, kDestroy, kVring, kConnection, kMtu };
+  enum class EventKind : uint8_t { kNew, kDestroy, kVring, kConnection, kMtu, kLog };
   bool inject_announce(rte_mbuf** pkts, uint16_t n) noexcept;
   void quiesce() noexcept;
   std::string restore_rings_locked(int vid) noexcept;  // mu_ held
@@ -131,10 +133,12 @@ class VhostUserPort final : public dp::Port {
     int vid;
     uint16_t vring;
     bool enable;
-    uint64_t features;  // kNew: what the guest negotiated; kMtu: the MTU the front-end set (enable: accepted)
+    uint64_t features;  // kNew: what the guest negotiated; kMtu: the MTU the front-end set (enable: accepted);
+                        // kLog: the log area's size in bytes (enable: LOG_ALL on)
   };
   bool above_mtu(rte_mbuf* m) const noexcept;
   void watch_rings() noexcept;
+  uint64_t logged_frames(const Queue* qs) const;  // frames moved while dirty-page logging was on
 
   static uint16_t rx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uint16_t n) noexcept;
   static uint16_t tx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uint16_t n) noexcept;
@@ -164,6 +168,10 @@ class VhostUserPort final : public dp::Port {
   std::atomic<bool> announce_armed_{false};
   std::atomic<uint64_t> announces_{0};
   std::atomic<uint64_t> log_features_{0};  // features as last (re)negotiated: LOG_ALL is bit 26
+  // Dirty-page logging (rte_vhost's thread writes, show reads): times LOG_ALL came on, the size of the log area
+  // the front-end gave (VHOST_USER_SET_LOG_BASE, read with rte_vhost_get_log_base when LOG_ALL came on).
+  std::atomic<uint64_t> log_starts_{0};
+  std::atomic<uint64_t> log_area_bytes_{0};
   dp::PortCounters carried_{};             // switch counters carried over from a migration stream
   uint64_t carried_rx_ = 0, carried_tx_ = 0, carried_refused_ = 0;
   rte_ether_addr announce_mac_{};          // the guest's MAC (the vport's hw_addr), from the stream

@@ -61,7 +61,8 @@ std::vector<std::string> rules_naming(const Switch& sw, const std::string& vport
 }
 
 // The stream file: a regular file, never a FIFO or device (open would block the main loop) nor a symlink.
-int open_stream(const std::string& path, int flags) {
+// `size` (optional) gets its size.
+int open_stream(const std::string& path, int flags, size_t* size = nullptr) {
   const bool reading = (flags & O_ACCMODE) == O_RDONLY;
   const int fd = ::open(path.c_str(), flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
   if (fd < 0) throw ApiError{"io_error", fmt::format("migrate: cannot open stream {}: {}", path, strerror(errno))};
@@ -72,6 +73,7 @@ int open_stream(const std::string& path, int flags) {
     throw ApiError{"bad_stream", fmt::format("migrate: stream {} is not a regular file of at most {} bytes", path,
                                              vdpa::kMigMaxStreamBytes)};
   }
+  if (size != nullptr) *size = static_cast<size_t>(st.st_size);
   return fd;
 }
 
@@ -87,10 +89,9 @@ void write_stream(const std::string& path, const std::vector<uint8_t>& bytes) {
 }
 
 std::vector<uint8_t> read_stream(const std::string& path) {
-  const int fd = open_stream(path, O_RDONLY);
-  struct stat st{};
-  ::fstat(fd, &st);
-  std::vector<uint8_t> b(static_cast<size_t>(st.st_size));
+  size_t size = 0;
+  const int fd = open_stream(path, O_RDONLY, &size);
+  std::vector<uint8_t> b(size);
   size_t off = 0;
   while (off < b.size()) {
     const ssize_t n = ::read(fd, b.data() + off, b.size() - off);

@@ -5,13 +5,17 @@
 # kernel package is downloaded with apt-get and unpacked into a cache directory.
 #
 #   esw_guest_kernel           sets ESW_GUEST_KERNEL and ESW_GUEST_MODULES (downloads + unpacks once, cached)
-#   esw_guest_initramfs OUT SCRIPT
-#                              packs busybox, the virtio_net modules (in load order) and SCRIPT as the test
+#   esw_guest_initramfs OUT SCRIPT [FILE...]
+#                              packs busybox, the virtio_net modules (in load order) and SCRIPT as the test;
+#                              each FILE (e.g. a static helper binary) goes into the guest's /bin
 #   esw_guest_boot LOG INITRD SOCKET MAC QUEUES EXTRA_DEVICE_OPTS...
 #                              boots QEMU in the background (ESW_GUEST_PID), serial console to LOG; the guest's
 #                              net device is a virtio-net-pci on a vhost-user chardev: QEMU is the client, or
 #                              what ESW_GUEST_CHARDEV_OPTS says (",reconnect=1": client that reconnects every
-#                              second; ",server=on,wait=off": QEMU listens, eswitchd in client mode connects).
+#                              second; ",server=on,wait=off": QEMU listens, eswitchd in client mode connects),
+#                              with the QEMU arguments in the array ESW_GUEST_QEMU_EXTRA appended (e.g. -qmp ...,
+#                              -incoming ...: a migration's destination is the same command line plus -incoming);
+#                              guest RAM: ESW_GUEST_MEM (default 256M).
 ESW_GUEST_CACHE=${ESW_GUEST_CACHE:-/var/cache/eswitch/guest-kernel}
 # The virtio_net stack in the order the modules depend on each other (modinfo -F depends; the package has no
 # modules.dep, depmod writes it at install time).
@@ -36,7 +40,7 @@ esw_guest_kernel() {
 }
 
 esw_guest_initramfs() {
-  local out=$1 script=$2 root m i=0
+  local out=$1 script=$2 root m f i=0
   root=$(mktemp -d)
   mkdir -p "$root"/{bin,sbin,proc,sys,dev,tmp,mods}
   cp /bin/busybox "$root/bin/busybox"
@@ -45,6 +49,7 @@ esw_guest_initramfs() {
     i=$((i + 1))
   done
   cp "$script" "$root/test.sh"
+  for f in "${@:3}"; do cp "$f" "$root/bin/"; done
   cat >"$root/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -65,13 +70,15 @@ esw_guest_boot() {
   local devopts="" smp=1
   ((queues > 1)) && { devopts=",mq=on"; smp=$queues; }
   for o in "$@"; do devopts+=",$o"; done
-  qemu-system-x86_64 -accel tcg -machine pc -cpu max -smp "$smp" -m 256M -nographic -no-reboot \
-    -object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem \
+  local mem=${ESW_GUEST_MEM:-256M}
+  qemu-system-x86_64 -accel tcg -machine pc -cpu max -smp "$smp" -m "$mem" -nographic -no-reboot \
+    -object memory-backend-memfd,id=mem,size="$mem",share=on -numa node,memdev=mem \
     -kernel "$ESW_GUEST_KERNEL" -initrd "$initrd" \
     -append "console=ttyS0 quiet panic=-1 loglevel=3" \
     -chardev "socket,id=vu0,path=$sock${ESW_GUEST_CHARDEV_OPTS:-}" \
     -netdev "vhost-user,id=n0,chardev=vu0,queues=$queues" \
     -device "virtio-net-pci,netdev=n0,mac=$mac,vectors=0$devopts" \
-    -serial "file:$log" -monitor none -display none </dev/null >"$log.qemu" 2>&1 &
+    -serial "file:$log" -monitor none -display none ${ESW_GUEST_QEMU_EXTRA[@]+"${ESW_GUEST_QEMU_EXTRA[@]}"} \
+    </dev/null >"$log.qemu" 2>&1 &
   ESW_GUEST_PID=$!
 }

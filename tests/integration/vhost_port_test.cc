@@ -168,6 +168,16 @@ esw::cfg::VportConfig vhost_vport(const std::string& name, const std::string& so
   return v;
 }
 
+// The switch most tests here use: ring port "up" cross-connected with vhost-user vport "vm1" on `sock`.
+esw::cfg::Config cross_config(const RingPort& ring, const std::string& sock, uint16_t queues) {
+  esw::cfg::Config c = base_config();
+  c.uplinks.push_back(esw::test::uplink("up", ring.devname));
+  c.vports.push_back(vhost_vport("vm1", sock, queues));
+  c.pipeline.mode = esw::cfg::PipelineMode::kCrossConnect;
+  c.pipeline.cross_connect = {{"up", "vm1"}, {"vm1", "up"}};
+  return c;
+}
+
 struct Case {
   bool packed;
   uint16_t queues;
@@ -179,11 +189,7 @@ TEST_P(VhostPort, GuestAndRingExchangeFramesUnchanged) {
   const Case k = GetParam();
   const std::string sock = socket_dir() + "/vm1.sock";
   RingPort ring(std::string(k.packed ? "vhp" : "vhs") + std::to_string(k.queues));
-  esw::cfg::Config c = base_config();
-  c.uplinks.push_back(esw::test::uplink("up", ring.devname));
-  c.vports.push_back(vhost_vport("vm1", sock, k.queues));
-  c.pipeline.mode = esw::cfg::PipelineMode::kCrossConnect;
-  c.pipeline.cross_connect = {{"up", "vm1"}, {"vm1", "up"}};
+  esw::cfg::Config c = cross_config(ring, sock, k.queues);
 
   esw::dp::Switch sw(c);
   sw.start();
@@ -308,11 +314,7 @@ TEST(VhostPortOffload, TsoSegmentedAndChecksumsCompleted) {
   using namespace esw::test;
   const std::string sock = socket_dir() + "/vmo.sock";
   RingPort ring("vho");
-  esw::cfg::Config c = base_config();
-  c.uplinks.push_back(esw::test::uplink("up", ring.devname));
-  c.vports.push_back(vhost_vport("vm1", sock, 1));
-  c.pipeline.mode = esw::cfg::PipelineMode::kCrossConnect;
-  c.pipeline.cross_connect = {{"up", "vm1"}, {"vm1", "up"}};
+  esw::cfg::Config c = cross_config(ring, sock, 1);
   esw::dp::Switch sw(c);
   sw.start();
   VhostUserPort* vp = vhost_port(sw, "vm1");
@@ -426,11 +428,7 @@ TEST(VhostPortOffload, TsoSegmentedAndChecksumsCompleted) {
 TEST(VhostPortErrors, QueuePairsAboveTheConfiguredMaximumAreRefusedAndCounted) {
   const std::string sock = socket_dir() + "/vm-mq.sock";
   RingPort ring("vhmq");
-  esw::cfg::Config c = base_config();
-  c.uplinks.push_back(esw::test::uplink("up", ring.devname));
-  c.vports.push_back(vhost_vport("vm1", sock, 1));
-  c.pipeline.mode = esw::cfg::PipelineMode::kCrossConnect;
-  c.pipeline.cross_connect = {{"up", "vm1"}, {"vm1", "up"}};
+  esw::cfg::Config c = cross_config(ring, sock, 1);
   esw::dp::Switch sw(c);
   sw.start();
   VhostUserPort* vp = vhost_port(sw, "vm1");
@@ -537,12 +535,8 @@ uint64_t peer_counter(const VhostUserPort& vp, const std::string& name) {
 TEST(VhostPortMtu, FrontEndMtuAboveTheVportsIsRefusedAndLargerFramesDropped) {
   const std::string sock = socket_dir() + "/vm-mtu.sock";
   RingPort ring("vhmtu");
-  esw::cfg::Config c = base_config();
-  c.uplinks.push_back(esw::test::uplink("up", ring.devname));
-  c.vports.push_back(vhost_vport("vm1", sock, 1));
+  esw::cfg::Config c = cross_config(ring, sock, 1);
   c.vports.back().attach.vhost_user->mtu = 1400;
-  c.pipeline.mode = esw::cfg::PipelineMode::kCrossConnect;
-  c.pipeline.cross_connect = {{"up", "vm1"}, {"vm1", "up"}};
   esw::dp::Switch sw(c);
   sw.start();
   VhostUserPort* vp = vhost_port(sw, "vm1");
@@ -600,11 +594,7 @@ TEST(VhostPortMtu, FrontEndMtuAboveTheVportsIsRefusedAndLargerFramesDropped) {
 TEST(VhostPortClose, WhileTheGuestIsConnectedAndSending) {
   const std::string sock = socket_dir() + "/vm-close.sock";
   RingPort ring("vhclose");
-  esw::cfg::Config c = base_config();
-  c.uplinks.push_back(esw::test::uplink("up", ring.devname));
-  c.vports.push_back(vhost_vport("vm1", sock, 1));
-  c.pipeline.mode = esw::cfg::PipelineMode::kCrossConnect;
-  c.pipeline.cross_connect = {{"up", "vm1"}, {"vm1", "up"}};
+  esw::cfg::Config c = cross_config(ring, sock, 1);
   auto sw = std::make_unique<esw::dp::Switch>(c);
   sw->start();
   VhostUserPort* vp = vhost_port(*sw, "vm1");
@@ -631,12 +621,8 @@ TEST(VhostPortClose, WhileTheGuestIsConnectedAndSending) {
 TEST(VhostPortClient, ConnectsToTheGuestsSocketWhenItAppears) {
   const std::string sock = socket_dir() + "/vm-client.sock";
   RingPort ring("vhclient");
-  esw::cfg::Config c = base_config();
-  c.uplinks.push_back(esw::test::uplink("up", ring.devname));
-  c.vports.push_back(vhost_vport("vm1", sock, 1));
+  esw::cfg::Config c = cross_config(ring, sock, 1);
   c.vports.back().attach.vhost_user->client = true;
-  c.pipeline.mode = esw::cfg::PipelineMode::kCrossConnect;
-  c.pipeline.cross_connect = {{"up", "vm1"}, {"vm1", "up"}};
   esw::dp::Switch sw(c);
   sw.start();
   VhostUserPort* vp = vhost_port(sw, "vm1");
