@@ -48,6 +48,11 @@ ApiClient::ApiClient(std::string socket_path, double timeout_s)
 
 ApiReply ApiClient::call(const std::string& method, const json& params,
                          const std::function<void(const CallProgress&)>& tick) {
+  timing_ = {};
+  auto ms = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+  };
+  const auto t_begin = Clock::now();
   sockaddr_un addr{};
   if (path_.size() >= sizeof(addr.sun_path)) throw ConnectError(fmt::format("socket path too long: {}", path_));
   Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -60,15 +65,19 @@ ApiReply ApiClient::call(const std::string& method, const json& params,
                                    connect_hint(err)));
   }
 
+  const auto t_encode = Clock::now();
   const uint64_t id = next_id_++;
   std::string request = json{{"api", kApiVersion}, {"id", id}, {"method", method}, {"params", params}}.dump();
   request += '\n';
 
   const auto start = Clock::now();
+  timing_.encode = ms(t_encode, start);
+  Clock::time_point t_sent = start;
   CallProgress prog;
   prog.total = request.size();
   json last_progress;
   std::string in;
+  size_t scanned = 0;  // prefix of `in` known to hold no newline
   auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
   auto last_tick = Clock::now();
   auto do_tick = [&](bool force) {
@@ -105,6 +114,8 @@ ApiReply ApiClient::call(const std::string& method, const json& params,
     if (prog.sent == request.size() && !write_closed) {
       shutdown(fd.get(), SHUT_WR);
       write_closed = true;
+      t_sent = Clock::now();
+      timing_.send = ms(t_begin, t_sent) - timing_.encode;
     }
     if (n > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR))) {
       char buf[65536];
@@ -112,7 +123,10 @@ ApiReply ApiClient::call(const std::string& method, const json& params,
       if (r > 0) {
         in.append(buf, static_cast<size_t>(r));
         size_t nl;
-        while ((nl = in.find('\n')) != std::string::npos) {
+        // A big reply (a full diff) arrives in many pieces: never search the same bytes twice.
+        while ((nl = in.find('\n', scanned)) != std::string::npos) {
+          scanned = 0;
+          const auto t_line = Clock::now();
           json line = json::parse(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(nl), nullptr, false);
           in.erase(0, nl + 1);
           if (line.is_discarded() || !line.is_object()) throw ConnectError("eswitchd sent a reply that is not JSON");
@@ -121,13 +135,16 @@ ApiReply ApiClient::call(const std::string& method, const json& params,
             do_tick(true);
             continue;
           }
+          timing_.wait = ms(t_sent, t_line);
           ApiReply reply;
           reply.ok = line.value("ok", false);
           if (reply.ok) reply.result = line.value("result", json::object());
           else reply.error = line.value("error", json{{"code", "internal"}, {"message", "no error object"}});
           reply.raw = std::move(line);
+          timing_.decode = ms(t_line, Clock::now());
           return reply;
         }
+        scanned = in.size();
       } else if (r == 0) {
         throw ConnectError("eswitchd closed the connection without a reply");
       } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
