@@ -307,7 +307,8 @@ void check_tables(Config& config, Diagnostics& diag) {
     add_site(table_names, diag, table.name, base + ".name");
     if (id_ok && !table.name.empty() && diag.clean(base + ".name")) id_by_name.emplace(table.name, table.id);
     for (size_t r = 0; r < table.rules.size(); ++r) {
-      add_site(rule_names, diag, table.rules[r].name, rule_path(t, r) + ".name");
+      // Paths only for named rules: a 100k-rule table would format 100k of them for nothing.
+      if (!table.rules[r].name.empty()) add_site(rule_names, diag, table.rules[r].name, rule_path(t, r) + ".name");
     }
   }
   check_unique(diag, std::move(ids), "table id", /*quote_key=*/false);
@@ -343,12 +344,18 @@ void check_tables(Config& config, Diagnostics& diag) {
   std::vector<uint32_t> declared_ids;
   for (const auto& [id, index] : declared) declared_ids.push_back(id);
 
-  auto check_actions = [&](std::vector<ActionConfig>& actions, const std::string& list_path,
+  // list_path_of(): the list's path, formatted only when needed (an error, or a value that failed before).
+  auto check_actions = [&](std::vector<ActionConfig>& actions, const auto& list_path_of,
                            int64_t own_table) {  // -1: the table's own id is not valid
     for (ActionConfig& action : actions) {
-      const std::string path = action_path(list_path, action);
-      if (action.arg.empty() || !diag.clean(path)) continue;
-      auto fail = [&](std::string message) { diag.error(path, action.loc, std::move(message)); };
+      if (action.arg.empty()) continue;
+      std::string path;
+      auto path_of = [&]() -> const std::string& {
+        if (path.empty()) path = action_path(list_path_of(), action);
+        return path;
+      };
+      if (!diag.none_failed() && !diag.clean(path_of())) continue;
+      auto fail = [&](std::string message) { diag.error(path_of(), action.loc, std::move(message)); };
       if (action.name == "output" || action.name == "mirror") {
         if (!ports.contains(action.arg)) {
           fail(no_such("port", action.arg, port_names, "no uplinks or vports are defined"));
@@ -392,9 +399,9 @@ void check_tables(Config& config, Diagnostics& diag) {
     TableConfig& table = config.tables[t];
     const std::string base = index_path("tables", t);
     const int64_t own = diag.in_source(base + ".id") && diag.clean(base + ".id") ? int64_t{table.id} : -1;
-    check_actions(table.miss, base + ".miss", own);
+    check_actions(table.miss, [&] { return base + ".miss"; }, own);
     for (size_t r = 0; r < table.rules.size(); ++r) {
-      check_actions(table.rules[r].actions, rule_path(t, r) + ".actions", own);
+      check_actions(table.rules[r].actions, [&] { return rule_path(t, r) + ".actions"; }, own);
     }
   }
 }

@@ -77,6 +77,9 @@ class Doc {
   // stuck() set, where yaml-cpp 0.7 would loop forever (a stray ',' at document level makes it yield an empty
   // document without consuming the token, over and over).
   static Doc parse(const std::string& yaml);
+  // fast_lists false: yaml-cpp reads every line (tests compare the two; the fast path is described in
+  // yaml_doc.cc: long runs of `- "plain text"` lines are read without yaml-cpp's scanner).
+  static Doc parse(const std::string& yaml, bool fast_lists);
 
   Node root() const { return has_root_ ? Node(this, root_) : Node(); }
   const std::vector<YAML::Mark>& document_starts() const { return starts_; }

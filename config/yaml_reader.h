@@ -55,6 +55,8 @@ class Diagnostics {
   void error_at(const std::string& path, std::string message) { error(path, location_of(path), std::move(message)); }
 
   void record(const std::string& path, Loc loc) { where_.emplace(path, loc); }
+  // Room for `more` records (a list of 100k rules would rehash the map many times over).
+  void reserve_records(size_t more) { where_.reserve(where_.size() + more); }
   bool in_source(const std::string& path) const { return where_.contains(path); }
 
   Loc location_of(std::string path) const {
@@ -68,6 +70,7 @@ class Diagnostics {
 
   // False when the value at `path` was rejected already; checks on the model skip it rather than pile on.
   bool clean(const std::string& path) const { return !failed_.contains(path); }
+  bool none_failed() const { return failed_.empty(); }  // clean() of every path (no need to format one)
 
   bool has_errors() const { return !errors_.empty(); }
 
@@ -229,6 +232,7 @@ struct ListOf {
       return false;
     }
     std::vector<T> items(v.node.size());
+    if (items.size() >= 1024) v.diag->reserve_records(items.size());
     bool ok = true;
     size_t i = 0;
     for (auto it = v.node.begin(); it != v.node.end(); ++it, ++i) {

@@ -40,6 +40,14 @@ struct CallProgress {
   double elapsed_s = 0;
 };
 
+// Where the last call's time went (eswitchctl --timing), in ms.
+struct CallTiming {
+  double encode = 0;  // the request line built (the JSON text of params)
+  double send = 0;    // connect to the request's last byte written (eswitchd reads it meanwhile)
+  double wait = 0;    // from there to the reply line received
+  double decode = 0;  // the reply line parsed
+};
+
 class ApiClient {
  public:
   explicit ApiClient(std::string socket_path, double timeout_s = 0);
@@ -51,11 +59,13 @@ class ApiClient {
                 const std::function<void(const CallProgress&)>& tick = {});
 
   const std::string& socket_path() const { return path_; }
+  const CallTiming& last_timing() const { return timing_; }
 
  private:
   std::string path_;
   double timeout_s_;
   uint64_t next_id_ = 1;
+  CallTiming timing_;
 };
 
 }  // namespace esw::ctl

@@ -17,6 +17,7 @@ struct Options {
   bool json = false;       // print the raw result as JSON instead of tables
   double timeout_s = 0;    // 0: wait as long as the request takes
   bool progress = false;   // draw progress on stderr (a terminal)
+  bool timing = false;     // apply: print where the time went on stderr (--timing)
 };
 
 // --socket, else $ESWITCH_SOCKET, else dataplane.api_socket of `config_file` (when given and readable as

@@ -35,6 +35,8 @@ int main(int argc, char** argv) {
   app.add_flag("-j,--json", json, "print results as JSON (for scripts)");
   app.add_flag("--no-progress", no_progress, "no progress line on stderr even on a terminal");
   app.add_option("--timeout", timeout, "give up waiting for eswitchd after this many seconds (0: never)");
+  bool timing = false;
+  app.add_flag("--timing", timing, "apply: print where the time went (eswitchctl's phases and eswitchd's) on stderr");
 
   std::string file;
   auto* validate = app.add_subcommand("validate", "check a config file offline (no eswitchd needed)");
@@ -111,6 +113,7 @@ int main(int argc, char** argv) {
   esw::ctl::Options o;
   o.json = json;
   o.timeout_s = timeout;
+  o.timing = timing;
   o.progress = !no_progress && !json && esw::ctl::stderr_is_tty();
   const bool takes_file = diff->parsed() || apply->parsed() || watch->parsed();
   o.socket = esw::ctl::resolve_socket(socket, takes_file ? file : config_file);

@@ -61,11 +61,14 @@ struct ApiCall {
   double plan_ms = 0;
   std::string_view yaml_hash;
   std::string* yaml_owned = nullptr;
+  bool dry_run = false;  // diff, or apply with params.dry_run (decided once, when the request arrived)
   // Big results the handler is done with (a 100k-item diff): the server frees them off the loop thread.
   std::vector<DiffItem>* dispose_diff = nullptr;
   std::chrono::steady_clock::duration receive_time{};   // first byte to complete request
   std::chrono::steady_clock::time_point received{};     // when the request was complete
   std::function<void(nlohmann::json)> progress;  // sends a progress line if the request asked for them
+  // More of the job's timing for the reply (the JSON parse, the wait in the queue, CPU times): an object.
+  nlohmann::json timing;
 };
 
 enum class ApiAccess { kRead, kWrite };
@@ -99,5 +102,6 @@ uint64_t api_param_uint(const nlohmann::json& params, const char* key, uint64_t 
 nlohmann::json config_errors_json(const std::vector<cfg::Error>& errors);
 double ms_since(std::chrono::steady_clock::time_point t);
 double ms_of(std::chrono::steady_clock::duration d);
+double thread_cpu_ms();  // the calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID), in ms
 
 }  // namespace esw::dp

@@ -43,7 +43,8 @@ void check_apply(const json& params) {
 }
 
 // One Switch::apply of the parsed YAML (a dry run for diff): all of it or nothing.
-json commit(ApiContext& ctx, const ApiCall& call, bool dry_run) {
+json commit(ApiContext& ctx, const ApiCall& call) {
+  const bool dry_run = call.dry_run;
   const std::string_view source = call.source;
   const char* nothing = dry_run ? "nothing would be applied" : "nothing was applied; the switch keeps its running "
                                                                "config";
@@ -59,6 +60,7 @@ json commit(ApiContext& ctx, const ApiCall& call, bool dry_run) {
   call.progress({{"phase", dry_run ? "diffing" : "applying"}, {"parse_ms", call.parse_ms}, {"rules", rules}});
 
   const auto t_apply = std::chrono::steady_clock::now();
+  const double cpu_apply = thread_cpu_ms();
   ApplyResult ar;
   try {
     ar = call.prepared ? ctx.sw.finish_apply(call.prepared) : ctx.sw.apply(*loaded.config, dry_run);
@@ -66,6 +68,7 @@ json commit(ApiContext& ctx, const ApiCall& call, bool dry_run) {
     throw ApiError{"apply_failed", fmt::format("{}: {}; {}", source, e.what(), nothing)};
   }
   const double apply_ms = ms_since(t_apply);
+  const double apply_cpu_ms = thread_cpu_ms() - cpu_apply;
   if (!ar.ok) {
     throw ApiError{"invalid_config",
                    fmt::format("{}: {} error{}; {}", source, ar.errors.size(), ar.errors.size() == 1 ? "" : "s",
@@ -108,22 +111,20 @@ json commit(ApiContext& ctx, const ApiCall& call, bool dry_run) {
             {"parse_ms", call.parse_ms},
             {"plan_ms", call.plan_ms},
             {"apply_ms", apply_ms},
+            {"apply_cpu_ms", apply_cpu_ms},
             {"total_ms", ms_of(call.receive_time) + ms_since(call.received)}}}};
+  if (call.timing.is_object()) reply["timing"].update(call.timing);
   if (call.dispose_diff != nullptr) *call.dispose_diff = std::move(ar.diff);
   return reply;
 }
 
-json run_diff(ApiContext& ctx, const ApiCall& call) { return commit(ctx, call, true); }
-json run_apply(ApiContext& ctx, const ApiCall& call) {
-  return commit(ctx, call, api_param_bool(call.params, "dry_run", false));
-}
 
 }  // namespace
 
 void add_config_methods(ApiMethodTable& table) {
   table.push_back({"config", ApiAccess::kRead, false, nullptr, run_config});
-  table.push_back({"apply", ApiAccess::kWrite, true, check_apply, run_apply});
-  table.push_back({"diff", ApiAccess::kRead, true, check_yaml_params, run_diff});
+  table.push_back({"apply", ApiAccess::kWrite, true, check_apply, commit});
+  table.push_back({"diff", ApiAccess::kRead, true, check_yaml_params, commit});
 }
 
 }  // namespace esw::dp

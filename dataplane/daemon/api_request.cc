@@ -1,11 +1,15 @@
 #include "dataplane/daemon/api_request.h"
 
+#include <charconv>
+#include <random>
+#include <system_error>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "config/text_escape.h"
 #include "control/api_protocol.h"
+#include "control/json_text.h"
 
 namespace esw::dp {
 namespace {
@@ -41,6 +45,81 @@ std::string long_string(const json& v, const std::string& path, bool top) {
     }
   }
   return {};
+}
+
+// Big string values (an apply's YAML) are decoded by decode_json_simple_string rather than by nlohmann's lexer
+// (~10x faster): each is replaced in a copy of the line by a marker string, the copy is parsed, and the marker
+// values are replaced by the decoded texts. Only literals that function takes whole (printable ASCII, simple
+// escapes) and that are values, not keys; the result is the tree the parser builds from the line itself. When
+// the copy does not parse, the line itself is parsed (its error, with its positions, is the one reported).
+constexpr size_t kLiftBytes = size_t{64} << 10;
+
+struct Lifted {
+  std::string reduced;              // the line with a marker string for each lifted string
+  std::vector<std::string> values;  // the lifted strings, in order
+};
+
+// The markers: a NUL character, a per-process random nonce, the index. As JSON text: "\u0000esw-lifted-...-N".
+const std::string& marker_prefix() {
+  static const std::string prefix = [] {
+    std::random_device rd;
+    return fmt::format("esw-lifted-{:08x}{:08x}{:08x}-", rd(), rd(), rd());
+  }();
+  return prefix;
+}
+
+bool lift_big_strings(std::string_view line, Lifted& out) {
+  if (line.size() < kLiftBytes) return false;
+  size_t copied = 0;
+  for (size_t i = 0; i < line.size(); ++i) {
+    if (line[i] != '"') continue;
+    // A literal starts here (the scan jumps over every literal, so this quote is not inside one).
+    size_t end = i + 1;
+    bool escaped = false;
+    while (end < line.size() && (escaped || line[end] != '"')) {
+      escaped = !escaped && line[end] == '\\';
+      ++end;
+    }
+    if (end >= line.size()) return false;  // unterminated: the parser says so
+    const size_t len = end + 1 - i;
+    size_t next = end + 1;
+    while (next < line.size() && (line[next] == ' ' || line[next] == '\t' || line[next] == '\n' || line[next] == '\r')) {
+      ++next;
+    }
+    const bool is_key = next < line.size() && line[next] == ':';
+    if (len >= kLiftBytes && !is_key) {
+      std::string value;
+      if (api::decode_json_simple_string(line.substr(i, len), value) == len) {
+        out.reduced.append(line.data() + copied, i - copied);
+        out.reduced += fmt::format("\"\\u0000{}{}\"", marker_prefix(), out.values.size());
+        out.values.push_back(std::move(value));
+        copied = i + len;
+      }
+    }
+    i = end;
+  }
+  if (out.values.empty()) return false;
+  out.reduced.append(line.data() + copied, line.size() - copied);
+  return true;
+}
+
+// Puts the lifted strings back where their markers are; counts them. Recursion is bounded: the depth scan ran
+// first.
+void restore_lifted(json& v, Lifted& lifted, size_t& restored) {
+  if (v.is_string()) {
+    const std::string& s = v.get_ref<const std::string&>();
+    const std::string& prefix = marker_prefix();
+    if (s.size() <= prefix.size() + 1 || s[0] != '\0' || s.compare(1, prefix.size(), prefix) != 0) return;
+    size_t index = 0;
+    const char* first = s.data() + 1 + prefix.size();
+    const auto [end, ec] = std::from_chars(first, s.data() + s.size(), index);
+    if (ec == std::errc() && end == s.data() + s.size() && index < lifted.values.size()) {
+      v = std::move(lifted.values[index]);
+      ++restored;
+    }
+  } else if (v.is_array() || v.is_object()) {
+    for (auto& item : v) restore_lifted(item, lifted, restored);
+  }
 }
 
 }  // namespace
@@ -128,6 +207,22 @@ DepthScan scan_depth(std::string_view text, size_t max_depth) {
   return r;
 }
 
+json parse_request_json(std::string_view line, size_t* lifted_count) {
+  if (lifted_count != nullptr) *lifted_count = 0;
+  Lifted lifted;
+  if (lift_big_strings(line, lifted)) {
+    json req = json::parse(lifted.reduced, nullptr, false);
+    std::string().swap(lifted.reduced);
+    size_t restored = 0;
+    if (!req.is_discarded()) restore_lifted(req, lifted, restored);
+    if (!req.is_discarded() && restored == lifted.values.size()) {
+      if (lifted_count != nullptr) *lifted_count = restored;
+      return req;
+    }
+  }
+  return json::parse(line.begin(), line.end());  // and its error, positions included
+}
+
 void parse_envelope(std::string_view line, ApiEnvelope& env) {
   // 1. Nesting, on the raw bytes: nothing recursive has touched the request yet.
   const DepthScan scan = scan_depth(line, kMaxDepth);
@@ -141,7 +236,7 @@ void parse_envelope(std::string_view line, ApiEnvelope& env) {
   // the tree shallow).
   json req;
   try {
-    req = json::parse(line.begin(), line.end());
+    req = parse_request_json(line);
   } catch (const json::exception& e) {
     throw ApiError{"parse_error", cut(fmt::format("request is not valid JSON: {}", e.what()), kMaxMessageBytes)};
   }

@@ -52,6 +52,11 @@ struct DepthScan {
 };
 DepthScan scan_depth(std::string_view text, size_t max_depth);
 
+// The JSON of a request line, as nlohmann::json::parse gives it (and throws). String values of 64 KiB or more
+// that are printable ASCII with simple escapes (an apply's YAML) are decoded past nlohmann's lexer
+// (control/json_text.h); `lifted` (optional) says how many were. Run scan_depth first: it recurses.
+nlohmann::json parse_request_json(std::string_view line, size_t* lifted = nullptr);
+
 // Parses and checks one request line. Throws ApiError (parse_error, bad_request, too_deep, too_large,
 // unsupported_api). `env.id` is set as soon as it is known to be within bounds, so that an error after that
 // still echoes it. Does not look the method up (the server's table does).

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -40,6 +41,8 @@ constexpr size_t kReadChunk = size_t{64} << 10;
 constexpr size_t kOffLoopBytes = size_t{16} << 10;
 // Consecutive unparsable lines after which a connection is closed (it is not speaking this protocol).
 constexpr int kMaxGarbageLines = 8;
+// Applies and diffs of this much YAML or more print where their time went (eswitchd's stdout).
+constexpr size_t kReportBytes = size_t{1} << 20;
 
 std::string errno_text(int err) { return std::strerror(err); }
 
@@ -47,6 +50,11 @@ std::string errno_text(int err) { return std::strerror(err); }
 
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 double ms_of(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+double thread_cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
 
 json config_errors_json(const std::vector<cfg::Error>& errors) {
   json out = json::array();
@@ -151,6 +159,10 @@ struct ApiServer::Parsed {
   json id;
   const ApiMethod* method = nullptr;
   std::optional<ApiError> error;
+  // Lines parsed off the loop thread: when the line was complete, and the JSON parse's wall and CPU time.
+  std::optional<Clock::time_point> complete;
+  double json_ms = 0;
+  double json_cpu_ms = 0;
 };
 
 struct ApiServer::Job {
@@ -160,14 +172,18 @@ struct ApiServer::Job {
   json params;
   bool progress = false;
   std::string yaml;    // parses_yaml methods: params.yaml (moved out of params)
+  size_t yaml_bytes = 0;  // its size (the handler may take the text)
   std::string source;  // params.source or "<api>"
   Clock::time_point received = Clock::now();  // when the request was complete
   Clock::duration receive_time{};             // first byte to complete request
+  double json_ms = 0, json_cpu_ms = 0;        // the request line's JSON parse (off the loop for big lines)
   // Written by the parse thread, read after `done` (and the join).
+  double queue_ms = 0;  // complete (and JSON-parsed) request to the parse thread's start
   cfg::LoadResult loaded;
-  double parse_ms = 0;
-  // Planned on the same thread once the YAML is a config (Switch::prepare_apply): the loop thread only executes.
+  double parse_ms = 0, parse_cpu_ms = 0, hash_ms = 0, plan_cpu_ms = 0;
+  // diff, or apply with params.dry_run: decided once, in make_job (the plan, the handler and the log use it).
   bool dry_run = false;
+  // Planned on the same thread once the YAML is a config (Switch::prepare_apply): the loop thread only executes.
   std::shared_ptr<Switch::PreparedApply> prepared;
   double plan_ms = 0;
   std::string yaml_hash;
@@ -526,9 +542,16 @@ void ApiServer::send_line(Client& c, const std::string& line, bool flush_now, ui
   if (flush_now) write_client(c);
 }
 
+void ApiServer::print_report() {
+  fmt::print("{}; durable {:.0f} ms later\n", report_->text, ms_since(report_->committed));
+  fflush(stdout);
+  report_.reset();
+}
+
 void ApiServer::mark_durable(uint64_t ticket) {
   if (ticket <= durable_) return;
   durable_ = ticket;
+  if (report_ && report_->ticket <= durable_) print_report();
   std::vector<uint64_t> serials;
   for (auto& c : clients_) {
     if (!c->held.empty() && c->held.front().first <= durable_) serials.push_back(c->serial);
@@ -676,7 +699,9 @@ std::unique_ptr<ApiServer::Job> ApiServer::make_job(const ApiMethod& method, Api
       throw ApiError{"bad_request", "params.yaml is required (a string)"};
     }
     job->yaml = std::move(it->get_ref<std::string&>());  // it can be 100 MB: moved, not copied
+    job->yaml_bytes = job->yaml.size();
     env.params.erase(it);
+    job->dry_run = method.name == "diff" || api_param_bool(env.params, "dry_run", false);
   }
   job->params = std::move(env.params);
   return job;
@@ -696,9 +721,13 @@ json ApiServer::run_method(const ApiMethod& m, Job* job, const json& params,
     call.plan_ms = job->plan_ms;
     call.yaml_hash = job->yaml_hash;
     call.yaml_owned = &job->yaml;
+    call.dry_run = job->dry_run;
     call.dispose_diff = &job->diff;
     call.receive_time = job->receive_time;
     call.received = job->received;
+    call.timing = {{"json_ms", job->json_ms},         {"json_cpu_ms", job->json_cpu_ms},
+                   {"queue_ms", job->queue_ms},       {"parse_cpu_ms", job->parse_cpu_ms},
+                   {"hash_ms", job->hash_ms},         {"plan_cpu_ms", job->plan_cpu_ms}};
   }
   call.progress = [&progress](json p) {
     if (progress) progress(std::move(p));
@@ -753,12 +782,16 @@ void ApiServer::parse_off_loop(Client& c, std::string text, bool at_eof) {
   c.busy = true;  // its next lines wait; no timeout applies meanwhile
   const uint64_t token = next_token_++;
   const uint64_t serial = c.serial;
-  const Clock::duration receive_time = Clock::now() - c.request_start;
-  json_threads_.emplace(token, std::thread([this, token, serial, receive_time, at_eof, text = std::move(text),
-                                            alive = alive_]() mutable {
+  const Clock::time_point complete = Clock::now();
+  const Clock::duration receive_time = complete - c.request_start;
+  json_threads_.emplace(token, std::thread([this, token, serial, receive_time, complete, at_eof,
+                                            text = std::move(text), alive = alive_]() mutable {
     // Inherits the main lcore's CPU affinity: it never competes with a worker core.
     pthread_setname_np(pthread_self(), "esw-api-json");
     auto p = std::make_shared<Parsed>();
+    p->complete = complete;
+    const auto t_json = Clock::now();
+    const double cpu_json = thread_cpu_ms();
     try {
       p->method = &parse_request(text, p->env, p->id);
     } catch (const ApiError& e) {
@@ -772,6 +805,8 @@ void ApiServer::parse_off_loop(Client& c, std::string text, bool at_eof) {
       p->error = ApiError{"internal", e.what()};
     }
     std::string().swap(text);
+    p->json_ms = ms_since(t_json);
+    p->json_cpu_ms = thread_cpu_ms() - cpu_json;
     auto done = [this, token, serial, receive_time, p, alive] {
       if (alive->load()) on_parsed(token, serial, std::move(*p), receive_time);
     };
@@ -817,6 +852,9 @@ void ApiServer::dispatch(Client& c, Parsed p, Clock::duration receive_time) {
     if (queued) {
       job->client = c.serial;
       job->receive_time = receive_time;
+      if (p.complete) job->received = *p.complete;  // the JSON parse counts in the request's time
+      job->json_ms = p.json_ms;
+      job->json_cpu_ms = p.json_cpu_ms;
       c.busy = true;
       queue_.push_back(std::move(job));
       start_next_job();
@@ -879,20 +917,26 @@ void ApiServer::start_next_job() {
       settle(*c);
     }
     Job* j = job_.get();
-    j->dry_run = j->method->name == "diff" || api_param_bool(j->params, "dry_run", false);
     std::shared_ptr<EventLoop::Notifier> done = parse_done_;
     // The queue guarantees what prepare_apply needs: no other write or plan runs until this job is finished.
     j->thread = std::thread([j, done, sw = &sw_] {
       // Inherits the main lcore's CPU affinity: it never competes with a worker core.
       pthread_setname_np(pthread_self(), "esw-api-parse");
       const auto t = Clock::now();
+      j->queue_ms = ms_of(t - j->received) - j->json_ms;
+      double cpu = thread_cpu_ms();
       j->loaded = cfg::load_config_string(j->yaml, j->source);
       j->parse_ms = ms_since(t);
+      j->parse_cpu_ms = thread_cpu_ms() - cpu;
+      const auto th = Clock::now();
       j->yaml_hash = text_hash(j->yaml);
+      j->hash_ms = ms_since(th);
       if (j->loaded.config) {
         const auto tp = Clock::now();
+        cpu = thread_cpu_ms();
         j->prepared = sw->prepare_apply(*j->loaded.config, j->dry_run);
         j->plan_ms = ms_since(tp);
+        j->plan_cpu_ms = thread_cpu_ms() - cpu;
       }
       j->done.store(true, std::memory_order_release);
       done->notify();
@@ -912,14 +956,15 @@ void ApiServer::finish_job() {
   Client* c = find_client(job->client);
   if (c == nullptr || peer_gone(c->fd)) {
     // The client was killed or gave up while its config was parsed: commit nothing nobody is waiting for.
-    const bool dry_run = job->method->name == "diff" || api_param_bool(job->params, "dry_run", false);
     fmt::print("eswitchd: api: {} from {} dropped: its client disconnected before the commit\n",
-               dry_run ? "diff" : "apply", job->source);
+               job->dry_run ? "diff" : "apply", job->source);
     fflush(stdout);
     if (c != nullptr) c->dead = true;
   } else {
     const uint64_t serial = c->serial;
     std::string reply;
+    const auto t_commit = Clock::now();
+    const double cpu_commit = thread_cpu_ms();
     try {
       reply = make_reply(job->id, true, run_method(*job->method, job.get(), job->params, [&](json p) {
                            Client* cc = find_client(serial);
@@ -934,6 +979,19 @@ void ApiServer::finish_job() {
     } catch (const std::exception& e) {
       last_error_code_ = "internal";
       reply = make_reply(job->id, false, error_json({"internal", e.what()}));
+    }
+    if (job->yaml_bytes >= kReportBytes) {
+      // A big apply: where its time went, printed once it is durable (its reply is sent then).
+      report_ = Report{hold_ticket_, Clock::now(),
+                       fmt::format("eswitchd: api: {} of {} ({:.1f} MB): {} ms to the reply: receive {:.0f}, json {:.0f} "
+                                   "(cpu {:.0f}), queue {:.0f}, parse {:.0f} (cpu {:.0f}), hash {:.0f}, plan {:.0f} (cpu "
+                                   "{:.0f}) on the helper thread, commit {:.0f} (cpu {:.0f}) on the main thread",
+                                   job->dry_run ? "diff" : "apply", job->source, job->yaml_bytes / 1e6,
+                                   static_cast<int64_t>(ms_of(job->receive_time) + ms_since(job->received)),
+                                   ms_of(job->receive_time), job->json_ms, job->json_cpu_ms, job->queue_ms,
+                                   job->parse_ms, job->parse_cpu_ms, job->hash_ms, job->plan_ms, job->plan_cpu_ms,
+                                   ms_since(t_commit), thread_cpu_ms() - cpu_commit)};
+      if (report_->ticket <= durable_) print_report();
     }
     c = find_client(serial);
     if (c != nullptr) {

@@ -36,6 +36,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -183,6 +184,14 @@ class ApiServer {
   uint64_t hold_ticket_ = 0;       // of the handler that ran last; taken by the reply's send_line
   uint64_t durable_ = 0;           // the highest ticket mark_durable() reported
   std::string last_error_code_;  // of the last handled request; "" when it succeeded
+  // The timing line of the last big apply (kReportBytes), printed when its ticket is durable.
+  struct Report {
+    uint64_t ticket = 0;
+    std::chrono::steady_clock::time_point committed;
+    std::string text;
+  };
+  std::optional<Report> report_;
+  void print_report();
 };
 
 // The config hash the API reports (FNV-1a 64 of the source text, 16 hex digits): equal texts, equal hashes.

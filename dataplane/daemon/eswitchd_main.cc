@@ -347,8 +347,22 @@ int run(int argc, char** argv) {
       uint64_t saved_rules_version = sw.runtime_rules_version();
       std::unique_ptr<esw::dp::StateWriter> writer;
       std::shared_ptr<esw::dp::EventLoop::Notifier> saved;
+      uint64_t reported_save = 0;
       if (store && api) {
-        saved = loop.add_notifier([&] { api->mark_durable(writer->durable()); }, "state writer: saves durable");
+        saved = loop.add_notifier(
+            [&] {
+              // A big save (a 100k-rule config is ~10 MB) says what it cost: it is on the path to the reply.
+              const esw::dp::StateWriter::Counters wc = writer->counters();
+              if (wc.last_ticket > reported_save && wc.last_bytes >= (size_t{1} << 20)) {
+                fmt::print("eswitchd: state: {} saved ({:.1f} MB) in {:.0f} ms (cpu {:.0f} ms)\n",
+                           wc.last_is_config ? "config" : "runtime rules", wc.last_bytes / 1e6, wc.last_ms,
+                           wc.last_cpu_ms);
+                fflush(stdout);
+              }
+              reported_save = wc.last_ticket;
+              api->mark_durable(writer->durable());
+            },
+            "state writer: saves durable");
         writer = std::make_unique<esw::dp::StateWriter>(*store, [n = saved](uint64_t) { n->notify(); });
       }
       auto persist = [&]() -> uint64_t {

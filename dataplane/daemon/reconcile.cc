@@ -236,7 +236,12 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
     }
   }
   std::vector<RuleDef> to_compile;
-  to_compile.reserve(rules.size());
+  if (by_source.empty()) {
+    to_compile = std::move(rules);  // nothing to keep: every rule compiles (which hashes its source too)
+    rules.clear();
+  } else {
+    to_compile.reserve(rules.size());
+  }
   for (RuleDef& r : rules) {
     uint64_t h[2];
     rule_source_hash(r, h);
@@ -335,7 +340,10 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
       result.diff.push_back({'-', "rule", book_.where_of(*by_id[id], extra_rules_), what});
     }
   }
-  for (size_t i : p.add) result.diff.push_back({'+', "rule", p.compiled.rules[i].where, p.compiled.rules[i].identity});
+  // The identity text is only hashed after this (p.identity): the diff takes it.
+  for (size_t i : p.add) {
+    result.diff.push_back({'+', "rule", p.compiled.rules[i].where, std::move(p.compiled.rules[i].identity)});
+  }
   return true;
 }
 

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.h"
+#include "control/json_text.h"
 #include "dataplane/error.h"
 
 namespace esw::dp {
@@ -194,8 +195,16 @@ std::optional<std::vector<std::string>> StateStore::load_rules(std::vector<std::
 }
 
 bool StateStore::save_config(const SavedConfig& config, std::string& error) {
-  const nlohmann::json j{{"yaml", config.yaml}, {"source", config.source}, {"generation", config.generation}};
-  return save_part("config", j.dump(), error);
+  // The same text as nlohmann's dump() of {"generation", "source", "yaml"}; an ASCII YAML (~10 MB for 100k
+  // rules) is written without its per-byte UTF-8 machinery and without copying it into a JSON tree first.
+  std::string payload = fmt::format("{{\"generation\":{},\"source\":{},\"yaml\":", config.generation,
+                                    nlohmann::json(config.source).dump(-1, ' ', false, nlohmann::json::error_handler_t::strict));
+  if (api::append_json_ascii_string(payload, config.yaml)) {
+    payload += '}';
+  } else {
+    payload = nlohmann::json{{"yaml", config.yaml}, {"source", config.source}, {"generation", config.generation}}.dump();
+  }
+  return save_part("config", payload, error);
 }
 
 bool StateStore::save_rules(const std::vector<std::string>& rules, std::string& error) {

@@ -1,10 +1,22 @@
 #include "dataplane/daemon/state_writer.h"
 
 #include <pthread.h>
+#include <time.h>
+
+#include <chrono>
 
 #include <fmt/format.h>
 
 namespace esw::dp {
+namespace {
+
+double thread_cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
+}  // namespace
 
 StateWriter::StateWriter(StateStore& store, std::function<void(uint64_t)> on_durable)
     : store_(store), on_durable_(std::move(on_durable)) {
@@ -81,13 +93,24 @@ void StateWriter::run() {
     lock.unlock();
     for (Item& item : batch) {
       std::string error;
+      const auto t0 = std::chrono::steady_clock::now();
+      const double cpu0 = thread_cpu_ms();
       const bool ok = item.is_config ? store_.save_config(item.config, error) : store_.save_rules(item.rules, error);
+      const double cpu = thread_cpu_ms() - cpu0;
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       if (!ok) {
         fmt::print(stderr, "eswitchd: the {} were not saved: {}\n",
                    item.is_config ? "applied config" : "runtime rules", error);
       }
       lock.lock();
       ++(ok ? counters_.written : counters_.failed);
+      if (ok) {
+        counters_.last_ticket = item.ticket;
+        counters_.last_is_config = item.is_config;
+        counters_.last_bytes = store_.last_save_bytes();
+        counters_.last_ms = ms;
+        counters_.last_cpu_ms = cpu;
+      }
       durable_ = item.ticket;
       lock.unlock();
       if (on_durable_) on_durable_(item.ticket);

@@ -49,6 +49,12 @@ class StateWriter {
     uint64_t submitted = 0;  // submissions
     uint64_t written = 0;    // files written (submitted - written were coalesced away)
     uint64_t failed = 0;
+    // The last file written: which part, its size, and the write's wall and CPU time (the writer thread's).
+    uint64_t last_ticket = 0;
+    bool last_is_config = false;
+    size_t last_bytes = 0;
+    double last_ms = 0;
+    double last_cpu_ms = 0;
   };
   Counters counters() const;
 

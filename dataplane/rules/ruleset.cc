@@ -218,7 +218,7 @@ bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, Compiled
   out.rules.reserve(nb_rules);
   for (size_t i = 0; i < nb_rules; ++i) {
     const RuleDef& r = rule_at(i);
-    const std::string where = r.where.empty() ? fmt::format("rules[{}]", i) : r.where;
+    std::string where = r.where.empty() ? fmt::format("rules[{}]", i) : r.where;
     MaskedKey mk;
     bool ok = true;
     for (size_t m = 0; m < r.match.size() && ok; ++m) {
@@ -268,7 +268,7 @@ bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, Compiled
     cr.spec.actions = list;
     cr.identity = fmt::format("{}|{}|{}|{}", r.table, r.priority, format_match(mk, pn),
                               format_actions(*list, pn, ca.goto_table));
-    cr.where = where;
+    cr.where = std::move(where);
     cr.origin = r.origin;
     cr.origin_a = r.origin_a;
     cr.origin_b = r.origin_b;

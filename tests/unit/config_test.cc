@@ -1,5 +1,6 @@
 // Config loader: schema, locations, cross-field rules, error collection. No EAL.
 #include "config/config.h"
+#include "config/yaml_doc.h"
 
 #include <gmock/gmock.h>
 #include <fmt/format.h>
@@ -10,6 +11,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -393,6 +395,81 @@ TEST(ConfigLoader, LoadTimeIsLinearInKeysAndRules) {
     std::printf("load: 4000 items %.4f s CPU, 40000 items %.4f s CPU (x%.1f)\n", small, big, big / small);
     EXPECT_LT(big, 35 * small + 0.02) << "4000: " << small << " s CPU, 40000: " << big << " s CPU";
   }
+}
+
+// The fast path for long runs of `- "text"` lines (yaml_doc.cc) gives the document yaml-cpp gives: every node's
+// type, tag, scalar and mark (pos, line, column), in every context a run can be in or only look like it is in.
+void same_doc(const detail::Node& a, const detail::Node& b, const std::string& where, size_t& nodes) {
+  ++nodes;
+  ASSERT_EQ(a.Type(), b.Type()) << where;
+  ASSERT_EQ(a.Tag(), b.Tag()) << where;
+  ASSERT_EQ(a.Scalar(), b.Scalar()) << where;
+  ASSERT_EQ(a.Mark().pos, b.Mark().pos) << where;
+  ASSERT_EQ(a.Mark().line, b.Mark().line) << where;
+  ASSERT_EQ(a.Mark().column, b.Mark().column) << where;
+  ASSERT_EQ(a.size(), b.size()) << where;
+  size_t i = 0;
+  for (auto x = a.begin(), y = b.begin(); x != a.end(); ++x, ++y, ++i) {
+    const std::string at = where + "/" + std::to_string(i);
+    if (a.IsMap()) {
+      same_doc(x->first, y->first, at + "k", nodes);
+      same_doc(x->second, y->second, at + "v", nodes);
+    } else {
+      same_doc(*x, *y, at, nodes);
+    }
+  }
+}
+
+TEST(ConfigLoader, FastListsGiveYamlCppsDocument) {
+  auto items = [](int n, const std::string& indent, const std::string& tag) {
+    std::string y;
+    for (int i = 0; i < n; ++i) y += fmt::format("{}- \"{} priority={},udp,udp_dst={} actions=drop # not a comment\"\n", indent, tag, i, i);
+    return y;
+  };
+  const std::vector<std::pair<std::string, std::string>> texts = {
+      {"plain run", "a: 1\nlist:\n" + items(40, "  ", "x") + "b: [1, 2]\n"},
+      {"two runs, top-level list, trailing spaces", items(33, "", "t") + "- x\n" + items(50, "", "u") + "- \"end\"   \n"},
+      {"run at the end without a line break", "rules:\n" + items(40, "    ", "e").substr(0, items(40, "    ", "e").size() - 1)},
+      {"inside a literal block scalar", "text: |\n" + items(40, "  ", "lit") + "other: 2\n"},
+      {"inside a folded block scalar", "text: >\n" + items(40, "  ", "fold") + "other: 2\n"},
+      {"in the second document", "a: 1\n---\nl:\n" + items(40, "  ", "d2")},
+      {"nested lists", "a:\n  - - \"x\"\n" + items(40, "    ", "n") + "  - y\n"},
+      {"inside a multi-line double-quoted scalar", "a: \"start\n" + items(40, "  ", "q") + "  end\"\n"},
+      {"indentation changes in the middle", "l:\n" + items(35, "  ", "i") + items(35, "    ", "j")},
+      {"a run under a mapping item", "tables:\n  - id: 0\n    rules:\n" + items(64, "      ", "r") + "  - id: 1\n"},
+  };
+  for (const auto& [name, text] : texts) {
+    SCOPED_TRACE(name);
+    std::optional<detail::Doc> fast, slow;
+    std::string fast_error, slow_error;
+    try {
+      fast = detail::Doc::parse(text, true);
+    } catch (const std::exception& e) {
+      fast_error = e.what();
+    }
+    try {
+      slow = detail::Doc::parse(text, false);
+    } catch (const std::exception& e) {
+      slow_error = e.what();
+    }
+    ASSERT_EQ(fast_error, slow_error);
+    if (!slow) continue;
+    ASSERT_EQ(fast->document_starts().size(), slow->document_starts().size());
+    for (size_t d = 0; d < slow->document_starts().size(); ++d) {
+      EXPECT_EQ(fast->document_starts()[d].pos, slow->document_starts()[d].pos);
+    }
+    size_t nodes = 0;
+    same_doc(fast->root(), slow->root(), "", nodes);
+    EXPECT_GT(nodes, 1u);
+  }
+  // A config in the compact form loads the same, every rule located at its own line.
+  std::string y = "apiVersion: eswitch/v1\ntables:\n  - id: 0\n    rules:\n";
+  for (int i = 0; i < 100; ++i) y += fmt::format("      - \"priority={},udp,udp_dst={} actions=drop\"\n", i, i);
+  const Config c = loaded(load(y));
+  ASSERT_EQ(c.tables.at(0).rules.size(), 100u);
+  EXPECT_EQ(c.tables[0].rules[57].priority, 57u);
+  EXPECT_EQ(c.tables[0].rules[57].loc.line, 5 + 57);
+  EXPECT_EQ(c.tables[0].rules[57].loc.column, 9);
 }
 
 // ----------------------------------------------------------------------------------------------- wrong types
