@@ -133,7 +133,7 @@ app() {
   local set get
   set=$(tr '\r' '\n' <"$out.rb" | grep -oE "^SET: [0-9.]+" | grep -oE "[0-9.]+$")
   get=$(tr '\r' '\n' <"$out.rb" | grep -oE "^GET: [0-9.]+" | grep -oE "[0-9.]+$")
-  printf '%-16s sockperf p50_us=%8s sockperf_MBps=%9s iperf3_gbit_s=%7s redis_set_rps=%9s redis_get_rps=%9s\n' \
+  printf '%-17s sockperf p50_us=%8s sockperf_MBps=%9s iperf3_gbit_s=%7s redis_set_rps=%9s redis_get_rps=%9s\n' \
     "$name" "$lat" "$spb" "$ipb" "$set" "$get"
   eval "LAT_$name=$lat SPB_$name=$spb IPB_$name=$ipb SET_$name=$set GET_$name=$get"
 }
@@ -141,16 +141,28 @@ if [[ -n $APPS ]]; then
   echo "programs: sockperf (ping-pong 64 B, throughput 1400 B), iperf3, redis-benchmark -t set,get -c 8; ${SECS}s each; load: $(cut -d' ' -f1-3 /proc/loadavg)"
   app tcp_veth "$VB" "$VA" 198.18.42.2 5310 env -- env
   app tcp_eswitch "$P-b" "$P-a" 198.18.41.2 5320 env -- env
-  app smcd_eswitch "$P-b" "$P-a" 198.18.41.2 5330 "$APPS" -d -p "$POLLSPIN" -e "$WORK/b.ism" -- \
-    "$APPS" -d -p "$POLLSPIN" -e "$WORK/a.ism"
-  grep -q "connected over SMC-D" "$WORK/app.smcd_eswitch.pp" || { echo "FAIL: sockperf did not use SMC-D"; exit 1; }
-  grep -q "connected over SMC-D" "$WORK/app.smcd_eswitch.ipe" || { echo "FAIL: iperf3 did not use SMC-D"; exit 1; }
-  grep -q "connected over SMC-D" "$WORK/app.smcd_eswitch.rbe" || { echo "FAIL: redis-benchmark did not use SMC-D"; exit 1; }
-  for n in tcp_eswitch smcd_eswitch; do
+  # SMC-D as esw-smc-run does it by default (sleep on the eventfd at once), and with --poll-spin US also with
+  # esw-smc-run -p US (poll the cursors for up to US microseconds before poll/select/epoll_wait sleep) in the
+  # same run.
+  variants=(smcd_eswitch)
+  ((POLLSPIN > 0)) && variants+=(smcd_eswitch_poll)
+  port=5330
+  for n in "${variants[@]}"; do
+    ps=0
+    [[ $n == smcd_eswitch_poll ]] && ps=$POLLSPIN
+    app "$n" "$P-b" "$P-a" 198.18.41.2 "$port" "$APPS" -d -p "$ps" -e "$WORK/b.ism" -- \
+      "$APPS" -d -p "$ps" -e "$WORK/a.ism"
+    port=$((port + 10))
+    grep -q "connected over SMC-D" "$WORK/app.$n.pp" || { echo "FAIL: $n: sockperf did not use SMC-D"; exit 1; }
+    grep -q "connected over SMC-D" "$WORK/app.$n.ipe" || { echo "FAIL: $n: iperf3 did not use SMC-D"; exit 1; }
+    grep -q "connected over SMC-D" "$WORK/app.$n.rbe" || { echo "FAIL: $n: redis-benchmark did not use SMC-D"; exit 1; }
+  done
+  ((POLLSPIN > 0)) && echo "smcd_eswitch_poll: esw-smc-run -p $POLLSPIN (polls the cursors up to $POLLSPIN us before sleeping)"
+  for n in tcp_eswitch "${variants[@]}"; do
     eval "l=\$LAT_$n s=\$SPB_$n i=\$IPB_$n a=\$SET_$n g=\$GET_$n"
     awk -v n="$n" -v l="$l" -v s="$s" -v i="$i" -v a="$a" -v g="$g" -v L="$LAT_tcp_veth" -v S="$SPB_tcp_veth" \
         -v I="$IPB_tcp_veth" -v A="$SET_tcp_veth" -v G="$GET_tcp_veth" 'BEGIN {
-      printf "ratio vs tcp_veth: %-12s sockperf latency %.2fx (goal <= 0.5x) throughput %.2fx, iperf3 %.2fx (goal >= 1.7x), redis SET %.2fx GET %.2fx\n",
+      printf "ratio vs tcp_veth: %-17s sockperf latency %.2fx (goal <= 0.5x) throughput %.2fx, iperf3 %.2fx (goal >= 1.7x), redis SET %.2fx GET %.2fx\n",
              n, l / L, s / S, i / I, a / A, g / G }'
   done
 fi
