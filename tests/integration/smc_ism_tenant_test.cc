@@ -651,7 +651,12 @@ TEST_F(IsmServerTest, EndpointRejectsBadRequestsAndForeignVports) {
 // intents from another vport recorded only where a listener is, taken once by the accepting side; unlisten and the
 // announcing client's disconnect withdraw its listeners; bad fields refused.
 TEST_F(IsmServerTest, ListenIntentAndTake) {
+  // The child reports how many intents its wait for the closed client's listener to go still had recorded
+  // (the service handles that client's hang-up asynchronously).
+  int late[2];
+  ASSERT_EQ(pipe(late), 0);
   spawn([&] {
+    close(late[0]);
     esw_smc *sa, *sb, *sb2;
     CHILD_CHECK(esw_smc_open(path(kA).c_str(), &sa) == 0 && esw_smc_open(path(kB).c_str(), &sb) == 0 &&
                     esw_smc_open(path(kB).c_str(), &sb2) == 0, "open");
@@ -671,16 +676,26 @@ TEST_F(IsmServerTest, ListenIntentAndTake) {
     CHILD_CHECK(esw_smc_connect_intent(sa, ip_x, 7002, 40004) == 0, "intent to a wildcard listener");
     esw_smc_close(sb2);  // its listener goes with it
     int r = 0;
-    for (int i = 0; i < 200 && (r = esw_smc_connect_intent(sa, ip_x, 7002, 40005)) == 0; ++i) usleep(10000);
+    uint32_t recorded = 0;
+    for (int i = 0; i < 200 && (r = esw_smc_connect_intent(sa, ip_x, 7002, static_cast<uint16_t>(40005 + i))) == 0;
+         ++i) {
+      ++recorded;
+      usleep(10000);
+    }
     CHILD_CHECK(r == -ENOENT, "listener of a closed client still announced (%d)", r);
+    CHILD_CHECK(write(late[1], &recorded, sizeof(recorded)) == sizeof(recorded), "report");
     // an intent stays with its client: the server can still take 40004 (sa is alive)
     CHILD_CHECK(esw_smc_take_intent(sb, ip_x, 7002, 40004) == 0, "take after the listener's client left");
     esw_smc_close(sa);
     esw_smc_close(sb);
   });
+  close(late[1]);
   auto st = serve(60);
   for (int s : st) EXPECT_TRUE(WIFEXITED(s) && WEXITSTATUS(s) == 0) << "child status " << s;
-  EXPECT_EQ(server_.counters().intents, 2u);
+  uint32_t recorded = 0;
+  EXPECT_EQ(read(late[0], &recorded, sizeof(recorded)), static_cast<ssize_t>(sizeof(recorded)));
+  close(late[0]);
+  EXPECT_EQ(server_.counters().intents, 2u + recorded);
   EXPECT_EQ(server_.counters().intents_taken, 2u);
   EXPECT_GE(server_.counters().intents_refused, 5u);
 }
