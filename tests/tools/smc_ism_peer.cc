@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "dataplane/smc/tenant/esw_smc.h"
+#include "dataplane/smc/tenant/fd_io.h"
 
 namespace {
 
@@ -52,26 +53,8 @@ double now_s() {
   _exit(1);
 }
 
-bool write_all(int fd, const void* b, size_t n) {
-  const uint8_t* p = static_cast<const uint8_t*>(b);
-  while (n) {
-    ssize_t k = ::send(fd, p, n, MSG_NOSIGNAL);
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) return false;
-    p += k, n -= static_cast<size_t>(k);
-  }
-  return true;
-}
-bool read_all(int fd, void* b, size_t n) {
-  uint8_t* p = static_cast<uint8_t*>(b);
-  while (n) {
-    ssize_t k = ::recv(fd, p, n, 0);
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) return false;
-    p += k, n -= static_cast<size_t>(k);
-  }
-  return true;
-}
+using esw::smc::tenant::read_all;
+using esw::smc::tenant::write_all;
 
 // The data path: SMC-D stream or the TCP socket.
 struct Transport {

@@ -23,6 +23,7 @@
 
 #include "dataplane/smc/clc.h"
 #include "dataplane/smc/ism_protocol.h"
+#include "dataplane/smc/tenant/fd_io.h"
 
 namespace proto = esw::smc::ism::proto;
 namespace clc = esw::smc;
@@ -606,26 +607,8 @@ namespace {
 
 constexpr char kEid[] = "ESWITCH-SMCD-EMULATED-ISM-LOCAL ";  // 32 chars
 
-bool write_all(int fd, const void* b, size_t n) {
-  const uint8_t* p = static_cast<const uint8_t*>(b);
-  while (n) {
-    ssize_t k = ::send(fd, p, n, MSG_NOSIGNAL);
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) return false;
-    p += k, n -= static_cast<size_t>(k);
-  }
-  return true;
-}
-bool read_all(int fd, void* b, size_t n) {
-  uint8_t* p = static_cast<uint8_t*>(b);
-  while (n) {
-    ssize_t k = ::recv(fd, p, n, 0);
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) return false;
-    p += k, n -= static_cast<size_t>(k);
-  }
-  return true;
-}
+using esw::smc::tenant::read_all;
+using esw::smc::tenant::write_all;
 
 // One CLC message from the TCP stream (header first for the length). -EPROTO: not a valid CLC message.
 int read_clc(int fd, clc::Message& m) {
