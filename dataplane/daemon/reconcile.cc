@@ -19,6 +19,7 @@
 #include "dataplane/error.h"
 #include "dataplane/rules/binding_build.h"
 #include "dataplane/rules/packet_synth.h"
+#include "dataplane/rules/pair_hash.h"
 #include "dataplane/fastpath/parser.h"
 #include "representors/representor.h"
 #include "vdpa/vdpa.h"
@@ -43,13 +44,12 @@ std::string binding_text(const cfg::VportConfig& v) {
                     : "");
 }
 
-// Rule identity as two independent 64-bit hashes (std::hash and FNV-1a): equal text -> equal pair; a collision
-// of both for different rules is not a practical concern at 2^-128.
+// Rule identity as two independent 64-bit hashes (dataplane/rules/pair_hash.h): equal text -> equal pair; a
+// collision of both for different rules is not a practical concern at 2^-128.
 void identity_hash(const std::string& s, uint64_t out[2]) {
-  out[0] = std::hash<std::string>{}(s);
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
-  out[1] = h;
+  PairHasher h;
+  h.add(s);
+  h.finish(out);
 }
 
 // Applies that add or remove at least this many rules give the freed heap back afterwards (Switch::maintain).
@@ -184,6 +184,7 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
   std::vector<RuleDef> rules;
   rules_from_config(desired, tables, rules, p.meters);
   if (keep_config_rules) rules.clear();
+  rules.reserve(rules.size() + extra_rules.size());
   tables.insert(tables.end(), extra_tables.begin(), extra_tables.end());
   for (size_t i = 0; i < extra_rules.size(); ++i) {
     rules.push_back(extra_rules[i]);
@@ -235,14 +236,11 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
       kept_tables.insert(r.table);
     }
   }
-  std::vector<RuleDef> to_compile;
-  if (by_source.empty()) {
-    to_compile = std::move(rules);  // nothing to keep: every rule compiles (which hashes its source too)
-    rules.clear();
-  } else {
-    to_compile.reserve(rules.size());
-  }
-  for (RuleDef& r : rules) {
+  // What is not kept compiles: `rules` keeps those, in order (compacted in place, no second 100k-rule vector).
+  // Nothing to keep: every rule compiles (which hashes its source too).
+  size_t nb_compile = by_source.empty() ? rules.size() : 0;
+  for (size_t i = nb_compile; i < rules.size(); ++i) {
+    RuleDef& r = rules[i];
     uint64_t h[2];
     rule_source_hash(r, h);
     auto it = by_source.find({h[0], h[1]});
@@ -255,15 +253,17 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
       kept_tables.insert(ir->table);
       continue;
     }
-    to_compile.push_back(std::move(r));
+    if (nb_compile != i) rules[nb_compile] = std::move(r);
+    ++nb_compile;
   }
+  rules.resize(nb_compile);
 
   RuleSetInput in;
   in.config = &desired;
   in.ports = &p.names;
   in.nb_ports = p.nb_ports;
   in.tables = std::move(tables);
-  in.rules = std::move(to_compile);
+  in.rules = std::move(rules);
   in.meters = p.meters;
   in.more_tables.assign(kept_tables.begin(), kept_tables.end());
   compile_rule_set(in, interner_, p.compiled, result.errors);
@@ -276,6 +276,7 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
     if (!claimed.count(r.id)) have[{r.identity[0], r.identity[1]}].push_back(r.id);
   }
   p.identity.resize(p.compiled.rules.size());
+  p.add.reserve(p.compiled.rules.size());
   for (size_t i = 0; i < p.compiled.rules.size(); ++i) {
     uint64_t* h = p.identity[i].data();
     identity_hash(p.compiled.rules[i].identity, h);
@@ -309,6 +310,8 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
   }
 
   // The diff, for people.
+  result.diff.reserve(result.diff.size() + current.size() + p.nb_ports + desired.vports.size() + p.add_tables.size() +
+                      p.remove_tables.size() + p.remove_ids.size() + p.add.size());
   for (const auto& [name, idx] : current) {
     if (!wanted_names.count(name)) {
       result.diff.push_back({'-', port_role_name(slots_[idx]->spec().role), name, slots_[idx]->spec().devargs});

@@ -93,6 +93,7 @@ bool compile_actions(const std::vector<ActionItem>& items, const ActionContext& 
                      std::string& error) {
   out = CompiledActions{};
   ActionList& list = out.list;
+  list.actions.reserve(items.size());
   static const PortNames kNoNames;
   const PortNames& names = ctx.ports != nullptr ? *ctx.ports : kNoNames;
 

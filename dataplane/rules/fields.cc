@@ -386,6 +386,27 @@ FlowKey keyword_footprint(unsigned kw) {
   return m;
 }
 
+// Every field's footprint (own bits; own and present bits) and every keyword's, computed once: the formatter
+// asks for one per field of every rule it prints, merge for one per given item.
+struct Footprints {
+  FlowKey own[kFieldCount];
+  FlowKey with_present[kFieldCount];
+  FlowKey keyword[kKwCount];
+};
+const Footprints& footprints() noexcept {
+  static const Footprints fp = [] {
+    Footprints f{};
+    for (unsigned i = 0; i < kFieldCount; ++i) {
+      f.own[i] = footprint(kFields[i], false);
+      f.with_present[i] = footprint(kFields[i], true);
+    }
+    for (unsigned k = 0; k < kKwCount; ++k) f.keyword[k] = keyword_footprint(k);
+    return f;
+  }();
+  return fp;
+}
+const FlowKey& own_footprint(const FieldDef& f) noexcept { return footprints().own[static_cast<unsigned>(f.id)]; }
+
 // ---- small text helpers ---------------------------------------------------------------------------------------
 
 std::string_view trim(std::string_view s) {
@@ -811,7 +832,7 @@ std::string value_text(const FieldDef& f, const FieldVal& x, const PortNames& po
   return "";
 }
 
-bool field_present(const FieldDef& f, const FlowKey& mask) { return intersects(mask, footprint(f, false)); }
+bool field_present(const FieldDef& f, const FlowKey& mask) { return intersects(mask, own_footprint(f)); }
 
 std::string name_value(const FieldDef& f, const MaskedKey& m, const PortNames& ports) {
   return std::string(f.name) + "=" + value_text(f, get_field(f, m.value, m.mask), ports);
@@ -832,9 +853,9 @@ std::string item_text(const MaskedKey& m, unsigned item) {
   return std::string(f.name);
 }
 
-FlowKey item_footprint(unsigned item) {
-  if (item >= kFieldCount) return keyword_footprint(item - kFieldCount);
-  return footprint(kFields[item], true);
+const FlowKey& item_footprint(unsigned item) {
+  if (item >= kFieldCount) return footprints().keyword[item - kFieldCount];
+  return footprints().with_present[item];
 }
 
 // The first given item (other than `except`) whose bits intersect `bits`, or -1.
@@ -849,7 +870,7 @@ int given_owner(const MaskedKey& m, const FlowKey& bits, int except) {
 // Names what holds `bits` in m when no given item does: the first registry field covering them.
 std::string describe_bits(const MaskedKey& m, const FlowKey& bits) {
   for (const FieldDef& f : kFields)
-    if (intersects(footprint(f, false), bits)) return name_value(f, m, no_ports());
+    if (intersects(own_footprint(f), bits)) return name_value(f, m, no_ports());
   return "the match";
 }
 
@@ -864,11 +885,11 @@ bool merge(MaskedKey& m, const FlowKey& dv, const FlowKey& dm, unsigned item, st
   if (any_bits(overlap)) {
     const FlowKey differ = and_keys(xor_keys(dv, m.value), overlap);
     const bool is_field = item < kFieldCount;
-    const FlowKey own = is_field ? footprint(kFields[item], false) : FlowKey{};
+    const FlowKey own = is_field ? own_footprint(kFields[item]) : FlowKey{};
     bool owned = false;
     for (unsigned i = 0; i < kFieldCount + kKwCount; ++i) {
       if (!(m.given & (uint64_t{1} << i))) continue;
-      const FlowKey fp = item_footprint(i);
+      const FlowKey& fp = item_footprint(i);
       if (!intersects(fp, overlap)) continue;
       owned = true;
       if (i == item) {
@@ -877,7 +898,7 @@ bool merge(MaskedKey& m, const FlowKey& dv, const FlowKey& dm, unsigned item, st
         return false;
       }
       const bool shared_field_bits =
-          is_field && i < kFieldCount && intersects(own, footprint(kFields[i], false));
+          is_field && i < kFieldCount && intersects(own, own_footprint(kFields[i]));
       if (shared_field_bits || intersects(differ, fp)) {
         error = display_name(item) + " conflicts with " + item_text(m, i);
         return false;
@@ -1023,20 +1044,21 @@ struct Finisher {
     const bool later = (fm & fv & kFragLater) != 0;
     const bool any = later || (fm & fv & kFragAny) != 0;
     const int who = static_cast<int>(f.id);
-    const std::string frag = name_value(kFields[static_cast<unsigned>(F::kIpFrag)], m, no_ports());
+    // The ip_frag item as text, for the messages only (not per field of every rule).
+    const auto frag = [&] { return name_value(kFields[static_cast<unsigned>(F::kIpFrag)], m, no_ports()); };
     switch (f.prereq) {
       case P::kTcp:
       case P::kUdp:
       case P::kTcpOrUdp:
       case P::kIcmp:
       case P::kIcmpv6:
-        if (later) return conflict(who, frag, " (a later fragment has no transport header)");
+        if (later) return conflict(who, frag(), " (a later fragment has no transport header)");
         return true;
       case P::kNd:
       case P::kNdNs:
       case P::kNdNa:
       case P::kRoce:
-        if (any) return conflict(who, frag, " (not recognised in fragments)");
+        if (any) return conflict(who, frag(), " (not recognised in fragments)");
         return true;
       default:
         return true;
@@ -1126,12 +1148,32 @@ std::span<const KeywordDef> all_keywords() noexcept { return kKeywords; }
 const FieldDef& field_def(FieldId id) noexcept { return kFields[static_cast<unsigned>(id)]; }
 
 const FieldDef* find_field(std::string_view name) noexcept {
-  for (const FieldDef& f : kFields) {
-    if (f.name == name) return &f;
-    for (std::string_view a : f.aliases)
-      if (!a.empty() && a == name) return &f;
-  }
-  return nullptr;
+  // Every name and alias with its field, sorted by (name, registry order) once: a lookup is a binary search,
+  // and a name two fields had would find the first in registry order, as a scan of the registry does.
+  struct Entry {
+    std::string_view name;
+    unsigned field;
+  };
+  static constexpr size_t kMaxNames = std::size(kFields) * 4;
+  struct Table {
+    std::array<Entry, kMaxNames> entries{};
+    size_t size = 0;
+  };
+  static const Table table = [] {
+    Table t;
+    for (unsigned i = 0; i < kFieldCount; ++i) {
+      t.entries[t.size++] = {kFields[i].name, i};
+      for (std::string_view a : kFields[i].aliases)
+        if (!a.empty()) t.entries[t.size++] = {a, i};
+    }
+    std::sort(t.entries.begin(), t.entries.begin() + static_cast<ptrdiff_t>(t.size),
+              [](const Entry& a, const Entry& b) { return a.name != b.name ? a.name < b.name : a.field < b.field; });
+    return t;
+  }();
+  const Entry* end = table.entries.data() + table.size;
+  const Entry* it = std::lower_bound(table.entries.data(), end, name,
+                                     [](const Entry& e, std::string_view n) { return e.name < n; });
+  return it != end && it->name == name ? &kFields[it->field] : nullptr;
 }
 
 bool set_match_field(MaskedKey& m, std::string_view field, std::string_view value, const PortNames& ports,
@@ -1239,13 +1281,21 @@ bool parse_field_value(const FieldDef& f, std::string_view text, const PortNames
 
 std::string format_match(const MaskedKey& m, const PortNames& ports) {
   std::string out;
+  out.reserve(96);  // one allocation for most matches, and room for a rule identity around it (ruleset.cc)
   auto add = [&](std::string_view s) {
     if (!out.empty()) out += ',';
     out += s;
   };
+  // name_value(f, m, ports), appended in place.
+  auto add_field = [&](const FieldDef& f) {
+    if (!out.empty()) out += ',';
+    out += f.name;
+    out += '=';
+    out += value_text(f, get_field(f, m.value, m.mask), ports);
+  };
   auto emit = [&](F id) {
     const FieldDef& f = field_def(id);
-    if (field_present(f, m.mask)) add(name_value(f, m, ports));
+    if (field_present(f, m.mask)) add_field(f);
   };
   // An integer field, printed under `id` if the mask stays within its bits, else under `fallback`.
   auto emit_as = [&](F id, F fallback) {
@@ -1253,7 +1303,7 @@ std::string format_match(const MaskedKey& m, const PortNames& ports) {
     const FieldDef& g = field_def(fallback);
     if (!field_present(g, m.mask)) return;
     const uint32_t mk = load(m.mask, loc_of(g));
-    add(name_value((mk & ~f.bits) == 0 ? f : g, m, ports));
+    add_field((mk & ~f.bits) == 0 ? f : g);
   };
 
   const bool eth_known = load(m.mask, kLocEthType) == 0xffff;
@@ -1293,12 +1343,12 @@ std::string format_match(const MaskedKey& m, const PortNames& ports) {
     const F pcp = t == 0 ? F::kVlanPcp : F::kInnerVlanPcp;
     const F tci = t == 0 ? F::kVlanTci : F::kInnerVlanTci;
     if ((mk & kTciPresent) && (v & kTciPresent) && mk != kTciPresent) {
-      if (mk & 0x0fff) add(name_value(field_def(vid), m, ports));
-      if (mk & 0xe000) add(name_value(field_def(pcp), m, ports));
+      if (mk & 0x0fff) add_field(field_def(vid));
+      if (mk & 0xe000) add_field(field_def(pcp));
     } else if (t == 0 && mk == kTciPresent) {
       add(v ? "vlan" : "novlan");
     } else {
-      add(name_value(field_def(tci), m, ports));
+      add_field(field_def(tci));
     }
   }
 

@@ -1,10 +1,13 @@
 #include "dataplane/rules/ruleset.h"
 
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <set>
 
 #include <fmt/format.h>
+
+#include "dataplane/rules/pair_hash.h"
 
 namespace esw::dp {
 
@@ -216,6 +219,10 @@ bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, Compiled
   out.tables.assign(tables.begin(), tables.end());
 
   out.rules.reserve(nb_rules);
+  // Rules mostly share a few action lists: the list interned last is reused when the next has the same bytes
+  // (what the interner keys by, so it would return that list too), and each list's text is formatted once.
+  const ActionList* last_list = nullptr;
+  std::map<std::pair<const ActionList*, uint8_t>, std::string> action_text;
   for (size_t i = 0; i < nb_rules; ++i) {
     const RuleDef& r = rule_at(i);
     std::string where = r.where.empty() ? fmt::format("rules[{}]", i) : r.where;
@@ -254,7 +261,7 @@ bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, Compiled
       continue;
     }
     if (!ok) continue;
-    CompiledRule cr;
+    CompiledRule& cr = out.rules.emplace_back();  // built in place (a RuleSpec is two 128-byte keys)
     cr.spec.value = mk.value;
     cr.spec.mask = mk.mask;
     cr.spec.priority = r.priority;
@@ -264,16 +271,25 @@ bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, Compiled
       out.rewrites.push_back(ca.rewrite);
       cr.spec.rewrite = &out.rewrites.back();
     }
-    const ActionList* list = interner.intern(std::move(ca.list));
+    const bool same_list = last_list != nullptr && last_list->actions.size() == ca.list.actions.size() &&
+                           (ca.list.actions.empty() ||
+                            std::memcmp(last_list->actions.data(), ca.list.actions.data(),
+                                        ca.list.actions.size() * sizeof(Action)) == 0);
+    const ActionList* list = same_list ? last_list : interner.intern(std::move(ca.list));
+    last_list = list;
     cr.spec.actions = list;
-    cr.identity = fmt::format("{}|{}|{}|{}", r.table, r.priority, format_match(mk, pn),
-                              format_actions(*list, pn, ca.goto_table));
+    std::string& actions = action_text[{list, ca.goto_table}];
+    if (actions.empty()) actions = format_actions(*list, pn, ca.goto_table);  // never "" ("(none)")
+    // "table|priority|match|actions", built in the match text's buffer (format_match reserves room for it).
+    cr.identity = format_match(mk, pn);
+    cr.identity.insert(0, fmt::format("{}|{}|", r.table, r.priority));
+    cr.identity += '|';
+    cr.identity += actions;
     cr.where = std::move(where);
     cr.origin = r.origin;
     cr.origin_a = r.origin_a;
     cr.origin_b = r.origin_b;
     if (r.origin != RuleDef::Origin::kGenerated) rule_source_hash(r, cr.source);
-    out.rules.push_back(std::move(cr));
   }
   return errors.size() == errors_before;
 }
@@ -284,29 +300,20 @@ bool meter_profile_valid(const MeterProfile& p) noexcept {
 }
 
 void rule_source_hash(const RuleDef& r, uint64_t out[2]) {
-  uint64_t a = 0xcbf29ce484222325ull, b = 0x84222325cbf29ce4ull;
-  auto mix = [&](std::string_view s) {
-    for (unsigned char c : s) {
-      a = (a ^ c) * 0x100000001b3ull;
-      b = (b ^ c) * 0x9e3779b97f4a7c15ull;
-      b ^= b >> 29;
-    }
-    a = (a ^ 0x1f) * 0x100000001b3ull;  // separator: "ab"+"c" != "a"+"bc"
-    b = (b ^ 0x1f) * 0x9e3779b97f4a7c15ull;
-  };
-  mix(std::to_string(r.table));
-  mix(std::to_string(r.priority));
+  PairHasher h;
+  h.add(uint64_t{r.table});
+  h.add(uint64_t{r.priority});
+  h.add(uint64_t{r.match.size()});
   for (const auto& [k, v] : r.match) {
-    mix(k);
-    mix(v);
+    h.add(k);
+    h.add(v);
   }
-  mix("|");
+  h.add(uint64_t{r.actions.size()});
   for (const ActionItem& i : r.actions) {
-    mix(i.name);
-    mix(i.arg);
+    h.add(i.name);
+    h.add(i.arg);
   }
-  out[0] = a;
-  out[1] = b;
+  h.finish(out);
 }
 
 std::vector<cfg::Error> check_config(const cfg::Config& config) {

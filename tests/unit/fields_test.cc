@@ -18,6 +18,8 @@
 
 #include "common/pkt_builder.h"
 #include "dataplane/rules/packet_synth.h"
+#include "dataplane/rules/pair_hash.h"
+#include "dataplane/rules/ruleset.h"
 #include "dataplane/fastpath/parser.h"
 
 namespace esw::dp {
@@ -1287,6 +1289,90 @@ TEST(FieldText, ArbitraryKeysFormatWithoutLoss) {
     }
   }
   EXPECT_GT(parsed, 5000);
+}
+
+
+// ---- rule source hashes (dataplane/rules/pair_hash.h) ---------------------------------------------------------
+
+// rule_source_hash decides which rules of a new config are kept without compiling: equal sources must hash
+// equal, and any one change (including a character moved between neighbouring items) must not.
+TEST(RuleSourceHash, EqualSourcesEqualAndEveryChangeDiffers) {
+  RuleDef base;
+  base.table = 1;
+  base.priority = 10;
+  base.match = {{"in_port", "vm1"}, {"udp", ""}, {"ipv4_dst", "198.19.0.1"}, {"udp_dst", "1000"}};
+  base.actions = {{"count", ""}, {"output", "uplink0"}};
+  base.where = "tables[0].rules[0]";
+  uint64_t h0[2], h[2];
+  rule_source_hash(base, h0);
+  RuleDef same = base;
+  same.where = "elsewhere";  // where a rule is written is not its source
+  same.origin_b = 7;
+  rule_source_hash(same, h);
+  EXPECT_EQ(h[0], h0[0]);
+  EXPECT_EQ(h[1], h0[1]);
+
+  std::vector<std::pair<std::string, RuleDef>> changed;
+  auto add = [&](const std::string& what, auto edit) {
+    RuleDef r = base;
+    edit(r);
+    changed.emplace_back(what, std::move(r));
+  };
+  add("table", [](RuleDef& r) { r.table = 2; });
+  add("priority", [](RuleDef& r) { r.priority = 11; });
+  add("a value", [](RuleDef& r) { r.match[2].second = "198.19.0.2"; });
+  add("a field", [](RuleDef& r) { r.match[2].first = "ipv4_src"; });
+  add("a char moved between key and value", [](RuleDef& r) {
+    r.match[0] = std::make_pair(std::string("in_por"), std::string("tvm1"));
+  });
+  add("a char moved between items", [](RuleDef& r) { r.match[2].second = "198.19.0.1u"; r.match[3].first = "dp_dst"; });
+  add("an empty item more", [](RuleDef& r) { r.match.push_back({"", ""}); });
+  add("a match item made an action", [](RuleDef& r) {
+    r.actions.insert(r.actions.begin(), ActionItem{r.match.back().first, r.match.back().second});
+    r.match.pop_back();
+  });
+  add("an action argument", [](RuleDef& r) { r.actions[1].arg = "vm2"; });
+  add("action order", [](RuleDef& r) { std::swap(r.actions[0], r.actions[1]); });
+  add("a long value", [](RuleDef& r) { r.match[2] = {"ipv6_dst", "2001:db8:0:0:0:0:0:1"}; });
+  std::set<std::pair<uint64_t, uint64_t>> seen{{h0[0], h0[1]}};
+  for (const auto& [what, r] : changed) {
+    rule_source_hash(r, h);
+    EXPECT_NE(h[0], h0[0]) << what;
+    EXPECT_NE(h[1], h0[1]) << what;
+    EXPECT_TRUE(seen.insert({h[0], h[1]}).second) << what << ": same pair as another change";
+  }
+}
+
+TEST(RuleSourceHash, PairHasherEncodingIsUnambiguous) {
+  auto pair_of = [](std::initializer_list<std::string_view> parts) {
+    PairHasher h;
+    for (std::string_view s : parts) h.add(s);
+    uint64_t out[2];
+    h.finish(out);
+    return std::make_pair(out[0], out[1]);
+  };
+  EXPECT_EQ(pair_of({"ab", "c"}), pair_of({"ab", "c"}));
+  EXPECT_NE(pair_of({"ab", "c"}), pair_of({"a", "bc"}));
+  EXPECT_NE(pair_of({"abcdefgh"}), pair_of({"abcdefg", "h"}));
+  EXPECT_NE(pair_of({"abc"}), pair_of({std::string_view("abc\0", 4)}));  // zero padding is not a character
+  EXPECT_NE(pair_of({""}), pair_of({}));
+  EXPECT_NE(pair_of({"", ""}), pair_of({""}));
+  // Every string of up to 17 bytes over a small alphabet, and splits of one string, hash apart.
+  std::set<std::pair<uint64_t, uint64_t>> seen{pair_of({""})};
+  size_t n = 1;
+  for (size_t len = 1; len <= 17; ++len) {
+    for (char c : std::string("ab\0", 3)) {
+      const std::string s(len, c);
+      seen.insert(pair_of({s}));
+      ++n;
+    }
+  }
+  const std::string text = "in_port=vm1,udp,ipv4_dst=198.19.0.1";
+  for (size_t cut = 0; cut <= text.size(); ++cut) {
+    seen.insert(pair_of({std::string_view(text).substr(0, cut), std::string_view(text).substr(cut)}));
+    ++n;
+  }
+  EXPECT_EQ(seen.size(), n);
 }
 
 }  // namespace
