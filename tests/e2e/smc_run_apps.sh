@@ -213,8 +213,10 @@ wait $IP || fail "iperf3 server: $(cat "$WORK/ip.srv")"
 read -r isent irecv ibps < <(/usr/bin/python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["end"]; print(e["sum_sent"]["bytes"], e["sum_received"]["bytes"], e["sum_received"]["bits_per_second"])' "$WORK/ip.json")
 # the server stops counting when the client's TEST_END arrives on the control connection: what is still in the
 # data connection's buffer (over SMC-D: the 1 MiB DMB ring) is not counted, as over TCP (socket buffers)
-(( isent == 512 << 20 && irecv <= isent && irecv >= isent - (1 << 20) )) ||
-  fail "iperf3: sent $isent, received $irecv (want 512 MiB, the receiver at most one DMB ring less)"
+# iperf3 -n may send one more block (128 KiB) than asked when its timer and its last write race (seen: 512 MiB +
+# 131072 bytes, received in full).
+(( isent >= 512 << 20 && isent <= (512 << 20) + (1 << 20) && irecv <= isent && irecv >= isent - (1 << 20) )) ||
+  fail "iperf3: sent $isent, received $irecv (want 512 MiB, at most 1 MiB over; the receiver at most one DMB ring less)"
 wire=$(( $(vm1_bytes) - b0 ))
 (( $(counter intents_taken) - t0 == 2 )) || fail "iperf3: control and data connections not both over SMC-D"
 (( wire < (512 << 20) / 100 )) || fail "iperf3: vm1's vport saw $wire bytes for a 512 MiB transfer"
