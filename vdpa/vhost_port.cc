@@ -738,7 +738,7 @@ uint16_t VhostUserPort::rx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uin
   }
   rq.busy.fetch_sub(1, std::memory_order_release);
   rq.packets += got;
-  if ((self->log_features_.load(std::memory_order_relaxed) >> VhostUserPort::kLogAllBit) & 1) rq.logged += got;
+  if (self->dirty_logging()) rq.logged += got;
   return got;
 }
 
@@ -786,7 +786,7 @@ uint16_t VhostUserPort::tx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uin
   rte_pktmbuf_free_bulk(pkts, sent);
   tq.packets += sent;
   tq.dropped += n - sent;
-  if ((self->log_features_.load(std::memory_order_relaxed) >> VhostUserPort::kLogAllBit) & 1) tq.logged += sent;
+  if (self->dirty_logging()) tq.logged += sent;
   return sent;
 }
 
