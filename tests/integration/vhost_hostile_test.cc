@@ -32,6 +32,7 @@
 
 #include "common/pkt_builder.h"
 #include "common/ring_harness.h"
+#include "common/vhost_env.h"
 #include "dataplane/daemon/eal.h"
 #include "dataplane/daemon/switch.h"
 #include "vdpa/vhost_port.h"
@@ -41,6 +42,9 @@ namespace {
 using namespace std::chrono_literals;
 using esw::test::RingPort;
 using esw::vdpa::VhostUserPort;
+using esw::test::peer_counter;
+using esw::test::serve_until;
+using esw::test::vhost_port;
 
 const std::string& socket_dir() {
   static const std::string d = "/tmp/esw-vhost-hostile-" + std::to_string(getpid());
@@ -216,31 +220,6 @@ struct HostileFrontEnd {
   }
 };
 
-uint64_t peer_counter(const VhostUserPort& vp, const std::string& name) {
-  for (const auto& [k, v] : vp.peer_status().counters) {
-    if (k == name) return v;
-  }
-  ADD_FAILURE() << "no peer counter " << name;
-  return 0;
-}
-
-VhostUserPort* vhost_port(esw::dp::Switch& sw, const std::string& name) {
-  const int i = sw.port_index(name);
-  if (i < 0) return nullptr;
-  return dynamic_cast<VhostUserPort*>(sw.ports()[static_cast<size_t>(i)].get());
-}
-
-// The main lcore's share (eswitchd's event loop calls service_ports on the port's eventfd and every 100 ms).
-bool serve_until(esw::dp::Switch& sw, const std::function<bool()>& done, std::chrono::milliseconds timeout = 5000ms) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    sw.service_ports();
-    if (done()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return false;
-}
-
 // A switch with the vhost-user vport `vm` (its frames go to ring a) and two ring ports a <-> b cross-connected:
 // the "other ports" that must keep forwarding while the guest misbehaves.
 struct Bench {
@@ -393,23 +372,8 @@ INSTANTIATE_TEST_SUITE_P(
                       }}),
     [](const ::testing::TestParamInfo<BadDescriptor>& i) { return "case" + std::to_string(i.index); });
 
-class Env : public ::testing::Environment {
- public:
-  void SetUp() override {
-    std::filesystem::create_directories(socket_dir());
-    esw::dp::Eal::init(base_config());
-  }
-  void TearDown() override {
-    esw::dp::Eal::cleanup();
-    std::filesystem::remove_all(socket_dir());
-  }
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  signal(SIGPIPE, SIG_IGN);
-  ::testing::InitGoogleTest(&argc, argv);
-  ::testing::AddGlobalTestEnvironment(new Env);
-  return RUN_ALL_TESTS();
+  return esw::test::run_vhost_tests(argc, argv, socket_dir(), base_config());
 }

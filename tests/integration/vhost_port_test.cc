@@ -29,6 +29,7 @@
 
 #include "common/pkt_builder.h"
 #include "common/ring_harness.h"
+#include "common/vhost_env.h"
 #include "dataplane/daemon/eal.h"
 #include "dataplane/daemon/switch.h"
 #include "dataplane/error.h"
@@ -39,6 +40,9 @@ namespace {
 using namespace std::chrono_literals;
 using esw::test::RingPort;
 using esw::vdpa::VhostUserPort;
+using esw::test::peer_counter;
+using esw::test::serve_until;
+using esw::test::vhost_port;
 
 const std::string& socket_dir() {
   static const std::string d = "/tmp/esw-vhost-test-" + std::to_string(getpid());
@@ -142,23 +146,6 @@ struct Guest {
     return out;
   }
 };
-
-VhostUserPort* vhost_port(esw::dp::Switch& sw, const std::string& name) {
-  const int i = sw.port_index(name);
-  if (i < 0) return nullptr;
-  return dynamic_cast<VhostUserPort*>(sw.ports()[static_cast<size_t>(i)].get());
-}
-
-// The main lcore's share: what eswitchd's event loop does when the port's eventfd is readable (here: polled).
-bool serve_until(esw::dp::Switch& sw, const std::function<bool()>& done, std::chrono::milliseconds timeout = 5000ms) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    sw.service_ports();
-    if (done()) return true;
-    std::this_thread::sleep_for(1ms);
-  }
-  return false;
-}
 
 esw::cfg::VportConfig vhost_vport(const std::string& name, const std::string& socket, uint16_t queues) {
   esw::cfg::VportConfig v;
@@ -521,14 +508,6 @@ struct RawFrontEnd {
   }
 };
 
-uint64_t peer_counter(const VhostUserPort& vp, const std::string& name) {
-  for (const auto& [k, v] : vp.peer_status().counters) {
-    if (k == name) return v;
-  }
-  ADD_FAILURE() << "no peer counter " << name;
-  return 0;
-}
-
 // The vport's MTU (vhost_user.mtu): a front-end MTU above it is refused on the wire (REPLY_ACK failure), one at or
 // below it accepted and recorded; frames from a guest whose L3 part is above it are dropped and counted, the
 // others forwarded unchanged.
@@ -731,25 +710,8 @@ TEST(VhostPortErrors, DevargsAreChecked) {
   EXPECT_THROW(esw::vdpa::parse_vhost_user_args("socket=/a.sock,mtu=15x"), esw::dp::Error);
 }
 
-class Env : public ::testing::Environment {
- public:
-  void SetUp() override {
-    std::filesystem::create_directories(socket_dir());
-    esw::dp::Eal::init(base_config());
-  }
-  void TearDown() override {
-    esw::dp::Eal::cleanup();
-    std::filesystem::remove_all(socket_dir());
-  }
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  // As in eswitchd (and any VMM): a peer that closed its socket is an error return, not a signal. Here the
-  // in-process guest (virtio_user) writes to the socket the switch has just closed.
-  signal(SIGPIPE, SIG_IGN);
-  ::testing::InitGoogleTest(&argc, argv);
-  ::testing::AddGlobalTestEnvironment(new Env);
-  return RUN_ALL_TESTS();
+  return esw::test::run_vhost_tests(argc, argv, socket_dir(), base_config());
 }
