@@ -242,38 +242,60 @@ void VhostUserPort::open(const dp::PortSpec& spec, uint16_t index, rte_mempool* 
       rxq_[q].held_at = rxq_[q].held_n = 0;
     }
 
-    const uint64_t flags = args_.client ? RTE_VHOST_USER_CLIENT : 0;  // client mode reconnects by default
-    if (rte_vhost_driver_register(args_.socket.c_str(), flags) != 0) fail("rte_vhost_driver_register failed");
-    registered_ = true;
-    if (rte_vhost_driver_disable_features(args_.socket.c_str(), kDisabledFeatures) != 0) {
-      fail("cannot disable the offload features");
-    }
-    rte_vhost_driver_get_features(args_.socket.c_str(), &offered_);
-    const uint64_t wanted = bit(kFVersion1) | bit(kFMrgRxbuf) | bit(kFMq);
-    if ((offered_ & wanted) != wanted) {
-      fail(fmt::format("rte_vhost does not offer VERSION_1, MRG_RXBUF and MQ (0x{:x})", offered_));
-    }
-    if (!args_.vdpa.empty()) {
-      // Hardware vDPA: the device serves the virtqueues; the switch only manages the socket's life.
-      rte_vdpa_device* dev = rte_vdpa_find_device_by_name(args_.vdpa.c_str());
-      if (dev == nullptr) {
-        fail(fmt::format("no vDPA device named '{}' on this host (a hardware vDPA device exists once its driver "
-                         "probed it, e.g. an mlx5 VF/SF given to the EAL with class=vdpa)",
-                         args_.vdpa));
+    register_driver();
+    if (args_.client) {
+      // From here on eswitchd makes the client's connects itself (no rte_vhost reconnect thread: socket_watch.h).
+      const std::string werr = sock_watch_.open(args_.socket);
+      if (!werr.empty()) {
+        fmt::print("eswitchd: vport {}: warning: vhost-user socket {}: no socket watch ({}): reconnects only once a "
+                   "second\n", spec_.name, args_.socket, werr);
+        fflush(stdout);
       }
-      if (rte_vhost_driver_attach_vdpa_device(args_.socket.c_str(), dev) != 0) {
-        fail(fmt::format("rte_vhost_driver_attach_vdpa_device refused vDPA device '{}'", args_.vdpa));
-      }
+      sock_watch_.attempted(SocketWatch::Trigger::kOpen, live_sessions_.load() > 0, connect_errno_, SocketWatch::now_ns());
     }
-    if (rte_vhost_driver_callback_register(args_.socket.c_str(), &kOps) != 0) fail("cannot register the callbacks");
-    // Listening (server) or connecting (client) starts here so that a bad socket is an error of this port's
-    // open; the guest's device is not used by the workers before the port is started and polled.
-    if (rte_vhost_driver_start(args_.socket.c_str()) != 0) fail("rte_vhost_driver_start failed (bind/connect)");
-    driver_started_ = true;
   } catch (...) {
     close();
     throw;
   }
+}
+
+void VhostUserPort::register_driver() {
+  // Client mode: one connect attempt per start, no rte_vhost reconnect thread (eswitchd reconnects: socket_watch.h).
+  const uint64_t flags = args_.client ? RTE_VHOST_USER_CLIENT | RTE_VHOST_USER_NO_RECONNECT : 0;
+  if (rte_vhost_driver_register(args_.socket.c_str(), flags) != 0) fail("rte_vhost_driver_register failed");
+  registered_ = true;
+  if (rte_vhost_driver_disable_features(args_.socket.c_str(), kDisabledFeatures) != 0) {
+    fail("cannot disable the offload features");
+  }
+  rte_vhost_driver_get_features(args_.socket.c_str(), &offered_);
+  const uint64_t wanted = bit(kFVersion1) | bit(kFMrgRxbuf) | bit(kFMq);
+  if ((offered_ & wanted) != wanted) {
+    fail(fmt::format("rte_vhost does not offer VERSION_1, MRG_RXBUF and MQ (0x{:x})", offered_));
+  }
+  if (!args_.vdpa.empty()) {
+    // Hardware vDPA: the device serves the virtqueues; the switch only manages the socket's life.
+    rte_vdpa_device* dev = rte_vdpa_find_device_by_name(args_.vdpa.c_str());
+    if (dev == nullptr) {
+      fail(fmt::format("no vDPA device named '{}' on this host (a hardware vDPA device exists once its driver "
+                       "probed it, e.g. an mlx5 VF/SF given to the EAL with class=vdpa)",
+                       args_.vdpa));
+    }
+    if (rte_vhost_driver_attach_vdpa_device(args_.socket.c_str(), dev) != 0) {
+      fail(fmt::format("rte_vhost_driver_attach_vdpa_device refused vDPA device '{}'", args_.vdpa));
+    }
+  }
+  if (rte_vhost_driver_callback_register(args_.socket.c_str(), &kOps) != 0) fail("cannot register the callbacks");
+  // Listening (server) or connecting (client) starts here so that a bad socket is an error of this port's
+  // open; the guest's device is not used by the workers before the port is started and polled.
+  // A client whose guest is not listening yet is not an error: the socket watch connects when it is.
+  errno = 0;
+  if (rte_vhost_driver_start(args_.socket.c_str()) != 0) {
+    connect_errno_ = errno;
+    if (!args_.client) fail("rte_vhost_driver_start failed (bind/connect)");
+  } else {
+    connect_errno_ = 0;
+  }
+  driver_started_ = true;
 }
 
 void VhostUserPort::start() {
@@ -299,6 +321,8 @@ void VhostUserPort::close() noexcept {
   if (!open_) return;
   stop();
   const bool created_socket = driver_started_ && !args_.client;  // never remove a socket someone else listens on
+  sock_watch_.close();
+  live_sessions_.store(0);  // rte_vhost_driver_unregister closes sessions without destroy_connection
   unregister_driver();  // disconnects the guest: destroy_device runs (here or on the vhost thread) before return
   {
     std::lock_guard<std::mutex> lock(g_registry_mu);
@@ -376,6 +400,7 @@ void VhostUserPort::on_new_device(int vid) noexcept {
 }
 
 void VhostUserPort::on_connection(int vid, bool up) noexcept {
+  live_sessions_.fetch_add(up ? 1 : -1, std::memory_order_acq_rel);
   std::lock_guard<std::mutex> lock(mu_);
   post({EventKind::kConnection, vid, 0, up, 0});
 }
@@ -421,6 +446,7 @@ void VhostUserPort::service() noexcept {
   uint64_t counter;
   [[maybe_unused]] auto r = ::read(event_fd_, &counter, sizeof(counter));
   watch_rings();
+  serve_watch();  // client mode: connect when the guest's socket appears (socket_watch.h); before mu_ is taken
   std::lock_guard<std::mutex> lock(mu_);  // held briefly: the vhost thread only appends
   if (events_.empty()) return;
   bool vrings_changed = false;
@@ -662,6 +688,7 @@ dp::PeerStatus VhostUserPort::peer_status() const {
                 {"log_area_bytes", log_area_bytes_.load(std::memory_order_relaxed)},
                 {"log_enqueued", logged_frames(txq_)},
                 {"log_dequeued", logged_frames(rxq_)}};
+  sock_watch_.add_counters(s.counters);
   s.state = mig_state_name(mig_state());
   for (uint16_t q = 0; q < args_.queues; ++q) {
     dp::PeerQueue& pq = s.queues[q];

@@ -49,6 +49,7 @@
 #include "dataplane/ports/port.h"
 #include "vdpa/migration.h"
 #include "vdpa/offload.h"
+#include "vdpa/socket_watch.h"
 
 namespace esw::vdpa {
 
@@ -78,7 +79,11 @@ class VhostUserPort final : public dp::Port {
   dp::DriverCounters driver_counters() const override;
   dp::PeerStatus peer_status() const override;
   dp::PortIo io() const noexcept override;
-  std::vector<int> service_fds() const override { return {event_fd_}; }
+  std::vector<int> service_fds() const override {
+    std::vector<int> fds{event_fd_};
+    for (int fd : sock_watch_.fds()) fds.push_back(fd);  // client mode: the socket watch (socket_watch.h)
+    return fds;
+  }
   bool needs_service() const noexcept override { return open_; }
   void service() noexcept override;
 
@@ -146,6 +151,16 @@ class VhostUserPort final : public dp::Port {
   void post(const Event& e) noexcept;
   void recompute_tx_map() noexcept;
   void unregister_driver() noexcept;
+  // rte_vhost_driver_register ... start: listens (server) or makes one connect attempt (client; connect_errno_
+  // says why it failed). Throws dp::Error naming what failed.
+  void register_driver();
+
+  // Client mode: eswitchd makes every connect itself (socket_watch.h; these two are defined in socket_watch.cc).
+  bool reconnect_driver(int& err) noexcept;
+  void serve_watch() noexcept;
+  SocketWatch sock_watch_;
+  std::atomic<int> live_sessions_{0};  // vhost-user sessions open on the socket (new_connection - destroy_connection)
+  int connect_errno_ = 0;
 
   VhostUserArgs args_;
   rte_mempool* pool_ = nullptr;
