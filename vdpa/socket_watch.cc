@@ -203,7 +203,9 @@ void SocketWatch::attempted(Trigger why, bool connected, int err, uint64_t now) 
   const bool exists = socket_id(socket_, id);
   refused_valid_ = last_err_hopeless_ && exists;
   if (refused_valid_) refused_ = id;
-  if (!exists) {  // nothing to retry: the watch says when the socket is made (or the tick, without a watch)
+  // Nothing to retry quickly without a socket (the watch says when it is made), nor after the once-a-second check
+  // (a file the watch did not report as new: a listener behind a full backlog is tried again on the next check).
+  if (!exists || why == Trigger::kTick) {
     disarm_retry();
     return;
   }
