@@ -12,6 +12,8 @@
 //    device becomes usable by the workers (its vid published), vrings are enabled or disabled.
 //  - Workers call the two burst functions (PortIo kBurstFn). They read the published vid and per-vring flags;
 //    while the device is not usable rx returns 0 and tx returns 0 (the switch counts tx_dropped and frees).
+//  - Client mode: every connect to the guest's socket is made by the main lcore (socket_watch.h: as soon as the
+//    socket appears), none by an rte_vhost reconnect thread.
 //  One exception to "events go through the main lcore": destroy_device must not return while a worker can still
 //  be inside rte_vhost with that vid (rte_vhost frees the device once the callback returns). The callback
 //  withdraws the vid itself and waits for the per-queue busy marks of the workers to clear (a Dekker handshake:
