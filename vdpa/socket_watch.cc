@@ -6,6 +6,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -22,6 +23,7 @@ namespace {
 constexpr uint64_t kFirstRetryNs = 1'000'000;
 constexpr uint64_t kRetryWindowNs = 1'100'000'000;
 constexpr uint64_t kTickNs = 1'000'000'000;  // the fallback, as often as rte_vhost's own reconnect thread
+constexpr uint64_t kFirstHoldNs = 16'000'000;  // after a session shorter than kShortSessionNs; doubles to kTickNs
 }  // namespace
 
 const char* SocketWatch::trigger_name(Trigger t) {
@@ -125,9 +127,10 @@ void SocketWatch::drain_inotify() noexcept {
   }
 }
 
-void SocketWatch::arm_retry(uint64_t now) noexcept {
+void SocketWatch::arm_retry(uint64_t now) noexcept { arm_timer(next_retry_ns_ > now ? next_retry_ns_ - now : 1); }
+
+void SocketWatch::arm_timer(uint64_t in) noexcept {
   if (timer_fd_ < 0) return;
-  const uint64_t in = next_retry_ns_ > now ? next_retry_ns_ - now : 1;
   itimerspec t{};
   t.it_value.tv_sec = static_cast<time_t>(in / 1'000'000'000);
   t.it_value.tv_nsec = static_cast<long>(in % 1'000'000'000);
@@ -148,7 +151,16 @@ SocketWatch::Trigger SocketWatch::due(bool session, uint64_t now) noexcept {
     uint64_t expirations;
     [[maybe_unused]] auto r = ::read(timer_fd_, &expirations, sizeof(expirations));
   }
-  if (had_session_ && !session) closed_pending_ = true;
+  if (had_session_ && !session) {
+    closed_pending_ = true;
+    if (now - session_start_ns_ < kShortSessionNs) {
+      hold_ns_ = hold_ns_ == 0 ? kFirstHoldNs : std::min(2 * hold_ns_, kTickNs);
+      hold_until_ns_ = now + hold_ns_;
+      ++held_;
+    } else {
+      hold_ns_ = 0;
+    }
+  }
   had_session_ = session;
   if (session) {
     appeared_pending_ = closed_pending_ = false;
@@ -156,6 +168,10 @@ SocketWatch::Trigger SocketWatch::due(bool session, uint64_t now) noexcept {
     return Trigger::kNone;
   }
   if (watch_wd_ < 0 && inotify_fd_ >= 0 && now >= next_tick_ns_) add_watch();
+  if (now < hold_until_ns_) {  // the last session ended too soon: whatever is pending waits (the timer wakes us)
+    arm_timer(hold_until_ns_ - now);
+    return Trigger::kNone;
+  }
   if (appeared_pending_) {
     appeared_pending_ = closed_pending_ = false;
     retry_origin_ns_ = appeared_ns_;
@@ -194,6 +210,8 @@ void SocketWatch::attempted(Trigger why, bool connected, int err, uint64_t now) 
     if (why == Trigger::kTick) ++tick_connects_;
     trigger_ns_ = why == Trigger::kOpen ? now : retry_origin_ns_;
     had_session_ = true;
+    session_start_ns_ = now;
+    appeared_pending_ = closed_pending_ = false;  // served by this connect
     refused_valid_ = last_err_hopeless_ = false;
     disarm_retry();
     return;
@@ -229,6 +247,7 @@ void SocketWatch::add_counters(std::vector<std::pair<std::string, uint64_t>>& ou
   out.emplace_back("reconnect_attempts", attempts_);
   out.emplace_back("reconnects", connects_);
   out.emplace_back("reconnects_tick", tick_connects_);
+  out.emplace_back("reconnects_held", held_);
 }
 
 // --- the port's side (vhost_port.h), main lcore ------------------------------------------------------------

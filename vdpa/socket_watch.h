@@ -10,6 +10,10 @@
 //  - a fallback tick once a second: the socket exists and is not the one a connect was last refused on
 //    (a socket file whose listener died stays refused; a new listener always makes a new file), or the last
 //    failure was something else than "refused / no such file" (e.g. a full listen backlog).
+// A guest that ends its sessions as soon as they start (a hostile or broken VMM: accept, close, accept...) would
+// make that a tight loop of connects, session logs and rte_vhost registrations on the main lcore. So a session
+// shorter than kShortSessionNs holds every next attempt back, 16 ms after the first such session, doubling up to
+// a second; a session that lasts resets it. Counted (`reconnects_held`).
 // A connect attempt is rte_vhost_driver_unregister + register + start (VhostUserPort::reconnect_driver): with no
 // session and no rte_vhost reconnect thread for this socket there is nothing to tear down and no other party
 // that could connect meanwhile (the only connects are these, made on the main lcore). The connect itself is
@@ -59,6 +63,10 @@ class SocketWatch {
   uint64_t attempts() const { return attempts_; }
   uint64_t connects() const { return connects_; }
   uint64_t tick_connects() const { return tick_connects_; }  // made by the once-a-second fallback, not the watch
+  uint64_t held() const { return held_; }  // sessions that ended too soon, after which the next attempt waited
+  // How long attempts wait after the last too-short session (0: they do not).
+  uint64_t hold_ns() const { return hold_ns_; }
+  static constexpr uint64_t kShortSessionNs = 1'000'000'000;
   void add_counters(std::vector<std::pair<std::string, uint64_t>>& out) const;
 
   static uint64_t now_ns();
@@ -73,6 +81,7 @@ class SocketWatch {
   static bool socket_id(const std::string& path, FileId& id);
   void drain_inotify() noexcept;
   void arm_retry(uint64_t now_ns) noexcept;
+  void arm_timer(uint64_t in_ns) noexcept;
   void disarm_retry() noexcept;
   void add_watch() noexcept;
 
@@ -96,7 +105,11 @@ class SocketWatch {
   bool refused_valid_ = false;
   bool last_err_hopeless_ = false;
   uint64_t trigger_ns_ = 0;
-  uint64_t attempts_ = 0, connects_ = 0, tick_connects_ = 0;
+  // Damping of sessions that end at once (see above).
+  uint64_t session_start_ns_ = 0;
+  uint64_t hold_ns_ = 0;
+  uint64_t hold_until_ns_ = 0;
+  uint64_t attempts_ = 0, connects_ = 0, tick_connects_ = 0, held_ = 0;
 };
 
 }  // namespace esw::vdpa

@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -147,6 +148,42 @@ TEST(SocketWatch, ADirectoryThatGoesAwayIsWatchedAgainWhenBack) {
   ASSERT_GE(s, 0);
   // The old watch died with the directory; the next tick watches the new one and finds the socket.
   EXPECT_EQ(w.due(false, now + 1100 * kMs), Trigger::kAppeared);
+  ::close(s);
+}
+
+// A VMM that accepts and closes at once, again and again: each too-short session holds the next attempt back
+// (16 ms, doubling to a second), so the main lcore is not spun in a connect loop; a session that lasts resets it.
+TEST(SocketWatch, SessionsThatEndAtOnceAreHeldBackDoubling) {
+  TempDir d;
+  const std::string sock = d.path + "/vm.sock";
+  const int s = bind_socket(sock);
+  ASSERT_GE(s, 0);
+  SocketWatch w;
+  ASSERT_EQ(w.open(sock), "");
+  uint64_t now = SocketWatch::now_ns();
+  w.attempted(Trigger::kOpen, true, 0, now);
+  uint64_t expect_hold = 16 * kMs;
+  for (int round = 0; round < 9; ++round) {
+    now += kMs;  // the session ends 1 ms after it began
+    ASSERT_EQ(w.due(false, now), Trigger::kNone) << round;
+    EXPECT_EQ(w.hold_ns(), expect_hold) << round;
+    EXPECT_EQ(w.due(false, now + expect_hold - 1), Trigger::kNone) << round;
+    now += expect_hold;
+    ASSERT_EQ(w.due(false, now), Trigger::kClosed) << round;
+    w.attempted(Trigger::kClosed, true, 0, now);
+    ASSERT_EQ(w.due(true, now), Trigger::kNone);
+    expect_hold = std::min(2 * expect_hold, 1000 * kMs);
+  }
+  EXPECT_EQ(w.held(), 9u);
+  EXPECT_EQ(w.hold_ns(), 1000 * kMs);
+  // A session that lasts: its end is followed by an attempt at once, and the hold starts again from 16 ms.
+  now += 5000 * kMs;
+  EXPECT_EQ(w.due(false, now), Trigger::kClosed);
+  EXPECT_EQ(w.hold_ns(), 0u);
+  w.attempted(Trigger::kClosed, true, 0, now);
+  now += kMs;
+  EXPECT_EQ(w.due(false, now), Trigger::kNone);
+  EXPECT_EQ(w.hold_ns(), 16 * kMs);
   ::close(s);
 }
 
