@@ -40,7 +40,9 @@ set -euo pipefail
 ESWITCHD=${1:?usage: $0 eswitchd eswitchctl}
 ESWITCHCTL=${2:?usage: $0 eswitchd eswitchctl}
 MODE=${3:-held}  # held | running (see above)
-[[ $MODE == running || $MODE == held ]] || { echo "usage: $0 eswitchd eswitchctl [running|held]"; exit 2; }
+NET=${4:-vhost}  # vhost | tap (see above)
+[[ ($MODE == running || $MODE == held) && ($NET == vhost || $NET == tap) ]] ||
+  { echo "usage: $0 eswitchd eswitchctl [running|held] [vhost|tap]"; exit 2; }
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../../scripts/lib/netns.sh
 source "$HERE/../../scripts/lib/netns.sh"
@@ -57,10 +59,31 @@ esw_guest_kernel || fail "no guest kernel"
 RATE=500  # records per second into the guest
 # The guest holds every record of the stream in its stopped receiver's socket until after the migration (about
 # 2.5 KiB of guest memory each): with 256M a TCG guest stopped refilling its RX ring at ~10k of them.
-ESW_GUEST_MEM=512M
+# 512 MiB less 8 KiB, on purpose: QEMU before 9.0 under TCG loses guest CPU writes during a migration when the RAM
+# block's size is a multiple of 64 pages (256 KiB) - the bitmap sync's fast path clears dirty bits without
+# re-arming the vCPU's TLB dirty tracking (fixed upstream by "physmem: Fix migration dirty bitmap coherency with
+# TCG memory access", QEMU 9.0; Debian 12's 7.2.22 lacks it). Any other size takes the per-page path that does.
+# See vdpa/README.md "Live migration with QEMU". ESW_QMIG_MEM=512M reproduces the corruption (with or without
+# vhost-user: the `tap` baseline).
+ESW_GUEST_MEM=${ESW_QMIG_MEM:-524280K}
 
 MAC1=02:00:c6:12:00:01 MAC3=02:00:c6:12:00:03
 esw_host_add "$P" t1 "$MAC1" 198.18.0.1/24
+if [[ $NET == tap ]]; then
+  # The baseline without vhost-user: no eswitchd; QEMU's own virtio-net on a tap (vhost=off) per QEMU, both taps
+  # and the tenant's veth on a Linux bridge in a namespace of their own (QEMU runs in it); the destination's
+  # self-announce (RARP) moves the guest's MAC to its tap.
+  ip netns add "$P-br"
+  ESW_CREATED_NS+=("$P-br")
+  ip link set "${P}t1p" netns "$P-br"
+  ip -n "$P-br" link add "${P}br" type bridge
+  for t in "${P}t1p" "${P}ts" "${P}td"; do
+    [[ $t == "${P}t1p" ]] || ip -n "$P-br" tuntap add "$t" mode tap
+    ip -n "$P-br" link set "$t" master "${P}br" up
+  done
+  ip -n "$P-br" link set "${P}br" up
+  ESW_GUEST_WRAP=(ip netns exec "$P-br")
+else
 cat >"$WORK/esw.yaml" <<YAML
 apiVersion: eswitch/v1
 dataplane: { main_core: 0, worker_cores: [1], memory_mb: 256, mbufs: 8192, idle_sleep_us: 50, file_prefix: $PREFIX, api_socket: "$SOCK" }
@@ -72,6 +95,7 @@ YAML
 esw_start_eswitchd "$ESWITCHD" "$WORK/esw.yaml"
 for _ in $(seq 50); do [[ -S "$WORK/vm.sock" ]] && break; sleep 0.1; done
 [[ -S "$WORK/vm.sock" ]] || fail "eswitchd did not create the vhost-user socket"
+fi
 
 gcc -static -O2 -o "$WORK/guest_udp_sink" "$HERE/guest_udp_sink.c" || fail "cannot build guest_udp_sink"
 { [[ $MODE == held ]] && echo HOLD=1 || echo HOLD=0; } >"$WORK/test.sh"
@@ -185,6 +209,7 @@ ESW_EXTRA_PIDS+=("$!")
 
 # The source guest.
 ESW_GUEST_QEMU_EXTRA=(-qmp "unix:$WORK/src.qmp,server=on,wait=off")
+[[ $NET == tap ]] && ESW_GUEST_NETDEV="tap,ifname=${P}ts,script=no,downscript=no"
 esw_guest_boot "$WORK/src.console" "$WORK/initrd.gz" "$WORK/vm.sock" "$MAC3" 1 id=nic0
 SRC_PID=$ESW_GUEST_PID
 ESW_EXTRA_PIDS+=("$SRC_PID")
@@ -202,21 +227,23 @@ sleep 2  # the stream fills the stopped receiver's socket queue
 # The destination: the same command line, waiting for the migration stream. Its vhost-user chardev connects to
 # eswitchd's socket now; its device starts when the migrated guest runs.
 ESW_GUEST_QEMU_EXTRA=(-qmp "unix:$WORK/dst.qmp,server=on,wait=off" -incoming "unix:$WORK/mig.sock")
+[[ $NET == tap ]] && ESW_GUEST_NETDEV="tap,ifname=${P}td,script=no,downscript=no"
 esw_guest_boot "$WORK/dst.console" "$WORK/initrd.gz" "$WORK/vm.sock" "$MAC3" 1 id=nic0
 DST_PID=$ESW_GUEST_PID
 ESW_EXTRA_PIDS+=("$DST_PID")
 for _ in $(seq 100); do [[ -S "$WORK/mig.sock" && -S "$WORK/dst.qmp" ]] && break; sleep 0.1; done
 [[ -S "$WORK/mig.sock" ]] || { cat "$WORK/dst.console.qemu" >&2; fail "the destination QEMU is not listening for the migration"; }
 
-drops0=$(ctl --json show ports | /usr/bin/python3 -c 'import json,sys; print(next(p for p in json.load(sys.stdin)["ports"] if p["name"]=="vm")["tx_dropped"])')
+drops0=0
+[[ $NET == vhost ]] && drops0=$(ctl --json show ports | /usr/bin/python3 -c 'import json,sys; print(next(p for p in json.load(sys.stdin)["ports"] if p["name"]=="vm")["tx_dropped"])')
 t_mig0=$(date +%s.%N)
-qmp "$WORK/src.qmp" '{"execute": "migrate-set-parameters", "arguments": {"max-bandwidth": 10737418240}}' \
+qmp "$WORK/src.qmp" "{\"execute\": \"migrate-set-parameters\", \"arguments\": {\"max-bandwidth\": ${ESW_QMIG_BW:-10737418240}}}" \
   "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"unix:$WORK/mig.sock\"}}" >/dev/null || fail "QEMU refused to migrate"
 logging_seen=0 status=""
 for ((i = 0; i < 600; i++)); do
   status=$(qmp "$WORK/src.qmp" '{"execute": "query-migrate"}' | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin).get("status", "?"))')
   [[ $status == completed || $status == failed || $status == cancelled ]] && break
-  if ((logging_seen == 0)) && [[ $status == active ]] && (($(peer_counter dirty_logging) == 1)); then logging_seen=1; fi
+  if [[ $NET == vhost ]] && ((logging_seen == 0)) && [[ $status == active ]] && (($(peer_counter dirty_logging) == 1)); then logging_seen=1; fi
   sleep 0.2
 done
 t_mig1=$(date +%s.%N)
@@ -240,7 +267,7 @@ echo "  destination QEMU: $dst_status"
 # The destination guest answers pings (its receiver is still stopped).
 pings=$(ip netns exec "$P-t1" ping -c 5 -i 0.3 -W 2 198.18.0.3 2>/dev/null | sed -n 's/.* \([0-9]*\) received.*/\1/p' || true)
 echo "  tenant -> destination guest: ${pings:-0} of 5 pings answered"
-((${pings:-0} >= 3)) || { ctl show ports | grep '^port vm' >&2; cat "$WORK/src.console" "$WORK/dst.console" >&2; qmp_queues >&2; fail "the destination guest answered ${pings:-0} of 5 pings"; }
+((${pings:-0} >= 3)) || { [[ $NET == vhost ]] && ctl show ports | grep '^port vm' >&2; cat "$WORK/src.console" "$WORK/dst.console" >&2; qmp_queues >&2; fail "the destination guest answered ${pings:-0} of 5 pings"; }
 
 # The guest's receiver continues and drains its socket while the stream goes on into the destination guest.
 touch "$WORK/go"
@@ -249,7 +276,8 @@ touch "$WORK/stop"
 for _ in $(seq 50); do [[ -s "$WORK/sent" ]] && break; sleep 0.1; done
 [[ -s "$WORK/sent" ]] || fail "the tenant's UDP sender did not stop"
 read -r sent send_errors <"$WORK/sent"
-drops1=$(ctl --json show ports | /usr/bin/python3 -c 'import json,sys; print(next(p for p in json.load(sys.stdin)["ports"] if p["name"]=="vm")["tx_dropped"])')
+drops1=0
+[[ $NET == vhost ]] && drops1=$(ctl --json show ports | /usr/bin/python3 -c 'import json,sys; print(next(p for p in json.load(sys.stdin)["ports"] if p["name"]=="vm")["tx_dropped"])')
 
 t_go=$SECONDS
 while kill -0 "$DST_PID" 2>/dev/null && ! grep -q '^GUEST: file sent\|^GUEST: test exit' "$WORK/dst.console" 2>/dev/null; do
@@ -265,6 +293,7 @@ gsize=$(sed -n 's/^GUEST: file sent \([0-9]*\).*/\1/p' "$WORK/dst.console")
 kill "$DST_PID" 2>/dev/null || true
 
 # eswitchd: LOG_ALL with a log area, frames delivered while logging.
+if [[ $NET == vhost ]]; then
 ctl show ports | grep '^port vm peer' | sed 's/^/  /'
 log_starts=$(peer_counter log_starts) log_area=$(peer_counter log_area_bytes) log_enq=$(peer_counter log_enqueued)
 echo "  eswitchd: log_starts $log_starts, log_area_bytes $log_area, log_enqueued $log_enq, log_dequeued $(peer_counter log_dequeued)," \
@@ -276,6 +305,7 @@ grep 'dirty-page logging\|vhost-user session\|guest connected' "$WORK/eswitchd.l
 grep -q "vport vm: dirty-page logging on (LOG_ALL, a migration): log area $log_area bytes" "$WORK/eswitchd.log" ||
   fail "eswitchd did not log dirty-page logging on"
 ! grep -i 'mismatch' "$WORK/eswitchd.log" || fail "rte_vhost found the destination's used ring index not where the source left it"
+fi
 
 # The records the guest received across the migration.
 /usr/bin/python3 - "$WORK/rx.bin" "$sent" "$send_errors" "$t_mig0" "$t_mig1" "$WORK/dst.console" "$RATE" <<'PY' || fail "the data the guest received is not intact"
@@ -321,5 +351,5 @@ for e in errs: print("  data check:", e)
 sys.exit(1 if errs else 0)
 PY
 
-esw_stop_eswitchd
+[[ $NET == vhost ]] && esw_stop_eswitchd
 echo "PASS: QEMU live-migrated a Linux guest on a vhost-user vport with traffic into it: LOG_ALL and a log area seen, frames delivered while logging, every record intact on the destination"
