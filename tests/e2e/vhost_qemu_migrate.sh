@@ -54,6 +54,7 @@ command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: qemu-system-x86_64 not
 command -v gcc >/dev/null || { echo "SKIP: gcc not installed"; exit 77; }
 esw_e2e_begin vqmig
 RAMDUMP="/dev/shm/esw-vqmig-$$"  # the two QEMUs' RAM, compared at the switchover (tmpfs: 1 GiB for seconds)
+(($(df --output=avail -k /dev/shm 2>/dev/null | tail -1 || echo 0) > 1200000)) || RAMDUMP="$WORK/ram"
 trap 'rm -rf "$RAMDUMP"; esw_e2e_cleanup' EXIT
 mkdir -p "$RAMDUMP"
 P="esw$(($$ % 10000))"
