@@ -16,6 +16,10 @@
 #                              with the QEMU arguments in the array ESW_GUEST_QEMU_EXTRA appended (e.g. -qmp ...,
 #                              -incoming ...: a migration's destination is the same command line plus -incoming);
 #                              guest RAM: ESW_GUEST_MEM (default 256M).
+#                              Baselines without vhost-user (defaults unchanged when unset): ESW_GUEST_NETDEV
+#                              replaces the chardev + vhost-user netdev with "-netdev ESW_GUEST_NETDEV" (id=n0),
+#                              ESW_GUEST_MEMDEV the memory backend object (id=mem), ESW_GUEST_ACCEL "-accel tcg",
+#                              and the array ESW_GUEST_WRAP is put before qemu (e.g. ip netns exec NS).
 ESW_GUEST_CACHE=${ESW_GUEST_CACHE:-/var/cache/eswitch/guest-kernel}
 # The virtio_net stack in the order the modules depend on each other (modinfo -F depends; the package has no
 # modules.dep, depmod writes it at install time).
@@ -71,12 +75,15 @@ esw_guest_boot() {
   ((queues > 1)) && { devopts=",mq=on"; smp=$queues; }
   for o in "$@"; do devopts+=",$o"; done
   local mem=${ESW_GUEST_MEM:-256M}
-  qemu-system-x86_64 -accel tcg -machine pc -cpu max -smp "$smp" -m "$mem" -nographic -no-reboot \
-    -object memory-backend-memfd,id=mem,size="$mem",share=on -numa node,memdev=mem \
+  local net=(-chardev "socket,id=vu0,path=$sock${ESW_GUEST_CHARDEV_OPTS:-}"
+    -netdev "vhost-user,id=n0,chardev=vu0,queues=$queues")
+  [[ -n "${ESW_GUEST_NETDEV:-}" ]] && net=(-netdev "$ESW_GUEST_NETDEV,id=n0")
+  ${ESW_GUEST_WRAP[@]+"${ESW_GUEST_WRAP[@]}"} qemu-system-x86_64 -accel "${ESW_GUEST_ACCEL:-tcg}" -machine pc \
+    -cpu max -smp "$smp" -m "$mem" -nographic -no-reboot \
+    -object "${ESW_GUEST_MEMDEV:-memory-backend-memfd,id=mem,size=$mem,share=on}" -numa node,memdev=mem \
     -kernel "$ESW_GUEST_KERNEL" -initrd "$initrd" \
     -append "console=ttyS0 quiet panic=-1 loglevel=3" \
-    -chardev "socket,id=vu0,path=$sock${ESW_GUEST_CHARDEV_OPTS:-}" \
-    -netdev "vhost-user,id=n0,chardev=vu0,queues=$queues" \
+    "${net[@]}" \
     -device "virtio-net-pci,netdev=n0,mac=$mac,vectors=0$devopts" \
     -serial "file:$log" -monitor none -display none ${ESW_GUEST_QEMU_EXTRA[@]+"${ESW_GUEST_QEMU_EXTRA[@]}"} \
     </dev/null >"$log.qemu" 2>&1 &
