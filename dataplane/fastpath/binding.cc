@@ -46,7 +46,6 @@ DropReason check_ingress(const Binding& b, const FlowKey& k) noexcept {
   if (k.flags & (kFlagVlan | kFlagQinQ)) return DropReason::kVlanViolation;
   // RARP from the bound MAC: how a vport announces where it now is after a live migration (vdpa/migration.h),
   // as QEMU's and rte_vhost's announce do. It claims no IP address.
-  constexpr uint16_t kEthTypeRarp = 0x8035;
   if (k.eth_type == to_be16(kEthTypeRarp)) return DropReason::kCount;
 
   if (k.eth_type == to_be16(kEthTypeArp)) {
