@@ -24,18 +24,6 @@ source "$HERE/control_lib.sh"
 ctl_setup cyc
 BURST=32  # dataplane.burst's default (ctl_config_head sets none)
 
-rules() {
-  cat <<'YAML'
-tables:
-  - id: 0
-    rules:
-      - name: fwd
-        priority: 1000
-        match: { in_port: uplink0, udp: true }
-        actions: [output: vm2]
-YAML
-}
-
 check_stats() {  # $1: busy|idle, $2: stats json file
   /usr/bin/python3 - "$1" "$2" "$BURST" <<'PY'
 import json, sys
@@ -65,7 +53,7 @@ PY
 }
 
 # --- traffic: uplink0 replays the pcap forever ---
-{ ctl_config_head; rules; } >"$WORK/a.yaml"
+{ ctl_config_head; ctl_fwd_table; } >"$WORK/a.yaml"
 t_launch=$(date +%s.%N)
 ctl_start "$WORK/a.yaml"
 t_ready=$(date +%s.%N)
@@ -122,7 +110,7 @@ print(f"ok: exit summary: worker packets {worker[2]} == ports rx {rx}; busy+idle
 PY
 
 # --- no traffic: uplink0 is a net_null that receives nothing ---
-{ ctl_config_head; rules; } | sed "s|net_pcap0,rx_pcap=$WORK/traffic.pcap,infinite_rx=1|net_null2,no-rx=1|" >"$WORK/b.yaml"
+{ ctl_config_head; ctl_fwd_table; } | sed "s|net_pcap0,rx_pcap=$WORK/traffic.pcap,infinite_rx=1|net_null2,no-rx=1|" >"$WORK/b.yaml"
 grep -q "net_null2" "$WORK/b.yaml" || fail "idle config not generated"
 ctl_start "$WORK/b.yaml"
 sleep 0.3
