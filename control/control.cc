@@ -432,8 +432,9 @@ int cmd_show(const Options& o, const std::string& what, const ShowOptions& so) {
 }
 
 // Per worker between two stats samples: busy share of the loop's cycles, cycles per packet (busy cycles / packets
-// received; null without packets), packets per second. Workers missing from either sample (an older eswitchd
-// reports none) are left out.
+// received; null without packets), packets per busy loop iteration (how full its bursts are; null without busy
+// iterations or from an eswitchd that does not report them), packets per second. Workers missing from either
+// sample (an older eswitchd reports none) are left out.
 static json worker_rates(const json& prev, const json& cur) {
   json out = json::array();
   const json none = json::array();
@@ -444,12 +445,15 @@ static json worker_rates(const json& prev, const json& cur) {
       if (b.value("index", -1) != w.value("index", -2)) continue;
       auto delta = [&](const char* k) { return w.value(k, uint64_t{0}) - b.value(k, uint64_t{0}); };
       const uint64_t busy = delta("busy_cycles"), idle = delta("idle_cycles"), pkts = delta("packets");
+      const uint64_t loops = w.contains("busy_loops") && b.contains("busy_loops") ? delta("busy_loops") : 0;
       const double secs = hz > 0 ? static_cast<double>(busy + idle) / hz : 0;
       out.push_back({{"index", w["index"]},
                      {"lcore", w["lcore"]},
                      {"busy_cycles", busy},
                      {"idle_cycles", idle},
                      {"packets", pkts},
+                     {"busy_loops", loops},
+                     {"packets_per_busy_loop", loops > 0 ? json(static_cast<double>(pkts) / static_cast<double>(loops)) : json()},
                      {"busy_pct", busy + idle > 0 ? 100.0 * static_cast<double>(busy) / static_cast<double>(busy + idle) : 0.0},
                      {"cycles_per_packet", pkts > 0 ? json(static_cast<double>(busy) / static_cast<double>(pkts)) : json()},
                      {"pps", secs > 0 ? static_cast<double>(pkts) / secs : 0.0}});
@@ -520,11 +524,12 @@ int cmd_stats(const Options& o, double interval_s, int count) {
       t.row({"total", si(rx_pps), si(tx_pps), "", "", si(drop_pps)});
       t.print(stdout);
       if (!workers.empty()) {
-        Table w({{"WORKER", true}, {"LCORE", true}, {"BUSY%", true}, {"CYCLES/PKT", true}, {"PPS", true}});
+        Table w({{"WORKER", true}, {"LCORE", true}, {"BUSY%", true}, {"CYCLES/PKT", true}, {"PKTS/LOOP", true},
+                 {"PPS", true}});
+        auto dec = [](const json& v) { return v.is_null() ? std::string("-") : fmt::format("{:.1f}", v.get<double>()); };
         for (const auto& x : workers) {
           w.row({to_str(x["index"]), to_str(x["lcore"]), fmt::format("{:.1f}", x["busy_pct"].get<double>()),
-                 x["cycles_per_packet"].is_null() ? "-" : fmt::format("{:.1f}", x["cycles_per_packet"].get<double>()),
-                 si(x["pps"].get<double>())});
+                 dec(x["cycles_per_packet"]), dec(x["packets_per_busy_loop"]), si(x["pps"].get<double>())});
         }
         w.print(stdout);
       }

@@ -401,7 +401,8 @@ json run_stats(ApiContext& ctx, const ApiCall& call) {
                        {"lcore", w.lcore},
                        {"busy_cycles", w.cycles.busy_cycles},
                        {"idle_cycles", w.cycles.idle_cycles},
-                       {"packets", w.cycles.packets}});
+                       {"packets", w.cycles.packets},
+                       {"busy_loops", w.cycles.busy_loops}});
   }
   out["workers"] = std::move(workers);
   out["tsc_hz"] = rte_get_tsc_hz();

@@ -236,12 +236,14 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
       kept_tables.insert(r.table);
     }
   }
-  // What is not kept compiles: `rules` keeps those, in order (compacted in place, no second 100k-rule vector).
-  // Nothing to keep: every rule compiles (which hashes its source too).
+  // What is not kept compiles: `rules` keeps those, in order (compacted in place, no second 100k-rule vector), and
+  // `hashes` their source hashes, which the compiler takes instead of hashing each rule again.
+  // Nothing to keep: every rule compiles (which hashes its source, once).
   size_t nb_compile = by_source.empty() ? rules.size() : 0;
+  std::vector<std::array<uint64_t, 2>> hashes(rules.size() - nb_compile);
   for (size_t i = nb_compile; i < rules.size(); ++i) {
     RuleDef& r = rules[i];
-    uint64_t h[2];
+    uint64_t* h = hashes[nb_compile].data();
     rule_source_hash(r, h);
     auto it = by_source.find({h[0], h[1]});
     if (it != by_source.end() && !it->second.empty()) {
@@ -257,6 +259,7 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
     ++nb_compile;
   }
   rules.resize(nb_compile);
+  if (!hashes.empty()) hashes.resize(nb_compile);  // empty: nothing was hashed here
 
   RuleSetInput in;
   in.config = &desired;
@@ -264,6 +267,7 @@ bool Switch::plan(const cfg::Config& desired, const std::vector<TableDef>& extra
   in.nb_ports = p.nb_ports;
   in.tables = std::move(tables);
   in.rules = std::move(rules);
+  in.source_hashes = std::move(hashes);
   in.meters = p.meters;
   in.more_tables.assign(kept_tables.begin(), kept_tables.end());
   compile_rule_set(in, interner_, p.compiled, result.errors);

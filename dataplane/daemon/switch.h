@@ -262,7 +262,7 @@ class Switch {
 
   // Prints a per-port counter table to `out`.
   void print_summary(FILE* out) const;
-  // One line per worker: "worker I lcore L: busy_cycles=B idle_cycles=I packets=P" (switch_perf.cc).
+  // One line per worker: "worker I lcore L: busy_cycles=B idle_cycles=I packets=P busy_loops=N" (switch_perf.cc).
   void print_worker_cycles(FILE* out) const;
 
  private:

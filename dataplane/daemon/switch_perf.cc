@@ -15,8 +15,8 @@ std::vector<WorkerCycleStats> Switch::worker_cycles() const {
 
 void Switch::print_worker_cycles(FILE* out) const {
   for (const WorkerCycleStats& w : worker_cycles()) {
-    fmt::print(out, "worker {} lcore {}: busy_cycles={} idle_cycles={} packets={}\n", w.index, w.lcore,
-               w.cycles.busy_cycles, w.cycles.idle_cycles, w.cycles.packets);
+    fmt::print(out, "worker {} lcore {}: busy_cycles={} idle_cycles={} packets={} busy_loops={}\n", w.index, w.lcore,
+               w.cycles.busy_cycles, w.cycles.idle_cycles, w.cycles.packets, w.cycles.busy_loops);
   }
 }
 

@@ -318,8 +318,8 @@ int cmd_classifier(const char*, const char*, rte_tel_data* d) {
   return 0;
 }
 
-// Per worker: busy/idle TSC cycles and packets since start (a client differences two reads; cycles per packet =
-// busy cycles / packets), and the TSC rate.
+// Per worker: busy/idle TSC cycles, packets and busy loop iterations since start (a client differences two reads;
+// cycles per packet = busy cycles / packets), and the TSC rate.
 int cmd_workers(const char*, const char*, rte_tel_data* d) {
   auto snap = current();
   if (snap == nullptr) return not_running(d);
@@ -333,6 +333,7 @@ int cmd_workers(const char*, const char*, rte_tel_data* d) {
     add_u64(c, "busy_cycles", w.cycles.busy_cycles);
     add_u64(c, "idle_cycles", w.cycles.idle_cycles);
     add_u64(c, "packets", w.cycles.packets);
+    add_u64(c, "busy_loops", w.cycles.busy_loops);
     add_u64(c, "cycles_per_packet", w.cycles.packets != 0 ? w.cycles.busy_cycles / w.cycles.packets : 0);
     rte_tel_data_add_dict_container(d, fmt::format("{}", w.index).c_str(), c, 0);
   }

@@ -2,18 +2,12 @@
 
 #include <cstring>
 
+#include "dataplane/fastpath/bytes.h"
 #include "dataplane/fastpath/proto.h"
 
 namespace esw::dp {
 
 namespace {
-
-bool is_zero(const uint8_t* a, size_t n) noexcept {
-  for (size_t i = 0; i < n; ++i) {
-    if (a[i] != 0) return false;
-  }
-  return true;
-}
 
 bool mac_is(const Binding& b, const uint8_t* m) noexcept { return std::memcmp(m, b.mac.data(), 6) == 0; }
 
@@ -46,7 +40,6 @@ DropReason check_ingress(const Binding& b, const FlowKey& k) noexcept {
   if (k.flags & (kFlagVlan | kFlagQinQ)) return DropReason::kVlanViolation;
   // RARP from the bound MAC: how a vport announces where it now is after a live migration (vdpa/migration.h),
   // as QEMU's and rte_vhost's announce do. It claims no IP address.
-  constexpr uint16_t kEthTypeRarp = 0x8035;
   if (k.eth_type == to_be16(kEthTypeRarp)) return DropReason::kCount;
 
   if (k.eth_type == to_be16(kEthTypeArp)) {
@@ -74,13 +67,13 @@ DropReason check_ingress(const Binding& b, const FlowKey& k) noexcept {
     if (icmp6 && (type == kNdNeighborSolicit || type == kNdNeighborAdvert)) {
       // Link-layer address options must be ours. An NA announces its target, so the target must be ours; an NS
       // asks about someone else's target - except DAD (source ::), which probes our own tentative address.
-      if (!is_zero(k.arp_sha, 6) && !mac_is(b, k.arp_sha)) return DropReason::kNdSpoof;
-      if (!is_zero(k.arp_tha, 6) && !mac_is(b, k.arp_tha)) return DropReason::kNdSpoof;
-      const bool dad = is_zero(k.ipv6_src, 16);
+      if (!all_zero(k.arp_sha, 6) && !mac_is(b, k.arp_sha)) return DropReason::kNdSpoof;
+      if (!all_zero(k.arp_tha, 6) && !mac_is(b, k.arp_tha)) return DropReason::kNdSpoof;
+      const bool dad = all_zero(k.ipv6_src, 16);
       if ((type == kNdNeighborAdvert || dad) && !v6_bound(b, k.nd_target)) return DropReason::kNdSpoof;
       if (dad) return type == kNdNeighborSolicit ? DropReason::kCount : DropReason::kNdSpoof;
     }
-    if (is_zero(k.ipv6_src, 16)) {
+    if (all_zero(k.ipv6_src, 16)) {
       // Besides DAD (above), only MLD reports (ICMPv6 143) and DHCPv6 solicit come from ::.
       if (icmp6 && type == kMldv2Report) return DropReason::kCount;
       return DropReason::kSpoofedIp;

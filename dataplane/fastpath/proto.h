@@ -22,6 +22,7 @@ constexpr uint16_t from_be16(uint16_t wire) noexcept { return to_be16(wire); }
 // ---- Ethernet types (also VLAN TPIDs) ----
 inline constexpr uint16_t kEthTypeIpv4 = 0x0800;
 inline constexpr uint16_t kEthTypeArp = 0x0806;
+inline constexpr uint16_t kEthTypeRarp = 0x8035;  // reverse ARP: how a migrated guest announces its MAC (QEMU, rte_vhost)
 inline constexpr uint16_t kEthTypeVlan = 0x8100;  // 802.1Q
 inline constexpr uint16_t kEthTypeQinQ = 0x88a8;  // 802.1ad
 inline constexpr uint16_t kEthTypeIpv6 = 0x86dd;

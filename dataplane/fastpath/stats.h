@@ -127,12 +127,13 @@ struct alignas(RTE_CACHE_LINE_SIZE) QueueCounters {
 
 // Cycle accounting of one worker (like Open vSwitch's pmd-perf-show): TSC cycles of the poll loop, read once per
 // loop iteration (not per packet). An iteration that received anything is busy (all of it: rx, pipeline, tx
-// flush), an empty one idle (including its sleep). busy / packets = cycles per packet.
+// flush), an empty one idle (including its sleep). busy / packets = cycles per packet; packets / busy_loops = packets
+// per busy iteration (how full the bursts are: OVS's "packets per batch").
 struct WorkerCycles {
   uint64_t busy_cycles = 0;
   uint64_t idle_cycles = 0;
-  uint64_t packets = 0;  // received by this worker (all its queues)
-  uint64_t busy_loops = 0;
+  uint64_t packets = 0;     // received by this worker (all its queues)
+  uint64_t busy_loops = 0;  // iterations that received anything
 };
 
 struct WorkerStats {

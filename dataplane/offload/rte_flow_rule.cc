@@ -7,16 +7,10 @@
 
 #include <fmt/format.h>
 
+#include "dataplane/fastpath/bytes.h"
+
 namespace esw::dp::offload {
 namespace {
-
-bool any(const void* p, size_t n) {
-  const auto* b = static_cast<const uint8_t*>(p);
-  for (size_t i = 0; i < n; ++i) {
-    if (b[i] != 0) return true;
-  }
-  return false;
-}
 
 // Key fields no rte_flow item here expresses: a rule that masks any of them is refused, naming the field.
 std::string unsupported_field(const FlowKey& m) {
@@ -26,13 +20,26 @@ std::string unsupported_field(const FlowKey& m) {
   if (m.ip_frag != 0) return "ip_frag";
   if (m.tcp_flags != 0) return "tcp_flags";
   if (m.smc_option != 0) return "smc_option";
-  if (any(m.nd_target, sizeof m.nd_target)) return "nd_target";
-  if (any(m.arp_sha, sizeof m.arp_sha) || any(m.arp_tha, sizeof m.arp_tha)) return "arp_sha/arp_tha (nd_sll/tll)";
+  if (!all_zero(m.nd_target, sizeof m.nd_target)) return "nd_target";
+  if (!all_zero(m.arp_sha, sizeof m.arp_sha) || !all_zero(m.arp_tha, sizeof m.arp_tha)) {
+    return "arp_sha/arp_tha (nd_sll/tll)";
+  }
   if (m.tun_id != 0) return "tun_id";
   if (m.roce_dqp != 0) return "roce_dqp";
   if (m.flags != 0) return "parser flags";
-  if (any(m.regs, sizeof m.regs)) return "registers";
+  if (!all_zero(m.regs, sizeof m.regs)) return "registers";
   return "";
+}
+
+// The TCP or UDP item (their headers name the ports alike): only the ports, from the key's value and mask.
+template <typename Item>
+void l4_ports_item(Item& spec, Item& mask, const FlowKey& v, const FlowKey& m) {
+  spec = {};
+  mask = {};
+  spec.hdr.src_port = v.tp_src;
+  mask.hdr.src_port = m.tp_src;
+  spec.hdr.dst_port = v.tp_dst;
+  mask.hdr.dst_port = m.tp_dst;
 }
 
 }  // namespace
@@ -134,14 +141,14 @@ std::string RteFlowRule::translate(const RuleSpec& r, const ActionList& al, cons
   }
 
   const uint16_t et = m.eth_type == 0xffff ? rte_be_to_cpu_16(v.eth_type) : 0;
-  const bool l3_fields = m.ipv4_src != 0 || m.ipv4_dst != 0 || m.ip_proto != 0 || any(m.ipv6_src, 16) ||
-                         any(m.ipv6_dst, 16) || m.tp_src != 0 || m.tp_dst != 0;
+  const bool l3_fields = m.ipv4_src != 0 || m.ipv4_dst != 0 || m.ip_proto != 0 || !all_zero(m.ipv6_src, 16) ||
+                         !all_zero(m.ipv6_dst, 16) || m.tp_src != 0 || m.tp_dst != 0;
   uint8_t proto = 0;
   bool proto_exact = false;
   if (et == RTE_ETHER_TYPE_IPV4) {
     ip4_ = {};
     ip4_mask_ = {};
-    if (any(m.ipv6_src, 16) || any(m.ipv6_dst, 16)) return "IPv6 addresses on an IPv4 rule";
+    if (!all_zero(m.ipv6_src, 16) || !all_zero(m.ipv6_dst, 16)) return "IPv6 addresses on an IPv4 rule";
     ip4_.hdr.src_addr = v.ipv4_src;
     ip4_mask_.hdr.src_addr = m.ipv4_src;
     ip4_.hdr.dst_addr = v.ipv4_dst;
@@ -179,20 +186,10 @@ std::string RteFlowRule::translate(const RuleSpec& r, const ActionList& al, cons
       return "matches L4 ports (or ICMP type/code) without an exact TCP or UDP protocol";
     }
     if (proto == IPPROTO_TCP) {
-      tcp_ = {};
-      tcp_mask_ = {};
-      tcp_.hdr.src_port = v.tp_src;
-      tcp_mask_.hdr.src_port = m.tp_src;
-      tcp_.hdr.dst_port = v.tp_dst;
-      tcp_mask_.hdr.dst_port = m.tp_dst;
+      l4_ports_item(tcp_, tcp_mask_, v, m);
       pattern_.push_back({RTE_FLOW_ITEM_TYPE_TCP, &tcp_, nullptr, &tcp_mask_});
     } else {
-      udp_ = {};
-      udp_mask_ = {};
-      udp_.hdr.src_port = v.tp_src;
-      udp_mask_.hdr.src_port = m.tp_src;
-      udp_.hdr.dst_port = v.tp_dst;
-      udp_mask_.hdr.dst_port = m.tp_dst;
+      l4_ports_item(udp_, udp_mask_, v, m);
       pattern_.push_back({RTE_FLOW_ITEM_TYPE_UDP, &udp_, nullptr, &udp_mask_});
     }
   }

@@ -6,18 +6,11 @@
 
 #include <fmt/format.h>
 
+#include "dataplane/fastpath/bytes.h"
 #include "dataplane/offload/rte_flow_rule.h"
 
 namespace esw::dp::offload {
 namespace {
-
-bool all_zero(const void* p, size_t n) {
-  const auto* b = static_cast<const uint8_t*>(p);
-  for (size_t i = 0; i < n; ++i) {
-    if (b[i] != 0) return false;
-  }
-  return true;
-}
 
 // The first key field the mask uses that the program cannot match, or "".
 const char* unsupported_field(const FlowKey& m) {

@@ -289,7 +289,13 @@ bool compile_rule_set(const RuleSetInput& in, ActionInterner& interner, Compiled
     cr.origin = r.origin;
     cr.origin_a = r.origin_a;
     cr.origin_b = r.origin_b;
-    if (r.origin != RuleDef::Origin::kGenerated) rule_source_hash(r, cr.source);
+    if (r.origin == RuleDef::Origin::kGenerated) continue;
+    if (i >= nb_generated && i - nb_generated < in.source_hashes.size()) {
+      cr.source[0] = in.source_hashes[i - nb_generated][0];
+      cr.source[1] = in.source_hashes[i - nb_generated][1];
+    } else {
+      rule_source_hash(r, cr.source);
+    }
   }
   return errors.size() == errors_before;
 }

@@ -85,6 +85,9 @@ struct RuleSetInput {
   uint16_t nb_ports = 0;                // port indexes are < nb_ports
   std::vector<TableDef> tables;
   std::vector<RuleDef> rules;
+  // rule_source_hash of rules[i] for i < size(), when the caller has hashed them already (the switch's apply plan
+  // hashes every rule to find those it keeps): the compiler takes these instead of hashing again. May be empty.
+  std::vector<std::array<uint64_t, 2>> source_hashes;
   std::vector<MeterProfile> meters;  // meter:N refers to meters[N]
   std::vector<unsigned> more_tables;  // tables that must exist for rules compiled earlier and kept as they are
 };

@@ -23,15 +23,7 @@ ctl_setup ctl100k
 
 {
   ctl_config_head "  max_rules: 262144"
-  cat <<'YAML'
-tables:
-  - id: 0
-    rules:
-      - name: fwd
-        priority: 1000
-        match: { in_port: uplink0, udp: true }
-        actions: [count, output: vm2]
-YAML
+  ctl_fwd_table
 } >"$WORK/a.yaml"
 # b0..bN: A plus $RULES rules no traffic matches, plus one rule that tells the variants apart.
 /usr/bin/python3 - "$WORK" "$RULES" "$ROUNDS" "$FORM" <<'PY'

@@ -13,28 +13,11 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/control_lib.sh"
 ctl_setup ctlcli
 
+{ ctl_config_head; ctl_fwd_table; } >"$WORK/a.yaml"
 {
   ctl_config_head
+  ctl_fwd_table
   cat <<'YAML'
-tables:
-  - id: 0
-    rules:
-      - name: fwd
-        priority: 1000
-        match: { in_port: uplink0, udp: true }
-        actions: [count, output: vm2]
-YAML
-} >"$WORK/a.yaml"
-{
-  ctl_config_head
-  cat <<'YAML'
-tables:
-  - id: 0
-    rules:
-      - name: fwd
-        priority: 1000
-        match: { in_port: uplink0, udp: true }
-        actions: [count, output: vm2]
       - name: ssh-block
         priority: 500
         match: { in_port: vm1, tcp: true, tcp_dst: 22 }

@@ -15,18 +15,7 @@ source "$HERE/control_lib.sh"
 ctl_setup ctlcorpus
 
 compgen -G "$CORPUS/*.yaml" >/dev/null || { echo "SKIP: no corpus in $CORPUS"; exit 77; }
-{
-  ctl_config_head
-  cat <<'YAML'
-tables:
-  - id: 0
-    rules:
-      - name: fwd
-        priority: 1000
-        match: { in_port: uplink0, udp: true }
-        actions: [count, output: vm2]
-YAML
-} >"$WORK/running.yaml"
+{ ctl_config_head; ctl_fwd_table; } >"$WORK/running.yaml"
 ctl_start "$WORK/running.yaml"
 
 /usr/bin/python3 - "$ESWITCHCTL" "$SOCK" "$WORK/running.yaml" "$CORPUS" <<'PY'

@@ -91,6 +91,20 @@ representors: { kind: none }
 YAML
 }
 
+# The table the control tests forward with: uplink0's UDP (the pcap's frames) counted and sent to vm2. Rules printed
+# after it (indented six spaces) join its list.
+ctl_fwd_table() {
+  cat <<'YAML'
+tables:
+  - id: 0
+    rules:
+      - name: fwd
+        priority: 1000
+        match: { in_port: uplink0, udp: true }
+        actions: [count, output: vm2]
+YAML
+}
+
 # Starts eswitchd on CONFIG and waits until it forwards and its API answers.
 ctl_start() {
   local config=$1

@@ -19,14 +19,8 @@ common_tables() {
 pipeline:
   mode: cross_connect
   cross_connect: [{ from: uplink0, to: vm2 }]
-tables:
-  - id: 0
-    rules:
-      - name: fwd
-        priority: 1000
-        match: { in_port: uplink0, udp: true }
-        actions: [count, output: vm2]
 YAML
+  ctl_fwd_table
 }
 {
   ctl_config_head

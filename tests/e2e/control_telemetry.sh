@@ -21,18 +21,7 @@ TELEMETRY=$(command -v dpdk-telemetry.py || true)
 DUMPCAP=$(command -v dpdk-dumpcap || true)
 [[ -n "$TELEMETRY" && -n "$DUMPCAP" ]] || { echo "SKIP: dpdk-telemetry.py or dpdk-dumpcap missing (dpdk-dev)"; exit 77; }
 
-rules() {
-  cat <<'YAML'
-tables:
-  - id: 0
-    rules:
-      - name: fwd
-        priority: 1000
-        match: { in_port: uplink0, udp: true }
-        actions: [count, output: vm2]
-YAML
-}
-{ ctl_config_head; rules; } >"$WORK/a.yaml"
+{ ctl_config_head; ctl_fwd_table; } >"$WORK/a.yaml"
 ctl_start "$WORK/a.yaml"
 sleep 0.5
 
@@ -81,7 +70,7 @@ sleep 0.5
 b=$(printf '/eswitch/ports,vm2\n' | "$TELEMETRY" -f "$PREFIX" | ctl_json 'j["/eswitch/ports"]["tx_packets"]' cat)
 (( b > a )) || fail "telemetry counters do not move ($a -> $b)"
 # After an apply the snapshot shows the new config at once.
-{ ctl_config_head; rules; printf '      - { name: extra, priority: 5, match: { in_port: vm1 }, actions: [drop] }\n'; } >"$WORK/b.yaml"
+{ ctl_config_head; ctl_fwd_table; printf '      - { name: extra, priority: 5, match: { in_port: vm1 }, actions: [drop] }\n'; } >"$WORK/b.yaml"
 ctl apply "$WORK/b.yaml" >/dev/null || fail "apply b"
 [[ $(printf '/eswitch/info\n' | "$TELEMETRY" -f "$PREFIX" | ctl_json 'j["/eswitch/info"]["generation"]' cat) == 2 ]] ||
   fail "telemetry does not show the new generation"
@@ -101,7 +90,7 @@ fi
 CTL_EXTRA_CLEANUP+=("echo $old_pages > $HP")
 PREFIX="esw-ctltelh-$$"  # a second eswitchd: its own prefix (ctl_cleanup removes its runtime dir)
 mkdir -p "$WORK/huge"
-{ ctl_config_head; rules; } | sed -e 's/hugepages: off/hugepages: on/' -e 's/memory_mb: 256/memory_mb: 160/' \
+{ ctl_config_head; ctl_fwd_table; } | sed -e 's/hugepages: off/hugepages: on/' -e 's/memory_mb: 256/memory_mb: 160/' \
   >"$WORK/h.yaml"
 cat >"$WORK/capture.sh" <<EOF
 set -euo pipefail

@@ -86,81 +86,80 @@ fi
 # select not readable / readable, FIONREAD, 300 kB through a select loop, shutdown(SHUT_WR) -> EOF at the peer
 # while the other direction still works, getpeername/getsockname, setsockopt/getsockopt passthrough, close -> EOF.
 if part semantics; then
-cat >"$WORK/sem_server.py" <<'PY'
+# One script, two roles (sem.py server|client ADDR PORT), sharing rx() and the payload.
+cat >"$WORK/sem.py" <<'PY'
 import os, socket, sys, select, fcntl, termios, struct
+role, addr, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+PAYLOAD = bytes(range(256)) * 1171 + bytes(range(224))  # 300,000 bytes
+
 def rx(s, n):
     b = b""
     while len(b) < n:
         k = s.recv(n - len(b))
-        if not k: raise SystemExit("server: early EOF after %d" % len(b))
+        if not k: raise SystemExit("%s: early EOF after %d" % (role, len(b)))
         b += k
     return b
-ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind((sys.argv[1], int(sys.argv[2]))); ls.listen(4)
-print("listening", flush=True)
-c, peer = ls.accept()
-pid = os.fork()
-if pid:
-    c.close(); ls.close()
-    _, st = os.waitpid(pid, 0)
-    sys.exit(os.waitstatus_to_exitcode(st))
-assert c.getpeername() == peer, (c.getpeername(), peer)
-assert c.getsockname()[1] == int(sys.argv[2])
-c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-assert c.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
-assert c.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) == socket.SOCK_STREAM
-assert rx(c, 5) == b"hello"
-d = os.dup(c.fileno()); os.write(d, b"viadup"); os.close(d)
-c.setblocking(False)
-try:
-    c.recv(10); raise SystemExit("server: recv on an empty stream did not fail")
-except BlockingIOError:
-    pass
-r, w, _ = select.select([c], [c], [], 0)
-assert r == [] and w == [c], (r, w)
-c.send(b"go")
-r, _, _ = select.select([c], [], [], 10)
-assert r == [c], "not readable after the client sent"
-n = struct.unpack("i", fcntl.ioctl(c.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
-assert n > 0, n
-got = b""
-while len(got) < 300000:
-    select.select([c], [], [], 10)
-    try: got += c.recv(65536)
-    except BlockingIOError: pass
-assert got == bytes(range(256)) * 1171 + bytes(range(224)), "payload differs"
-c.setblocking(True)
-c.shutdown(socket.SHUT_WR)
-assert rx(c, 3) == b"bye"
-assert c.recv(10) == b"", "no EOF after the client closed"
-c.close()
-print("server ok", flush=True)
-PY
-cat >"$WORK/sem_client.py" <<'PY'
-import socket, sys
-def rx(s, n):
-    b = b""
-    while len(b) < n:
-        k = s.recv(n - len(b))
-        if not k: raise SystemExit("client: early EOF after %d" % len(b))
-        b += k
-    return b
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
-s.sendall(b"hello")
-assert rx(s, 6) == b"viadup"
-assert rx(s, 2) == b"go"
-s.sendall(bytes(range(256)) * 1171 + bytes(range(224)))
-assert s.recv(10) == b"", "no EOF after the server's shutdown(SHUT_WR)"
-s.sendall(b"bye")
-s.close()
-print("client ok", flush=True)
+
+def server():
+    ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((addr, port)); ls.listen(4)
+    print("listening", flush=True)
+    c, peer = ls.accept()
+    pid = os.fork()
+    if pid:
+        c.close(); ls.close()
+        _, st = os.waitpid(pid, 0)
+        sys.exit(os.waitstatus_to_exitcode(st))
+    assert c.getpeername() == peer, (c.getpeername(), peer)
+    assert c.getsockname()[1] == port
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    assert c.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    assert c.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) == socket.SOCK_STREAM
+    assert rx(c, 5) == b"hello"
+    d = os.dup(c.fileno()); os.write(d, b"viadup"); os.close(d)
+    c.setblocking(False)
+    try:
+        c.recv(10); raise SystemExit("server: recv on an empty stream did not fail")
+    except BlockingIOError:
+        pass
+    r, w, _ = select.select([c], [c], [], 0)
+    assert r == [] and w == [c], (r, w)
+    c.send(b"go")
+    r, _, _ = select.select([c], [], [], 10)
+    assert r == [c], "not readable after the client sent"
+    n = struct.unpack("i", fcntl.ioctl(c.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+    assert n > 0, n
+    got = b""
+    while len(got) < len(PAYLOAD):
+        select.select([c], [], [], 10)
+        try: got += c.recv(65536)
+        except BlockingIOError: pass
+    assert got == PAYLOAD, "payload differs"
+    c.setblocking(True)
+    c.shutdown(socket.SHUT_WR)
+    assert rx(c, 3) == b"bye"
+    assert c.recv(10) == b"", "no EOF after the client closed"
+    c.close()
+
+def client():
+    s = socket.create_connection((addr, port))
+    s.sendall(b"hello")
+    assert rx(s, 6) == b"viadup"
+    assert rx(s, 2) == b"go"
+    s.sendall(PAYLOAD)
+    assert s.recv(10) == b"", "no EOF after the server's shutdown(SHUT_WR)"
+    s.sendall(b"bye")
+    s.close()
+
+{"server": server, "client": client}[role]()
+print(role, "ok", flush=True)
 PY
 t0=$(counter intents_taken)
-smc2 /usr/bin/python3 "$WORK/sem_server.py" $A2 6005 >"$WORK/sem.srv" 2>&1 &
+smc2 /usr/bin/python3 "$WORK/sem.py" server $A2 6005 >"$WORK/sem.srv" 2>&1 &
 SEM=$!
 ESW_EXTRA_PIDS+=("$SEM")
 wait_port t2 6005 $SEM
-timeout 60 ip netns exec "$P-t1" "$RUN" -d -e "$EP1" /usr/bin/python3 "$WORK/sem_client.py" $A2 6005 >"$WORK/sem.cli" 2>&1 ||
+timeout 60 ip netns exec "$P-t1" "$RUN" -d -e "$EP1" /usr/bin/python3 "$WORK/sem.py" client $A2 6005 >"$WORK/sem.cli" 2>&1 ||
   fail "semantics client: $(cat "$WORK/sem.cli") / server: $(cat "$WORK/sem.srv")"
 timeout 30 tail --pid=$SEM -f /dev/null || true
 wait $SEM || fail "semantics server: $(cat "$WORK/sem.srv")"

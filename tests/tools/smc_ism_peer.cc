@@ -139,17 +139,23 @@ void report(const Session& s, uint64_t bytes, double secs, uint64_t msgs, std::v
   std::fflush(stdout);
 }
 
+// --addr:--port, where the server listens and the client connects.
+sockaddr_in ipv4_endpoint(const Args& a) {
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(a.port));
+  if (inet_pton(AF_INET, a.addr.c_str(), &sa.sin_addr) != 1) die("--addr " + a.addr + ": not an IPv4 address");
+  return sa;
+}
+
 int run_server(const Args& a) {
   Session s;
   open_ism(a, s);
   int ls = socket(AF_INET, SOCK_STREAM, 0);
   int one = 1;
   setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(static_cast<uint16_t>(a.port));
-  inet_pton(AF_INET, a.addr.c_str(), &sa.sin_addr);
-  if (bind(ls, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || listen(ls, 1) != 0) die("bind/listen");
+  const sockaddr_in sa = ipv4_endpoint(a);
+  if (bind(ls, reinterpret_cast<const sockaddr*>(&sa), sizeof sa) != 0 || listen(ls, 1) != 0) die("bind/listen");
   std::printf("listening\n");
   std::fflush(stdout);
   int fd = accept(ls, nullptr, nullptr);
@@ -212,13 +218,10 @@ int run_client(const Args& a) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(static_cast<uint16_t>(a.port));
-  inet_pton(AF_INET, a.addr.c_str(), &sa.sin_addr);
+  const sockaddr_in sa = ipv4_endpoint(a);
   bool ok = false;
   for (int i = 0; i < 100 && !ok; ++i) {
-    ok = connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+    ok = connect(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof sa) == 0;
     if (!ok) {
       close(fd);
       fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -1343,6 +1343,45 @@ TEST(RuleSourceHash, EqualSourcesEqualAndEveryChangeDiffers) {
   }
 }
 
+// The switch's apply plan hashes every rule's source to find those it keeps and hands the hashes of the rest to
+// the compiler (RuleSetInput::source_hashes), which takes them instead of hashing each rule a second time; rules
+// past the hashes given are hashed by the compiler.
+TEST(RuleSourceHash, CompilerTakesTheCallersHashes) {
+  const cfg::Config config;
+  RuleSetInput in;
+  in.config = &config;
+  in.ports = &ports();
+  in.nb_ports = 3;
+  std::string e;
+  for (const char* text : {"priority=10,in_port=vm1,udp actions=output:uplink0",
+                           "priority=20,in_port=vm2,tcp,tcp_dst=80 actions=count,output:vm1"}) {
+    RuleDef& r = in.rules.emplace_back();
+    ASSERT_TRUE(parse_rule_text(text, r, e)) << e;
+    r.origin = RuleDef::Origin::kConfig;
+  }
+  uint64_t want[2][2];
+  for (size_t i = 0; i < 2; ++i) rule_source_hash(in.rules[i], want[i]);
+  auto compiled_sources = [&] {
+    ActionInterner interner;
+    CompiledRuleSet out;
+    std::vector<cfg::Error> errors;
+    EXPECT_TRUE(compile_rule_set(in, interner, out, errors)) << (errors.empty() ? "" : errors[0].message);
+    std::vector<std::array<uint64_t, 2>> got;
+    for (const CompiledRule& c : out.rules) {
+      if (c.origin == RuleDef::Origin::kConfig) got.push_back({c.source[0], c.source[1]});
+    }
+    return got;
+  };
+  auto got = compiled_sources();  // no hashes given: the compiler hashes every rule
+  ASSERT_EQ(got.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) EXPECT_EQ(got[i], (std::array<uint64_t, 2>{want[i][0], want[i][1]})) << i;
+  in.source_hashes = {{0x1111, 0x2222}};  // the first rule's hash given (a marker value, to see it is taken)
+  got = compiled_sources();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0], (std::array<uint64_t, 2>{0x1111, 0x2222}));
+  EXPECT_EQ(got[1], (std::array<uint64_t, 2>{want[1][0], want[1][1]}));
+}
+
 TEST(RuleSourceHash, PairHasherEncodingIsUnambiguous) {
   auto pair_of = [](std::initializer_list<std::string_view> parts) {
     PairHasher h;

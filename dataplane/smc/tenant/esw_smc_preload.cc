@@ -210,23 +210,19 @@ esw_smc* ism() {
 
 Conn* conn_of(int fd) { return fd >= 0 && fd < kMaxFd ? g_conn[fd].load(std::memory_order_acquire) : nullptr; }
 
-void live_add(Conn* c) {
+// The first live-list slot holding `from` takes `to`; false when none holds it (the list is full, or c is not in it).
+bool live_swap(Conn* from, Conn* to) {
   for (auto& slot : g_live) {
-    Conn* none = nullptr;
-    if (slot.compare_exchange_strong(none, c)) {
-      g_nlive.fetch_add(1);
-      return;
-    }
+    Conn* expected = from;
+    if (slot.compare_exchange_strong(expected, to)) return true;
   }
+  return false;
+}
+void live_add(Conn* c) {
+  if (live_swap(nullptr, c)) g_nlive.fetch_add(1);
 }
 void live_del(Conn* c) {
-  for (auto& slot : g_live) {
-    Conn* me = c;
-    if (slot.compare_exchange_strong(me, nullptr)) {
-      g_nlive.fetch_sub(1);
-      return;
-    }
-  }
+  if (live_swap(c, nullptr)) g_nlive.fetch_sub(1);
 }
 
 void before_fork() {
@@ -367,6 +363,20 @@ ssize_t do_send(Conn* c, const void* buf, size_t n, int flags, bool nosignal) {
   return r < 0 ? set_errno(r) : r;
 }
 
+// recvfrom and recvmsg on a stream: no address (a connected stream's), no control data.
+ssize_t do_recvfrom(Conn* c, void* buf, size_t n, int flags, socklen_t* alen) {
+  if (alen) *alen = 0;
+  return do_recv(c, buf, n, flags);
+}
+
+ssize_t do_readv(Conn* c, const iovec* iov, int cnt, int flags);
+ssize_t do_recvmsg(Conn* c, msghdr* m, int flags) {
+  m->msg_namelen = 0;
+  m->msg_controllen = 0;
+  m->msg_flags = 0;
+  return do_readv(c, m->msg_iov, static_cast<int>(m->msg_iovlen), flags);
+}
+
 ssize_t do_readv(Conn* c, const iovec* iov, int cnt, int flags) {
   ssize_t total = 0;
   for (int i = 0; i < cnt; ++i) {
@@ -391,7 +401,29 @@ ssize_t do_writev(Conn* c, const iovec* iov, int cnt, int flags, bool nosignal) 
   return total;
 }
 
+// Before a call that may sleep on the kernel's readiness (poll, epoll_wait): when spin_for_data saw data, the call
+// is made up to 64 times without sleeping (call(0)) until it reports something; otherwise, or if it never does, it
+// is made once with the program's timeout.
+template <typename Call>
+int spin_then_wait(int timeout, Call call) {
+  if (spin_for_data(timeout)) {
+    for (int i = 0; i < 64; ++i) {
+      const int r = call(0);
+      if (r != 0) return r;
+    }
+  }
+  return call(timeout);
+}
+
 }  // namespace
+
+// An interposed call FN(PARAMS) on fd: on a converted fd, SMC (an expression over the fd's Conn* c); on any other
+// fd the real FN(ARGS).
+#define ESW_INTERPOSE(ret, fn, params, args, smc) \
+  EXPORT ret fn params {                          \
+    Conn* c = conn_of(fd);                        \
+    return c ? (smc) : R().fn args;               \
+  }
 
 // ---- connection set-up ------------------------------------------------------------------------------------------
 
@@ -549,13 +581,8 @@ EXPORT int fcntl(int fd, int cmd, ...) {
   return do_fcntl(fd, cmd, arg);
 }
 
-EXPORT int fcntl64(int fd, int cmd, ...) {
-  va_list ap;
-  va_start(ap, cmd);
-  long arg = va_arg(ap, long);
-  va_end(ap);
-  return do_fcntl(fd, cmd, arg);
-}
+// What glibc's headers call fcntl with _FILE_OFFSET_BITS=64: the same function (the argument passes through as is).
+EXPORT int fcntl64(int fd, int cmd, ...) __attribute__((alias("fcntl")));
 
 EXPORT int ioctl(int fd, unsigned long req, ...) {
   va_list ap;
@@ -591,99 +618,48 @@ EXPORT int shutdown(int fd, int how) {
   return 0;
 }
 
-EXPORT int getsockopt(int fd, int level, int name, void* val, socklen_t* len) {
-  Conn* c = conn_of(fd);
-  return R().getsockopt(c ? c->tcp_fd : fd, level, name, val, len);
-}
-EXPORT int setsockopt(int fd, int level, int name, const void* val, socklen_t len) {
-  Conn* c = conn_of(fd);
-  return R().setsockopt(c ? c->tcp_fd : fd, level, name, val, len);
-}
-EXPORT int getsockname(int fd, sockaddr* a, socklen_t* l) {
-  Conn* c = conn_of(fd);
-  return R().getsockname(c ? c->tcp_fd : fd, a, l);
-}
-EXPORT int getpeername(int fd, sockaddr* a, socklen_t* l) {
-  Conn* c = conn_of(fd);
-  return R().getpeername(c ? c->tcp_fd : fd, a, l);
-}
+// Socket options and names: the TCP socket's (kept open under another number).
+ESW_INTERPOSE(int, getsockopt, (int fd, int level, int name, void* val, socklen_t* len), (fd, level, name, val, len),
+              R().getsockopt(c->tcp_fd, level, name, val, len))
+ESW_INTERPOSE(int, setsockopt, (int fd, int level, int name, const void* val, socklen_t len),
+              (fd, level, name, val, len), R().setsockopt(c->tcp_fd, level, name, val, len))
+ESW_INTERPOSE(int, getsockname, (int fd, sockaddr* a, socklen_t* l), (fd, a, l), R().getsockname(c->tcp_fd, a, l))
+ESW_INTERPOSE(int, getpeername, (int fd, sockaddr* a, socklen_t* l), (fd, a, l), R().getpeername(c->tcp_fd, a, l))
 
 // ---- data -------------------------------------------------------------------------------------------------------
 
-EXPORT ssize_t read(int fd, void* buf, size_t n) {
-  Conn* c = conn_of(fd);
-  return c ? do_recv(c, buf, n, 0) : R().read(fd, buf, n);
-}
+// Reads: flags as recv(2) has them (read and readv: none).
+ESW_INTERPOSE(ssize_t, read, (int fd, void* buf, size_t n), (fd, buf, n), do_recv(c, buf, n, 0))
+ESW_INTERPOSE(ssize_t, recv, (int fd, void* buf, size_t n, int flags), (fd, buf, n, flags), do_recv(c, buf, n, flags))
+ESW_INTERPOSE(ssize_t, recvfrom, (int fd, void* buf, size_t n, int flags, sockaddr* a, socklen_t* al),
+              (fd, buf, n, flags, a, al), do_recvfrom(c, buf, n, flags, al))
+ESW_INTERPOSE(ssize_t, readv, (int fd, const iovec* iov, int cnt), (fd, iov, cnt), do_readv(c, iov, cnt, 0))
+ESW_INTERPOSE(ssize_t, recvmsg, (int fd, msghdr* m, int flags), (fd, m, flags), do_recvmsg(c, m, flags))
 EXPORT ssize_t __read_chk(int fd, void* buf, size_t n, size_t) { return read(fd, buf, n); }
-EXPORT ssize_t recv(int fd, void* buf, size_t n, int flags) {
-  Conn* c = conn_of(fd);
-  return c ? do_recv(c, buf, n, flags) : R().recv(fd, buf, n, flags);
-}
 EXPORT ssize_t __recv_chk(int fd, void* buf, size_t n, size_t, int flags) { return recv(fd, buf, n, flags); }
-EXPORT ssize_t recvfrom(int fd, void* buf, size_t n, int flags, sockaddr* a, socklen_t* al) {
-  Conn* c = conn_of(fd);
-  if (!c) return R().recvfrom(fd, buf, n, flags, a, al);
-  if (al) *al = 0;
-  return do_recv(c, buf, n, flags);
-}
 EXPORT ssize_t __recvfrom_chk(int fd, void* buf, size_t n, size_t, int flags, sockaddr* a, socklen_t* al) {
   return recvfrom(fd, buf, n, flags, a, al);
 }
-EXPORT ssize_t readv(int fd, const iovec* iov, int cnt) {
-  Conn* c = conn_of(fd);
-  return c ? do_readv(c, iov, cnt, 0) : R().readv(fd, iov, cnt);
-}
-EXPORT ssize_t recvmsg(int fd, msghdr* m, int flags) {
-  Conn* c = conn_of(fd);
-  if (!c) return R().recvmsg(fd, m, flags);
-  m->msg_namelen = 0;
-  m->msg_controllen = 0;
-  m->msg_flags = 0;
-  return do_readv(c, m->msg_iov, static_cast<int>(m->msg_iovlen), flags);
-}
 
-EXPORT ssize_t write(int fd, const void* buf, size_t n) {
-  Conn* c = conn_of(fd);
-  return c ? do_send(c, buf, n, 0, false) : R().write(fd, buf, n);
-}
-EXPORT ssize_t send(int fd, const void* buf, size_t n, int flags) {
-  Conn* c = conn_of(fd);
-  return c ? do_send(c, buf, n, flags, flags & MSG_NOSIGNAL) : R().send(fd, buf, n, flags);
-}
-EXPORT ssize_t sendto(int fd, const void* buf, size_t n, int flags, const sockaddr* a, socklen_t al) {
-  Conn* c = conn_of(fd);
-  return c ? do_send(c, buf, n, flags, flags & MSG_NOSIGNAL) : R().sendto(fd, buf, n, flags, a, al);
-}
-EXPORT ssize_t writev(int fd, const iovec* iov, int cnt) {
-  Conn* c = conn_of(fd);
-  return c ? do_writev(c, iov, cnt, 0, false) : R().writev(fd, iov, cnt);
-}
-EXPORT ssize_t sendmsg(int fd, const msghdr* m, int flags) {
-  Conn* c = conn_of(fd);
-  if (!c) return R().sendmsg(fd, m, flags);
-  return do_writev(c, m->msg_iov, static_cast<int>(m->msg_iovlen), flags, flags & MSG_NOSIGNAL);
-}
+// Writes: SIGPIPE on a closed peer unless MSG_NOSIGNAL (write and writev: always); sendto's address is ignored on
+// a connected stream, as by TCP.
+ESW_INTERPOSE(ssize_t, write, (int fd, const void* buf, size_t n), (fd, buf, n), do_send(c, buf, n, 0, false))
+ESW_INTERPOSE(ssize_t, send, (int fd, const void* buf, size_t n, int flags), (fd, buf, n, flags),
+              do_send(c, buf, n, flags, flags & MSG_NOSIGNAL))
+ESW_INTERPOSE(ssize_t, sendto, (int fd, const void* buf, size_t n, int flags, const sockaddr* a, socklen_t al),
+              (fd, buf, n, flags, a, al), do_send(c, buf, n, flags, flags & MSG_NOSIGNAL))
+ESW_INTERPOSE(ssize_t, writev, (int fd, const iovec* iov, int cnt), (fd, iov, cnt), do_writev(c, iov, cnt, 0, false))
+ESW_INTERPOSE(ssize_t, sendmsg, (int fd, const msghdr* m, int flags), (fd, m, flags),
+              do_writev(c, m->msg_iov, static_cast<int>(m->msg_iovlen), flags, flags & MSG_NOSIGNAL))
 
 // ---- readiness: the kernel's, on the eventfds; optional polling before sleeping ---------------------------------
 
 EXPORT int poll(pollfd* fds, nfds_t n, int timeout) {
-  if (spin_for_data(timeout)) {
-    for (int i = 0; i < 64; ++i) {
-      int r = R().poll(fds, n, 0);
-      if (r != 0) return r;
-    }
-  }
-  return R().poll(fds, n, timeout);
+  return spin_then_wait(timeout, [&](int t) { return R().poll(fds, n, t); });
 }
 
 EXPORT int epoll_wait(int ep, epoll_event* ev, int max, int timeout) {
-  if (spin_for_data(timeout)) {
-    for (int i = 0; i < 64; ++i) {
-      int r = R().epoll_wait(ep, ev, max, 0);
-      if (r != 0) return r;
-    }
-  }
-  return R().epoll_wait(ep, ev, max, timeout);
+  return spin_then_wait(timeout, [&](int t) { return R().epoll_wait(ep, ev, max, t); });
 }
 
 EXPORT int select(int nfds, fd_set* r, fd_set* w, fd_set* e, timeval* tv) {
