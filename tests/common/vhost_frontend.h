@@ -185,7 +185,8 @@ struct FrontEnd {
 
   // The set-up a virtio-net driver's VMM does: owner, features (and, with PROTOCOL_FEATURES, the protocol features
   // `protocol`), the memory table, both vrings of queue pair 0 (with `log_used`, VHOST_VRING_F_LOG and the used
-  // ring's guest-physical address as log_guest_addr, as QEMU gives them), enabled when protocol features are on.
+  // ring's guest-physical address as log_guest_addr, as QEMU gives them; for a packed ring the descriptor ring's,
+  // where rte_vhost 22.11 logs used descriptors: log_guest_addr + slot * 16), enabled when protocol features are on.
   //
   // Packed rings (RING_PACKED in `features`): descriptor ring at +0, driver event area at +kAvail, device event
   // area at +kUsed; SET_VRING_BASE says `base[v]` (rte_vhost's `index | wrap << 15`; a fresh ring: slot 0, wrap 1).
@@ -231,7 +232,7 @@ struct FrontEnd {
         uint32_t index, flags;
         uint64_t desc, used, avail, log;
       } addr{v, log_used ? kVringFLog : 0, uva(kRing[v]), uva(kRing[v] + kUsed), uva(kRing[v] + kAvail),
-             log_used ? gpa(kRing[v] + kUsed) : 0};
+             log_used ? gpa(kRing[v] + (packed ? 0 : kUsed)) : 0};
       if (!send(kSetVringAddr, &addr, sizeof(addr))) return false;
       for (int* f : {&kick[v], &call[v]}) {
         if (*f >= 0) ::close(*f);  // a session before this one

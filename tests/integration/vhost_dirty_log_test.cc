@@ -272,6 +272,75 @@ TEST(VhostDirtyLog, SplitRingLogsExactlyThePagesTheSwitchWroteWhileLogAllIsOn) {
   EXPECT_EQ(shown_counters(t.sw, "vm").at("log_starts"), 2);
 }
 
+// The same on a packed ring: the device writes used descriptors back into the descriptor ring, so the pages
+// logged are the RX buffers written and the descriptor-ring pages of both vrings (rte_vhost 22.11 logs a used
+// descriptor at log_guest_addr + slot * 16: the front-end gives the descriptor ring's address there).
+TEST(VhostDirtyLog, PackedRingLogsExactlyThePagesTheSwitchWroteWhileLogAllIsOn) {
+  Bench t("packed");
+  LogArea log;
+  vu::FrontEnd fe(t.sock);
+  ASSERT_TRUE(fe.get_u64(vu::kGetFeatures).has_value());
+  const uint64_t features = vu::kVersion1 | vu::kProtocolFeatures | vu::kRingPacked;
+  ASSERT_TRUE(fe.setup(features, vu::kProtoLogShmfd, /*log_used=*/true));
+  ASSERT_TRUE(serve_until(t.sw, [&] { return t.vp->device_ready() && t.vp->enabled_queue_pairs() == 1; }));
+  for (uint16_t id = 0; id < 16; ++id) fe.packed_post_rx_buffer(id);
+  const uint64_t log_msg[2] = {LogArea::kSize, 0};
+  ASSERT_TRUE(fe.send(vu::kSetLogBase, log_msg, sizeof(log_msg), {log.fd}));
+  ASSERT_TRUE(fe.reply(vu::kSetLogBase).has_value()) << "no reply to SET_LOG_BASE";
+
+  uint16_t tx_id = 0, tx_done = 0;
+  // n frames to the guest, m from it; returns the RX buffer ids the guest got them in (frames checked in order).
+  auto traffic_packed = [&](uint32_t seq, unsigned n, unsigned m) {
+    std::vector<std::vector<uint8_t>> to_guest, from_guest, got;
+    std::vector<uint32_t> ids;
+    for (unsigned i = 0; i < n; ++i) {
+      to_guest.push_back(frame(seq + i, true));
+      t.b.inject(t.sw.pool(), to_guest.back());
+    }
+    for (unsigned i = 0; i < m; ++i) {
+      from_guest.push_back(frame(seq + 100 + i, false));
+      fe.packed_post_frame(tx_id++, from_guest.back());
+    }
+    std::vector<std::vector<uint8_t>> at_a;
+    EXPECT_TRUE(serve_until(t.sw, [&] {
+      while (auto e = fe.packed_take_used(0)) {
+        ids.push_back(e->id);
+        got.push_back(fe.rx_frame(*e));
+      }
+      while (fe.packed_take_used(1)) ++tx_done;
+      auto more = t.a.take_bytes(m, 0ms);
+      at_a.insert(at_a.end(), more.begin(), more.end());
+      return got.size() >= n && at_a.size() >= m && tx_done == tx_id;
+    }, 5000ms)) << "to guest " << got.size() << "/" << n << ", from guest " << at_a.size() << "/" << m;
+    EXPECT_EQ(got, to_guest);
+    EXPECT_EQ(at_a, from_guest);
+    return ids;
+  };
+
+  traffic_packed(0, 4, 2);
+  EXPECT_EQ(LogArea::pages(log.snapshot()), std::set<uint64_t>{}) << "logged before LOG_ALL";
+  ASSERT_TRUE(fe.send_u64(vu::kSetFeatures, features | vu::kLogAll));
+  ASSERT_TRUE(serve_until(t.sw, [&] { return t.vp->dirty_logging(); }));
+  const std::vector<uint32_t> ids = traffic_packed(10, 5, 3);
+  ASSERT_EQ(ids.size(), 5u);
+  std::set<uint64_t> want = {page_of(fe, vu::FrontEnd::kRing[0]), page_of(fe, vu::FrontEnd::kRing[1])};
+  for (uint32_t id : ids) want.insert(page_of(fe, vu::FrontEnd::rx_buffer(static_cast<uint16_t>(id))));
+  ASSERT_EQ(want.size(), 7u);
+  const std::set<uint64_t> got = LogArea::pages(log.snapshot());
+  std::set<uint64_t> missing, extra;
+  std::set_difference(want.begin(), want.end(), got.begin(), got.end(), std::inserter(missing, missing.end()));
+  std::set_difference(got.begin(), got.end(), want.begin(), want.end(), std::inserter(extra, extra.end()));
+  EXPECT_TRUE(missing.empty()) << "written while logging but not logged:" << describe(fe, missing);
+  EXPECT_TRUE(extra.empty()) << "logged but not written while logging:" << describe(fe, extra);
+  json c = shown_counters(t.sw, "vm");
+  EXPECT_EQ(c.at("log_enqueued"), 5);
+  EXPECT_EQ(c.at("log_dequeued"), 3);
+  ASSERT_TRUE(fe.send_u64(vu::kSetFeatures, features));
+  ASSERT_TRUE(serve_until(t.sw, [&] { return !t.vp->dirty_logging(); }));
+  traffic_packed(20, 4, 2);
+  EXPECT_EQ(LogArea::pages(log.snapshot()), got) << "new bits after LOG_ALL went off";
+}
+
 // What the engine adds per burst that moved a packed vring with an inflight area (vdpa/inflight.h): one
 // rte_vhost_get_vring_base and one 8-byte store, no lock, no syscall. Measured on a live device (this process's
 // only vhost-user device: vid 0, checked by its socket), 1M times; the bound is loose (a lock or a syscall would
