@@ -28,6 +28,7 @@
 #include <functional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -148,17 +149,27 @@ std::string describe(const vu::FrontEnd& fe, const std::set<uint64_t>& pages) {
 // Sends `n` frames into ring b (to the guest) and `m` frames from the guest's TX vring (heads tx_head..), then
 // serves the switch until the guest's RX used index reached `rx_used` and ring a got the m frames, checked byte
 // for byte against what was sent (and what the guest got against what entered ring b).
-void traffic(Bench& t, vu::FrontEnd& fe, uint32_t seq, unsigned n, unsigned m, uint16_t& tx_head) {
-  const uint16_t rx_before = fe.used_idx(0);
-  std::vector<std::vector<uint8_t>> to_guest, from_guest;
+using Frames = std::vector<std::vector<uint8_t>>;
+
+// Injects n frames into ring b (to the guest) and has the guest post m (`post`); returns what went each way.
+std::pair<Frames, Frames> send_both_ways(Bench& t, uint32_t seq, unsigned n, unsigned m,
+                                         const std::function<void(const std::vector<uint8_t>&)>& post) {
+  std::pair<Frames, Frames> sent;
   for (unsigned i = 0; i < n; ++i) {
-    to_guest.push_back(frame(seq + i, true));
-    t.b.inject(t.sw.pool(), to_guest.back());
+    sent.first.push_back(frame(seq + i, true));
+    t.b.inject(t.sw.pool(), sent.first.back());
   }
   for (unsigned i = 0; i < m; ++i) {
-    from_guest.push_back(frame(seq + 100 + i, false));
-    fe.post_frame(tx_head++, from_guest.back());
+    sent.second.push_back(frame(seq + 100 + i, false));
+    post(sent.second.back());
   }
+  return sent;
+}
+
+void traffic(Bench& t, vu::FrontEnd& fe, uint32_t seq, unsigned n, unsigned m, uint16_t& tx_head) {
+  const uint16_t rx_before = fe.used_idx(0);
+  const auto [to_guest, from_guest] =
+      send_both_ways(t, seq, n, m, [&](const std::vector<uint8_t>& f) { fe.post_frame(tx_head++, f); });
   std::vector<std::vector<uint8_t>> got;
   ASSERT_TRUE(serve_until(t.sw, [&] {
     auto more = t.a.take_bytes(m, 0ms);
@@ -291,16 +302,10 @@ TEST(VhostDirtyLog, PackedRingLogsExactlyThePagesTheSwitchWroteWhileLogAllIsOn) 
   uint16_t tx_id = 0, tx_done = 0;
   // n frames to the guest, m from it; returns the RX buffer ids the guest got them in (frames checked in order).
   auto traffic_packed = [&](uint32_t seq, unsigned n, unsigned m) {
-    std::vector<std::vector<uint8_t>> to_guest, from_guest, got;
+    Frames got;
     std::vector<uint32_t> ids;
-    for (unsigned i = 0; i < n; ++i) {
-      to_guest.push_back(frame(seq + i, true));
-      t.b.inject(t.sw.pool(), to_guest.back());
-    }
-    for (unsigned i = 0; i < m; ++i) {
-      from_guest.push_back(frame(seq + 100 + i, false));
-      fe.packed_post_frame(tx_id++, from_guest.back());
-    }
+    const auto [to_guest, from_guest] =
+        send_both_ways(t, seq, n, m, [&](const std::vector<uint8_t>& f) { fe.packed_post_frame(tx_id++, f); });
     std::vector<std::vector<uint8_t>> at_a;
     EXPECT_TRUE(serve_until(t.sw, [&] {
       while (auto e = fe.packed_take_used(0)) {
