@@ -8,7 +8,10 @@ bool offer_inflight(const char* socket) {
   return rte_vhost_driver_set_protocol_features(socket, proto | 1ULL << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) == 0;
 }
 
-uint64_t* inflight_position_word(int vid, uint16_t vring) {
+uint64_t* inflight_position_word(int vid, uint16_t vring, uint16_t& size) {
+  rte_vhost_vring vr{};
+  if (rte_vhost_get_vhost_vring(vid, vring, &vr) != 0 || vr.size == 0) return nullptr;
+  size = vr.size;
   rte_vhost_ring_inflight ri{};
   // Fails for a vring without an area; for a split ring the pointer is inflight_split: not used here.
   if (rte_vhost_get_vhost_ring_inflight(vid, vring, &ri) != 0 || ri.inflight_packed == nullptr) return nullptr;

@@ -36,18 +36,30 @@ inline constexpr uint64_t kInflightMarker = 0x45535750;  // "ESWP": a position w
 // rte_vhost_driver_start). False when rte_vhost refuses.
 bool offer_inflight(const char* socket);
 
-// The position word of packed vring `vring`'s inflight area, or null (split ring, no area given).
-uint64_t* inflight_position_word(int vid, uint16_t vring);
+// The position word of packed vring `vring`'s inflight area, or null (split ring, no area given); `size`: the
+// ring's size.
+uint64_t* inflight_position_word(int vid, uint16_t vring, uint16_t& size);
 
 // What a new session's packed vring found in its inflight area.
 enum class InflightRestore { kNone, kSame, kSet, kFailed };
 InflightRestore restore_from_inflight(int vid, uint16_t vring, uint64_t* word);
 
-// A worker, after a burst that moved the vring (it is the only one using it: no lock, no syscall).
-inline void record_inflight_position(int vid, uint16_t vring, uint64_t* word) noexcept {
+// A worker, after a burst that moved the vring (no lock, no syscall). Two tx queues may send to the same guest RX
+// vring (a guest with fewer queue pairs on than configured) under different locks: rte_vhost serialises their
+// enqueues, but their records may cross, so a record only replaces one that is behind it on the ring (positions
+// compared modulo two laps of `size` slots: slot + size while the wrap counter is 0).
+inline void record_inflight_position(int vid, uint16_t vring, uint64_t* word, uint16_t size) noexcept {
   uint16_t avail = 0, used = 0;
-  if (rte_vhost_get_vring_base(vid, vring, &avail, &used) != 0) return;
-  __atomic_store_n(word, kInflightMarker << 32 | uint64_t{avail} << 16 | used, __ATOMIC_RELEASE);
+  if (rte_vhost_get_vring_base(vid, vring, &avail, &used) != 0 || size == 0) return;
+  const uint64_t now = kInflightMarker << 32 | uint64_t{avail} << 16 | used;
+  const auto lap = [size](uint64_t w) { return (w & 0x7fff) + ((w >> 15) & 1 ? 0u : size); };  // the used position
+  uint64_t old = __atomic_load_n(word, __ATOMIC_RELAXED);
+  do {
+    if (old >> 32 == kInflightMarker) {
+      const uint32_t ahead = static_cast<uint32_t>((lap(now) + 2u * size - lap(old)) % (2u * size));
+      if (ahead == 0 || ahead >= size) return;  // recorded already, or a later burst's record is there
+    }
+  } while (!__atomic_compare_exchange_n(word, &old, now, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 }
 
 }  // namespace esw::vdpa

@@ -405,7 +405,7 @@ void VhostUserPort::on_destroy_device(int vid) noexcept {
 void VhostUserPort::take_inflight_positions_locked(int vid) noexcept {
   unsigned areas = 0, set = 0, same = 0, fresh = 0, failed = 0;
   for (uint16_t i = 0; i < 2 * kMaxQueues; ++i) {
-    uint64_t* word = i < 2 * args_.queues ? inflight_position_word(vid, i) : nullptr;
+    uint64_t* word = i < 2 * args_.queues ? inflight_position_word(vid, i, inflight_ring_size_[i]) : nullptr;
     if (word != nullptr) {
       ++areas;
       switch (restore_from_inflight(vid, i, word)) {
@@ -746,7 +746,7 @@ uint16_t VhostUserPort::rx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uin
                                                std::min<uint16_t>(static_cast<uint16_t>(n - got), kVhostBurst));
     if (k != 0) {
       if (uint64_t* w = self->inflight_[2 * queue + 1].load(std::memory_order_acquire)) {
-        record_inflight_position(vid, static_cast<uint16_t>(2 * queue + 1), w);
+        record_inflight_position(vid, static_cast<uint16_t>(2 * queue + 1), w, self->inflight_ring_size_[2 * queue + 1]);
       }
     }
     rte_mbuf* segs[kMaxSegments];
@@ -820,7 +820,9 @@ uint16_t VhostUserPort::tx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uin
       if (k < chunk) break;
     }
     if (sent != 0) {
-      if (uint64_t* w = self->inflight_[vring].load(std::memory_order_acquire)) record_inflight_position(vid, vring, w);
+      if (uint64_t* w = self->inflight_[vring].load(std::memory_order_acquire)) {
+        record_inflight_position(vid, vring, w, self->inflight_ring_size_[vring]);
+      }
     }
   }
   tq.busy.fetch_sub(1, std::memory_order_release);

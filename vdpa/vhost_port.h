@@ -187,6 +187,7 @@ class VhostUserPort final : public dp::Port {
   // area (null: none), set on rte_vhost's thread before the device is published, cleared by destroy_device after
   // the workers left; what the new session took from it (under mu_ until logged).
   std::atomic<uint64_t*> inflight_[2 * kMaxQueues] = {};
+  uint16_t inflight_ring_size_[2 * kMaxQueues] = {};  // written before inflight_[i] is published
   std::atomic<uint64_t> inflight_restored_{0};  // vrings set from an inflight area
   std::atomic<uint64_t> inflight_sessions_{0};  // sessions that gave an inflight area (packed)
   std::string inflight_note_;
