@@ -21,6 +21,7 @@
 #include <fmt/format.h>
 
 #include "dataplane/error.h"
+#include "vdpa/inflight.h"
 
 namespace esw::vdpa {
 
@@ -284,6 +285,8 @@ void VhostUserPort::register_driver() {
       fail(fmt::format("rte_vhost_driver_attach_vdpa_device refused vDPA device '{}'", args_.vdpa));
     }
   }
+  // Packed rings survive a restart through the front-end's inflight area (inflight.h).
+  if (args_.vdpa.empty() && !offer_inflight(args_.socket.c_str())) fail("cannot offer INFLIGHT_SHMFD");
   if (rte_vhost_driver_callback_register(args_.socket.c_str(), &kOps) != 0) fail("cannot register the callbacks");
   // Listening (server) or connecting (client) starts here so that a bad socket is an error of this port's
   // open; the guest's device is not used by the workers before the port is started and polled.
@@ -394,6 +397,7 @@ void VhostUserPort::on_new_device(int vid) noexcept {
   on_features_changed(vid, features);
   std::lock_guard<std::mutex> lock(mu_);
   live_vid_ = vid;
+  take_inflight_positions_locked(vid);
   // A resumed vport's packed rings take the stream's positions before any worker may use the device.
   if (rings_restore_pending_) restore_note_ = restore_rings_locked(vid);
   post({EventKind::kNew, vid, 0, true, features});
@@ -418,6 +422,31 @@ void VhostUserPort::on_destroy_device(int vid) noexcept {
       while (qs[q].busy.load(std::memory_order_seq_cst) != 0) rte_pause();
     }
   }
+  for (auto& w : inflight_) w.store(nullptr, std::memory_order_relaxed);  // rte_vhost unmaps the area next
+}
+
+// A new session's packed vrings: the position word of each one's inflight area, and the position a restarted
+// eswitchd left there taken back (rte_vhost's thread, mu_ held, before the device is published).
+void VhostUserPort::take_inflight_positions_locked(int vid) noexcept {
+  unsigned areas = 0, set = 0, same = 0, fresh = 0, failed = 0;
+  for (uint16_t i = 0; i < 2 * kMaxQueues; ++i) {
+    uint64_t* word = i < 2 * args_.queues ? inflight_position_word(vid, i, inflight_ring_size_[i]) : nullptr;
+    if (word != nullptr) {
+      ++areas;
+      switch (restore_from_inflight(vid, i, word)) {
+        case InflightRestore::kSet: ++set; break;
+        case InflightRestore::kSame: ++same; break;
+        case InflightRestore::kNone: ++fresh; break;
+        case InflightRestore::kFailed: ++failed; break;
+      }
+    }
+    inflight_[i].store(word, std::memory_order_release);
+  }
+  if (areas == 0) return;
+  inflight_sessions_.fetch_add(1, std::memory_order_relaxed);
+  inflight_restored_.fetch_add(set, std::memory_order_relaxed);
+  inflight_note_ = fmt::format("packed vrings with an inflight area (INFLIGHT_SHMFD): {} set to the position "
+                               "recorded there, {} already there, {} fresh, {} failed", set, same, fresh, failed);
 }
 
 void VhostUserPort::on_vring_state(int vid, uint16_t vring, bool enable) noexcept {
@@ -541,6 +570,10 @@ void VhostUserPort::service() noexcept {
     reported_pairs_ = enabled_queue_pairs();
     fmt::print("eswitchd: vport {}: vhost-user guest connected on {} (features 0x{:x}, {} of {} queue pairs on)\n",
                spec_.name, args_.socket, features_, enabled_queue_pairs(), args_.queues);
+    if (!inflight_note_.empty()) {
+      fmt::print("eswitchd: vport {}: {}\n", spec_.name, inflight_note_);
+      inflight_note_.clear();
+    }
     if (!resumed_vrings_.empty() && resumed_vrings_.size() == 2u * args_.queues) {
       // After a migration: where the guest's rings are now against where the stream left them (a split ring
       // restarts from its used index in guest memory; a packed ring took the stream's positions unless the
@@ -683,6 +716,8 @@ dp::PeerStatus VhostUserPort::peer_status() const {
                 {"mtu_refused", mtu_refused_.load(std::memory_order_relaxed)},
                 {"mtu_dropped", mtu_dropped},
                 {"rings_restored", restored_rings_.load(std::memory_order_relaxed)},
+                {"inflight_sessions", inflight_sessions_.load(std::memory_order_relaxed)},
+                {"inflight_restored", inflight_restored_.load(std::memory_order_relaxed)},
                 {"dirty_logging", dirty_logging() ? 1u : 0u},
                 {"log_starts", log_starts_.load(std::memory_order_relaxed)},
                 {"log_area_bytes", log_area_bytes_.load(std::memory_order_relaxed)},
@@ -736,6 +771,11 @@ uint16_t VhostUserPort::rx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uin
     rte_mbuf* fresh[kVhostBurst];
     const uint16_t k = rte_vhost_dequeue_burst(vid, static_cast<uint16_t>(2 * queue + 1), self->pool_, fresh,
                                                std::min<uint16_t>(static_cast<uint16_t>(n - got), kVhostBurst));
+    if (k != 0) {
+      if (uint64_t* w = self->inflight_[2 * queue + 1].load(std::memory_order_acquire)) {
+        record_inflight_position(vid, static_cast<uint16_t>(2 * queue + 1), w, self->inflight_ring_size_[2 * queue + 1]);
+      }
+    }
     rte_mbuf* segs[kMaxSegments];
     const bool mtu = self->args_.mtu != 0;
     for (uint16_t i = 0; i < k; ++i) {
@@ -805,6 +845,11 @@ uint16_t VhostUserPort::tx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uin
       const uint16_t k = rte_vhost_enqueue_burst(vid, vring, pkts + sent, chunk);
       sent = static_cast<uint16_t>(sent + k);
       if (k < chunk) break;
+    }
+    if (sent != 0) {
+      if (uint64_t* w = self->inflight_[vring].load(std::memory_order_acquire)) {
+        record_inflight_position(vid, vring, w, self->inflight_ring_size_[vring]);
+      }
     }
   }
   tq.busy.fetch_sub(1, std::memory_order_release);

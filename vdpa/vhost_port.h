@@ -134,6 +134,7 @@ class VhostUserPort final : public dp::Port {
   bool inject_announce(rte_mbuf** pkts, uint16_t n) noexcept;
   void quiesce() noexcept;
   std::string restore_rings_locked(int vid) noexcept;  // mu_ held
+  void take_inflight_positions_locked(int vid) noexcept;  // mu_ held (inflight.h)
   static std::string ring_position(const MigVring& v, bool packed);
   struct Event {
     EventKind kind;
@@ -198,6 +199,15 @@ class VhostUserPort final : public dp::Port {
   bool rings_restore_pending_ = false;
   std::string restore_note_;  // what the restore did, logged with the guest's session
   std::atomic<uint64_t> restored_rings_{0};  // packed vrings set from a stream
+
+  // Packed rings across a restart (inflight.h): each packed vring's position word in the front-end's inflight
+  // area (null: none), set on rte_vhost's thread before the device is published, cleared by destroy_device after
+  // the workers left; what the new session took from it (under mu_ until logged).
+  std::atomic<uint64_t*> inflight_[2 * kMaxQueues] = {};
+  uint16_t inflight_ring_size_[2 * kMaxQueues] = {};  // written before inflight_[i] is published
+  std::atomic<uint64_t> inflight_restored_{0};  // vrings set from an inflight area
+  std::atomic<uint64_t> inflight_sessions_{0};  // sessions that gave an inflight area (packed)
+  std::string inflight_note_;
 
   // Main lcore state.
   bool vring_on_[2 * kMaxQueues] = {};  // as rte_vhost reported them for device vring_vid_

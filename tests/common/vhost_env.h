@@ -10,10 +10,13 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
+#include "common/ring_harness.h"
 #include "config/config.h"
 #include "dataplane/daemon/eal.h"
 #include "dataplane/daemon/switch.h"
@@ -66,6 +69,37 @@ inline uint64_t peer_counter(const vdpa::VhostUserPort& vp, const std::string& n
   ADD_FAILURE() << "no peer counter " << name;
   return 0;
 }
+
+// A switch with the vhost-user vport `vm` (server mode, 1 queue pair, no binding check) beside two ring ports a
+// and b, forwarding as `cross_connect` says (e.g. {"vm", "a"}: what the guest sends comes out of ring a).
+struct VhostBench {
+  RingPort a, b;
+  std::string sock;
+  dp::Switch sw;
+  vdpa::VhostUserPort* vp = nullptr;
+
+  static cfg::Config config(cfg::Config c, const RingPort& a, const RingPort& b, const std::string& sock,
+                            std::vector<cfg::CrossConnect> cross_connect) {
+    c.uplinks.push_back(uplink("a", a.devname));
+    c.uplinks.push_back(uplink("b", b.devname));
+    cfg::VportConfig v;
+    v.name = "vm";
+    v.attach.vhost_user = cfg::VhostUserAttachment{sock, false, 1};
+    v.spoofchk = false;
+    c.vports.push_back(v);
+    c.pipeline.mode = cfg::PipelineMode::kCrossConnect;
+    c.pipeline.cross_connect = std::move(cross_connect);
+    return c;
+  }
+  VhostBench(const std::string& tag, const std::string& socket_dir, cfg::Config base,
+             std::vector<cfg::CrossConnect> cross_connect)
+      : a(tag + "a"), b(tag + "b"), sock(socket_dir + "/" + tag + ".sock"),
+        sw(config(std::move(base), a, b, sock, std::move(cross_connect))) {
+    sw.start();
+    vp = vhost_port(sw, "vm");
+    if (vp == nullptr) throw std::runtime_error("no vhost-user vport");
+  }
+};
 
 inline int run_vhost_tests(int argc, char** argv, const std::string& socket_dir, const cfg::Config& eal_config) {
   signal(SIGPIPE, SIG_IGN);

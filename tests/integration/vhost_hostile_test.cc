@@ -14,10 +14,6 @@
 
 #include <gtest/gtest.h>
 #include <rte_mbuf.h>
-#include <sys/eventfd.h>
-#include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -25,7 +21,6 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
-#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,6 +28,7 @@
 #include "common/pkt_builder.h"
 #include "common/ring_harness.h"
 #include "common/vhost_env.h"
+#include "common/vhost_frontend.h"
 #include "dataplane/daemon/eal.h"
 #include "dataplane/daemon/switch.h"
 #include "vdpa/vhost_port.h"
@@ -65,188 +61,22 @@ std::vector<uint8_t> frame(uint32_t seq) {
       .build();
 }
 
-// vhost-user requests (the vhost-user protocol specification) and virtio bits used here.
-enum : uint32_t {
-  kGetFeatures = 1, kSetFeatures = 2, kSetOwner = 3, kSetMemTable = 5, kSetVringNum = 8, kSetVringAddr = 9,
-  kSetVringBase = 10, kSetVringKick = 12, kSetVringCall = 13,
-};
-constexpr uint64_t kVersion1 = 1ULL << 32;
-constexpr uint16_t kDescNext = 1;
-constexpr uint32_t kRingSize = 256;
-constexpr size_t kMemSize = 2u << 20;
-constexpr uint64_t kGuestBase = 0x40000000;  // guest-physical address of the shared memory
-constexpr size_t kNetHdr = 12;               // virtio_net_hdr with VERSION_1 (num_buffers included)
-
-struct Desc {
-  uint64_t addr;
-  uint32_t len;
-  uint16_t flags;
-  uint16_t next;
-};
-
-// The front-end: one session on the vport's socket, guest memory = a memfd it maps too.
-struct HostileFrontEnd {
-  int fd = -1;
-  int mem_fd = -1;
-  uint8_t* mem = nullptr;
-  int kick[2] = {-1, -1}, call[2] = {-1, -1};
-  uint16_t tx_avail = 0;  // next avail index of the guest's TX vring (vring 1)
-
-  // Offsets in guest memory: vring 0 (the guest's RX) at 0, vring 1 (its TX) at 0x4000, buffers from 0x10000.
-  static constexpr size_t kRing[2] = {0x0000, 0x4000};
-  static constexpr size_t kBuffers = 0x10000;
-
-  explicit HostileFrontEnd(const std::string& path) {
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
-    if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) throw std::runtime_error("connect");
-    timeval tv{3, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    mem_fd = memfd_create("esw-hostile-guest", MFD_CLOEXEC);
-    if (mem_fd < 0 || ftruncate(mem_fd, kMemSize) != 0) throw std::runtime_error("memfd");
-    void* p = mmap(nullptr, kMemSize, PROT_READ | PROT_WRITE, MAP_SHARED, mem_fd, 0);
-    if (p == MAP_FAILED) throw std::runtime_error("mmap");
-    mem = static_cast<uint8_t*>(p);
-    std::memset(mem, 0, kMemSize);
-  }
-  ~HostileFrontEnd() {
-    ::close(fd);
-    for (int f : {mem_fd, kick[0], kick[1], call[0], call[1]}) {
-      if (f >= 0) ::close(f);
-    }
-    if (mem != nullptr) munmap(mem, kMemSize);
-  }
-
-  // One message: header {u32 request, u32 flags (version 1), u32 size}, payload, optional fds (SCM_RIGHTS).
-  bool send(uint32_t request, const void* payload, uint32_t size, const std::vector<int>& fds = {}) {
-    std::vector<uint8_t> b(12 + size);
-    const uint32_t flags = 1;
-    std::memcpy(b.data(), &request, 4);
-    std::memcpy(b.data() + 4, &flags, 4);
-    std::memcpy(b.data() + 8, &size, 4);
-    if (size != 0) std::memcpy(b.data() + 12, payload, size);
-    iovec iov{b.data(), b.size()};
-    msghdr m{};
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)] = {};
-    if (!fds.empty()) {
-      m.msg_control = control;
-      m.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-      cmsghdr* c = CMSG_FIRSTHDR(&m);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-      std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    }
-    return sendmsg(fd, &m, MSG_NOSIGNAL) == static_cast<ssize_t>(b.size());
-  }
-  bool send_u64(uint32_t request, uint64_t v, const std::vector<int>& fds = {}) { return send(request, &v, 8, fds); }
-  bool send_state(uint32_t request, uint32_t index, uint32_t num) {
-    const uint32_t s[2] = {index, num};
-    return send(request, s, sizeof(s));
-  }
-  // A reply's u64 (GET_FEATURES), or nothing when the back-end closed the session or timed out.
-  std::optional<uint64_t> get_u64(uint32_t request) {
-    if (!send(request, nullptr, 0)) return std::nullopt;
-    uint8_t b[20];
-    size_t got = 0;
-    while (got < sizeof(b)) {
-      const ssize_t n = ::recv(fd, b + got, sizeof(b) - got, 0);
-      if (n <= 0) return std::nullopt;
-      got += static_cast<size_t>(n);
-    }
-    uint64_t v = 0;
-    std::memcpy(&v, b + 12, 8);
-    return v;
-  }
-  // True once the back-end has closed the session (recv sees the end of the stream).
-  bool closed_by_backend() {
-    char c;
-    const ssize_t n = ::recv(fd, &c, 1, 0);
-    return n == 0 || (n < 0 && errno == ECONNRESET);
-  }
-
-  uint64_t gpa(size_t off) const { return kGuestBase + off; }
-  uint64_t uva(size_t off) const { return reinterpret_cast<uint64_t>(mem + off); }
-
-  // The set-up a virtio-net driver's VMM does: owner, features, memory table, both vrings of queue pair 0.
-  bool setup(uint64_t features) {
-    if (!send(kSetOwner, nullptr, 0) || !send_u64(kSetFeatures, features)) return false;
-    struct {
-      uint32_t nregions, padding;
-      struct {
-        uint64_t gpa, size, uva, mmap_offset;
-      } regions[8];
-    } table{};
-    table.nregions = 1;
-    table.regions[0] = {kGuestBase, kMemSize, uva(0), 0};
-    if (!send(kSetMemTable, &table, sizeof(table), {mem_fd})) return false;
-    for (uint32_t v = 0; v < 2; ++v) {
-      if (!send_state(kSetVringNum, v, kRingSize) || !send_state(kSetVringBase, v, 0)) return false;
-      struct {
-        uint32_t index, flags;
-        uint64_t desc, used, avail, log;
-      } addr{v, 0, uva(kRing[v]), uva(kRing[v] + 0x2000), uva(kRing[v] + 0x1000), 0};
-      if (!send(kSetVringAddr, &addr, sizeof(addr))) return false;
-      kick[v] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-      call[v] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-      if (!send_u64(kSetVringCall, v, {call[v]}) || !send_u64(kSetVringKick, v, {kick[v]})) return false;
-    }
-    return true;
-  }
-
-  Desc* tx_desc() { return reinterpret_cast<Desc*>(mem + kRing[1]); }
-  // Makes descriptor `head` available on the guest's TX vring (avail ring at +0x1000: flags, idx, ring[]).
-  void post(uint16_t head) {
-    auto* avail = reinterpret_cast<uint16_t*>(mem + kRing[1] + 0x1000);
-    avail[2 + (tx_avail % kRingSize)] = head;
-    __atomic_store_n(&avail[1], static_cast<uint16_t>(++tx_avail), __ATOMIC_RELEASE);
-    const uint64_t one = 1;
-    [[maybe_unused]] auto r = ::write(kick[1], &one, sizeof(one));
-  }
-  uint16_t tx_used() const {
-    return __atomic_load_n(reinterpret_cast<const uint16_t*>(mem + kRing[1] + 0x2000) + 1, __ATOMIC_ACQUIRE);
-  }
-  // A well-formed frame in descriptor `head`: the virtio-net header, then the frame, in one buffer.
-  void post_frame(uint16_t head, const std::vector<uint8_t>& f) {
-    const size_t off = kBuffers + head * 2048u;
-    std::memset(mem + off, 0, kNetHdr);
-    std::memcpy(mem + off + kNetHdr, f.data(), f.size());
-    tx_desc()[head] = {gpa(off), static_cast<uint32_t>(kNetHdr + f.size()), 0, 0};
-    post(head);
-  }
-};
+// The hand-written front-end (tests/common/vhost_frontend.h).
+using HostileFrontEnd = esw::test::vu::FrontEnd;
+using esw::test::vu::kDescNext;
+using esw::test::vu::kGetFeatures;
+using esw::test::vu::kGuestBase;
+using esw::test::vu::kMemSize;
+using esw::test::vu::kNetHdr;
+using esw::test::vu::kSetFeatures;
+using esw::test::vu::kSetOwner;
+using esw::test::vu::kVersion1;
 
 // A switch with the vhost-user vport `vm` (its frames go to ring a) and two ring ports a <-> b cross-connected:
 // the "other ports" that must keep forwarding while the guest misbehaves.
-struct Bench {
-  RingPort a, b;
-  std::string sock;
-  esw::dp::Switch sw;
-  VhostUserPort* vp = nullptr;
-
-  static esw::cfg::Config config(const RingPort& a, const RingPort& b, const std::string& sock) {
-    esw::cfg::Config c = base_config();
-    c.uplinks.push_back(esw::test::uplink("a", a.devname));
-    c.uplinks.push_back(esw::test::uplink("b", b.devname));
-    esw::cfg::VportConfig v;
-    v.name = "vm";
-    v.attach.vhost_user = esw::cfg::VhostUserAttachment{sock, false, 1};
-    v.spoofchk = false;
-    c.vports.push_back(v);
-    c.pipeline.mode = esw::cfg::PipelineMode::kCrossConnect;
-    c.pipeline.cross_connect = {{"a", "b"}, {"b", "a"}, {"vm", "a"}};
-    return c;
-  }
+struct Bench : esw::test::VhostBench {
   explicit Bench(const std::string& tag)
-      : a(tag + "a"), b(tag + "b"), sock(socket_dir() + "/" + tag + ".sock"), sw(config(a, b, sock)) {
-    sw.start();
-    vp = vhost_port(sw, "vm");
-    if (vp == nullptr) throw std::runtime_error("no vhost-user vport");
-  }
+      : VhostBench(tag, socket_dir(), base_config(), {{"a", "b"}, {"b", "a"}, {"vm", "a"}}) {}
 
   // The other ports forward: a frame into b comes out of a, unchanged.
   bool others_forward(uint32_t seq) {

@@ -31,6 +31,7 @@
 #include "common/pkt_builder.h"
 #include "common/ring_harness.h"
 #include "common/vhost_env.h"
+#include "common/vhost_frontend.h"
 #include "dataplane/daemon/eal.h"
 #include "dataplane/daemon/switch.h"
 #include "dataplane/error.h"
@@ -44,6 +45,7 @@ using esw::vdpa::VhostUserPort;
 using esw::test::peer_counter;
 using esw::test::serve_until;
 using esw::test::vhost_port;
+namespace vu = esw::test::vu;
 
 const std::string& socket_dir() {
   static const std::string d = "/tmp/esw-vhost-test-" + std::to_string(getpid());
@@ -461,54 +463,6 @@ TEST(VhostPortErrors, QueuePairsAboveTheConfiguredMaximumAreRefusedAndCounted) {
   EXPECT_EQ(sw.mempool_report().in_use, 0u);
 }
 
-// A vhost-user front-end speaking the protocol on the socket by hand (what QEMU sends for host_mtu=: the
-// virtio_user driver never sends VHOST_USER_NET_SET_MTU): header {le32 request, le32 flags, le32 size}, payload.
-struct RawFrontEnd {
-  int fd = -1;
-  explicit RawFrontEnd(const std::string& path) {
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
-    if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) throw std::runtime_error("connect");
-    timeval tv{3, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  }
-  ~RawFrontEnd() { ::close(fd); }
-  static constexpr uint32_t kVersion = 1, kReply = 1u << 2, kNeedReply = 1u << 3;
-  void send(uint32_t request, uint32_t flags, const uint64_t* u64) {
-    uint8_t b[20];
-    const uint32_t size = u64 != nullptr ? 8 : 0;
-    std::memcpy(b, &request, 4);
-    std::memcpy(b + 4, &flags, 4);
-    std::memcpy(b + 8, &size, 4);
-    if (u64 != nullptr) std::memcpy(b + 12, u64, 8);
-    if (::send(fd, b, 12 + size, MSG_NOSIGNAL) != static_cast<ssize_t>(12 + size)) throw std::runtime_error("send");
-  }
-  // The reply's u64 payload, or nullopt when none came (closed / timed out).
-  std::optional<uint64_t> reply(uint32_t request) {
-    uint8_t b[20];
-    size_t got = 0;
-    while (got < sizeof(b)) {
-      const ssize_t n = ::recv(fd, b + got, sizeof(b) - got, 0);
-      if (n <= 0) return std::nullopt;
-      got += static_cast<size_t>(n);
-    }
-    uint32_t req = 0, flags = 0, size = 0;
-    std::memcpy(&req, b, 4);
-    std::memcpy(&flags, b + 4, 4);
-    std::memcpy(&size, b + 8, 4);
-    if (req != request || !(flags & kReply) || size != 8) return std::nullopt;
-    uint64_t v = 0;
-    std::memcpy(&v, b + 12, 8);
-    return v;
-  }
-  std::optional<uint64_t> call(uint32_t request, uint32_t flags = kVersion, const uint64_t* u64 = nullptr) {
-    send(request, flags, u64);
-    return reply(request);
-  }
-};
-
 // The vport's MTU (vhost_user.mtu): a front-end MTU above it is refused on the wire (REPLY_ACK failure), one at or
 // below it accepted and recorded; frames from a guest whose L3 part is above it are dropped and counted, the
 // others forwarded unchanged.
@@ -524,21 +478,21 @@ TEST(VhostPortMtu, FrontEndMtuAboveTheVportsIsRefusedAndLargerFramesDropped) {
   EXPECT_TRUE(vp->offered_features() >> 3 & 1) << "VIRTIO_NET_F_MTU not offered";
   EXPECT_EQ(peer_counter(*vp, "mtu"), 1400u);
   {
-    constexpr uint32_t kGetFeatures = 1, kGetProtocolFeatures = 15, kSetProtocolFeatures = 16, kNetSetMtu = 20;
+    // A front-end speaking the protocol by hand (tests/common/vhost_frontend.h): what QEMU sends for host_mtu=
+    // (the virtio_user driver never sends VHOST_USER_NET_SET_MTU).
     constexpr uint64_t kReplyAck = 1ULL << 3, kNetMtu = 1ULL << 4;  // VHOST_USER_PROTOCOL_F_*
-    RawFrontEnd fe(sock);
-    const auto features = fe.call(kGetFeatures);
+    vu::FrontEnd fe(sock);
+    const auto features = fe.get_u64(vu::kGetFeatures);
     ASSERT_TRUE(features.has_value());
     EXPECT_TRUE(*features >> 3 & 1) << "F_MTU not offered on the wire";
-    const auto proto = fe.call(kGetProtocolFeatures);
+    const auto proto = fe.get_u64(vu::kGetProtocolFeatures);
     ASSERT_TRUE(proto.has_value());
     ASSERT_EQ(*proto & (kReplyAck | kNetMtu), kReplyAck | kNetMtu) << "REPLY_ACK / NET_MTU not offered";
-    const uint64_t want = kReplyAck | kNetMtu;
-    fe.send(kSetProtocolFeatures, RawFrontEnd::kVersion, &want);
-    const uint32_t ack = RawFrontEnd::kVersion | RawFrontEnd::kNeedReply;
+    ASSERT_TRUE(fe.send_u64(vu::kSetProtocolFeatures, kReplyAck | kNetMtu));
     for (const auto& [mtu, refused] : std::vector<std::pair<uint64_t, bool>>{{9000, true}, {1401, true}, {1400, false},
                                                                               {1280, false}}) {
-      const auto r = fe.call(kNetSetMtu, ack, &mtu);
+      ASSERT_TRUE(fe.send(vu::kNetSetMtu, &mtu, sizeof(mtu), {}, vu::kFlagVersion | vu::kFlagNeedReply));
+      const auto r = fe.reply_u64(vu::kNetSetMtu);
       ASSERT_TRUE(r.has_value()) << "no REPLY_ACK for MTU " << mtu << " (the session was closed?)";
       EXPECT_EQ(*r, refused ? 1u : 0u) << "MTU " << mtu;
     }
