@@ -20,10 +20,12 @@ uint64_t* inflight_position_word(int vid, uint16_t vring, uint16_t& size) {
   return &ri.inflight_packed->features;
 }
 
-InflightRestore restore_from_inflight(int vid, uint16_t vring, uint64_t* word) {
+InflightRestore restore_from_inflight(int vid, uint16_t vring, uint64_t* word, uint16_t size) {
   const uint64_t v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
   if (v >> 32 != kInflightMarker) return InflightRestore::kNone;  // a fresh area: nothing recorded yet
   const auto avail = static_cast<uint16_t>(v >> 16), used = static_cast<uint16_t>(v);
+  // The area is the front-end's memory: a slot beyond the ring would have rte_vhost read descriptors past it.
+  if ((avail & 0x7fff) >= size || (used & 0x7fff) >= size) return InflightRestore::kRefused;
   uint16_t a = 0, u = 0;
   if (rte_vhost_get_vring_base(vid, vring, &a, &u) != 0) return InflightRestore::kFailed;
   if (a == avail && u == used) return InflightRestore::kSame;

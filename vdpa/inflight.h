@@ -40,9 +40,10 @@ bool offer_inflight(const char* socket);
 // ring's size.
 uint64_t* inflight_position_word(int vid, uint16_t vring, uint16_t& size);
 
-// What a new session's packed vring found in its inflight area.
-enum class InflightRestore { kNone, kSame, kSet, kFailed };
-InflightRestore restore_from_inflight(int vid, uint16_t vring, uint64_t* word);
+// What a new session's packed vring found in its inflight area. kRefused: a recorded slot at or beyond the
+// ring's `size` (the area is the front-end's memory; the vring keeps what SET_VRING_BASE gave).
+enum class InflightRestore { kNone, kSame, kSet, kFailed, kRefused };
+InflightRestore restore_from_inflight(int vid, uint16_t vring, uint64_t* word, uint16_t size);
 
 // A worker, after a burst that moved the vring (no lock, no syscall). Two tx queues may send to the same guest RX
 // vring (a guest with fewer queue pairs on than configured) under different locks: rte_vhost serialises their

@@ -428,16 +428,17 @@ void VhostUserPort::on_destroy_device(int vid) noexcept {
 // A new session's packed vrings: the position word of each one's inflight area, and the position a restarted
 // eswitchd left there taken back (rte_vhost's thread, mu_ held, before the device is published).
 void VhostUserPort::take_inflight_positions_locked(int vid) noexcept {
-  unsigned areas = 0, set = 0, same = 0, fresh = 0, failed = 0;
+  unsigned areas = 0, set = 0, same = 0, fresh = 0, failed = 0, refused = 0;
   for (uint16_t i = 0; i < 2 * kMaxQueues; ++i) {
     uint64_t* word = i < 2 * args_.queues ? inflight_position_word(vid, i, inflight_ring_size_[i]) : nullptr;
     if (word != nullptr) {
       ++areas;
-      switch (restore_from_inflight(vid, i, word)) {
+      switch (restore_from_inflight(vid, i, word, inflight_ring_size_[i])) {
         case InflightRestore::kSet: ++set; break;
         case InflightRestore::kSame: ++same; break;
         case InflightRestore::kNone: ++fresh; break;
         case InflightRestore::kFailed: ++failed; break;
+        case InflightRestore::kRefused: ++refused; break;
       }
     }
     inflight_[i].store(word, std::memory_order_release);
@@ -446,7 +447,8 @@ void VhostUserPort::take_inflight_positions_locked(int vid) noexcept {
   inflight_sessions_.fetch_add(1, std::memory_order_relaxed);
   inflight_restored_.fetch_add(set, std::memory_order_relaxed);
   inflight_note_ = fmt::format("packed vrings with an inflight area (INFLIGHT_SHMFD): {} set to the position "
-                               "recorded there, {} already there, {} fresh, {} failed", set, same, fresh, failed);
+                               "recorded there, {} already there, {} fresh, {} failed, {} refused (a slot beyond the ring)", set, same, fresh,
+                               failed, refused);
 }
 
 void VhostUserPort::on_vring_state(int vid, uint16_t vring, bool enable) noexcept {
