@@ -379,11 +379,13 @@ void VhostUserPort::on_new_device(int vid) noexcept {
 // The workers poll every vring they serve, so the guest need not notify (kick) the device when it adds buffers:
 // for a polling guest such as DPDK's virtio PMD a kick is a write to the vring's kick eventfd, one system call
 // per tx burst and per rx refill, which the guest would otherwise spend on every burst (bench/README.md, issue
-// 10: it made the guest the limit of PVP). Suppressed as DPDK's net_vhost does in its new_device:
-// VRING_USED_F_NO_NOTIFY on split rings, the device event flags DISABLE on packed ones (with EVENT_IDX rte_vhost
-// leaves the guest's avail event alone, so it rarely kicks anyway). rte_vhost keeps the setting for a vring
-// that is enabled again; one whose addresses the guest has not given yet is refused here and done by service()
-// when it is enabled. Never with the vhost thread's queue locks held (new_device, or the main lcore).
+// 10: it made the guest the limit of PVP). Suppressed as DPDK's net_vhost does, in new_device (rte_vhost's
+// thread, no queue lock held): VRING_USED_F_NO_NOTIFY on split rings, the device event flags DISABLE on packed
+// ones (with EVENT_IDX rte_vhost leaves the guest's avail event alone, so the guest rarely kicks anyway).
+// rte_vhost keeps the setting when a vring is enabled later (a guest's further queue pairs); a vring whose
+// addresses the guest had not given by then keeps kicking: a cost, never a loss (nothing here waits for kicks).
+// Not from the main lcore: it would spin on a vring lock that rte_vhost's thread holds while it handles a
+// message on the same shared core.
 void VhostUserPort::suppress_guest_kicks(int vid) noexcept {
   const uint16_t n = rte_vhost_get_vring_num(vid);
   for (uint16_t i = 0; i < n; ++i) rte_vhost_enable_guest_notification(vid, i, 0);
@@ -435,16 +437,6 @@ void VhostUserPort::service() noexcept {
   uint64_t counter;
   [[maybe_unused]] auto r = ::read(event_fd_, &counter, sizeof(counter));
   watch_rings();
-  if (kicks_pending_) {
-    // Vrings enabled after the device came up (a Linux guest's further queue pairs): their kicks off too. Not
-    // under mu_: rte_vhost calls on_vring_state (which takes mu_) holding the vrings' locks that this takes.
-    // The workers' handshake keeps the device alive during the calls (destroy_device waits for the mark).
-    kicks_pending_ = false;
-    rxq_[0].busy.fetch_add(1, std::memory_order_seq_cst);
-    const int vid = vid_.load(std::memory_order_seq_cst);
-    if (vid >= 0) suppress_guest_kicks(vid);
-    rxq_[0].busy.fetch_sub(1, std::memory_order_release);
-  }
   std::lock_guard<std::mutex> lock(mu_);  // held briefly: the vhost thread only appends
   if (events_.empty()) return;
   bool vrings_changed = false;
@@ -557,7 +549,6 @@ void VhostUserPort::service() noexcept {
     }
     fflush(stdout);
   }
-  kicks_pending_ = kicks_pending_ || vrings_changed;  // done on the next call, without mu_
 }
 
 void VhostUserPort::watch_rings() noexcept {

@@ -138,7 +138,7 @@ class VhostUserPort final : public dp::Port {
   };
   bool above_mtu(rte_mbuf* m) const noexcept;
   void watch_rings() noexcept;
-  void suppress_guest_kicks(int vid) noexcept;  // the guest's kicks off on every vring rte_vhost has set up
+  void suppress_guest_kicks(int vid) noexcept;  // rte_vhost's thread: the guest's kicks off on its vrings
   uint64_t logged_frames(const Queue* qs) const;  // frames moved while dirty-page logging was on
 
   static uint16_t rx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uint16_t n) noexcept;
@@ -207,7 +207,6 @@ class VhostUserPort final : public dp::Port {
   RingWatch watch_[kMaxQueues] = {};
   uint64_t next_watch_ns_ = 0;
   uint64_t vring_stalls_ = 0;
-  bool kicks_pending_ = false;  // vrings changed: suppress_guest_kicks on the next service()
   // VHOST_USER_NET_SET_MTU, written by rte_vhost's thread.
   std::atomic<uint64_t> frontend_mtu_{0};  // the last MTU accepted (0: none set)
   std::atomic<uint64_t> mtu_refused_{0};   // front-end MTUs above the vport's
