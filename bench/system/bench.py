@@ -442,7 +442,10 @@ def run_all(points, sysmap, ctx, opts, results):
                               (f", {r['guest_oncpu_cycles_per_pkt']:.0f} on-CPU cyc/pkt"
                                if "guest_oncpu_cycles_per_pkt" in r else "") +
                               (f", {r['guest_writes_per_pkt']:.3f} writes/pkt" if "guest_writes_per_pkt" in r
-                               else "") + ")")
+                               else "") +
+                              (f", rx polls {100 * r['guest_rx_empty_poll_share']:.0f}% empty, "
+                               f"{r.get('guest_rx_pkts_per_poll', 0):.1f} pkts/poll"
+                               if "guest_rx_empty_poll_share" in r else "") + ")")
                 if r.get("vhost_features"):
                     extra += f" (features {r['vhost_features']})"
                 if r.get("sys_vhost_out_mpps") is not None:

@@ -665,8 +665,10 @@ class GuestProc:
                 str(_mem_mb(mbufs)), "--single-file-segments", "--no-pci", f"--file-prefix={self.prefix}"]
         for v in vdevs:
             args += ["--vdev", v]
+        # --record-burst-stats: how many packets each of its rx polls found (empty polls included), i.e. whether
+        # it waited for the system or the system for it.
         args += ["--", "-i", f"--forward-mode={fwd}", f"--port-topology={topology}", "--nb-cores=1", "--auto-start",
-                 f"--total-num-mbufs={mbufs}", "--record-core-cycles"]
+                 f"--total-num-mbufs={mbufs}", "--record-core-cycles", "--record-burst-stats"]
         self.child = Child(ctx.reg, f"guest{n}", args, ctx.log_path(f"guest-{n}"), stdin=True, exe=TESTPMD)
 
     def wait_listening(self, timeout=60):
@@ -727,7 +729,16 @@ class GuestProc:
         w = self.child.wait_for(lambda x: "TX-packets:" in x, 2.0, acc[0])
         if r is None or w is None:
             raise Fail("the guest (testpmd) printed incomplete forward stats")
-        out = {"rx": int(re.search(r"RX-packets:\s*(\d+)", r[2]).group(1)),
+        # Per port: "RX-bursts : <polls> [<e>% of 0 pkts + ...]" (testpmd's burst spread; the empty share is
+        # printed first).
+        with self.child.cond:
+            text = "\n".join(ln for _, ln in self.child.lines[start:acc[0]])
+        polls = empty = 0.0
+        for n, e in re.findall(r"RX-bursts : (\d+) \[(?:(\d+)% of 0 pkts)?", text):
+            polls += int(n)
+            empty += int(n) * int(e or 0) / 100
+        out = {"rx_polls": polls, "rx_empty_polls": empty,
+               "rx": int(re.search(r"RX-packets:\s*(\d+)", r[2]).group(1)),
                "tx": int(re.search(r"TX-packets:\s*(\d+)", w[2]).group(1)),
                "tx_dropped": int(re.search(r"TX-dropped:\s*(\d+)", w[2]).group(1)), "elapsed": t - self.t_clear}
         cpu_s = self._cpu_s() - self.cpu0
@@ -831,6 +842,14 @@ class Guests:
             out["guest_cpu_s"] = sum(r["cpu_s"] for r in reads)
         # Write system calls per packet the guests put into vhost-user: kicks (a polling guest needs none when the
         # system suppresses them, as net_vhost does) plus console output (a few per window).
+        # Rx polls: the share that found nothing and the packets per poll that found some (up to 32). A guest
+        # that is the limit finds full bursts; one waiting for the system polls empty or finds a few.
+        polls = sum(r["rx_polls"] for r in reads)
+        if polls > 0:
+            empty = sum(r["rx_empty_polls"] for r in reads)
+            out["guest_rx_empty_poll_share"] = empty / polls
+            if polls > empty:
+                out["guest_rx_pkts_per_poll"] = out["guest_rx_packets"] / (polls - empty)
         if all("writes" in r for r in reads) and out["guest_tx_packets"] > 0:
             out["guest_writes_per_pkt"] = sum(r["writes"] for r in reads) / out["guest_tx_packets"]
         return out
