@@ -393,6 +393,7 @@ bool VhostUserPort::on_set_mtu(int vid, uint64_t mtu) noexcept {
 void VhostUserPort::on_new_device(int vid) noexcept {
   uint64_t features = 0;
   rte_vhost_get_negotiated_features(vid, &features);
+  suppress_guest_kicks(vid);
   // A migration's source never turns LOG_ALL off (its device stops first): the destination's device does.
   on_features_changed(vid, features);
   std::lock_guard<std::mutex> lock(mu_);
@@ -401,6 +402,21 @@ void VhostUserPort::on_new_device(int vid) noexcept {
   // A resumed vport's packed rings take the stream's positions before any worker may use the device.
   if (rings_restore_pending_) restore_note_ = restore_rings_locked(vid);
   post({EventKind::kNew, vid, 0, true, features});
+}
+
+// The workers poll every vring they serve, so the guest need not notify (kick) the device when it adds buffers:
+// for a polling guest such as DPDK's virtio PMD a kick is a write to the vring's kick eventfd, one system call
+// per tx burst and per rx refill, which the guest would otherwise spend on every burst (bench/README.md, issue
+// 10: it made the guest the limit of PVP). Suppressed as DPDK's net_vhost does, in new_device (rte_vhost's
+// thread, no queue lock held): VRING_USED_F_NO_NOTIFY on split rings, the device event flags DISABLE on packed
+// ones (with EVENT_IDX rte_vhost leaves the guest's avail event alone, so the guest rarely kicks anyway).
+// rte_vhost keeps the setting when a vring is enabled later (a guest's further queue pairs); a vring whose
+// addresses the guest had not given by then keeps kicking: a cost, never a loss (nothing here waits for kicks).
+// Not from the main lcore: it would spin on a vring lock that rte_vhost's thread holds while it handles a
+// message on the same shared core.
+void VhostUserPort::suppress_guest_kicks(int vid) noexcept {
+  const uint16_t n = rte_vhost_get_vring_num(vid);
+  for (uint16_t i = 0; i < n; ++i) rte_vhost_enable_guest_notification(vid, i, 0);
 }
 
 void VhostUserPort::on_connection(int vid, bool up) noexcept {

@@ -146,6 +146,7 @@ class VhostUserPort final : public dp::Port {
   };
   bool above_mtu(rte_mbuf* m) const noexcept;
   void watch_rings() noexcept;
+  void suppress_guest_kicks(int vid) noexcept;  // rte_vhost's thread: the guest's kicks off on its vrings
   uint64_t logged_frames(const Queue* qs) const;  // frames moved while dirty-page logging was on
 
   static uint16_t rx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uint16_t n) noexcept;

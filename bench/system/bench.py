@@ -222,6 +222,13 @@ def window(system, seconds, guests=None, at_sink=False):
                 out[f"sys_{k}_mpps"] = (s1.extra[k] - s0.extra[k]) / dt / 1e6
     if guests is not None:
         out.update(guests.end())
+        # The guests' on-CPU cycles per packet they put into vhost-user: in d the guest is the limit, and this says
+        # how much each system makes it spend per packet (load-independent, unlike the guest's rate).
+        if out.get("guest_cpu_s") is not None and out.get("guest_tx_packets", 0) > 0 and CPU_HZ:
+            out["guest_oncpu_cycles_per_pkt"] = out["guest_cpu_s"] * CPU_HZ / out["guest_tx_packets"]
+        features = system.vhost_features()
+        if features:
+            out["vhost_features"] = features
     return out
 
 
@@ -368,6 +375,9 @@ def summarise(entry, expected_fwd, checks_verdicts, at_sink=False):
                      and isinstance(r[k], float)}):
         vals_k = [r[k] for r in runs if k in r]
         entry[f"median_{k}"] = statistics.median(vals_k)
+    features = sorted({f for r in runs for f in r.get("vhost_features", "").split(",") if f})
+    if features:
+        entry["vhost_features"] = ",".join(features)  # every feature set negotiated over the runs
     want = expected_fwd if checks_verdicts else 1.0
     entry["expected_fwd_fraction"] = round(want, 4)
     if at_sink:
@@ -428,7 +438,16 @@ def run_all(points, sysmap, ctx, opts, results):
                 if r.get("guest_rx_mpps") is not None:
                     extra += (f" (guest: rx {r['guest_rx_mpps']:.2f}, tx {r['guest_tx_mpps']:.2f}, refused "
                               f"{r['guest_tx_dropped_mpps']:.2f}" +
-                              (f", on CPU {100 * r['guest_cpu']:.0f}%" if "guest_cpu" in r else "") + ")")
+                              (f", on CPU {100 * r['guest_cpu']:.0f}%" if "guest_cpu" in r else "") +
+                              (f", {r['guest_oncpu_cycles_per_pkt']:.0f} on-CPU cyc/pkt"
+                               if "guest_oncpu_cycles_per_pkt" in r else "") +
+                              (f", {r['guest_writes_per_pkt']:.3f} writes/pkt" if "guest_writes_per_pkt" in r
+                               else "") +
+                              (f", rx polls {100 * r['guest_rx_empty_poll_share']:.0f}% empty, "
+                               f"{r.get('guest_rx_pkts_per_poll', 0):.1f} pkts/poll"
+                               if "guest_rx_empty_poll_share" in r else "") + ")")
+                if r.get("vhost_features"):
+                    extra += f" (features {r['vhost_features']})"
                 if r.get("sys_vhost_out_mpps") is not None:
                     extra += f" (to guest {r['sys_vhost_out_mpps']:.2f}, back {r.get('sys_vhost_back_mpps', 0):.2f})"
                 cyc = f", {r['cycles_reported']:.0f} cyc/pkt" if r.get("cycles_reported") else ""

@@ -124,6 +124,16 @@ def _m(e, k) -> str:
     return f"{v:.2f}" if v is not None else ""
 
 
+def _v(e, k, fmt) -> str:
+    v = e.get(f"median_{k}")
+    return format(v, fmt) if v is not None else ""
+
+
+def _pct(e, k) -> str:
+    v = e.get(f"median_{k}")
+    return f"{100 * v:.0f}%" if v is not None else ""
+
+
 def _vhost_section(results) -> list:
     """Where a vhost-user point's limit is: the guests' own counters next to the system's, medians over the runs."""
     rows = []
@@ -138,7 +148,10 @@ def _vhost_section(results) -> list:
                         f"{_m(e, 'sys_vhost_out_drop_mpps')} | "
                         f"{_m(e, 'sys_vhost_back_mpps')} | {_m(e, 'guest_rx_mpps')} | {_m(e, 'guest_tx_mpps')} | "
                         f"{_m(e, 'guest_tx_dropped_mpps')} | {f'{100 * busy:.0f}%' if busy is not None else ''} | "
-                        f"{f'{100 * fwd:.0f}%' if fwd else ''} | {f'{onc:.0f}' if onc else ''} |")
+                        f"{f'{100 * fwd:.0f}%' if fwd else ''} | {f'{onc:.0f}' if onc else ''} | "
+                        f"{_v(e, 'guest_oncpu_cycles_per_pkt', '.0f')} | {_v(e, 'guest_writes_per_pkt', '.3f')} | "
+                        f"{_pct(e, 'guest_rx_empty_poll_share')} | {_v(e, 'guest_rx_pkts_per_poll', '.1f')} | "
+                        f"{e.get('vhost_features', '')} |")
     if not rows:
         return []
     return ["", "## vhost-user guests (d, d-rx, bv)", "",
@@ -151,10 +164,18 @@ def _vhost_section(results) -> list:
             "whole core; they busy-poll, so less means they shared the core with something else). d: system -> "
             "guest refused by the guest's ring while the guest refuses nothing itself means the guest is the limit. "
             "fwd thread: the system's busiest thread's on-CPU share of the window and its on-CPU cycles per "
-            "counted packet (load-independent, unlike TSC cycles).",
+            "counted packet (load-independent, unlike TSC cycles). guest on-CPU cycles/pkt: the guests' on-CPU "
+            "time x core clock / packets they put into vhost-user (what each system makes the guest spend per "
+            "packet; load-independent). guest writes/pkt: the guests' write system calls per such packet - their "
+            "kicks (eventfd writes) unless the system suppressed them, plus a few lines of console output. "
+            "guest rx polls empty / pkts per poll: the guests' rx polls that found nothing, and the packets the "
+            "others found (testpmd --record-burst-stats; 32 = full bursts: the guest is the limit; empty polls and "
+            "small bursts: it waits for the system). "
+            "features: the virtio features negotiated on the run's vhost-user sockets, from the system's log.",
             "", "| point | system | Mpps | system -> guest | system -> guest refused | guest -> system | guest rx "
-            "| guest tx | guest tx refused | guest CPU | fwd thread CPU | fwd thread on-CPU cycles/pkt |",
-            "|" + "---|" * 12] + rows
+            "| guest tx | guest tx refused | guest CPU | fwd thread CPU | fwd thread on-CPU cycles/pkt "
+            "| guest on-CPU cycles/pkt | guest writes/pkt | guest rx polls empty | guest pkts/poll | features |",
+            "|" + "---|" * 17] + rows
 
 
 def _paired(p, a, b) -> list:

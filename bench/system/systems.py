@@ -137,6 +137,27 @@ class System:
     # vhost_dir/NAME.sock, created by the system (server) or by the guest (setup.guest_server: the system connects).
     vhost_dir: Optional[str] = None
 
+    # What each vhost-user session of this run negotiated, from the system's own log: rte_vhost's "negotiated
+    # Virtio features" (testpmd net_vhost; OVS forwards DPDK's log to its own) or eswitchd's "guest connected on
+    # <socket> (features 0x...)". The guest is the same for every system, so a difference here is the system's.
+    _FEATURE_RES = (re.compile(r"\((/\S+)\) negotiated Virtio features: (0x[0-9a-fA-F]+)"),
+                    re.compile(r"guest connected on (/\S+) \(features (0x[0-9a-fA-F]+)"))
+
+    def vhost_log_text(self) -> str:
+        child = getattr(self, "child", None)
+        return child.text() if child is not None else ""
+
+    def vhost_features(self) -> Optional[str]:
+        """The distinct feature sets negotiated on this run's vhost-user sockets ("0x..", comma-separated), or
+        None when the log names none."""
+        text = self.vhost_log_text()
+        found = set()
+        for rx in self._FEATURE_RES:
+            for path, f in rx.findall(text):
+                if (self.vhost_dir and path.startswith(self.vhost_dir + "/")) or path == self.vhost_socket:
+                    found.add(hex(int(f, 16)))
+        return ",".join(sorted(found)) or None
+
     def vhost_path(self, name: str) -> str:
         return os.path.join(self.vhost_dir or self.ctx.run_dir, f"{name}.sock")
 
@@ -644,8 +665,10 @@ class GuestProc:
                 str(_mem_mb(mbufs)), "--single-file-segments", "--no-pci", f"--file-prefix={self.prefix}"]
         for v in vdevs:
             args += ["--vdev", v]
+        # --record-burst-stats: how many packets each of its rx polls found (empty polls included), i.e. whether
+        # it waited for the system or the system for it.
         args += ["--", "-i", f"--forward-mode={fwd}", f"--port-topology={topology}", "--nb-cores=1", "--auto-start",
-                 f"--total-num-mbufs={mbufs}", "--record-core-cycles"]
+                 f"--total-num-mbufs={mbufs}", "--record-core-cycles", "--record-burst-stats"]
         self.child = Child(ctx.reg, f"guest{n}", args, ctx.log_path(f"guest-{n}"), stdin=True, exe=TESTPMD)
 
     def wait_listening(self, timeout=60):
@@ -675,10 +698,23 @@ class GuestProc:
         except (OSError, IndexError, ValueError):
             return float("nan")
 
+    def _syscw(self) -> Optional[int]:
+        """Write system calls of the guest process (all its threads) so far: a polling virtio PMD's kicks (eventfd
+        writes to the system) are most of them; the rest is its console output."""
+        try:
+            with open(f"/proc/{self.child.proc.pid}/io") as f:
+                for line in f:
+                    if line.startswith("syscw:"):
+                        return int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+        return None
+
     def clear(self):
         self.child.send("clear fwd stats all\n")
         self.t_clear = time.time()
         self.cpu0 = self._cpu_s()
+        self.w0 = self._syscw()
 
     def read(self) -> dict:
         """Forwarding counters since clear(): rx, tx, tx refused (ring full), busy cycles, elapsed seconds."""
@@ -693,12 +729,32 @@ class GuestProc:
         w = self.child.wait_for(lambda x: "TX-packets:" in x, 2.0, acc[0])
         if r is None or w is None:
             raise Fail("the guest (testpmd) printed incomplete forward stats")
-        out = {"rx": int(re.search(r"RX-packets:\s*(\d+)", r[2]).group(1)),
+        # Per port: "RX-bursts : <polls> [<e>% of 0 pkts + ...]" (testpmd's burst spread; the empty share is
+        # printed first).
+        with self.child.cond:
+            text = "\n".join(ln for _, ln in self.child.lines[start:acc[0]])
+        polls = empty = 0.0
+        rx_lines = re.findall(r"RX-bursts : (\d+) \[(?:(\d+)% of 0 pkts)?", text)
+        for n, e in rx_lines:
+            polls += int(n)
+            empty += int(n) * int(e or 0) / 100
+        # The shares are rounded to whole percents (99% empty hides how many found packets): with one port (d: the
+        # loop topology), each poll that found packets made one tx call, so the TX-bursts count is exact.
+        tx_lines = re.findall(r"TX-bursts : (\d+)", text)
+        if len(rx_lines) == 1 and len(tx_lines) == 1:
+            empty = polls - int(tx_lines[0])
+        out = {"rx_polls": polls, "rx_empty_polls": empty,
+               "rx": int(re.search(r"RX-packets:\s*(\d+)", r[2]).group(1)),
                "tx": int(re.search(r"TX-packets:\s*(\d+)", w[2]).group(1)),
                "tx_dropped": int(re.search(r"TX-dropped:\s*(\d+)", w[2]).group(1)), "elapsed": t - self.t_clear}
-        cpu = (self._cpu_s() - self.cpu0) / max(time.time() - self.t_clear, 1e-3)
+        cpu_s = self._cpu_s() - self.cpu0
+        cpu = cpu_s / max(time.time() - self.t_clear, 1e-3)
         if cpu == cpu:  # not NaN
             out["cpu"] = cpu
+            out["cpu_s"] = cpu_s
+        w1 = self._syscw()
+        if w1 is not None and self.w0 is not None:
+            out["writes"] = w1 - self.w0
         return out
 
     def stop(self):
@@ -788,6 +844,20 @@ class Guests:
         cpu = [r["cpu"] for r in reads if "cpu" in r]
         if cpu:
             out["guest_cpu"] = sum(cpu)   # on-CPU share of a core, all guest processes together
+        if len(cpu) == len(reads):
+            out["guest_cpu_s"] = sum(r["cpu_s"] for r in reads)
+        # Write system calls per packet the guests put into vhost-user: kicks (a polling guest needs none when the
+        # system suppresses them, as net_vhost does) plus console output (a few per window).
+        # Rx polls: the share that found nothing and the packets per poll that found some (up to 32). A guest
+        # that is the limit finds full bursts; one waiting for the system polls empty or finds a few.
+        polls = sum(r["rx_polls"] for r in reads)
+        if polls > 0:
+            empty = sum(r["rx_empty_polls"] for r in reads)
+            out["guest_rx_empty_poll_share"] = empty / polls
+            if polls > empty:
+                out["guest_rx_pkts_per_poll"] = out["guest_rx_packets"] / (polls - empty)
+        if all("writes" in r for r in reads) and out["guest_tx_packets"] > 0:
+            out["guest_writes_per_pkt"] = sum(r["writes"] for r in reads) / out["guest_tx_packets"]
         return out
 
     def stop(self):
@@ -1019,6 +1089,13 @@ class Ovs(System):
             out.write(self.flows_text(s, self.ports))
         self.ofctl("--bundle", "add-flows", self.BRIDGE, flows)
         self.sources = {self.ports[src.name] for src in s.sources}
+
+    def vhost_log_text(self) -> str:
+        try:
+            with open(os.path.join(self.dir, "ovs-vswitchd.log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
 
     def pid(self):
         return self.vs_child.proc.pid if self.vs_child is not None and self.vs_child.alive() else None

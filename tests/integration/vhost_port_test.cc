@@ -738,6 +738,74 @@ TEST(VhostPortErrors, DevargsAreChecked) {
   EXPECT_THROW(esw::vdpa::parse_vhost_user_args("socket=/a.sock,mtu=15x"), esw::dp::Error);
 }
 
+// Guest kicks (notifications to the device) cost a polling guest a system call per burst: DPDK's virtio PMD
+// writes the vring's kick eventfd after each tx burst and each rx refill unless the device suppressed them. The
+// workers poll every ring, so the vport suppresses them (VRING_USED_F_NO_NOTIFY on a split ring, the device event
+// flags DISABLE on a packed one), as DPDK's net_vhost does. Counted here as this thread's write system calls
+// (/proc/thread-self/io syscw) inside the guest's own tx and rx bursts, in both directions.
+uint64_t thread_write_syscalls() {
+  std::ifstream in("/proc/thread-self/io");
+  std::string key;
+  uint64_t v = 0;
+  while (in >> key >> v) {
+    if (key == "syscw:") return v;
+  }
+  ADD_FAILURE() << "no syscw in /proc/thread-self/io";
+  return 0;
+}
+
+class VhostPortKicks : public ::testing::TestWithParam<bool> {};
+
+TEST_P(VhostPortKicks, PollingGuestMakesNoSystemCallPerBurst) {
+  const bool packed = GetParam();
+  const std::string sock = socket_dir() + "/kick.sock";
+  RingPort ring(packed ? "vkp" : "vks");
+  esw::dp::Switch sw(cross_config(ring, sock, 1));
+  sw.start();
+  VhostUserPort* vp = vhost_port(sw, "vm1");
+  ASSERT_NE(vp, nullptr);
+  {
+    Guest g(packed ? "kp" : "ks", sock, 1, packed);
+    ASSERT_TRUE(serve_until(sw, [&] { return vp->device_ready() && vp->enabled_queue_pairs() == 1; }));
+    constexpr uint32_t kBursts = 20, kPerBurst = 16;
+    uint64_t tx_writes = 0, rx_writes = 0, rx_bursts = 0;
+    size_t got = 0;
+    for (uint32_t b = 0; b < kBursts; ++b) {
+      std::vector<std::vector<uint8_t>> fs;
+      for (uint32_t i = 0; i < kPerBurst; ++i) fs.push_back(frame(b * 100 + i));
+      const uint64_t w0 = thread_write_syscalls();
+      ASSERT_EQ(g.send(0, fs), fs.size());
+      tx_writes += thread_write_syscalls() - w0;
+      serve_until(sw, [&] {
+        got += ring.take_bytes(kBursts * kPerBurst - got, 0ms).size();
+        return got == (b + 1) * kPerBurst;
+      });
+      // The other way: into the guest, which refills its rx ring after each burst it takes.
+      for (uint32_t i = 0; i < kPerBurst; ++i) ring.inject(sw.pool(), frame(60000 + b * 100 + i));
+      size_t in = 0;
+      serve_until(sw, [&] {
+        const uint64_t r0 = thread_write_syscalls();
+        const size_t n = g.receive(kPerBurst - in, 1ms).size();
+        rx_writes += thread_write_syscalls() - r0;
+        rx_bursts += n > 0 ? 1 : 0;
+        in += n;
+        return in == kPerBurst;
+      });
+      ASSERT_EQ(in, kPerBurst) << "burst " << b << " did not reach the guest";
+    }
+    EXPECT_EQ(got, size_t{kBursts} * kPerBurst);
+    EXPECT_GE(rx_bursts, kBursts);
+    EXPECT_EQ(tx_writes, 0u) << "the guest kicked the device from its tx bursts (" << kBursts << " bursts)";
+    EXPECT_EQ(rx_writes, 0u) << "the guest kicked the device from its rx refills (" << rx_bursts << " bursts)";
+  }
+  serve_until(sw, [&] { return !vp->device_ready(); });
+  sw.close();
+  EXPECT_EQ(sw.mempool_report().in_use, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Rings, VhostPortKicks, ::testing::Values(false, true),
+                         [](const auto& info) { return std::string(info.param ? "Packed" : "Split"); });
+
 }  // namespace
 
 int main(int argc, char** argv) {
