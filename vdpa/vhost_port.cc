@@ -22,6 +22,7 @@
 
 #include "dataplane/error.h"
 #include "vdpa/inflight.h"
+#include "vdpa/vhost_wake.h"
 
 namespace esw::vdpa {
 
@@ -297,6 +298,15 @@ void VhostUserPort::register_driver() {
     if (!args_.client) fail("rte_vhost_driver_start failed (bind/connect)");
   } else {
     connect_errno_ = 0;
+    if (!args_.client) {
+      // rte_vhost's event thread polls the new listen fd only from its next wake-up: make one now (vhost_wake.h).
+      const std::string werr = wake_vhost_event_thread();
+      if (!werr.empty()) {
+        fmt::print("eswitchd: vport {}: warning: vhost-user socket {}: rte_vhost's event thread not woken ({}): "
+                   "the first connection may wait up to 1 s\n", spec_.name, args_.socket, werr);
+        fflush(stdout);
+      }
+    }
   }
   driver_started_ = true;
 }

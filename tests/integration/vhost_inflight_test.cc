@@ -190,6 +190,10 @@ void expect_delivered(Session& s, uint32_t seq_vm, unsigned n, uint32_t seq_peer
   for (unsigned i = 0; i < n; ++i) s.peer.post_rx_buffer(static_cast<uint16_t>((s.peer_seen - n + i) % 64));
 }
 
+// Issue 10 item 3's goal is 100 ms; these bounds add a margin for a loaded 2-core machine (measured: see
+// vdpa/README.md, "Packed rings across an eswitchd restart"). Without the wake both were ~900 ms.
+constexpr double kFirstReplyBoundMs = 250, kResumeBoundMs = 400;
+
 constexpr uint64_t kPackedFeatures = vu::kVersion1 | vu::kProtocolFeatures | vu::kRingPacked;
 
 void run(bool inflight) {
@@ -251,9 +255,14 @@ void run(bool inflight) {
   const auto connected = std::chrono::steady_clock::now();
   ASSERT_TRUE(s.vm.get_u64(vu::kGetFeatures).has_value());
   // rte_vhost 22.11 adds a server socket's listen fd to its event thread's poll set without waking it (poll()
-  // with a 1 s timeout, lib/vhost/fd_man.c): the first connection after a start waits for that timeout.
+  // with a 1 s timeout, lib/vhost/fd_man.c): without eswitchd's wake (vdpa/vhost_wake.h) the first connection
+  // after a start waited for that timeout (865-955 ms). Goal under 100 ms (issue 10 item 3); the bounds leave
+  // room for a loaded 2-core machine.
+  const double first_reply_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - connected).count();
   std::printf("first reply (GET_FEATURES) %.1f ms after the front-end's connect to the restarted eswitchd\n",
-              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - connected).count());
+              first_reply_ms);
+  EXPECT_LT(first_reply_ms, kFirstReplyBoundMs) << "rte_vhost's event thread was not woken after the restart";
   // What a VMM whose back-end crashed knows: the position it started the rings with (slot 0, wrap counter 1).
   const uint16_t stale[2] = {1u << 15, 1u << 15};
   ASSERT_TRUE(s.vm.setup(kPackedFeatures, proto, false, stale));
@@ -263,9 +272,12 @@ void run(bool inflight) {
     while (s.peer.used_idx(0) == s.peer_seen && std::chrono::steady_clock::now() - ready_seen < 10s) {
       std::this_thread::sleep_for(100us);
     }
+    const double resume_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ready_seen).count();
     std::printf("resume: %.1f ms from the ready file of the restarted eswitchd to the first frame the packed guest "
                 "posted while it was down reaching the peer (both front-ends reconnect and set up meanwhile)\n",
-                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ready_seen).count());
+                resume_ms);
+    EXPECT_LT(resume_ms, kResumeBoundMs);
     ASSERT_NO_FATAL_FAILURE(expect_delivered(s, 40, 7, 1040, 5));
   } else {
     for (uint16_t i = 0; i < 64; ++i) s.vm.packed_post_rx_buffer(static_cast<uint16_t>(s.vm_rx_posted++ % vu::kRingSize));
