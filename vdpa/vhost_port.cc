@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <filesystem>
 #include <chrono>
@@ -22,6 +23,7 @@
 
 #include "dataplane/error.h"
 #include "vdpa/inflight.h"
+#include "vdpa/vhost_wake.h"
 
 namespace esw::vdpa {
 
@@ -41,6 +43,9 @@ constexpr unsigned kFCsum = 0, kFGuestCsum = 1, kFGuestTso4 = 7, kFGuestTso6 = 8
 constexpr uint64_t kDisabledFeatures = bit(kFHostEcn) | bit(kFGuestEcn) | bit(kFHostUfo) | bit(kFGuestUfo);
 [[maybe_unused]] constexpr uint64_t kOffloadFeatures = bit(kFCsum) | bit(kFGuestCsum) | bit(kFHostTso4) |
                                                        bit(kFHostTso6) | bit(kFGuestTso4) | bit(kFGuestTso6);
+
+// Server-mode sockets started since rte_vhost's event thread was last woken (vhost_wake.h).
+std::atomic<int> g_wake_pending{0};
 
 // rte_vhost calls back with a vid; the socket path names the port that registered it.
 std::mutex g_registry_mu;
@@ -297,6 +302,13 @@ void VhostUserPort::register_driver() {
     if (!args_.client) fail("rte_vhost_driver_start failed (bind/connect)");
   } else {
     connect_errno_ = 0;
+    if (!args_.client) {
+      // rte_vhost's event thread polls the new listen fd only from its next wake-up (vhost_wake.h): the next
+      // service() of any vhost-user port, after the ports opened together (one apply), makes one for them all.
+      g_wake_pending.fetch_add(1);
+      const uint64_t one = 1;
+      [[maybe_unused]] auto r = ::write(event_fd_, &one, sizeof(one));
+    }
   }
   driver_started_ = true;
 }
@@ -492,6 +504,19 @@ void VhostUserPort::service() noexcept {
   if (!open_) return;
   uint64_t counter;
   [[maybe_unused]] auto r = ::read(event_fd_, &counter, sizeof(counter));
+  if (const int sockets = g_wake_pending.exchange(0); sockets > 0) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::string werr = wake_vhost_event_thread();
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (werr.empty()) {
+      fmt::print("eswitchd: rte_vhost's event thread woken for {} new vhost-user server socket(s) ({:.1f} ms)\n",
+                 sockets, ms);
+    } else {
+      fmt::print("eswitchd: vport {}: warning: rte_vhost's event thread not woken for {} new vhost-user server "
+                 "socket(s) ({}): their first connection may wait up to 1 s\n", spec_.name, sockets, werr);
+    }
+    fflush(stdout);
+  }
   watch_rings();
   serve_watch();  // client mode: connect when the guest's socket appears (socket_watch.h); before mu_ is taken
   std::lock_guard<std::mutex> lock(mu_);  // held briefly: the vhost thread only appends

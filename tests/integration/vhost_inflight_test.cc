@@ -158,6 +158,16 @@ bool connect_retry(vu::FrontEnd& fe, const std::string& path) {
   return false;
 }
 
+// Waits until eswitchd's current log has `text`. A vport's `guest connected` is logged once its device is
+// published to the workers: a frame forwarded to a vport before that is dropped, so traffic waits for it.
+bool wait_log(const Daemon& d, const std::string& text) {
+  for (int i = 0; i < 10000; ++i) {
+    if (d.current_log().find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(1ms);
+  }
+  return false;
+}
+
 // Frames vm -> peer (seq from..) posted on vm's packed TX ring; peer -> vm posted on peer's split TX ring.
 void post_vm(Session& s, uint32_t seq, unsigned n) {
   for (unsigned i = 0; i < n; ++i) s.vm.packed_post_frame(s.vm_tx++, frame(seq + i, true));
@@ -189,6 +199,10 @@ void expect_delivered(Session& s, uint32_t seq_vm, unsigned n, uint32_t seq_peer
   for (unsigned i = 0; i < m; ++i) s.vm.packed_post_rx_buffer(static_cast<uint16_t>(s.vm_rx_posted++ % vu::kRingSize));
   for (unsigned i = 0; i < n; ++i) s.peer.post_rx_buffer(static_cast<uint16_t>((s.peer_seen - n + i) % 64));
 }
+
+// Issue 10 item 3's goal is 100 ms; these bounds add a margin for a loaded 2-core machine (measured: see
+// vdpa/README.md, "Packed rings across an eswitchd restart"). Without the wake both were ~900 ms.
+constexpr double kFirstReplyBoundMs = 250, kResumeBoundMs = 400;
 
 constexpr uint64_t kPackedFeatures = vu::kVersion1 | vu::kProtocolFeatures | vu::kRingPacked;
 
@@ -224,6 +238,8 @@ void run(bool inflight) {
   }
   ASSERT_TRUE(s.peer.get_u64(vu::kGetFeatures).has_value());
   ASSERT_TRUE(s.peer.setup(vu::kVersion1));
+  ASSERT_TRUE(wait_log(d, "vport vm: vhost-user guest connected")) << d.current_log();
+  ASSERT_TRUE(wait_log(d, "vport peer: vhost-user guest connected")) << d.current_log();
   for (uint16_t i = 0; i < 64; ++i) {
     s.vm.packed_post_rx_buffer(s.vm_rx_posted++);
     s.peer.post_rx_buffer(i);
@@ -235,9 +251,10 @@ void run(bool inflight) {
 
   d.kill9();
   if (inflight) {
-    // The guest goes on while eswitchd is gone: frames posted now must arrive once after the restart.
+    // The guest goes on while eswitchd is gone: frames posted now must arrive once after the restart. (The
+    // peer's 5 are posted once both are up again: frames a vport sends before the other end's device is
+    // published are dropped, and one of the two front-ends is always set up first.)
     post_vm(s, 40, 7);
-    post_peer(s, 1040, 5);
   } else {
     // Today's behaviour without the area (virtio_user's): the front-end re-initialises its packed rings when it
     // reconnects (what was on them is dropped), so nothing is posted meanwhile.
@@ -246,26 +263,39 @@ void run(bool inflight) {
   }
   ASSERT_NO_FATAL_FAILURE(d.start());
   const auto ready_seen = std::chrono::steady_clock::now();  // the test saw the ready file (polled every 100 ms)
-  ASSERT_TRUE(connect_retry(s.vm, vm_sock));
+  // The peer first: the frames the packed guest posted while eswitchd was down are forwarded as soon as its
+  // device is up, so the peer's must be published by then (else they are dropped, as for any vport not ready).
   ASSERT_TRUE(connect_retry(s.peer, peer_sock));
   const auto connected = std::chrono::steady_clock::now();
-  ASSERT_TRUE(s.vm.get_u64(vu::kGetFeatures).has_value());
+  ASSERT_TRUE(s.peer.get_u64(vu::kGetFeatures).has_value());
   // rte_vhost 22.11 adds a server socket's listen fd to its event thread's poll set without waking it (poll()
-  // with a 1 s timeout, lib/vhost/fd_man.c): the first connection after a start waits for that timeout.
+  // with a 1 s timeout, lib/vhost/fd_man.c): without eswitchd's wake (vdpa/vhost_wake.h) the first connection
+  // after a start waited for that timeout (865-955 ms). Goal under 100 ms (issue 10 item 3); the bounds leave
+  // room for a loaded 2-core machine.
+  const double first_reply_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - connected).count();
   std::printf("first reply (GET_FEATURES) %.1f ms after the front-end's connect to the restarted eswitchd\n",
-              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - connected).count());
+              first_reply_ms);
+  EXPECT_LT(first_reply_ms, kFirstReplyBoundMs) << "rte_vhost's event thread was not woken after the restart";
+  ASSERT_TRUE(s.peer.setup(vu::kVersion1));
+  ASSERT_TRUE(wait_log(d, "vport peer: vhost-user guest connected")) << d.current_log();
+  ASSERT_TRUE(connect_retry(s.vm, vm_sock));
+  ASSERT_TRUE(s.vm.get_u64(vu::kGetFeatures).has_value());
   // What a VMM whose back-end crashed knows: the position it started the rings with (slot 0, wrap counter 1).
   const uint16_t stale[2] = {1u << 15, 1u << 15};
   ASSERT_TRUE(s.vm.setup(kPackedFeatures, proto, false, stale));
-  ASSERT_TRUE(s.peer.get_u64(vu::kGetFeatures).has_value());
-  ASSERT_TRUE(s.peer.setup(vu::kVersion1));
   if (inflight) {
+    ASSERT_TRUE(wait_log(d, "vport vm: vhost-user guest connected")) << d.current_log();
+    post_peer(s, 1040, 5);
     while (s.peer.used_idx(0) == s.peer_seen && std::chrono::steady_clock::now() - ready_seen < 10s) {
       std::this_thread::sleep_for(100us);
     }
+    const double resume_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ready_seen).count();
     std::printf("resume: %.1f ms from the ready file of the restarted eswitchd to the first frame the packed guest "
                 "posted while it was down reaching the peer (both front-ends reconnect and set up meanwhile)\n",
-                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ready_seen).count());
+                resume_ms);
+    EXPECT_LT(resume_ms, kResumeBoundMs);
     ASSERT_NO_FATAL_FAILURE(expect_delivered(s, 40, 7, 1040, 5));
   } else {
     for (uint16_t i = 0; i < 64; ++i) s.vm.packed_post_rx_buffer(static_cast<uint16_t>(s.vm_rx_posted++ % vu::kRingSize));
@@ -276,6 +306,10 @@ void run(bool inflight) {
   ASSERT_NO_FATAL_FAILURE(expect_delivered(s, 100, 30, 1100, 30));
 
   const std::string log = d.current_log();
+  // The two server sockets opened in one apply: one wake of rte_vhost's event thread for both.
+  EXPECT_NE(log.find("rte_vhost's event thread woken for 2 new vhost-user server socket(s)"), std::string::npos)
+      << log;
+  EXPECT_EQ(log.find("event thread woken for 1 "), std::string::npos) << log;
   const json c = peer_counters(api, "vm");
   ASSERT_TRUE(c.is_object()) << "eswitchctl show ports gave nothing";
   if (inflight) {
