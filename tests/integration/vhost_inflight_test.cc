@@ -284,8 +284,8 @@ void run(bool inflight) {
   // What a VMM whose back-end crashed knows: the position it started the rings with (slot 0, wrap counter 1).
   const uint16_t stale[2] = {1u << 15, 1u << 15};
   ASSERT_TRUE(s.vm.setup(kPackedFeatures, proto, false, stale));
+  ASSERT_TRUE(wait_log(d, "vport vm: vhost-user guest connected")) << d.current_log();  // before anything is sent to it
   if (inflight) {
-    ASSERT_TRUE(wait_log(d, "vport vm: vhost-user guest connected")) << d.current_log();
     post_peer(s, 1040, 5);
     while (s.peer.used_idx(0) == s.peer_seen && std::chrono::steady_clock::now() - ready_seen < 10s) {
       std::this_thread::sleep_for(100us);
