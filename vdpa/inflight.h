@@ -27,6 +27,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string>
 
 namespace esw::vdpa {
 
@@ -35,6 +36,26 @@ inline constexpr uint64_t kInflightMarker = 0x45535750;  // "ESWP": a position w
 // Adds VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD to what the socket offers (after rte_vhost_driver_register, before
 // rte_vhost_driver_start). False when rte_vhost refuses.
 bool offer_inflight(const char* socket);
+
+// GET_INFLIGHT_FD / SET_INFLIGHT_FD as a front-end sends them (the vhost-user spec's VhostUserInflight).
+struct InflightMsg {
+  uint64_t mmap_size = 0, mmap_offset = 0;
+  uint16_t num_queues = 0, queue_size = 0;
+};
+// rte_vhost 22.11's size of one vring's share of the area (lib/vhost/vhost_user.c get_pervq_shm_size_*).
+uint64_t inflight_vring_bytes(uint16_t queue_size, bool packed);
+// rte_vhost 22.11 trusts these messages (lib/vhost/vhost_user.c): GET allocates and zeroes num_queues x
+// queue_size descriptors' worth of memory; SET maps `mmap_size` bytes of the front-end's fd and then writes each
+// vring's header at its per-vring offset, however small the mapping, and a later SET_VRING_KICK reads
+// `desc_num` descriptors from it; either message while the device runs unmaps the area rte_vhost and this engine
+// are using. So the port checks them first (vhost_port.cc's message hook) and refuses, naming why:
+//  - while the device runs (`running`);
+//  - num_queues not 1..`max_vrings` (the vport's configured vrings), queue_size not 1..32768;
+//  - SET: mmap_size below num_queues x the per-vring size, offset + size overflowing, or beyond the end of the
+//    fd's file (`fd_bytes`, from fstat; -1: no fd).
+// Returns "" when rte_vhost may handle it.
+std::string check_inflight_msg(bool set, const InflightMsg& m, bool packed, unsigned max_vrings, bool running,
+                               int64_t fd_bytes);
 
 // The position word of packed vring `vring`'s inflight area, or null (split ring, no area given); `size`: the
 // ring's size.

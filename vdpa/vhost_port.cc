@@ -3,6 +3,7 @@
 #include <linux/virtio_config.h>  // VIRTIO_F_RING_PACKED
 #include <rte_pause.h>
 #include <rte_vdpa.h>
+#include <rte_version.h>
 #include <rte_vhost.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -63,17 +64,66 @@ void with_port(int vid, F&& f) noexcept {
   if (it != registry().end()) f(*it->second);
 }
 
-// vhost-user messages, seen before rte_vhost's own handlers (rte_vhost_extern_callback_register). `msg` is the
-// message as on the wire (vhost-user spec: le32 request, le32 flags, le32 size, payload; DPDK's VhostUserMsg is
-// not in its public headers). Only VHOST_USER_NET_SET_MTU is looked at: refused (RESULT_ERR: rte_vhost answers the
-// front-end's REPLY_ACK with a failure) when it is above the vport's MTU, else left to rte_vhost.
-constexpr uint32_t kVhostUserNetSetMtu = 20;
+// vhost-user messages, seen before rte_vhost's own handlers (rte_vhost_extern_callback_register). `msg` is
+// rte_vhost's message context: the message as on the wire (vhost-user spec: le32 request, le32 flags, le32 size,
+// payload), then the fds that came with it. Looked at:
+//  - VHOST_USER_NET_SET_MTU: refused (RESULT_ERR: rte_vhost answers the front-end's REPLY_ACK with a failure) when
+//    it is above the vport's MTU, else left to rte_vhost;
+//  - GET_INFLIGHT_FD / SET_INFLIGHT_FD: checked (inflight.h check_inflight_msg) since rte_vhost 22.11 trusts
+//    their sizes; a refused one closes the session (NEED_REPLY cleared, so RESULT_ERR makes rte_vhost drop the
+//    connection) and the fd it carried is closed here (rte_vhost does not close the fds of a message a hook
+//    refused).
+constexpr uint32_t kVhostUserNetSetMtu = 20, kVhostUserGetInflightFd = 31, kVhostUserSetInflightFd = 32;
+constexpr uint32_t kVhostUserNeedReply = 1u << 3;
+// DPDK 22.11's struct vhu_msg_context (lib/vhost/vhost_user.h, not installed): VhostUserMsg (644 bytes, packed:
+// the 12-byte header and the largest payload), int fds[8], int fd_num.
+static_assert(RTE_VER_YEAR == 22 && RTE_VER_MONTH == 11, "the message context layout below is DPDK 22.11's");
+constexpr size_t kCtxFds = 644, kCtxFdNum = kCtxFds + 8 * sizeof(int);
+
+rte_vhost_msg_result pre_msg_inflight(int vid, uint8_t* b, uint32_t request, uint32_t size) {
+  if (size != 20) return RTE_VHOST_MSG_RESULT_NOT_HANDLED;  // rte_vhost's handler refuses a wrong size itself
+  InflightMsg m;
+  std::memcpy(&m.mmap_size, b + 12, 8);
+  std::memcpy(&m.mmap_offset, b + 20, 8);
+  std::memcpy(&m.num_queues, b + 28, 2);
+  std::memcpy(&m.queue_size, b + 30, 2);
+  const bool set = request == kVhostUserSetInflightFd;
+  int fd_num = 0, fd = -1;
+  std::memcpy(&fd_num, b + kCtxFdNum, sizeof(fd_num));
+  if (fd_num >= 1 && fd_num <= 8) std::memcpy(&fd, b + kCtxFds, sizeof(fd));
+  int64_t fd_bytes = -1;
+  struct stat st{};
+  if (set && fd_num == 1 && fd >= 0 && fstat(fd, &st) == 0) fd_bytes = st.st_size;
+  bool ok = true;
+  with_port(vid, [&](VhostUserPort& p) { ok = p.on_inflight_msg(vid, set, m, fd_bytes); });
+  if (ok) return RTE_VHOST_MSG_RESULT_NOT_HANDLED;
+  if (fd_num >= 1 && fd_num <= 8) {
+    for (int i = 0; i < fd_num; ++i) {
+      int f = -1;
+      std::memcpy(&f, b + kCtxFds + i * sizeof(int), sizeof(f));
+      if (f >= 0) ::close(f);
+      f = -1;
+      std::memcpy(b + kCtxFds + i * sizeof(int), &f, sizeof(f));
+    }
+    fd_num = 0;
+    std::memcpy(b + kCtxFdNum, &fd_num, sizeof(fd_num));
+  }
+  uint32_t flags = 0;
+  std::memcpy(&flags, b + 4, sizeof(flags));
+  flags &= ~kVhostUserNeedReply;
+  std::memcpy(b + 4, &flags, sizeof(flags));
+  return RTE_VHOST_MSG_RESULT_ERR;
+}
+
 rte_vhost_msg_result cb_pre_msg(int vid, void* msg) {
-  const auto* b = static_cast<const uint8_t*>(msg);
+  auto* b = static_cast<uint8_t*>(msg);
   uint32_t request = 0, size = 0;
   std::memcpy(&request, b, sizeof(request));
-  if (request != kVhostUserNetSetMtu) return RTE_VHOST_MSG_RESULT_NOT_HANDLED;
   std::memcpy(&size, b + 8, sizeof(size));
+  if (request == kVhostUserGetInflightFd || request == kVhostUserSetInflightFd) {
+    return pre_msg_inflight(vid, b, request, size);
+  }
+  if (request != kVhostUserNetSetMtu) return RTE_VHOST_MSG_RESULT_NOT_HANDLED;
   if (size < sizeof(uint64_t)) return RTE_VHOST_MSG_RESULT_NOT_HANDLED;  // rte_vhost's handler refuses it
   uint64_t mtu = 0;
   std::memcpy(&mtu, b + 12, sizeof(mtu));
@@ -402,6 +452,22 @@ bool VhostUserPort::on_set_mtu(int vid, uint64_t mtu) noexcept {
   return ok;
 }
 
+bool VhostUserPort::on_inflight_msg(int vid, bool set, const InflightMsg& m, int64_t fd_bytes) noexcept {
+  uint64_t features = 0;
+  rte_vhost_get_negotiated_features(vid, &features);
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string why = check_inflight_msg(set, m, (features >> VIRTIO_F_RING_PACKED) & 1, 2u * args_.queues,
+                                             live_vid_ == vid, fd_bytes);
+  if (why.empty()) return true;
+  inflight_refused_.fetch_add(1, std::memory_order_relaxed);
+  if (refusal_notes_.size() < 8) refusal_notes_.push_back(why);  // logged by service(); all are counted
+  if (event_fd_ >= 0) {
+    const uint64_t one = 1;
+    [[maybe_unused]] auto r = ::write(event_fd_, &one, sizeof(one));
+  }
+  return false;
+}
+
 void VhostUserPort::on_new_device(int vid) noexcept {
   uint64_t features = 0;
   rte_vhost_get_negotiated_features(vid, &features);
@@ -520,6 +586,12 @@ void VhostUserPort::service() noexcept {
   watch_rings();
   serve_watch();  // client mode: connect when the guest's socket appears (socket_watch.h); before mu_ is taken
   std::lock_guard<std::mutex> lock(mu_);  // held briefly: the vhost thread only appends
+  for (const auto& why : refusal_notes_) {
+    fmt::print("eswitchd: vport {}: error: vhost-user socket {}: {}: refused, the session is closed (counted in "
+               "inflight_refused)\n", spec_.name, args_.socket, why);
+    fflush(stdout);
+  }
+  refusal_notes_.clear();
   if (events_.empty()) return;
   bool vrings_changed = false;
   int publish = -2;  // -2: leave vid_ alone
@@ -761,6 +833,7 @@ dp::PeerStatus VhostUserPort::peer_status() const {
                 {"rings_restored", restored_rings_.load(std::memory_order_relaxed)},
                 {"inflight_sessions", inflight_sessions_.load(std::memory_order_relaxed)},
                 {"inflight_restored", inflight_restored_.load(std::memory_order_relaxed)},
+                {"inflight_refused", inflight_refused_.load(std::memory_order_relaxed)},
                 {"dirty_logging", dirty_logging() ? 1u : 0u},
                 {"log_starts", log_starts_.load(std::memory_order_relaxed)},
                 {"log_area_bytes", log_area_bytes_.load(std::memory_order_relaxed)},

@@ -49,6 +49,7 @@
 #include <vector>
 
 #include "dataplane/ports/port.h"
+#include "vdpa/inflight.h"
 #include "vdpa/migration.h"
 #include "vdpa/offload.h"
 #include "vdpa/socket_watch.h"
@@ -103,6 +104,9 @@ class VhostUserPort final : public dp::Port {
   void on_features_changed(int vid, uint64_t features) noexcept;
   // VHOST_USER_NET_SET_MTU (rte_vhost's message thread, before rte_vhost handles it): false refuses it.
   bool on_set_mtu(int vid, uint64_t mtu) noexcept;
+  // GET/SET_INFLIGHT_FD (rte_vhost's message thread, before rte_vhost handles it; inflight.h check_inflight_msg):
+  // false refuses it (counted, logged by service()).
+  bool on_inflight_msg(int vid, bool set, const InflightMsg& m, int64_t fd_bytes) noexcept;
 
   // Migration (main lcore; vdpa/migration.h). set_mig_state() does not check the arc (the caller does); it
   // returns once no worker is inside a burst that the new state forbids. save_mig() fills the engine's part of a
@@ -209,6 +213,8 @@ class VhostUserPort final : public dp::Port {
   std::atomic<uint64_t> inflight_restored_{0};  // vrings set from an inflight area
   std::atomic<uint64_t> inflight_sessions_{0};  // sessions that gave an inflight area (packed)
   std::string inflight_note_;
+  std::atomic<uint64_t> inflight_refused_{0};  // GET/SET_INFLIGHT_FD refused (check_inflight_msg)
+  std::vector<std::string> refusal_notes_;       // why, under mu_ until service() logs them (at most 8 pending)
 
   // Main lcore state.
   bool vring_on_[2 * kMaxQueues] = {};  // as rte_vhost reported them for device vring_vid_

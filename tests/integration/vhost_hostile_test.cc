@@ -9,11 +9,16 @@
 //    a chain that loops): that guest's TX vring stalls, the stall is counted (vring_stalls) and logged, nothing
 //    outside the guest's memory is read, the switch keeps forwarding between its other ports, and every mbuf is
 //    back in the pool at the end.
+//  - Inflight-area messages that rte_vhost 22.11 would trust (GET_INFLIGHT_FD for more vrings than the vport has,
+//    SET_INFLIGHT_FD with an area smaller than its vrings need or beyond its file's end, either while the device
+//    runs): refused by the vport's message hook before rte_vhost sees them, the session closed, the fd they carried
+//    closed, counted (inflight_refused); the switch keeps forwarding.
 // Each case first sends one well-formed frame through the same front-end and checks it arrives byte for byte, so
 // a stall is the engine refusing the bad descriptor, not a front-end that never worked.
 
 #include <gtest/gtest.h>
 #include <rte_mbuf.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -71,6 +76,7 @@ using esw::test::vu::kNetHdr;
 using esw::test::vu::kSetFeatures;
 using esw::test::vu::kSetOwner;
 using esw::test::vu::kVersion1;
+namespace vu = esw::test::vu;
 
 // A switch with the vhost-user vport `vm` (its frames go to ring a) and two ring ports a <-> b cross-connected:
 // the "other ports" that must keep forwarding while the guest misbehaves.
@@ -133,6 +139,99 @@ TEST(VhostHostile, FeaturesNeverOfferedCloseTheSessionAndAreCounted) {
     EXPECT_EQ(peer_counter(*t.vp, "sessions_unready"), 1u);
   }
   serve_until(t.sw, [&] { return !t.vp->device_ready(); });
+  t.sw.close();
+  EXPECT_EQ(t.sw.mempool_report().in_use, 0u);
+}
+
+// The inflight-area messages (INFLIGHT_SHMFD) carry sizes rte_vhost 22.11 trusts: the vport checks them first.
+struct InflightPayload {
+  uint64_t mmap_size, mmap_offset;
+  uint16_t num_queues, queue_size;
+};
+static_assert(sizeof(InflightPayload) == 24);  // 20 on the wire: sent with size 20
+
+// How many of this process's fds are the memfd named `name` (eswitchd's rte_vhost runs in this process).
+int fds_of_memfd(const std::string& name) {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const auto target = std::filesystem::read_symlink(e.path(), ec).string();
+    if (!ec && target.find("memfd:" + name) != std::string::npos) ++n;
+  }
+  return n;
+}
+
+// A packed front-end's session up to the point where a VMM asks for the inflight area.
+void negotiate_packed_inflight(HostileFrontEnd& fe) {
+  ASSERT_TRUE(fe.get_u64(kGetFeatures).has_value());
+  ASSERT_TRUE(fe.send(kSetOwner, nullptr, 0));
+  ASSERT_TRUE(fe.send_u64(kSetFeatures, kVersion1 | vu::kProtocolFeatures | vu::kRingPacked));
+  const auto proto = fe.get_u64(vu::kGetProtocolFeatures);
+  ASSERT_TRUE(proto && (*proto & vu::kProtoInflight)) << "the vport does not offer INFLIGHT_SHMFD";
+  ASSERT_TRUE(fe.send_u64(vu::kSetProtocolFeatures, vu::kProtoInflight));
+}
+
+TEST(VhostHostile, InflightMessagesRteVhostWouldTrustAreRefused) {
+  Bench t("inflight");
+  uint64_t refused = 0;
+  const auto expect_refused = [&](HostileFrontEnd& fe, const char* what) {
+    EXPECT_TRUE(fe.closed_by_backend()) << what << ": the session stayed open";
+    ++refused;
+    EXPECT_TRUE(serve_until(t.sw, [&] { return peer_counter(*t.vp, "inflight_refused") == refused; }))
+        << what << ": inflight_refused " << peer_counter(*t.vp, "inflight_refused") << ", want " << refused;
+    EXPECT_TRUE(t.others_forward(static_cast<uint32_t>(refused))) << what;
+  };
+  {
+    // GET_INFLIGHT_FD for 3 vrings on a vport with one queue pair (rte_vhost would allocate and zero whatever
+    // num_queues x queue_size asks for).
+    HostileFrontEnd fe(t.sock);
+    ASSERT_NO_FATAL_FAILURE(negotiate_packed_inflight(fe));
+    const InflightPayload get{0, 0, 3, 256};
+    ASSERT_TRUE(fe.send(vu::kGetInflightFd, &get, 20));
+    expect_refused(fe, "GET_INFLIGHT_FD for 3 vrings");
+  }
+  const auto small_area = [](const char* name, size_t bytes) {
+    const int f = memfd_create(name, MFD_CLOEXEC);
+    EXPECT_GE(f, 0);
+    EXPECT_EQ(ftruncate(f, static_cast<off_t>(bytes)), 0);
+    return f;
+  };
+  {
+    // SET_INFLIGHT_FD whose mapping is smaller than two packed vrings of 256 need (rte_vhost would write the
+    // second vring's header 16 KiB into a 4 KiB mapping).
+    HostileFrontEnd fe(t.sock);
+    ASSERT_NO_FATAL_FAILURE(negotiate_packed_inflight(fe));
+    const int area = small_area("esw-infl-small", 4096);
+    const InflightPayload set{4096, 0, 2, 256};
+    ASSERT_TRUE(fe.send(vu::kSetInflightFd, &set, 20, {area}));
+    expect_refused(fe, "SET_INFLIGHT_FD smaller than its vrings");
+    ::close(area);
+    EXPECT_EQ(fds_of_memfd("esw-infl-small"), 0) << "the refused message's fd was kept open";
+  }
+  {
+    // SET_INFLIGHT_FD whose mapping is large enough on paper but beyond the end of its file (a SIGBUS on touch).
+    HostileFrontEnd fe(t.sock);
+    ASSERT_NO_FATAL_FAILURE(negotiate_packed_inflight(fe));
+    const int area = small_area("esw-infl-short", 4096);
+    const InflightPayload set{1u << 20, 0, 2, 256};
+    ASSERT_TRUE(fe.send(vu::kSetInflightFd, &set, 20, {area}));
+    expect_refused(fe, "SET_INFLIGHT_FD beyond its file");
+    ::close(area);
+    EXPECT_EQ(fds_of_memfd("esw-infl-short"), 0) << "the refused message's fd was kept open";
+  }
+  {
+    // A VMM that set up the area properly is served; GET_INFLIGHT_FD while its device runs (rte_vhost would unmap
+    // the area the workers record ring positions in) is refused.
+    HostileFrontEnd fe(t.sock);
+    ASSERT_TRUE(fe.get_u64(kGetFeatures).has_value());
+    ASSERT_TRUE(fe.setup(kVersion1 | vu::kProtocolFeatures | vu::kRingPacked, vu::kProtoInflight));
+    ASSERT_TRUE(serve_until(t.sw, [&] { return t.vp->device_ready(); })) << "the well-formed packed session";
+    EXPECT_EQ(peer_counter(*t.vp, "inflight_refused"), refused);
+    const InflightPayload get{0, 0, 2, 256};
+    ASSERT_TRUE(fe.send(vu::kGetInflightFd, &get, 20));
+    expect_refused(fe, "GET_INFLIGHT_FD while the device runs");
+  }
+  ASSERT_TRUE(serve_until(t.sw, [&] { return !t.vp->device_ready(); }));
   t.sw.close();
   EXPECT_EQ(t.sw.mempool_report().in_use, 0u);
 }
