@@ -23,6 +23,7 @@
 #include <fmt/format.h>
 
 #include "dataplane/error.h"
+#include "dataplane/fastpath/proto.h"
 #include "vdpa/inflight.h"
 #include "vdpa/vhost_wake.h"
 
@@ -38,12 +39,10 @@ constexpr uint16_t kVhostBurst = 32;  // rte_vhost's MAX_PKT_BURST: it takes at 
 // (virtio spec feature bits; <linux/virtio_net.h> does not compile as C++, <linux/virtio_config.h> gives
 // VIRTIO_F_RING_PACKED.)
 constexpr uint64_t bit(unsigned b) { return 1ULL << b; }
-constexpr unsigned kFCsum = 0, kFGuestCsum = 1, kFGuestTso4 = 7, kFGuestTso6 = 8, kFGuestEcn = 9, kFGuestUfo = 10,
-                   kFHostTso4 = 11, kFHostTso6 = 12, kFHostEcn = 13, kFHostUfo = 14, kFMrgRxbuf = 15, kFMq = 22,
+// CSUM, GUEST_CSUM and HOST/GUEST_TSO4/6 stay as rte_vhost offers them.
+constexpr unsigned kFGuestEcn = 9, kFGuestUfo = 10, kFHostEcn = 13, kFHostUfo = 14, kFMrgRxbuf = 15, kFMq = 22,
                    kFVersion1 = 32;
 constexpr uint64_t kDisabledFeatures = bit(kFHostEcn) | bit(kFGuestEcn) | bit(kFHostUfo) | bit(kFGuestUfo);
-[[maybe_unused]] constexpr uint64_t kOffloadFeatures = bit(kFCsum) | bit(kFGuestCsum) | bit(kFHostTso4) |
-                                                       bit(kFHostTso6) | bit(kFGuestTso4) | bit(kFGuestTso6);
 
 // Server-mode sockets started since rte_vhost's event thread was last woken (vhost_wake.h).
 std::atomic<int> g_wake_pending{0};
@@ -984,9 +983,6 @@ uint16_t VhostUserPort::tx_burst(void* dev, uint16_t queue, rte_mbuf** pkts, uin
 
 namespace esw::vdpa {
 
-namespace {
-constexpr uint16_t kEtherTypeRarp = 0x8035;
-}
 
 void VhostUserPort::quiesce() noexcept {
   for (const Queue* qs : {rxq_, txq_}) {
@@ -1023,8 +1019,8 @@ bool VhostUserPort::inject_announce(rte_mbuf** pkts, uint16_t /*n*/) noexcept {
   std::memset(p, 0, kLen);
   std::memset(p, 0xff, 6);
   std::memcpy(p + 6, announce_mac_.addr_bytes, 6);
-  p[12] = kEtherTypeRarp >> 8;
-  p[13] = kEtherTypeRarp & 0xff;
+  p[12] = dp::kEthTypeRarp >> 8;
+  p[13] = dp::kEthTypeRarp & 0xff;
   uint8_t* a = p + 14;
   a[1] = 1;                 // htype ethernet
   a[2] = 0x08;              // ptype IPv4
