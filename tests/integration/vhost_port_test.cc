@@ -608,6 +608,15 @@ TEST(VhostPortClient, ConnectsToTheGuestsSocketWhenItAppears) {
   EXPECT_FALSE(vp->device_ready());
   EXPECT_EQ(peer_counter(*vp, "reconnect_attempts"), 0u) << "no socket: nothing to try";
   double first_ms = 0, second_ms = 0, first_ready_ms = 0, second_ready_ms = 0;
+  const auto guest_receives_one = [&](Guest& g) {
+    std::vector<std::vector<uint8_t>> rx;
+    serve_until(sw, [&] {
+      auto more = g.receive(1, 1ms);
+      rx.insert(rx.end(), more.begin(), more.end());
+      return !rx.empty();
+    });
+    return rx;
+  };
   {
     std::unique_ptr<Guest> g = server_guest(sw, *vp, "client", sock, first_ms, first_ready_ms);
     ASSERT_TRUE(g);
@@ -621,12 +630,7 @@ TEST(VhostPortClient, ConnectsToTheGuestsSocketWhenItAppears) {
     ASSERT_EQ(got.size(), 1u);
     EXPECT_TRUE(got[0] == frame(11));
     ring.inject(sw.pool(), frame(12));
-    std::vector<std::vector<uint8_t>> rx;
-    serve_until(sw, [&] {
-      auto more = g->receive(1, 1ms);
-      rx.insert(rx.end(), more.begin(), more.end());
-      return !rx.empty();
-    });
+    const auto rx = guest_receives_one(*g);
     ASSERT_EQ(rx.size(), 1u);
     EXPECT_TRUE(rx[0] == frame(12));
   }
@@ -637,12 +641,7 @@ TEST(VhostPortClient, ConnectsToTheGuestsSocketWhenItAppears) {
     std::unique_ptr<Guest> g = server_guest(sw, *vp, "client2", sock, second_ms, second_ready_ms);
     ASSERT_TRUE(g);
     ring.inject(sw.pool(), frame(13));
-    std::vector<std::vector<uint8_t>> rx;
-    serve_until(sw, [&] {
-      auto more = g->receive(1, 1ms);
-      rx.insert(rx.end(), more.begin(), more.end());
-      return !rx.empty();
-    });
+    const auto rx = guest_receives_one(*g);
     ASSERT_EQ(rx.size(), 1u);
     EXPECT_TRUE(rx[0] == frame(13));
   }
