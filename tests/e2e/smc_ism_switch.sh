@@ -138,7 +138,10 @@ if command -v tshark >/dev/null 2>&1; then
   ip netns exec "$P-t2" tshark -i "${P}t2" -f "tcp port 5001" -w "$WORK/clc.pcap" >"$WORK/tshark.log" 2>&1 &
   TSHARK=$!
   ESW_EXTRA_PIDS+=("$TSHARK")
-  for _ in $(seq 50); do grep -q Capturing "$WORK/tshark.log" && break; sleep 0.1; done
+  # tshark's first start on a fresh machine can take seconds (it loads every dissector): the handshake must not
+  # start before it captures (CI saw an empty capture after the old 5 s wait).
+  for _ in $(seq 300); do grep -q Capturing "$WORK/tshark.log" && break; sleep 0.1; done
+  grep -q Capturing "$WORK/tshark.log" || fail "tshark did not start capturing within 30 s: $(cat "$WORK/tshark.log")"
 fi
 run_pair t2 "$EP2" 198.18.40.2 t1 "$EP1" 5001 --bytes $((ESW_ISM_BYTES)) --msgs 20000
 grep -q "transport=smcd decline=0x00000000 bytes=$ESW_ISM_BYTES .*msgs=20000 .*result=ok" "$WORK/server.out" ||
